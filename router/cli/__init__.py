@@ -1,0 +1,16 @@
+"""``routerctl``: the command line. Heavy libraries are imported inside commands so ``--help`` is instant.
+
+Each command group lives in its own module and is mounted here.
+"""
+
+from __future__ import annotations
+
+from router.cli.app import app
+from router.cli import data as _data  # noqa: F401  (registers ingest/validate/embed/status)
+
+try:  # command groups added by later modules register themselves on import
+    from router.cli import models as _models  # noqa: F401
+except ImportError:  # pragma: no cover - only while a group is being written
+    pass
+
+__all__ = ["app"]

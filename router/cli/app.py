@@ -1,0 +1,45 @@
+"""The Typer application shared by every command module."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="routerctl",
+    help="Cost-aware LLM routing pipeline: ingest, validate, embed, train, evaluate, register, route.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+def settings():
+    """Settings from the environment (and ``ROUTER_CONFIG``), workspace created."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from router.settings import Settings
+
+    s = Settings()
+    s.ensure_workspace()
+    return s
+
+
+@app.callback()
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("httpx", "urllib3", "sentence_transformers", "great_expectations", "alembic", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)

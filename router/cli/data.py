@@ -1,0 +1,94 @@
+"""Data commands: ingest, embed, status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from router.cli.app import app, console, err_console, fail, settings
+
+
+@app.command()
+def ingest(
+    kind: str = typer.Argument(..., help="routerbench | logs | backlog"),
+    paths: list[Path] = typer.Argument(..., help="files or folders (folders are searched recursively)"),
+    source: str = typer.Option(None, help="RouterBench only: source label (default 'routerbench'), e.g. for 5-shot"),
+    allow_pickle: bool = typer.Option(
+        False, "--allow-pickle", help="unpickle .pkl files found inside folders (pickles run code: trusted files only)"
+    ),
+) -> None:
+    """Ingest files into the store: validated, quarantined row by row, idempotent, one transaction per file."""
+    from rich.progress import Progress
+
+    from router.ingest import IngestError, discover, ingest_file
+    from router.schemas import KINDS
+    from router.storage import open_store
+
+    if kind not in KINDS:
+        fail(f"unknown kind {kind!r}: choose one of {', '.join(KINDS)}")
+    s = settings()
+    try:
+        files, notes = discover(paths, kind, allow_pickle=allow_pickle or s.allow_pickle)
+    except IngestError as exc:
+        fail(str(exc))
+    for note in notes:
+        err_console.print(f"[yellow]{note}[/]")
+    if not files:
+        fail(f"no {kind} files found in {', '.join(map(str, paths))}")
+    table = Table("file", "status", "rows in", "ok", "new", "quarantined", title=f"ingest {kind}")
+    errors = []
+    with open_store(s) as con, Progress(console=err_console, transient=True) as progress:
+        task = progress.add_task(f"ingesting {kind}", total=len(files))
+        for path in files:
+            try:
+                r = ingest_file(con, kind, path, s, source=source)
+                table.add_row(path.name, r.status, str(r.rows_in), str(r.rows_ok), str(r.rows_new),
+                              str(r.rows_quarantined))
+                for reason, count in list(r.reasons.items())[:5]:
+                    table.add_row("", f"[yellow]{count}× {reason}[/]", "", "", "", "")
+            except IngestError as exc:
+                errors.append(str(exc))
+                table.add_row(path.name, "[red]rejected[/]", "", "", "", "")
+            progress.advance(task)
+    console.print(table)
+    for error in errors:
+        err_console.print(f"[red]rejected:[/] {error}")
+    if errors:
+        raise typer.Exit(1)
+
+
+@app.command()
+def embed() -> None:
+    """Embed every stored prompt that has no vector for the configured encoder (cached; re-runs embed 0)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from router.embeddings import embed_missing
+    from router.storage import open_store
+
+    s = settings()
+    with open_store(s) as con, Progress(*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
+                                        TimeRemainingColumn(), console=err_console, transient=True) as progress:
+        task = progress.add_task(f"embedding with {s.encoder}", total=None)
+        result = embed_missing(con, s, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    console.print(
+        f"embedded {result.embedded} prompts ({result.already} already cached) with {result.encoder} on "
+        f"{result.device} in {result.seconds:.1f} s ({result.per_second:.1f} prompts/s)"
+    )
+
+
+@app.command()
+def status() -> None:
+    """Where the workspace is and what the store holds."""
+    from router.storage import open_store, schema_version, table_counts
+
+    s = settings()
+    with open_store(s) as con:
+        counts = table_counts(con)
+        version = schema_version(con)
+    table = Table("table", "rows", title=f"{s.database} (schema v{version})")
+    for name, count in counts.items():
+        table.add_row(name, f"{count:,}")
+    console.print(table)
+    console.print(f"workspace: {s.workspace}\nMLflow:    {s.mlflow_uri}\nreports:   {s.reports}")

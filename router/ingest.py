@@ -1,0 +1,425 @@
+"""Ingest RouterBench files, production logs and backlogs into the store.
+
+One file = one transaction: the ingest run, its new prompts, models, outcomes/backlog rows and its
+quarantine rows are committed together or not at all. A file whose bytes (sha256) were already ingested is
+skipped; records whose natural key is already stored with the same values are counted as good but not
+inserted again, so ingesting twice adds nothing and overlapping files add only their new rows.
+
+Security: a ``.pkl`` file is unpickled (which runs code from the file) only when that file itself is named
+on the command line, or when ``allow_pickle`` is set; pickles merely found inside a folder are skipped.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import polars as pl
+
+from router import schemas
+from router.readers import ROW, FileRejected, clip_json, data_suffix, empty_rejects, read_any
+from router.settings import Settings
+from router.storage import query, transaction
+from router.validation import INDEX, validate
+
+log = logging.getLogger(__name__)
+
+RECORD_COLUMNS = {
+    "source": pl.String, "sample_key": pl.String, "model": pl.String, "prompt": pl.String, "task": pl.String,
+    "quality": pl.Float64, "cost_usd": pl.Float64, "split": pl.String, "ts": pl.Datetime("us", "UTC"),
+    "latency_ms": pl.Float64, "tokens_in": pl.Int64, "tokens_out": pl.Int64,
+}
+BACKLOG_COLUMNS = {"query_id": pl.String, "prompt": pl.String, "task": pl.String,
+                   "submitted_at": pl.Datetime("us", "UTC")}
+TRAIN_FRACTION = 0.7
+SPLIT_SEED = 42
+
+
+class IngestError(RuntimeError):
+    """A file could not be ingested; the store is unchanged."""
+
+
+@dataclass
+class IngestResult:
+    file: str
+    kind: str
+    status: str  # ingested | skipped
+    run_id: str | None = None
+    source_rows: int = 0
+    rows_in: int = 0
+    rows_ok: int = 0
+    rows_new: int = 0
+    rows_quarantined: int = 0
+    models: list[str] = field(default_factory=list)
+    reasons: dict[str, int] = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass
+class Staged:
+    kind: str
+    records: pl.DataFrame  # normalised records with _idx, _row and the payload columns
+    issues: pl.DataFrame  # _idx, reason: problems found while coercing values
+    rejects: pl.DataFrame  # rows the reader could not parse (no _idx)
+    models: list[str]
+    source_rows: int
+
+
+# --------------------------------------------------------------------------------------------------- files
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def discover(paths: list[Path], kind: str, *, allow_pickle: bool = False) -> tuple[list[Path], list[str]]:
+    """Expand files and folders into the files to ingest, with notes on what was skipped.
+
+    Files found inside a folder must resolve inside that folder (no symlink escapes) and have one of the
+    kind's suffixes; ``.pkl`` files found in a folder are skipped unless ``allow_pickle``.
+    """
+    found: list[Path] = []
+    notes: list[str] = []
+    suffixes = schemas.SUFFIXES[kind]
+    for given in paths:
+        if not given.exists():
+            raise IngestError(f"{given}: no such file or folder")
+        if given.is_file():
+            if data_suffix(given) not in suffixes:
+                raise IngestError(f"{given}: {kind} files must be one of {', '.join(suffixes)} (optionally .gz)")
+            found.append(given)
+            continue
+        root = given.resolve()
+        for path in sorted(p for p in given.rglob("*") if p.is_file() or p.is_symlink()):
+            if path.name.startswith("."):
+                continue
+            suffix = data_suffix(path)
+            if suffix not in suffixes:
+                notes.append(f"skipped {path}: not a {kind} file type")
+                continue
+            real = path.resolve()
+            if not real.is_relative_to(root) or not real.is_file():
+                notes.append(f"skipped {path}: resolves outside {given} ({real})")
+                continue
+            if suffix == ".pkl" and not allow_pickle:
+                notes.append(f"skipped {path}: pickles found in folders are not unpickled (name the file, or "
+                             "set ROUTER_ALLOW_PICKLE=true / --allow-pickle)")
+                continue
+            found.append(path)
+    return found, notes
+
+
+# ------------------------------------------------------------------------------------------------ coercion
+def _as_float(df: pl.DataFrame, column: str) -> tuple[pl.Expr, pl.Expr]:
+    """(value as Float64 with NaN → null, flag: a present value that is not a number)."""
+    if column not in df.columns:
+        return pl.lit(None, dtype=pl.Float64), pl.lit(False)
+    dtype = df.schema[column]
+    col = pl.col(column)
+    if dtype == pl.Boolean:
+        value = col.cast(pl.Float64)
+    elif dtype.is_numeric():
+        value = col.cast(pl.Float64)
+    elif dtype == pl.Null:
+        return pl.lit(None, dtype=pl.Float64), pl.lit(False)
+    else:
+        text = col.cast(pl.String).str.strip_chars()
+        text = pl.when(text.str.to_lowercase().is_in(["", "nan", "none", "null", "na"])).then(None).otherwise(text)
+        text = text.replace({"True": "1", "False": "0", "true": "1", "false": "0"})
+        value = text.cast(pl.Float64, strict=False)
+        bad = text.is_not_null() & value.is_null()
+        return value.fill_nan(None), bad
+    return value.fill_nan(None), pl.lit(False)
+
+
+def _as_text(df: pl.DataFrame, column: str) -> pl.Expr:
+    if column not in df.columns or df.schema[column] == pl.Null:
+        return pl.lit(None, dtype=pl.String)
+    return pl.col(column).cast(pl.String)
+
+
+def _as_timestamp(df: pl.DataFrame, column: str) -> tuple[pl.Expr, pl.Expr]:
+    """ISO-8601 with an offset or Z; naive timestamps are taken as UTC."""
+    if column not in df.columns or df.schema[column] == pl.Null:
+        return pl.lit(None, dtype=pl.Datetime("us", "UTC")), pl.lit(False)
+    dtype = df.schema[column]
+    if isinstance(dtype, pl.Datetime):
+        value = pl.col(column)
+        value = value.dt.replace_time_zone("UTC") if dtype.time_zone is None else value.dt.convert_time_zone("UTC")
+        return value.dt.cast_time_unit("us"), pl.lit(False)
+    text = pl.col(column).cast(pl.String).str.strip_chars()
+    aware = text.str.to_datetime(time_zone="UTC", strict=False, time_unit="us")
+    naive = [text.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
+             for fmt in ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")]
+    value = pl.coalesce(aware, *naive)
+    return value, text.is_not_null() & (text != "") & value.is_null()
+
+
+def _prompt_text(expr: pl.Expr) -> pl.Expr:
+    """Whitespace-only prompts become "" (caught as empty by validation)."""
+    return pl.when(expr.str.strip_chars() == "").then(pl.lit("")).otherwise(expr)
+
+
+_LIST_LITERAL = re.compile(r"^\s*\[\s*(['\"]).*\1\s*\]\s*$", re.S)
+
+
+def unwrap_prompt(text: str | None) -> str | None:
+    """RouterBench stores prompts as the repr of a list of strings ("['...']"): join the list's items."""
+    if text is None or not _LIST_LITERAL.match(text):
+        return text
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return "\n".join(value)
+    return text
+
+
+def _issues(df: pl.DataFrame, flag: str, reason: str) -> pl.DataFrame:
+    return df.filter(pl.col(flag)).select(pl.col(INDEX), pl.lit(reason).alias("reason"))
+
+
+def _concat_issues(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    frames = [f for f in frames if f.height]
+    if not frames:
+        return pl.DataFrame(schema={INDEX: pl.Int64, "reason": pl.String})
+    return pl.concat(frames)
+
+
+def _duplicate_issues(df: pl.DataFrame, keys: list[str], label: str) -> pl.DataFrame:
+    first = df.group_by(keys).agg(pl.col(ROW).min().alias("_first"))
+    dup = df.join(first, on=keys, nulls_equal=False).filter(pl.col(ROW) != pl.col("_first"))
+    return dup.select(pl.col(INDEX), pl.format("duplicate {} within file (first at row {})", pl.lit(label),
+                                               pl.col("_first")).alias("reason"))
+
+
+# ------------------------------------------------------------------------------------------------ staging
+def split_for(file: Path, df: pl.DataFrame) -> pl.Series:
+    """train/test from the file name, else a 70/30 split per eval_name with seed 42 (stored with each row)."""
+    name = file.name.lower()
+    if "_train" in name or name.startswith("train"):
+        return pl.Series("split", ["train"] * df.height)
+    if "_test" in name or name.startswith("test"):
+        return pl.Series("split", ["test"] * df.height)
+    split = np.full(df.height, "train", dtype=object)
+    evals = df["eval_name"].fill_null("").to_numpy()
+    rng = np.random.default_rng(SPLIT_SEED)
+    for name_ in sorted(set(evals)):
+        idx = np.flatnonzero(evals == name_)
+        perm = rng.permutation(idx)
+        split[perm[int(round(TRAIN_FRACTION * len(idx))):]] = "test"
+    return pl.Series("split", split.tolist(), dtype=pl.String)
+
+
+def _sample_key(df: pl.DataFrame) -> pl.Expr:
+    """RouterBench reuses a sample_id for different prompts (arc-challenge has such pairs); the original row
+    index (the unnamed first column, or the pickle's index) tells them apart: key = ``sample_id#index``."""
+    index = next((c for c in schemas.ROUTERBENCH_INDEX if c in df.columns), None)
+    if index is None:
+        return _as_text(df, "sample_id")
+    return pl.concat_str([_as_text(df, "sample_id"), _as_text(df, index)], separator="#")
+
+
+def stage_routerbench(df: pl.DataFrame, file: Path, source: str) -> Staged:
+    columns = [c for c in df.columns if c != ROW]
+    models = schemas.routerbench_models(columns, str(file))
+    base = df.select(
+        pl.col(ROW),
+        _sample_key(df).alias("sample_key"),
+        _prompt_text(_as_text(df, "prompt").map_elements(unwrap_prompt, return_dtype=pl.String)).alias("prompt"),
+        _as_text(df, "eval_name").alias("task"),
+    ).with_columns(split_for(file, df))
+    parts = []
+    for model in models:
+        quality, bad_q = _as_float(df, model)
+        cost, bad_c = _as_float(df, model + schemas.COST_SUFFIX)
+        values = df.select(
+            pl.lit(model).alias("model"),
+            quality.alias("quality"),
+            cost.alias("cost_usd"),
+            bad_q.alias("_bad_quality"),
+            bad_c.alias("_bad_cost"),
+            _as_text(df, model).alias("_raw_quality"),
+            _as_text(df, model + schemas.COST_SUFFIX).alias("_raw_cost"),
+        )
+        parts.append(pl.concat([base, values], how="horizontal"))
+    records = pl.concat(parts).with_columns(pl.lit(source).alias("source"))
+    records = _finish(records).with_row_index(INDEX).with_columns(pl.col(INDEX).cast(pl.Int64))
+    issues = _concat_issues([
+        _issues(records, "_bad_quality", "score is not a number"),
+        _issues(records, "_bad_cost", "cost is not a number"),
+        _duplicate_issues(records, ["sample_key", "model"], "(sample_id, model)"),
+    ])
+    return Staged("routerbench", records, issues, empty_rejects(), models, df.height)
+
+
+def stage_logs(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
+    schemas.check_long_columns(schemas.LOGS, [c for c in df.columns if c != ROW], str(file))
+    quality, bad_q = _as_float(df, "quality")
+    cost, bad_c = _as_float(df, "cost_usd")
+    latency, bad_l = _as_float(df, "latency_ms")
+    tok_in, bad_ti = _as_float(df, "tokens_in")
+    tok_out, bad_to = _as_float(df, "tokens_out")
+    ts, bad_ts = _as_timestamp(df, "ts")
+    records = df.select(
+        pl.col(ROW),
+        pl.lit("logs").alias("source"),
+        _as_text(df, "request_id").alias("sample_key"),
+        _as_text(df, "model").str.strip_chars().alias("model"),
+        _prompt_text(_as_text(df, "prompt")).alias("prompt"),
+        _as_text(df, "task").alias("task"),
+        quality.alias("quality"), cost.alias("cost_usd"), ts.alias("ts"),
+        latency.alias("latency_ms"),
+        tok_in.alias("tokens_in"), tok_out.alias("tokens_out"),
+        pl.lit("train").alias("split"),
+        bad_q.alias("_bad_quality"), bad_c.alias("_bad_cost"), bad_ts.alias("_bad_ts"),
+        (bad_l | bad_ti | bad_to).alias("_bad_other"),
+        _as_text(df, "quality").alias("_raw_quality"), _as_text(df, "cost_usd").alias("_raw_cost"),
+    )
+    bad_tokens = (
+        (pl.col("tokens_in").is_not_null() & (pl.col("tokens_in") != pl.col("tokens_in").round()))
+        | (pl.col("tokens_out").is_not_null() & (pl.col("tokens_out") != pl.col("tokens_out").round()))
+    )
+    records = records.with_columns(bad_tokens.alias("_bad_tokens"))
+    records = _finish(records).with_row_index(INDEX).with_columns(pl.col(INDEX).cast(pl.Int64))
+    issues = _concat_issues([
+        _issues(records, "_bad_quality", "quality is not a number"),
+        _issues(records, "_bad_cost", "cost_usd is not a number"),
+        _issues(records, "_bad_ts", "ts is not an ISO-8601 timestamp"),
+        _issues(records, "_bad_other", "latency_ms/tokens_in/tokens_out is not a number"),
+        _issues(records, "_bad_tokens", "tokens_in/tokens_out is not a whole number"),
+        _duplicate_issues(records, ["sample_key", "model"], "(request_id, model)"),
+    ])
+    return Staged("logs", records, issues, rejects, [], df.height + rejects.height)
+
+
+def stage_backlog(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
+    schemas.check_long_columns(schemas.BACKLOG, [c for c in df.columns if c != ROW], str(file))
+    submitted, bad_ts = _as_timestamp(df, "submitted_at")
+    records = df.select(
+        pl.col(ROW),
+        _as_text(df, "query_id").alias("query_id"),
+        _prompt_text(_as_text(df, "prompt")).alias("prompt"),
+        _as_text(df, "task").alias("task"),
+        submitted.alias("submitted_at"),
+        bad_ts.alias("_bad_ts"),
+    ).with_row_index(INDEX).with_columns(pl.col(INDEX).cast(pl.Int64))
+    issues = _concat_issues([
+        _issues(records, "_bad_ts", "submitted_at is not an ISO-8601 timestamp"),
+        _duplicate_issues(records, ["query_id"], "query_id"),
+    ])
+    return Staged("backlog", records, issues, rejects, [], df.height + rejects.height)
+
+
+def _finish(records: pl.DataFrame) -> pl.DataFrame:
+    for name, dtype in RECORD_COLUMNS.items():
+        if name not in records.columns:
+            records = records.with_columns(pl.lit(None, dtype=dtype).alias(name))
+    return records.with_columns(pl.col("tokens_in").cast(pl.Int64, strict=False),
+                                pl.col("tokens_out").cast(pl.Int64, strict=False))
+
+
+def stage(kind: str, path: Path, source: str | None = None) -> Staged:
+    df, rejects = read_any(path)
+    if df.height == 0 and rejects.height == 0:
+        raise FileRejected(f"{path}: no rows")
+    if kind == "routerbench":
+        return stage_routerbench(df, path, source or "routerbench")
+    if kind == "logs":
+        return stage_logs(df, rejects, path)
+    if kind == "backlog":
+        return stage_backlog(df, rejects, path)
+    raise ValueError(f"unknown kind {kind!r}; expected one of {schemas.KINDS}")
+
+
+# ------------------------------------------------------------------------------------------------- commit
+def _quarantine_frame(staged: Staged, bad: pl.DataFrame) -> pl.DataFrame:
+    """One quarantine row per bad record: its row, key, raw values and every reason it failed."""
+    reasons = bad.group_by(INDEX).agg(pl.col("reason").unique(maintain_order=True).str.join("; "))
+    rec = staged.records.join(reasons, on=INDEX, how="inner").sort(INDEX)
+    if staged.kind == "backlog":
+        key = pl.col("query_id")
+        raw_cols = ["query_id", "prompt", "task", "submitted_at"]
+    else:
+        key = pl.concat_str([pl.col("sample_key"), pl.col("model")], separator=" / ", ignore_nulls=True)
+        raw_cols = ["sample_key", "model", "task", "prompt", "_raw_quality", "_raw_cost", "ts"]
+    raws = [clip_json(r) for r in rec.select(raw_cols).to_dicts()]  # bad rows only: few
+    out = rec.select(pl.col(ROW).alias("row_number"), key.alias("row_key"), pl.col("reason"))
+    out = out.with_columns(pl.Series("raw", raws, dtype=pl.String))
+    readers = staged.rejects.select(pl.col(ROW).alias("row_number"), "row_key", "raw", "reason")
+    return pl.concat([out.select("row_number", "row_key", "raw", "reason"), readers])
+
+
+def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: str, bad: pl.DataFrame,
+           started: datetime) -> IngestResult:
+    run_id = uuid.uuid4().hex
+    now = datetime.now(UTC).replace(tzinfo=None)
+    params = {"run_id": run_id, "now": now}
+    bad_idx = bad.select(INDEX).unique()
+    good = staged.records.join(bad_idx, on=INDEX, how="anti")
+    with transaction(con):
+        con.register("staged", good)
+        conflicts = con.sql(query(f"ingest/{'backlog' if staged.kind == 'backlog' else 'outcome'}_conflicts")).pl()
+        if conflicts.height:
+            bad = pl.concat([bad, conflicts.select(pl.col(INDEX).cast(pl.Int64), pl.col("reason"))])
+            good = good.join(conflicts.select(INDEX), on=INDEX, how="anti")
+            con.register("staged", good)
+        con.execute(query("ingest/insert_prompts"), {"now": now, "source": staged.kind})
+        if staged.kind == "backlog":
+            new = con.execute(query("ingest/insert_backlog"), params).fetchall()[0][0]
+        else:
+            con.execute(query("ingest/insert_models"), {"now": now})
+            new = con.execute(query("ingest/insert_outcomes"), params).fetchall()[0][0]
+        quarantine = _quarantine_frame(staged, bad)
+        con.register("staged_quarantine", quarantine)
+        con.execute(query("ingest/insert_quarantine"),
+                    {**params, "kind": staged.kind, "file": str(path)})
+        rows_in = staged.records.height + staged.rejects.height
+        result = IngestResult(
+            file=str(path), kind=staged.kind, status="ingested", run_id=run_id, source_rows=staged.source_rows,
+            rows_in=rows_in, rows_ok=good.height, rows_new=int(new), rows_quarantined=quarantine.height,
+            models=staged.models,
+            reasons=dict(quarantine.group_by("reason").len().sort("len", descending=True).iter_rows()),
+        )
+        assert result.rows_in == result.rows_ok + result.rows_quarantined, "ingest counts do not reconcile"
+        con.execute(query("ingest/insert_run"), {
+            **params, "kind": staged.kind, "file": str(path), "sha256": digest, "source_rows": staged.source_rows,
+            "rows_in": rows_in, "rows_ok": result.rows_ok, "rows_new": result.rows_new,
+            "rows_quarantined": result.rows_quarantined, "started": started,
+        })
+        con.unregister("staged")
+        con.unregister("staged_quarantine")
+    return result
+
+
+def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings: Settings,
+                source: str | None = None) -> IngestResult:
+    started = datetime.now(UTC).replace(tzinfo=None)
+    digest = sha256_file(path)
+    seen = con.execute(query("ingest/find_run_by_sha"), {"sha256": digest, "kind": kind}).fetchall()
+    if seen:
+        return IngestResult(str(path), kind, "skipped", run_id=seen[0][0],
+                            message=f"already ingested (same sha256) as run {seen[0][0]} from {seen[0][1]}")
+    try:
+        staged = stage(kind, path, source)
+    except (FileRejected, schemas.SchemaError) as exc:
+        raise IngestError(str(exc)) from exc
+    report = validate(kind, staged.records, settings.gx_docs)
+    bad = _concat_issues([staged.issues, report.issues])
+    if sha256_file(path) != digest:
+        raise IngestError(f"{path}: file changed while it was being read; nothing stored (retry when it is complete)")
+    result = commit(con, staged, path, digest, bad, started)
+    log.info("ingested %s: %d in, %d ok (%d new), %d quarantined", path, result.rows_in, result.rows_ok,
+             result.rows_new, result.rows_quarantined)
+    return result

@@ -1,0 +1,181 @@
+"""Reading input files into polars frames, without losing a readable row to one bad one.
+
+Every reader returns ``(frame, rejects)``: the rows it could read, with a 1-based ``_row`` column (line
+number for JSONL, data row for CSV/Parquet/pickle), and the rows it could not (``_row``, ``raw``, ``reason``),
+which go to quarantine. A file that cannot be read at all raises :class:`FileRejected` naming the file.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+ROW = "_row"
+REJECT_SCHEMA = {ROW: pl.Int64, "row_key": pl.String, "raw": pl.String, "reason": pl.String}
+MAX_RAW_CHARS = 20_000  # raw rows kept in quarantine are clipped to this many characters per value
+
+
+class FileRejected(ValueError):
+    """The whole file was refused; nothing of it was stored."""
+
+
+def empty_rejects() -> pl.DataFrame:
+    return pl.DataFrame(schema=REJECT_SCHEMA)
+
+
+def data_suffix(path: Path) -> str:
+    """``.csv`` for ``x.csv`` and ``x.csv.gz``."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return suffixes[-1] if suffixes else ""
+
+
+def _payload(path: Path) -> bytes | Path:
+    if path.suffix.lower() == ".gz":
+        try:
+            return gzip.decompress(path.read_bytes())
+        except (OSError, EOFError) as exc:
+            raise FileRejected(f"{path}: not a readable gzip file ({exc})") from exc
+    return path
+
+
+def clip_json(record: dict[str, Any]) -> str:
+    def clip(v: Any) -> Any:
+        if isinstance(v, str) and len(v) > MAX_RAW_CHARS:
+            return v[:MAX_RAW_CHARS] + f"…[{len(v) - MAX_RAW_CHARS} more chars]"
+        if isinstance(v, float) and not math.isfinite(v):
+            return str(v)
+        return v
+
+    return json.dumps({k: clip(v) for k, v in record.items()}, ensure_ascii=False, default=str)
+
+
+def read_csv(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """All columns as text (coerced later, per value); invalid UTF-8 bytes become U+FFFD and are caught by
+    validation."""
+    try:
+        df = pl.read_csv(
+            _payload(path), infer_schema=False, encoding="utf8-lossy"
+        )
+    except pl.exceptions.NoDataError as exc:
+        raise FileRejected(f"{path}: empty file") from exc
+    except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, OSError) as exc:
+        raise FileRejected(f"{path}: cannot parse as CSV: {exc}") from exc
+    return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
+
+
+def read_parquet(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    try:
+        df = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        raise FileRejected(f"{path}: cannot read as Parquet (truncated or not Parquet?): {exc}") from exc
+    return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
+
+
+def read_pickle(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Unpickle a RouterBench pandas frame. Unpickling runs code from the file: callers decide when it is
+    allowed (see ``router.ingest``)."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_pickle(path)  # noqa: S301 - gated by the caller
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure rejects the file
+        raise FileRejected(f"{path}: cannot unpickle: {exc}") from exc
+    if not isinstance(frame, pd.DataFrame):
+        raise FileRejected(f"{path}: pickle holds a {type(frame).__name__}, not a pandas DataFrame")
+    frame.columns = [str(c) for c in frame.columns]
+    if "Unnamed: 0" not in frame.columns:  # keep the original row index: it is part of the natural key
+        frame = frame.rename_axis("Unnamed: 0").reset_index()
+    else:
+        frame = frame.reset_index(drop=True)
+    keep = [c for c in frame.columns if not c.endswith("|model_response")]
+    columns = {}
+    for name in keep:
+        col = frame[name]
+        if col.dtype == object or str(col.dtype).startswith(("str", "string")):
+            columns[name] = pl.Series(name, [None if _missing(v) else str(v) for v in col], dtype=pl.String)
+        else:
+            columns[name] = pl.from_pandas(col).alias(name)
+    df = pl.DataFrame(columns)
+    return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def read_jsonl(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Fast path: polars' reader. If it refuses the file (a truncated or non-UTF-8 line, mixed types), read
+    line by line: good lines are kept, bad lines become rejects with their line number."""
+    payload = _payload(path)
+    raw = payload if isinstance(payload, bytes) else path.read_bytes()
+    if not raw.strip():
+        raise FileRejected(f"{path}: empty file")
+    try:
+        df = pl.read_ndjson(io.BytesIO(raw), infer_schema_length=None)
+        if all(dtype == pl.String or dtype.is_numeric() or dtype == pl.Null or dtype == pl.Boolean
+               for dtype in df.dtypes) and raw.count(b"\n") + (not raw.endswith(b"\n")) == df.height:
+            return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
+    except (pl.exceptions.PolarsError, ValueError):
+        pass
+    return _read_jsonl_lines(path, raw)
+
+
+def _read_jsonl_lines(path: Path, raw: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
+    records: list[dict[str, Any]] = []
+    rows: list[int] = []
+    rejects: list[dict[str, Any]] = []
+    for number, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            rejects.append({ROW: number, "row_key": None, "raw": line.decode("utf-8", "replace")[:MAX_RAW_CHARS],
+                            "reason": f"invalid UTF-8 at byte {exc.start}"})
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            rejects.append({ROW: number, "row_key": None, "raw": text[:MAX_RAW_CHARS],
+                            "reason": f"invalid JSON (truncated line?): {exc.msg} at column {exc.colno}"})
+            continue
+        if not isinstance(obj, dict):
+            rejects.append({ROW: number, "row_key": None, "raw": text[:MAX_RAW_CHARS],
+                            "reason": f"line is a JSON {type(obj).__name__}, not an object"})
+            continue
+        records.append({k: _as_text(v) for k, v in obj.items()})
+        rows.append(number)
+    columns: dict[str, None] = {}
+    for rec in records:
+        columns.update(dict.fromkeys(rec))
+    df = pl.DataFrame(records, schema={c: pl.String for c in columns}) if records else pl.DataFrame()
+    df = df.with_columns(pl.Series(ROW, rows, dtype=pl.Int64))
+    return df, pl.DataFrame(rejects, schema=REJECT_SCHEMA)
+
+
+def _as_text(v: Any) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, str):
+        return v
+    return json.dumps(v)
+
+
+READERS = {".csv": read_csv, ".parquet": read_parquet, ".pkl": read_pickle, ".jsonl": read_jsonl, ".ndjson": read_jsonl}
+
+
+def read_any(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    if path.stat().st_size == 0:
+        raise FileRejected(f"{path}: empty file (0 bytes)")
+    reader = READERS.get(data_suffix(path))
+    if reader is None:
+        raise FileRejected(f"{path}: unsupported file type {''.join(path.suffixes)!r}")
+    return reader(path)

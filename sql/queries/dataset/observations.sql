@@ -1,0 +1,6 @@
+-- Observed (prompt, model) pairs of a split; repeated observations are averaged.
+SELECT prompt_id, model, avg(quality) AS quality, avg(cost_usd) AS cost_usd
+FROM outcomes
+WHERE ($split IS NULL OR split = $split)
+  AND ($sources IS NULL OR list_contains($sources, source))
+GROUP BY prompt_id, model;
