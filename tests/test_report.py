@@ -1,0 +1,76 @@
+"""Evaluation report files and the ``latest`` copy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from router.evaluation import EvaluationResult, evaluate
+from router.report import copy_to_latest, write_report
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def result() -> EvaluationResult:
+    rng = np.random.default_rng(0)
+    n, m = 60, 4
+    q_true = (rng.random((n, m)) < np.linspace(0.3, 0.9, m)).astype(float)
+    c_true = rng.random((n, m)) * np.logspace(-5, -2, m)
+    evals = np.array(["mmlu/high school", "gsm8k"] * (n // 2), dtype=object)
+    q_hat = np.clip(0.5 * q_true + 0.25 + rng.normal(0, 0.1, (n, m)), 0, 1)
+    preds = {"good": (q_hat, c_true, "linear"), "prior": (np.tile(np.linspace(0.3, 0.9, m), (n, 1)), c_true, "linear")}
+    return evaluate(preds, q_true, c_true, evals, [f"model-{j}" for j in range(m)], dataset="toy", n_train=140)
+
+
+def test_write_report_files(result: EvaluationResult, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    written = write_report(result, out)
+    assert set(written) == {"metrics", "report", "plot:gsm8k", "plot:mmlu/high school"}
+    for path in written.values():
+        assert path.parent == out and path.is_file()
+    for ev in result.eval_names:
+        assert written[f"plot:{ev}"].read_bytes().startswith(PNG_SIGNATURE)
+    assert written["plot:mmlu/high school"].name == "eval_mmlu_high_school.png"
+
+    metrics = json.loads(written["metrics"].read_text())
+    assert metrics == result.metrics
+    assert list(metrics["routers"]) == ["good", "prior", "zero_router", "oracle"]
+    assert metrics["n_train"] == 140 and metrics["n_test"] == 60
+    assert set(metrics["aiq_max_cost"]) == set(metrics["per_eval"]) == {"gsm8k", "mmlu/high school"}
+
+
+def test_report_markdown_is_sorted_by_aiq_and_links_plots(result: EvaluationResult, tmp_path: Path) -> None:
+    text = write_report(result, tmp_path)["report"].read_text()
+    overall = text.split("## All eval sets (mean)")[1].split("## Per eval set")[0]
+    rows = [line for line in overall.splitlines() if line.startswith("| ") and not line.startswith("| router")]
+    names = [row.split("|")[1].strip() for row in rows]
+    expected = sorted(result.metrics["routers"], key=lambda k: -result.metrics["routers"][k]["aiq"])
+    assert names == expected
+    good = result.metrics["routers"]["good"]
+    assert f"| good | linear | {good['aiq']:.4f} | {good['max_perf']:.4f} |" in text
+    assert "](eval_gsm8k.png)" in text and "](eval_mmlu_high_school.png)" in text
+    assert f"best single model: {result.metrics['best_single_model']['name']}" in text
+
+
+def test_copy_to_latest_replaces_previous_copy(tmp_path: Path) -> None:
+    root = tmp_path / "reports"
+    run1, run2 = root / "run1", root / "run2"
+    run1.mkdir(parents=True)
+    (run1 / "a.txt").write_text("one")
+    run2.mkdir()
+    (run2 / "b.txt").write_text("two")
+
+    latest = copy_to_latest(run1, root)
+    assert latest == root / "latest" and (latest / "a.txt").read_text() == "one"
+    copy_to_latest(run2, root)
+    assert sorted(p.name for p in latest.iterdir()) == ["b.txt"]
+    assert (run1 / "a.txt").exists()  # the source is copied, not moved
+    assert sorted(p.name for p in root.iterdir()) == ["latest", "run1", "run2"]  # no staging leftovers
+
+    with pytest.raises(FileNotFoundError):
+        copy_to_latest(root / "missing", root)
+    assert (latest / "b.txt").read_text() == "two"
