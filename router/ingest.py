@@ -100,16 +100,22 @@ def discover(paths: list[Path], kind: str, *, allow_pickle: bool = False) -> tup
             found.append(given)
             continue
         root = given.resolve()
+        # rglob does not descend into symlinked folders; a symlink (to a file or a folder) is followed only
+        # when its target lies inside the folder given, so nothing outside it is ever read through a link.
         for path in sorted(p for p in given.rglob("*") if p.is_file() or p.is_symlink()):
             if path.name.startswith("."):
+                continue
+            real = path.resolve()
+            if not real.is_relative_to(root):
+                notes.append(f"skipped {path}: resolves outside {given} ({real})")
+                continue
+            if not real.is_file():
+                what = "a folder (its files inside the folder are found directly)" if real.is_dir() else "broken"
+                notes.append(f"skipped {path}: symlink is {what}")
                 continue
             suffix = data_suffix(path)
             if suffix not in suffixes:
                 notes.append(f"skipped {path}: not a {kind} file type")
-                continue
-            real = path.resolve()
-            if not real.is_relative_to(root) or not real.is_file():
-                notes.append(f"skipped {path}: resolves outside {given} ({real})")
                 continue
             if suffix == ".pkl" and not allow_pickle:
                 notes.append(f"skipped {path}: pickles found in folders are not unpickled (name the file, or "
@@ -265,6 +271,7 @@ def stage_routerbench(df: pl.DataFrame, file: Path, source: str) -> Staged:
 
 
 def stage_logs(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
+    df = _only_rejects(df, rejects, schemas.LOGS)
     schemas.check_long_columns(schemas.LOGS, [c for c in df.columns if c != ROW], str(file))
     quality, bad_q = _as_float(df, "quality")
     cost, bad_c = _as_float(df, "cost_usd")
@@ -305,6 +312,7 @@ def stage_logs(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
 
 
 def stage_backlog(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
+    df = _only_rejects(df, rejects, schemas.BACKLOG)
     schemas.check_long_columns(schemas.BACKLOG, [c for c in df.columns if c != ROW], str(file))
     submitted, bad_ts = _as_timestamp(df, "submitted_at")
     records = df.select(
@@ -330,10 +338,39 @@ def _finish(records: pl.DataFrame) -> pl.DataFrame:
                                 pl.col("tokens_out").cast(pl.Int64, strict=False))
 
 
+_NESTED = (pl.List, pl.Array, pl.Struct, pl.Object)
+
+
+def _check_types(df: pl.DataFrame, file: Path, kind: str) -> pl.DataFrame:
+    """Columns must hold scalars (text, numbers, booleans, timestamps): a Parquet column of lists or structs
+    is a schema error naming the file and columns, not a crash while coercing. RouterBench prompts stored
+    as a list of strings are joined (as the repr form is, see :func:`unwrap_prompt`); response columns and
+    the oracle column are ignored and not checked."""
+    prompt = df.schema.get("prompt")
+    if kind == "routerbench" and isinstance(prompt, (pl.List, pl.Array)) and prompt.inner == pl.String:
+        df = df.with_columns(pl.col("prompt").cast(pl.List(pl.String)).list.join("\n"))
+    ignored = set(schemas.ROUTERBENCH_IGNORED) - set(schemas.ROUTERBENCH_INDEX)
+    bad = {name: str(dtype) for name, dtype in df.schema.items()
+           if isinstance(dtype, _NESTED) and name not in ignored and not name.endswith(schemas.RESPONSE_SUFFIX)}
+    if bad:
+        raise schemas.SchemaError(f"{file}: wrong column types (expected text, numbers or timestamps): "
+                                  + ", ".join(f"{name!r} is {dtype}" for name, dtype in bad.items()))
+    return df
+
+
+def _only_rejects(df: pl.DataFrame, rejects: pl.DataFrame, schema: schemas.LongSchema) -> pl.DataFrame:
+    """A JSONL file none of whose lines could be read has no columns: give it the schema's (empty), so its
+    bad lines are quarantined with their reasons instead of the file failing with 'missing columns'."""
+    if rejects.height and df.height == 0 and set(df.columns) <= {ROW}:
+        return pl.DataFrame(schema={ROW: pl.Int64, **{c: pl.String for c in schema.required}})
+    return df
+
+
 def stage(kind: str, path: Path, source: str | None = None) -> Staged:
     df, rejects = read_any(path)
     if df.height == 0 and rejects.height == 0:
         raise FileRejected(f"{path}: no rows")
+    df = _check_types(df, path, kind)
     if kind == "routerbench":
         return stage_routerbench(df, path, source or "routerbench")
     if kind == "logs":
@@ -392,7 +429,9 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
             models=staged.models,
             reasons=dict(quarantine.group_by("reason").len().sort("len", descending=True).iter_rows()),
         )
-        assert result.rows_in == result.rows_ok + result.rows_quarantined, "ingest counts do not reconcile"
+        if result.rows_in != result.rows_ok + result.rows_quarantined:  # rolls the transaction back
+            raise IngestError(f"{path}: counts do not reconcile ({rows_in} in, {result.rows_ok} ok, "
+                              f"{result.rows_quarantined} quarantined); nothing stored")
         con.execute(query("ingest/insert_run"), {
             **params, "kind": staged.kind, "file": str(path), "sha256": digest, "source_rows": staged.source_rows,
             "rows_in": rows_in, "rows_ok": result.rows_ok, "rows_new": result.rows_new,

@@ -7,6 +7,7 @@ which go to quarantine. A file that cannot be read at all raises :class:`FileRej
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import io
 import json
@@ -46,6 +47,24 @@ def _payload(path: Path) -> bytes | Path:
     return path
 
 
+def _text_payload(path: Path) -> bytes:
+    """The file's bytes (decompressed), as UTF-8 without a byte-order mark.
+
+    A UTF-8 BOM is dropped (else it sticks to the first column's name); a file marked UTF-16 by its BOM is
+    transcoded to UTF-8. Bytes that are not valid UTF-8 are left for the readers to catch row by row.
+    """
+    payload = _payload(path)
+    raw = payload if isinstance(payload, bytes) else path.read_bytes()
+    if raw.startswith(codecs.BOM_UTF8):
+        return raw[len(codecs.BOM_UTF8):]
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return raw.decode("utf-16").encode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FileRejected(f"{path}: marked UTF-16 by its byte-order mark but not valid UTF-16 ({exc})") from exc
+    return raw
+
+
 def clip_json(record: dict[str, Any]) -> str:
     def clip(v: Any) -> Any:
         if isinstance(v, str) and len(v) > MAX_RAW_CHARS:
@@ -61,21 +80,30 @@ def read_csv(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """All columns as text (coerced later, per value); invalid UTF-8 bytes become U+FFFD and are caught by
     validation."""
     try:
-        df = pl.read_csv(
-            _payload(path), infer_schema=False, encoding="utf8-lossy"
-        )
+        df = pl.read_csv(io.BytesIO(_text_payload(path)), infer_schema=False, encoding="utf8-lossy")
     except pl.exceptions.NoDataError as exc:
         raise FileRejected(f"{path}: empty file") from exc
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, OSError) as exc:
-        raise FileRejected(f"{path}: cannot parse as CSV: {exc}") from exc
+        # polars appends tuning hints (schema inference, ragged lines) that do not apply here: keep the cause
+        cause = str(exc).strip().split("\n\n")[0].strip()
+        raise FileRejected(f"{path}: cannot parse as CSV (unbalanced quotes or a ragged row?): {cause}") from exc
     return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
 
 
 def read_parquet(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    payload = _payload(path)  # x.parquet.gz is accepted by discovery: decompress it like CSV/JSONL
     try:
-        df = pl.read_parquet(path)
+        df = pl.read_parquet(io.BytesIO(payload) if isinstance(payload, bytes) else payload)
     except (pl.exceptions.PolarsError, OSError) as exc:
         raise FileRejected(f"{path}: cannot read as Parquet (truncated or not Parquet?): {exc}") from exc
+    # Binary columns (text written without a UTF-8 annotation): decode leniently, so invalid bytes become U+FFFD
+    # and are quarantined row by row like CSV's, instead of failing the cast later.
+    binary = [name for name, dtype in df.schema.items() if dtype == pl.Binary]
+    if binary:
+        df = df.with_columns(
+            pl.col(name).map_elements(lambda b: b.decode("utf-8", "replace"), return_dtype=pl.String)
+            for name in binary
+        )
     return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
 
 
@@ -114,8 +142,7 @@ def _missing(v: Any) -> bool:
 def read_jsonl(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Fast path: polars' reader. If it refuses the file (a truncated or non-UTF-8 line, mixed types), read
     line by line: good lines are kept, bad lines become rejects with their line number."""
-    payload = _payload(path)
-    raw = payload if isinstance(payload, bytes) else path.read_bytes()
+    raw = _text_payload(path)
     if not raw.strip():
         raise FileRejected(f"{path}: empty file")
     try:
@@ -145,7 +172,7 @@ def _read_jsonl_lines(path: Path, raw: bytes) -> tuple[pl.DataFrame, pl.DataFram
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             rejects.append({ROW: number, "row_key": None, "raw": text[:MAX_RAW_CHARS],
-                            "reason": f"invalid JSON (truncated line?): {exc.msg} at column {exc.colno}"})
+                            "reason": f"invalid JSON (truncated line?): {exc.msg}, column {exc.colno}"})
             continue
         if not isinstance(obj, dict):
             rejects.append({ROW: number, "row_key": None, "raw": text[:MAX_RAW_CHARS],

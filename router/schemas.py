@@ -97,9 +97,14 @@ def routerbench_models(columns: list[str], file: str) -> list[str]:
     return [c for c in columns if c in cost_models]  # file order
 
 
+#: Columns a long-format file may carry that are not data: the index pandas writes into Parquet metadata
+#: columns when a frame with a non-default index is saved (``df.to_parquet``). Ignored, never stored.
+LONG_IGNORED = ("__index_level_0__",)
+
+
 def check_long_columns(schema: LongSchema, columns: list[str], file: str) -> None:
     missing = [c for c in schema.required if c not in columns]
-    extra = [c for c in columns if c not in schema.allowed]
+    extra = [c for c in columns if c not in schema.allowed and c not in LONG_IGNORED]
     if missing or extra:
         parts = []
         if missing:

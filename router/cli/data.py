@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from router.cli.app import app, console, err_console, fail, settings
@@ -34,7 +35,7 @@ def ingest(
     except IngestError as exc:
         fail(str(exc))
     for note in notes:
-        err_console.print(f"[yellow]{note}[/]")
+        err_console.print(f"[yellow]{escape(note)}[/]")
     if not files:
         fail(f"no {kind} files found in {', '.join(map(str, paths))}")
     table = Table("file", "status", "rows in", "ok", "new", "quarantined", title=f"ingest {kind}")
@@ -44,17 +45,17 @@ def ingest(
         for path in files:
             try:
                 r = ingest_file(con, kind, path, s, source=source)
-                table.add_row(path.name, r.status, str(r.rows_in), str(r.rows_ok), str(r.rows_new),
+                table.add_row(escape(path.name), r.status, str(r.rows_in), str(r.rows_ok), str(r.rows_new),
                               str(r.rows_quarantined))
                 for reason, count in list(r.reasons.items())[:5]:
-                    table.add_row("", f"[yellow]{count}× {reason}[/]", "", "", "", "")
+                    table.add_row("", f"[yellow]{count}× {escape(reason)}[/]", "", "", "", "")
             except IngestError as exc:
                 errors.append(str(exc))
-                table.add_row(path.name, "[red]rejected[/]", "", "", "", "")
+                table.add_row(escape(path.name), "[red]rejected[/]", "", "", "", "")
             progress.advance(task)
     console.print(table)
     for error in errors:
-        err_console.print(f"[red]rejected:[/] {error}")
+        err_console.print(f"[red]rejected:[/] {escape(error)}")
     if errors:
         raise typer.Exit(1)
 

@@ -1,0 +1,233 @@
+"""Shared fixtures: a throw-away workspace, its store, and writers for small input files.
+
+* ``settings`` - :class:`~router.settings.Settings` whose workspace (``ROUTER_HOME``) is a temp folder; every
+  other ``ROUTER_*`` variable is cleared so the developer's environment cannot leak in.
+* ``store`` - an open, migrated DuckDB connection on that workspace (closed after the test).
+* ``files`` - :class:`DataFiles`, writing RouterBench (wide), production-log and backlog files in any
+  supported format (CSV, Parquet, JSONL, pickle, optionally gzip'd), or raw bytes for broken inputs.
+* ``ingest`` - ``ingest(kind, path)``: :func:`router.ingest.ingest_file` on that store.
+* ``counts`` - ``counts()``: row count of every table (compare before/after to prove nothing changed).
+
+Nothing is written to the current directory; the bundled encoder is used offline.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import pickle
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+#: Made-up model pool: nothing in the code knows these names.
+MODELS = ("alpha-7b", "beta/chat-v2", "gamma")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from router.settings import Settings
+
+    for name in list(os.environ):
+        if name.startswith("ROUTER_"):
+            monkeypatch.delenv(name)
+    home = tmp_path / "router_home"
+    monkeypatch.setenv("ROUTER_HOME", str(home))
+    s = Settings()
+    assert s.workspace == home.resolve()
+    s.ensure_workspace()
+    return s
+
+
+@pytest.fixture
+def store(settings) -> Iterator[Any]:
+    from router.storage import connect
+
+    con = connect(settings)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+@pytest.fixture
+def ingest(store, settings) -> Callable[..., Any]:
+    from router.ingest import ingest_file
+
+    def run(kind: str, path: Path, **kwargs: Any):
+        return ingest_file(store, kind, Path(path), settings, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def counts(store) -> Callable[[], dict[str, int]]:
+    from router.storage import table_counts
+
+    return lambda: table_counts(store)
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> DataFiles:
+    return DataFiles(tmp_path / "inputs")
+
+
+def table(con, name: str):
+    """A whole table as a polars frame (tests read tables through the relational API, no SQL text)."""
+    return con.table(name).pl()
+
+
+class DataFiles:
+    """Writes small input files under ``root``; the format follows the file name's suffix."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------------------------------ records
+    @staticmethod
+    def routerbench_rows(n: int = 4, models: Sequence[str] = MODELS, evals: Sequence[str] = ("math", "code"),
+                         start: int = 0, index: bool = True) -> list[dict[str, Any]]:
+        """Wide RouterBench rows; row i has score ``(i + j) % 2`` and cost ``(j + 1) / 1000`` for model j."""
+        rows = []
+        for i in range(start, start + n):
+            row: dict[str, Any] = {"": i} if index else {}
+            row |= {"sample_id": f"{evals[i % len(evals)]}.{i}", "prompt": f"['Question number {i}?']",
+                    "eval_name": evals[i % len(evals)]}
+            for j, m in enumerate(models):
+                row[m] = float((i + j) % 2)
+            for j, m in enumerate(models):
+                row[m + "|total_cost"] = (j + 1) / 1000
+            row["oracle_model_to_route_to"] = models[0]
+            rows.append(row)
+        return rows
+
+    @staticmethod
+    def log_record(i: int = 0, **overrides: Any) -> dict[str, Any]:
+        rec: dict[str, Any] = {"request_id": f"req-{i}", "ts": f"2025-03-0{1 + i % 9}T12:00:00Z",
+                               "prompt": f"Log prompt {i}", "model": "alpha-7b", "quality": 0.5,
+                               "cost_usd": 0.001 * (i + 1)}
+        rec.update(overrides)
+        return rec
+
+    @staticmethod
+    def backlog_record(i: int = 0, **overrides: Any) -> dict[str, Any]:
+        rec: dict[str, Any] = {"query_id": f"q-{i}", "prompt": f"Backlog prompt {i}"}
+        rec.update(overrides)
+        return rec
+
+    # ------------------------------------------------------------------------------------------ writers
+    def routerbench(self, name: str = "bench_train.csv", **kwargs: Any) -> Path:
+        return self.write(name, self.routerbench_rows(**kwargs))
+
+    def logs(self, name: str = "logs.jsonl", records: Iterable[dict[str, Any]] | None = None, n: int = 3) -> Path:
+        return self.write(name, list(records) if records is not None else [self.log_record(i) for i in range(n)])
+
+    def backlog(self, name: str = "backlog.jsonl", records: Iterable[dict[str, Any]] | None = None,
+                n: int = 3) -> Path:
+        return self.write(name, list(records) if records is not None else [self.backlog_record(i) for i in range(n)])
+
+    def raw(self, name: str, data: bytes | str) -> Path:
+        path = self.root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data.encode() if isinstance(data, str) else data)
+        return path
+
+    def write(self, name: str, rows: list[dict[str, Any]]) -> Path:
+        """Rows as ``name``'s format (.csv, .parquet, .jsonl, .pkl; a trailing .gz compresses)."""
+        suffixes = Path(name).suffixes
+        gz = suffixes[-1] == ".gz"
+        fmt = suffixes[-2] if gz else suffixes[-1]
+        data = {".csv": _csv_bytes, ".parquet": _parquet_bytes, ".jsonl": _jsonl_bytes, ".ndjson": _jsonl_bytes,
+                ".pkl": _pickle_bytes}[fmt](rows)
+        return self.raw(name, gzip.compress(data) if gz else data)
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(k for r in rows for k in r))
+
+
+def _csv_bytes(rows: list[dict[str, Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=_columns(rows), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode("utf-8")
+
+
+def _jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8")
+
+
+def _parquet_bytes(rows: list[dict[str, Any]]) -> bytes:
+    import polars as pl
+
+    frame = pl.DataFrame(rows, infer_schema_length=None)
+    if "" in frame.columns:  # Parquet column names must not be empty: pandas' name for the index
+        frame = frame.rename({"": "__index_level_0__"})
+    out = io.BytesIO()
+    frame.write_parquet(out)
+    return out.getvalue()
+
+
+def _pickle_bytes(rows: list[dict[str, Any]]) -> bytes:
+    """RouterBench's own format: a pandas frame whose index is the original row number."""
+    import pandas as pd
+
+    frame = pd.DataFrame(rows)
+    if "" in frame.columns:
+        frame = frame.set_index("").rename_axis(None)
+    return pickle.dumps(frame)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+@pytest.fixture
+def reconciled(store) -> Callable[[Any], Any]:
+    """``reconciled(result)``: the run's ``ingest_runs`` row matches the result and reconciles
+    (rows_in = rows_ok + rows_quarantined, as many quarantine rows as rows_quarantined). Returns the run's
+    quarantine rows (polars), sorted by row number."""
+    import polars as pl
+
+    def check(result: Any):
+        assert result.status == "ingested", result
+        runs = table(store, "ingest_runs").filter(pl.col("run_id") == result.run_id)
+        assert runs.height == 1
+        run = runs.row(0, named=True)
+        assert (run["rows_in"], run["rows_ok"], run["rows_new"], run["rows_quarantined"]) == (
+            result.rows_in, result.rows_ok, result.rows_new, result.rows_quarantined)
+        assert run["rows_in"] == run["rows_ok"] + run["rows_quarantined"]
+        assert run["file"] == result.file
+        quarantined = table(store, "quarantine").filter(pl.col("ingest_run_id") == result.run_id)
+        assert quarantined.height == run["rows_quarantined"]
+        assert quarantined["reason"].null_count() == 0
+        return quarantined.sort("row_number", "row_key", nulls_last=True)
+
+    return check
+
+
+@pytest.fixture
+def rejected(ingest, counts) -> Callable[..., str]:
+    """``rejected(kind, path, *needles)``: the file is refused whole with an :class:`IngestError` whose
+    message names the file and every needle, and no table changed. Returns the message."""
+    from router.ingest import IngestError
+
+    def check(kind: str, path: Path, *needles: str, **kwargs: Any) -> str:
+        before = counts()
+        with pytest.raises(IngestError) as info:
+            ingest(kind, path, **kwargs)
+        message = str(info.value)
+        assert str(path) in message
+        for needle in needles:
+            assert needle in message, f"{needle!r} not in {message!r}"
+        assert counts() == before
+        return message
+
+    return check

@@ -1,0 +1,564 @@
+"""The bad-input catalog (docs/reliability.md): every case is a test.
+
+Each case ends one of two ways: the file is refused whole with an error naming it (and the columns or rows at
+fault) and no table changes (``rejected``), or the good rows are stored and the bad ones are in ``quarantine``
+with their row numbers and reasons, ``ingest_runs`` reconciling (``reconciled``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pickle
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import polars as pl
+import pytest
+
+from conftest import MODELS, table
+from router import ingest as ingest_mod
+from router.ingest import IngestError, discover
+
+ONE_MB = 1 << 20
+
+
+def _outcome(store, key: str, model: str) -> dict:
+    rows = table(store, "outcomes").filter((pl.col("sample_key") == key) & (pl.col("model") == model))
+    assert rows.height == 1, (key, model, rows)
+    return rows.row(0, named=True)
+
+
+# --------------------------------------------------------------------------------------- RouterBench schema
+@pytest.mark.parametrize(
+    ("drop", "needle"),
+    [("prompt", "missing columns ['prompt']"), ("eval_name", "missing columns ['eval_name']"),
+     ("sample_id", "missing columns ['sample_id']")],
+)
+def test_routerbench_missing_column(files, rejected, drop, needle) -> None:
+    rows = [{k: v for k, v in r.items() if k != drop} for r in files.routerbench_rows(n=3)]
+    rejected("routerbench", files.write(f"no_{drop}.csv", rows), needle)
+
+
+def test_routerbench_extra_column(files, rejected) -> None:
+    rows = [{**r, "notes": "hand-checked"} for r in files.routerbench_rows(n=3)]
+    rejected("routerbench", files.write("extra.csv", rows), "score columns without a '{model}|total_cost' column",
+             "'notes'")
+
+
+def test_routerbench_renamed_column(files, rejected) -> None:
+    rows = [{("question" if k == "prompt" else k): v for k, v in r.items()} for r in files.routerbench_rows(n=3)]
+    rejected("routerbench", files.write("renamed.parquet", rows), "missing columns ['prompt']", "'question'")
+
+
+def test_routerbench_model_column_without_cost_column(files, rejected) -> None:
+    rows = [{k: v for k, v in r.items() if k != "gamma|total_cost"} for r in files.routerbench_rows(n=3)]
+    rejected("routerbench", files.write("nocost.csv", rows), "score columns without a", "['gamma']")
+
+
+def test_routerbench_cost_column_without_score_column(files, rejected) -> None:
+    rows = [{k: v for k, v in r.items() if k != "gamma"} for r in files.routerbench_rows(n=3)]
+    rejected("routerbench", files.write("noscore.csv", rows), "cost columns without a score column",
+             "'gamma|total_cost'")
+
+
+def test_routerbench_no_model_columns(files, rejected) -> None:
+    rows = [{"sample_id": "s.1", "prompt": "hi", "eval_name": "e"}]
+    rejected("routerbench", files.write("nomodels.csv", rows), "no model columns")
+
+
+def test_routerbench_nested_column_type_in_parquet(files, rejected) -> None:
+    rows = files.routerbench_rows(n=2)
+    for r in rows:
+        r["gamma"] = {"score": 1.0}
+    rejected("routerbench", files.write("nested.parquet", rows), "wrong column types", "'gamma' is Struct")
+
+
+# --------------------------------------------------------------------------------------- RouterBench values
+def test_routerbench_scores_as_strings_and_object_dtype_pickle(files, ingest, store, reconciled) -> None:
+    rows = files.routerbench_rows(n=4, models=("m1",))
+    for r, score in zip(rows, ["1", " 0.25 ", "True", "nan"], strict=True):
+        r["m1"] = score
+    frame = pd.DataFrame(rows).set_index("")
+    frame["m1"] = frame["m1"].astype(object)
+    frame["m1|total_cost"] = frame["m1|total_cost"].astype(object)
+    frame.loc[frame.index[0], "m1|total_cost"] = "0.5"  # object-dtype cost column: numbers and a string
+    path = files.raw("strings_train.pkl", pickle.dumps(frame.rename_axis(None)))
+    result = ingest("routerbench", path)
+    assert reconciled(result).height == 0
+    got = {k: _outcome(store, k, "m1") for k in ("math.0#0", "code.1#1", "math.2#2", "code.3#3")}
+    assert [got[k]["quality"] for k in got] == [1.0, 0.25, 1.0, None]  # "nan" = not scored, stored NULL
+    assert got["math.0#0"]["cost_usd"] == 0.5
+
+
+def test_routerbench_non_numeric_nan_and_inf_scores(files, ingest, store, reconciled) -> None:
+    rows = files.routerbench_rows(n=4, models=("m1",))
+    rows[0]["m1"], rows[1]["m1"], rows[2]["m1"], rows[3]["m1"] = "abc", "NaN", "inf", ""
+    result = ingest("routerbench", files.write("scores_train.csv", rows))
+    bad = reconciled(result)
+    assert bad.select("row_number", "reason").rows() == [(1, "score is not a number"), (3, "score outside [0, 1]")]
+    assert json.loads(bad["raw"][0])["_raw_quality"] == "abc"
+    assert _outcome(store, "code.1#1", "m1")["quality"] is None  # NaN: not scored
+    assert _outcome(store, "code.3#3", "m1")["quality"] is None  # empty cell: not scored
+
+
+@pytest.mark.parametrize("score", [1.5, -0.1, 100.0])
+def test_routerbench_score_outside_unit_interval(files, ingest, reconciled, score) -> None:
+    rows = files.routerbench_rows(n=2)
+    rows[1]["beta/chat-v2"] = score
+    bad = reconciled(ingest("routerbench", files.write("range_train.parquet", rows)))
+    assert bad.select("row_number", "row_key", "reason").rows() == [
+        (2, "code.1#1 / beta/chat-v2", "score outside [0, 1]")]
+
+
+def test_routerbench_negative_missing_and_non_numeric_cost(files, ingest, reconciled) -> None:
+    rows = files.routerbench_rows(n=4, models=("m1",))
+    rows[0]["m1|total_cost"], rows[1]["m1|total_cost"], rows[2]["m1|total_cost"] = -0.01, "free", ""
+    rows[3]["m1|total_cost"] = "-inf"
+    result = ingest("routerbench", files.write("cost_train.csv", rows))
+    bad = reconciled(result)
+    assert (result.rows_ok, result.rows_quarantined) == (0, 4)
+    assert bad["reason"].to_list() == [
+        "cost negative, infinite or over $1000",
+        "cost is not a number; missing or non-numeric cost",
+        "missing or non-numeric cost",
+        "cost negative, infinite or over $1000",
+    ]
+
+
+def test_routerbench_duplicate_keys_within_file(files, ingest, store, reconciled) -> None:
+    rows = files.routerbench_rows(n=3, models=("m1",))
+    rows.append({**rows[1], "m1": 0.0})  # same sample_id and row index as row 2
+    result = ingest("routerbench", files.write("dups_train.csv", rows))
+    bad = reconciled(result)
+    assert bad.select("row_number", "row_key", "reason").rows() == [
+        (4, "code.1#1 / m1", "duplicate (sample_id, model) within file (first at row 2)")]
+    assert _outcome(store, "code.1#1", "m1")["quality"] == rows[1]["m1"]  # the first one wins
+
+
+def test_routerbench_sample_id_reused_with_another_row_index_is_not_a_duplicate(files, ingest, store) -> None:
+    rows = files.routerbench_rows(n=2, models=("m1",))
+    rows[1] = {**rows[1], "sample_id": rows[0]["sample_id"], "prompt": "['another question']"}
+    result = ingest("routerbench", files.write("reuse_train.csv", rows))
+    assert (result.rows_ok, result.rows_quarantined) == (2, 0)
+    assert sorted(table(store, "outcomes")["sample_key"]) == ["math.0#0", "math.0#1"]
+
+
+def test_routerbench_duplicate_keys_across_files(files, ingest, store, counts, reconciled) -> None:
+    rows = files.routerbench_rows(n=3, models=("m1",))
+    ingest("routerbench", files.write("a_train.csv", rows))
+    before = counts()
+    changed = [dict(r) for r in rows] + files.routerbench_rows(n=1, models=("m1",), start=3)
+    changed[0]["m1"] = 1.0 - changed[0]["m1"]  # same key, other score: a conflict, not an update
+    result = ingest("routerbench", files.write("b_train.parquet", changed))
+    bad = reconciled(result)
+    assert (result.rows_in, result.rows_ok, result.rows_new, result.rows_quarantined) == (4, 3, 1, 1)
+    assert bad["row_key"].to_list() == ["math.0#0 / m1"]
+    assert bad["reason"][0].startswith("conflicts with the stored record from ingest run ")
+    assert _outcome(store, "math.0#0", "m1")["quality"] == rows[0]["m1"]  # stored value kept
+    assert counts()["outcomes"] == before["outcomes"] + 1
+
+
+def test_routerbench_prompt_stored_as_list_of_strings_in_parquet(files, ingest, store) -> None:
+    rows = files.routerbench_rows(n=1, models=("m1",))
+    rows[0]["prompt"] = ["First part.", "Second part."]
+    ingest("routerbench", files.write("listprompt_train.parquet", rows))
+    assert table(store, "prompts")["text"].to_list() == ["First part.\nSecond part."]
+
+
+# --------------------------------------------------------------------------------------------- prompts
+@pytest.mark.parametrize(
+    ("kind", "name"), [("routerbench", "p_train.csv"), ("logs", "p.jsonl"), ("backlog", "p.parquet")]
+)
+def test_empty_null_and_oversized_prompts(files, ingest, store, reconciled, kind, name) -> None:
+    prompts = ["", "   \n\t", None, "x" * 1_000_000, "y" * ONE_MB, "fine"]
+    if kind == "routerbench":
+        rows = files.routerbench_rows(n=len(prompts), models=("m1",))
+        for r, p in zip(rows, prompts, strict=True):
+            r["prompt"] = p
+    elif kind == "logs":
+        rows = [files.log_record(i, prompt=p) for i, p in enumerate(prompts)]
+    else:
+        rows = [files.backlog_record(i, prompt=p) for i, p in enumerate(prompts)]
+    result = ingest(kind, files.write(name, rows))
+    bad = reconciled(result)
+    too_long = "empty prompt or prompt over 1,000,000 characters"
+    empty = "missing prompt" if name.endswith(".csv") else too_long  # CSV cannot tell "" from null
+    assert bad.select("row_number", "reason").rows() == [
+        (1, empty), (2, too_long), (3, "missing prompt"), (5, too_long)]
+    assert (result.rows_ok, result.rows_quarantined) == (2, 4)
+    # A 1,000,000-character prompt is stored whole; the 1 MiB one is quarantined with its text clipped.
+    assert sorted(table(store, "prompts")["n_chars"].to_list()) == [4, 1_000_000]
+    assert len(bad["raw"][3]) < 25_000 and "more chars]" in bad["raw"][3]
+
+
+# ------------------------------------------------------------------------------------------ encodings
+def test_invalid_utf8_and_mixed_encodings_in_csv(files, ingest, store, reconciled) -> None:
+    data = ("query_id,prompt,task\nq1,café crème,chat\n".encode()
+            + "q2,café latin-1,chat\n".encode("latin-1")  # a Latin-1 line inside a UTF-8 file
+            + b"q3,bad \xff\xfe bytes,chat\n"
+            + "q4,ok,t\xe2che\n".encode("latin-1"))  # bad bytes in another column
+    bad = reconciled(ingest("backlog", files.raw("mixed.csv", data)))
+    assert bad.select("row_number", "row_key", "reason").rows() == [
+        (2, "q2", "prompt is not valid UTF-8"), (3, "q3", "prompt is not valid UTF-8"),
+        (4, "q4", "task is not valid UTF-8")]
+    assert table(store, "prompts")["text"].to_list() == ["café crème"]
+
+
+def test_invalid_utf8_in_a_routerbench_csv(files, ingest, store, reconciled) -> None:
+    header = ",sample_id,prompt,eval_name,m1,m1|total_cost\n".encode()
+    data = (header + "0,s.0,['Qu\u2019est-ce que c\u2019est ?'],fr,1,0.1\n".encode()
+            + "1,s.1,['R\u00e9sum\u00e9 latin-1'],fr,1,0.1\n".encode("latin-1")
+            + b"2,s.2,['ok'],f\xe9,0,0.1\n")
+    bad = reconciled(ingest("routerbench", files.raw("enc_train.csv", data)))
+    assert bad.select("row_number", "row_key", "reason").rows() == [
+        (2, "s.1#1 / m1", "prompt is not valid UTF-8"), (3, "s.2#2 / m1", "eval_name is not valid UTF-8")]
+    assert table(store, "prompts")["text"].to_list() == ["Qu\u2019est-ce que c\u2019est ?"]
+
+
+def test_invalid_utf8_line_in_jsonl(files, ingest, store, reconciled) -> None:
+    good = json.dumps(files.log_record(0)).encode()
+    broken = json.dumps(files.log_record(1, prompt="café"), ensure_ascii=False).encode().replace("é".encode(), b"\xe9")
+    bad = reconciled(ingest("logs", files.raw("utf8.jsonl", good + b"\n" + broken + b"\n")))
+    at = broken.index(b"\xe9")
+    assert bad.select("row_number", "reason").rows() == [(2, f"invalid UTF-8 at byte {at}")]
+    assert table(store, "outcomes")["sample_key"].to_list() == ["req-0"]
+
+
+def test_invalid_utf8_in_a_binary_parquet_column(files, ingest, store, reconciled) -> None:
+    path = files.root / "binary.parquet"
+    pl.DataFrame({"query_id": ["q1", "q2"], "prompt": ["fine".encode(), b"caf\xe9"]}).write_parquet(path)
+    bad = reconciled(ingest("backlog", path))
+    assert bad.select("row_number", "row_key", "reason").rows() == [(2, "q2", "prompt is not valid UTF-8")]
+    assert table(store, "prompts")["text"].to_list() == ["fine"]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_byte_order_marks_are_understood(files, ingest, store, encoding) -> None:
+    text = "".join(json.dumps(files.log_record(i, prompt=f"naïve {i}"), ensure_ascii=False) + "\n" for i in range(2))
+    result = ingest("logs", files.raw(f"bom_{encoding}.jsonl", text.encode(encoding)))
+    assert (result.rows_ok, result.rows_quarantined) == (2, 0)
+    assert sorted(table(store, "prompts")["text"]) == ["naïve 0", "naïve 1"]
+    csv_text = "query_id,prompt\nq1,naïve\n"
+    assert ingest("backlog", files.raw(f"bom_{encoding}.csv", csv_text.encode(encoding))).rows_ok == 1
+
+
+# ---------------------------------------------------------------------------------------------- logs
+@pytest.mark.parametrize(
+    ("change", "needles"),
+    [
+        (lambda r: r.pop("cost_usd"), ["missing columns ['cost_usd']"]),
+        (lambda r: r.update(user_id="u1"), ["unexpected columns ['user_id']"]),
+        (lambda r: r.update(timestamp=r.pop("ts")), ["missing columns ['ts']", "unexpected columns ['timestamp']"]),
+    ],
+    ids=["missing", "extra", "renamed"],
+)
+def test_logs_wrong_columns(files, rejected, change, needles) -> None:
+    records = [files.log_record(i) for i in range(3)]
+    for r in records:
+        change(r)
+    message = rejected("logs", files.write("cols.parquet", records), *needles)
+    assert "required ['request_id', 'ts', 'prompt', 'model', 'quality', 'cost_usd']" in message
+
+
+def test_logs_parquet_written_by_pandas_with_an_index(files, ingest, store) -> None:
+    frame = pd.DataFrame([files.log_record(i) for i in range(3)], index=[7, 8, 9])  # a filtered frame
+    path = files.root / "pandas.parquet"
+    frame.to_parquet(path)  # stores the index as a __index_level_0__ column: not data, not an extra column
+    assert "__index_level_0__" in pl.read_parquet(path).columns
+    assert ingest("logs", path).rows_new == 3
+
+
+def test_logs_nested_column_type_in_parquet(files, rejected) -> None:
+    records = [files.log_record(i, prompt=["a", "b"]) for i in range(2)]
+    rejected("logs", files.write("nested.parquet", records), "'prompt' is List(String)")
+
+
+def test_logs_quality_outside_range_nan_inf_and_strings(files, ingest, store, reconciled) -> None:
+    qualities = [0.0, 1.0, "0.75", None, 1.01, -0.5, "excellent", True]
+    lines = [json.dumps(files.log_record(i, quality=q)) for i, q in enumerate(qualities)]
+    lines.append(json.dumps(files.log_record(8)).replace('"quality": 0.5', '"quality": NaN'))
+    lines.append(json.dumps(files.log_record(9)).replace('"quality": 0.5', '"quality": Infinity'))
+    result = ingest("logs", files.raw("quality.jsonl", "\n".join(lines) + "\n"))
+    bad = reconciled(result)
+    assert bad.select("row_number", "reason").rows() == [
+        (5, "quality outside [0, 1]"), (6, "quality outside [0, 1]"), (7, "quality is not a number"),
+        (10, "quality outside [0, 1]")]
+    stored = dict(zip(*table(store, "outcomes").select("sample_key", "quality").to_dict().values(), strict=True))
+    # null and NaN mean "not scored": stored NULL (masked in training), not quarantined
+    assert stored == {"req-0": 0.0, "req-1": 1.0, "req-2": 0.75, "req-3": None, "req-7": 1.0, "req-8": None}
+
+
+def test_logs_negative_non_numeric_and_missing_cost(files, ingest, store, reconciled) -> None:
+    costs = [0.0, "0.002", -0.001, "n/a", None, 5000.0]
+    result = ingest("logs", files.write("cost.jsonl", [files.log_record(i, cost_usd=c) for i, c in enumerate(costs)]))
+    bad = reconciled(result)
+    assert bad.select("row_number", "row_key", "reason").rows() == [
+        (3, "req-2 / alpha-7b", "cost_usd negative, infinite or over $1000"),
+        (4, "req-3 / alpha-7b", "cost_usd is not a number; missing or non-numeric cost_usd"),
+        (5, "req-4 / alpha-7b", "missing or non-numeric cost_usd"),
+        (6, "req-5 / alpha-7b", "cost_usd negative, infinite or over $1000"),
+    ]
+    assert sorted(table(store, "outcomes")["cost_usd"]) == [0.0, 0.002]
+
+
+def test_logs_wrong_types_are_coerced_or_quarantined(files, ingest, store, reconciled) -> None:
+    frame = pl.DataFrame({
+        "request_id": [1, 2, 3], "ts": [datetime(2025, 1, 1, 9, tzinfo=UTC)] * 3, "prompt": ["a", "b", "c"],
+        "model": ["m", "m", "m"], "quality": ["0.5", "1", "high"], "cost_usd": ["0.1", "0.2", "0.3"],
+        "tokens_in": [10.0, 12.5, 3.0], "latency_ms": [1.0, 2.0, 3.0],
+    })
+    path = files.root / "types.parquet"
+    frame.write_parquet(path)
+    bad = reconciled(ingest("logs", path))
+    assert bad.select("row_number", "reason").rows() == [
+        (2, "tokens_in/tokens_out is not a whole number"), (3, "quality is not a number")]
+    row = _outcome(store, "1", "m")
+    assert (row["quality"], row["cost_usd"], row["tokens_in"]) == (0.5, 0.1, 10)
+    assert row["ts"] == datetime(2025, 1, 1, 9, tzinfo=UTC)
+
+
+def test_logs_unknown_model_becomes_a_new_model_row(files, ingest, store, reconciled) -> None:
+    ingest("routerbench", files.routerbench("pool_train.csv", n=2))
+    assert sorted(table(store, "models")["name"]) == sorted(MODELS)
+    records = [files.log_record(0, model="brand-new/model-2025"), files.log_record(1, model="  gamma  ")]
+    reconciled(ingest("logs", files.logs("new.jsonl", records)))
+    assert sorted(table(store, "models")["name"]) == sorted([*MODELS, "brand-new/model-2025"])
+    assert _outcome(store, "req-1", "gamma")["cost_usd"] == 0.002  # names are trimmed
+
+
+def test_logs_truncated_jsonl_line(files, ingest, store, reconciled) -> None:
+    lines = [json.dumps(files.log_record(i)) for i in range(3)]
+    text = "\n".join(lines) + "\n" + json.dumps(files.log_record(3))[:40]  # writer died mid-line
+    result = ingest("logs", files.raw("truncated.jsonl", text))
+    bad = reconciled(result)
+    assert (result.rows_in, result.rows_ok, result.rows_quarantined) == (4, 3, 1)
+    assert bad["row_number"].to_list() == [4]
+    assert bad["reason"][0].startswith("invalid JSON (truncated line?)")
+    assert json.loads(bad["raw"][0]) == json.dumps(files.log_record(3))[:40]  # kept as a JSON string
+
+
+def test_logs_every_line_unreadable(files, ingest, reconciled) -> None:
+    result = ingest("logs", files.raw("garbage.jsonl", '{"request_id": "a",\n[1, 2]\n"text"\n'))
+    bad = reconciled(result)
+    assert (result.rows_in, result.rows_ok, result.rows_quarantined) == (3, 0, 3)
+    assert bad["reason"].to_list()[1:] == ["line is a JSON list, not an object", "line is a JSON str, not an object"]
+
+
+def test_logs_timestamps_in_odd_zones(files, ingest, store, reconciled) -> None:
+    stamps = ["2025-03-01T12:00:00Z", "2025-03-01T17:45:00+05:45", "2025-03-01T08:30:00.250-03:30",
+              "2025-03-02T02:00:00+14:00", "2025-03-01 12:00:00", "2025-03-01T12:00:00-0000", "2025-03-01",
+              "01/03/2025 12:00", "2025-02-30T10:00:00Z", "", None]
+    bad = reconciled(ingest("logs", files.logs("zones.jsonl", [files.log_record(i, ts=t) for i, t in
+                                                                  enumerate(stamps)])))
+    assert bad.select("row_number", "reason").rows() == [
+        (8, "ts is not an ISO-8601 timestamp; missing or unparseable ts (ISO-8601 expected)"),
+        (9, "ts is not an ISO-8601 timestamp; missing or unparseable ts (ISO-8601 expected)"),
+        (10, "missing or unparseable ts (ISO-8601 expected)"),
+        (11, "missing or unparseable ts (ISO-8601 expected)"),
+    ]
+    ts = dict(zip(*table(store, "outcomes").select("sample_key", "ts").to_dict().values(), strict=True))
+    noon = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    assert [ts[f"req-{i}"] for i in range(6)] == [noon, noon, datetime(2025, 3, 1, 12, 0, 0, 250000, tzinfo=UTC),
+                                                  noon, noon, noon]  # naive = UTC
+    assert ts["req-6"] == datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def test_logs_duplicate_request_ids_within_and_across_files(files, ingest, store, reconciled) -> None:
+    records = [files.log_record(0), files.log_record(1), files.log_record(0, quality=0.9),
+               files.log_record(0, model="gamma")]  # same request answered by two models: not a duplicate
+    bad = reconciled(ingest("logs", files.logs("dups1.jsonl", records)))
+    assert bad.select("row_number", "row_key", "reason").rows() == [
+        (3, "req-0 / alpha-7b", "duplicate (request_id, model) within file (first at row 1)")]
+    assert _outcome(store, "req-0", "alpha-7b")["quality"] == 0.5
+    # Next file: req-1 again, identical (ok, not new) and req-0 with another cost (a conflict).
+    result = ingest("logs", files.logs("dups2.jsonl", [files.log_record(1), files.log_record(0, cost_usd=9.0)]))
+    bad = reconciled(result)
+    assert (result.rows_ok, result.rows_new, result.rows_quarantined) == (1, 0, 1)
+    assert bad["reason"][0].startswith("conflicts with the stored record")
+    assert table(store, "outcomes").height == 3
+
+
+def test_logs_gzip_and_broken_gzip(files, ingest, rejected, reconciled) -> None:
+    result = ingest("logs", files.logs("day.jsonl.gz", n=3))
+    assert reconciled(result).height == 0 and result.rows_new == 3
+    rejected("logs", files.raw("broken.jsonl.gz", b"\x1f\x8b\x08 not really"), "not a readable gzip file")
+    data = gzip.compress(json.dumps(files.log_record(7)).encode())
+    rejected("logs", files.raw("cut.parquet.gz", data[:-6]), "not a readable gzip file")
+
+
+def test_truncated_parquet(files, rejected) -> None:
+    whole = files.logs("whole.parquet", n=20).read_bytes()
+    rejected("logs", files.raw("cut.parquet", whole[: len(whole) // 2]), "cannot read as Parquet")
+
+
+# --------------------------------------------------------------------------------------------- backlog
+def test_backlog_csv_with_embedded_newlines_quotes_and_commas(files, ingest, store, reconciled) -> None:
+    text = ('query_id,prompt,submitted_at,task\n'
+            'q1,"Line one\nline two\r\nline three",2025-01-01T00:00:00+01:00,chat\n'
+            'q2,"She said ""hi"", then left",,\n'
+            'q3,"comma, inside",,code\n')
+    bad = reconciled(ingest("backlog", files.raw("tricky.csv", text)))
+    assert bad.height == 0
+    backlog = table(store, "backlog").sort("query_id")
+    prompts = dict(zip(*table(store, "prompts").select("prompt_id", "text").to_dict().values(), strict=True))
+    assert [prompts[p] for p in backlog["prompt_id"]] == [
+        "Line one\nline two\r\nline three", 'She said "hi", then left', "comma, inside"]
+    assert backlog["submitted_at"][0] == datetime(2024, 12, 31, 23, tzinfo=UTC)
+    assert backlog["task"].to_list() == ["chat", None, "code"]
+
+
+def test_backlog_csv_with_unbalanced_quote_or_ragged_row(files, rejected) -> None:
+    rejected("backlog", files.raw("quote.csv", 'query_id,prompt\nq1,"never closed\nq2,x\n'), "cannot parse as CSV")
+    rejected("backlog", files.raw("ragged.csv", "query_id,prompt\nq1,a,b,c\n"), "cannot parse as CSV")
+
+
+def test_backlog_duplicate_query_ids_within_and_across_files(files, ingest, store, reconciled) -> None:
+    records = [files.backlog_record(0), files.backlog_record(1), files.backlog_record(0, prompt="other")]
+    bad = reconciled(ingest("backlog", files.backlog("b1.csv", records)))
+    assert bad.select("row_number", "row_key", "reason").rows() == [
+        (3, "q-0", "duplicate query_id within file (first at row 1)")]
+    result = ingest("backlog", files.backlog("b2.jsonl", [files.backlog_record(1),
+                                                          files.backlog_record(0, prompt="changed")]))
+    bad = reconciled(result)
+    assert (result.rows_ok, result.rows_new, result.rows_quarantined) == (1, 0, 1)
+    assert bad["reason"][0].startswith("query_id already stored with another prompt")
+    assert table(store, "backlog").height == 2
+
+
+@pytest.mark.parametrize(
+    ("columns", "needles"),
+    [({"query_id": "q", "text": "p"}, ["missing columns ['prompt']", "unexpected columns ['text']"]),
+     ({"prompt": "p"}, ["missing columns ['query_id']"])],
+    ids=["renamed", "missing"],
+)
+def test_backlog_wrong_columns(files, rejected, columns, needles) -> None:
+    rejected("backlog", files.write("wrong.csv", [columns, columns]), *needles)
+
+
+# ------------------------------------------------------------------------------------- files & folders
+@pytest.mark.parametrize(
+    ("kind", "name", "data", "needle"),
+    [
+        ("routerbench", "zero.csv", b"", "empty file (0 bytes)"),
+        ("logs", "zero.jsonl", b"", "empty file (0 bytes)"),
+        ("backlog", "zero.parquet", b"", "empty file (0 bytes)"),
+        ("routerbench", "header_only.csv", ",sample_id,prompt,eval_name,m|total_cost,m\n", "no rows"),
+        ("logs", "blank_lines.jsonl", "\n \n\n", "empty file"),
+        ("backlog", "header_only.csv.gz", gzip.compress(b"query_id,prompt\n"), "no rows"),
+        ("backlog", "empty.csv.gz", gzip.compress(b""), "empty file"),
+    ],
+)
+def test_empty_and_zero_byte_files(files, rejected, kind, name, data, needle) -> None:
+    rejected(kind, files.raw(name, data), needle)
+
+
+def test_empty_parquet_file(files, rejected) -> None:
+    path = files.root / "empty.parquet"
+    pl.DataFrame(schema={"query_id": pl.String, "prompt": pl.String}).write_parquet(path)
+    rejected("backlog", path, "no rows")
+
+
+@pytest.mark.parametrize("name", ["bench_train.csv.gz", "bench_train.parquet.gz", "bench_train.pkl"])
+def test_gzipped_and_other_formats_read_the_same(files, ingest, store, name) -> None:
+    result = ingest("routerbench", files.routerbench(name, n=3))
+    assert (result.rows_in, result.rows_ok, result.rows_quarantined) == (9, 9, 0)
+    assert sorted(set(table(store, "outcomes")["sample_key"])) == ["code.1#1", "math.0#0", "math.2#2"]
+
+
+def test_unsupported_file_named_explicitly(files) -> None:
+    path = files.raw("notes.txt", "hello")
+    with pytest.raises(IngestError, match=r"notes\.txt: logs files must be one of \.jsonl, \.ndjson, \.parquet"):
+        discover([path], "logs")
+    with pytest.raises(IngestError, match="no such file or folder"):
+        discover([files.root / "missing.jsonl"], "logs")
+
+
+def test_directory_with_mixed_formats(files, ingest, store) -> None:
+    files.logs("landing/a.jsonl", n=2)
+    files.write("landing/nested/b.parquet", [files.log_record(i) for i in range(2, 4)])
+    files.write("landing/nested/c.ndjson.gz", [files.log_record(i) for i in range(4, 5)])
+    files.backlog("landing/queries.csv", n=2)
+    files.raw("landing/readme.md", "# notes")
+    files.raw("landing/.hidden.jsonl", "not even json")
+    found, notes = discover([files.root / "landing"], "logs")
+    assert [p.relative_to(files.root / "landing").as_posix() for p in found] == [
+        "a.jsonl", "nested/b.parquet", "nested/c.ndjson.gz"]
+    assert sorted(n.split(":")[0].rsplit("/", 1)[-1] for n in notes) == ["queries.csv", "readme.md"]
+    for path in found:
+        ingest("logs", path)
+    assert sorted(table(store, "outcomes")["sample_key"]) == [f"req-{i}" for i in range(5)]
+    found, _ = discover([files.root / "landing"], "backlog")  # the same folder, read as backlog: CSV + JSONL
+    assert [p.name for p in found] == ["a.jsonl", "b.parquet", "c.ndjson.gz", "queries.csv"]
+
+
+def test_symlinks_inside_the_folder_are_followed_and_escaping_ones_skipped(files, ingest, store, tmp_path) -> None:
+    folder = files.root / "drop"
+    inside = files.logs("drop/real/a.jsonl", n=2)
+    outside = files.logs("elsewhere/secret.jsonl", records=[files.log_record(9, prompt="secret")])
+    (folder / "link_inside.jsonl").symlink_to(inside)
+    (folder / "link_outside.jsonl").symlink_to(Path("..") / "elsewhere" / "secret.jsonl")  # relative, via ..
+    (folder / "dir_outside").symlink_to(outside.parent, target_is_directory=True)
+    (folder / "dangling.jsonl").symlink_to(folder / "gone.jsonl")
+    found, notes = discover([folder], "logs")
+    assert sorted(p.name for p in found) == ["a.jsonl", "link_inside.jsonl"]
+    assert sum("resolves outside" in n for n in notes) == 2
+    assert any("dangling.jsonl: symlink is broken" in n for n in notes)
+    results = [ingest("logs", p) for p in found]
+    assert sorted(r.status for r in results) == ["ingested", "skipped"]  # same bytes through the link
+    assert "secret" not in table(store, "prompts")["text"].to_list()
+
+
+def test_path_traversal_cannot_reach_outside_the_folder(files, ingest, store) -> None:
+    folder = files.root / "landing"
+    files.logs("landing/ok.jsonl", n=1)
+    files.logs("private/keys.jsonl", records=[files.log_record(5, prompt="private")])
+    (folder / "sub").mkdir()
+    (folder / "sub" / "up.jsonl").symlink_to(Path("..") / ".." / "private" / "keys.jsonl")
+    # A folder named with .. components is resolved first: its files are still the only ones read.
+    found, notes = discover([folder / "sub" / ".."], "logs")
+    assert [p.name for p in found] == ["ok.jsonl"]
+    assert any("up.jsonl: resolves outside" in n for n in notes)
+    for path in found:
+        ingest("logs", path)
+    assert table(store, "prompts")["text"].to_list() == ["Log prompt 0"]
+
+
+def test_file_changing_while_read(files, ingest, counts, monkeypatch) -> None:
+    ingest("backlog", files.backlog("first.jsonl", n=1))
+    path = files.logs("growing.jsonl", n=2)
+    real_read = ingest_mod.read_any
+
+    def read_then_append(p: Path):
+        out = real_read(p)
+        with p.open("a") as fh:  # the writer appends a line while we validate
+            fh.write(json.dumps(files.log_record(3)) + "\n")
+        return out
+
+    monkeypatch.setattr(ingest_mod, "read_any", read_then_append)
+    before = counts()
+    with pytest.raises(IngestError, match="file changed while it was being read; nothing stored") as info:
+        ingest("logs", path)
+    assert str(path) in str(info.value)
+    assert counts() == before
+    monkeypatch.undo()
+    assert ingest("logs", path).rows_new == 3  # once complete, it goes in whole
+
+
+def test_pickle_that_is_not_a_routerbench_frame(files, rejected) -> None:
+    rejected("routerbench", files.raw("list.pkl", pickle.dumps([1, 2, 3])), "pickle holds a list")
+    rejected("routerbench", files.raw("junk.pkl", b"\x80\x05not a pickle"), "cannot unpickle")
+    frame = pd.DataFrame({"sample_id": ["s"], "prompt": ["p"], "eval_name": ["e"], "m": [np.float64(1.0)]})
+    rejected("routerbench", files.raw("nocost.pkl", pickle.dumps(frame)), "score columns without a", "['m']")
+
+
+def test_non_object_and_blank_lines_in_jsonl(files, ingest, reconciled) -> None:
+    text = json.dumps(files.log_record(0)) + "\n\n" + "42\n" + "null\n" + json.dumps(files.log_record(1)) + "\n"
+    result = ingest("logs", files.raw("odd.jsonl", text))
+    bad = reconciled(result)
+    assert (result.rows_in, result.rows_ok) == (4, 2)
+    assert bad.select("row_number", "reason").rows() == [
+        (3, "line is a JSON int, not an object"), (4, "line is a JSON NoneType, not an object")]

