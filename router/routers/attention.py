@@ -1,0 +1,414 @@
+"""Single-head cross-attention router ("One Head, Many Models", arXiv 2509.09782), registered as ``attention``.
+
+Architecture (details and the reasons for them in ``docs/router.md``)::
+
+    x (n, d) ─► query encoder ─► h (n, H)                      E (m, D): one learned row per model
+                                  │ q = h W_q                    k = E W_k, v = E W_v
+                                  └──► α = softmax(q kᵀ / √A) over the m models   (single head)
+                                       g = h + (α v) W_o       (prompt representation in the context of the pool)
+    for every (prompt i, model j):
+        z_ij = GELU(g_i P + e_j R + (g_i S) ⊙ (e_j T))          (H)
+        quality_ij = sigmoid(w_q · z_ij + b_q)
+        log_cost_ij = a(e_j) + s(e_j) · ℓ_i + w_c · GELU(z_ij U + ℓ_i u)      ℓ_i = standardised log prompt chars
+
+Quality is trained with binary cross-entropy and cost with a Huber loss on standardised log-dollars, both
+masked to the observed (prompt, model) pairs, so sparse logs (one model per prompt) train as well as dense
+benchmark rows. Training uses AdamW on mini-batches for a fixed number of epochs (optionally early stopping on
+a held-out slice of the training rows); an ensemble of ``n_members`` independently seeded networks is averaged at
+prediction time (mean probability, mean log cost).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from router.routers import register
+from router.routers.base import Router, RoutingData
+
+__all__ = ["ARTIFACT_FORMAT", "AttentionConfig", "AttentionRouter", "CrossAttentionNet"]
+
+#: Bumped whenever the artifact layout changes incompatibly.
+ARTIFACT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class AttentionConfig:
+    """Hyper-parameters of :class:`AttentionRouter` (defaults chosen by ``router.tuning``; see ``docs/router.md``).
+
+    Attributes:
+        hidden: width ``H`` of the prompt encoder and of the pair representation.
+        model_dim: width ``D`` of each learned model embedding.
+        attn_dim: width ``A`` of attention queries, keys and values.
+        dropout: dropout on the prompt encoder and the pair representation.
+        weight_decay: AdamW weight decay.
+        lr: AdamW learning rate.
+        max_epochs: training epochs (an upper bound when early stopping is on).
+        patience: with ``val_fraction > 0``, stop after this many epochs without a better validation loss
+            (the best weights are restored).
+        batch_size: prompts per mini-batch.
+        val_fraction: share of training prompts held out for early stopping (stratified by task label);
+            ``0`` (the tuned default) trains all rows for exactly ``max_epochs`` epochs.
+        cost_weight: weight of the cost loss relative to the quality loss.
+        monitor: early-stopping criterion on the held-out prompts: ``"quality"`` (masked BCE only, what routing
+            decisions hinge on) or ``"total"`` (BCE + ``cost_weight`` · Huber).
+        huber_delta: Huber threshold on standardised log-cost.
+        n_members: networks in the ensemble (member ``k`` uses seed ``seed + k`` for split, init and shuffling).
+        use_task: feed a one-hot of the task label (``RoutingData.eval_names``) to the prompt encoder; optional at
+            prediction time (an unknown or missing task gives an all-zero one-hot).
+        cost_eps: dollars added before taking the log of a cost (a zero cost stays finite).
+    """
+
+    hidden: int = 128
+    model_dim: int = 32
+    attn_dim: int = 32
+    dropout: float = 0.1
+    weight_decay: float = 1e-4
+    lr: float = 2e-3
+    max_epochs: int = 10
+    patience: int = 20
+    batch_size: int = 128
+    val_fraction: float = 0.0
+    cost_weight: float = 1.0
+    monitor: Literal["quality", "total"] = "quality"
+    huber_delta: float = 1.0
+    n_members: int = 5
+    use_task: bool = False
+    cost_eps: float = 1e-7
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "model_dim", "attn_dim", "max_epochs", "batch_size", "n_members"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError("dropout must be in [0, 1)")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError("val_fraction must be in [0, 1)")
+        if self.monitor not in ("quality", "total"):
+            raise ValueError("monitor must be 'quality' or 'total'")
+        if self.cost_eps <= 0:
+            raise ValueError("cost_eps must be > 0")
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> AttentionConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+class CrossAttentionNet(nn.Module):
+    """One ensemble member: prompt features + log length → (quality logit, standardised log cost), each (n, m)."""
+
+    def __init__(self, d_in: int, n_models: int, cfg: AttentionConfig) -> None:
+        super().__init__()
+        H, D, A = cfg.hidden, cfg.model_dim, cfg.attn_dim
+        self.scale = 1.0 / math.sqrt(A)
+        self.encoder = nn.Sequential(nn.Linear(d_in, H), nn.GELU(), nn.Dropout(cfg.dropout), nn.LayerNorm(H))
+        self.model_emb = nn.Parameter(torch.randn(n_models, D) * 0.1)
+        # Single-head cross-attention: the prompt (one token) queries the pool of model embeddings.
+        self.w_q = nn.Linear(H, A, bias=False)
+        self.w_k = nn.Linear(D, A, bias=False)
+        self.w_v = nn.Linear(D, A, bias=False)
+        self.w_o = nn.Linear(A, H)
+        # Pair fusion: additive terms + a multiplicative (factorisation-style) interaction.
+        self.pair_prompt = nn.Linear(H, H)
+        self.pair_model = nn.Linear(D, H, bias=False)
+        self.inter_prompt = nn.Linear(H, H, bias=False)
+        self.inter_model = nn.Linear(D, H, bias=False)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.quality_head = nn.Linear(H, 1)
+        # Cost: per-model affine in log length (from the model embedding) + a non-linear residual.
+        self.cost_affine = nn.Linear(D, 2)
+        self.cost_hidden = nn.Linear(H + 1, H)
+        self.cost_out = nn.Linear(H, 1)
+
+    def attention(self, h: torch.Tensor) -> torch.Tensor:
+        """Attention weights (n, m) of each prompt over the model pool."""
+        keys = self.w_k(self.model_emb)  # (m, A)
+        return torch.softmax(self.w_q(h) @ keys.T * self.scale, dim=-1)
+
+    def forward(self, x: torch.Tensor, loglen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x`` (n, d_in), ``loglen`` (n,) standardised → ``(quality_logit, log_cost_std)``, each (n, m)."""
+        h = self.encoder(x)  # (n, H)
+        emb = self.model_emb  # (m, D)
+        context = self.attention(h) @ self.w_v(emb)  # (n, A)
+        g = h + self.w_o(context)  # (n, H)
+        z = (
+            self.pair_prompt(g)[:, None, :]
+            + self.pair_model(emb)[None, :, :]
+            + self.inter_prompt(g)[:, None, :] * self.inter_model(emb)[None, :, :]
+        )
+        z = self.dropout(F.gelu(z))  # (n, m, H)
+        quality_logit = self.quality_head(z).squeeze(-1)  # (n, m)
+
+        n, m = quality_logit.shape
+        ell = loglen[:, None, None].expand(n, m, 1)
+        affine = self.cost_affine(emb)  # (m, 2): intercept and slope per model
+        residual = self.cost_out(F.gelu(self.cost_hidden(torch.cat([z, ell], dim=-1)))).squeeze(-1)
+        log_cost = affine[None, :, 0] + affine[None, :, 1] * loglen[:, None] + residual
+        return quality_logit, log_cost
+
+
+@contextlib.contextmanager
+def _deterministic() -> Iterator[None]:
+    """Run torch with deterministic algorithms, restoring the caller's setting afterwards."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Boolean mask of a held-out ``fraction`` of rows, drawn per label (at least one row of labels with ≥ 2)."""
+    held = np.zeros(labels.shape[0], dtype=bool)
+    if fraction <= 0:
+        return held
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        k = int(round(fraction * rows.size))
+        if rows.size >= 2:
+            k = min(max(k, 1), rows.size - 1)
+            held[rng.choice(rows, size=k, replace=False)] = True
+    return held
+
+
+@register("attention")
+class AttentionRouter(Router):
+    """Cross-attention router: learned model embeddings, one attention head, quality and cost heads.
+
+    Args:
+        config: an :class:`AttentionConfig`; keyword arguments override its fields
+            (``AttentionRouter(hidden=64)``).
+    """
+
+    name: ClassVar[str] = "attention"
+
+    def __init__(self, config: AttentionConfig | None = None, **overrides: Any) -> None:
+        self.config = replace(config or AttentionConfig(), **overrides)
+        self.members: list[CrossAttentionNet] = []
+        self.models = []
+        self.tasks: list[str] = []
+        self.d_embed = 0
+        self.stats: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []  # per member: epochs run, best epoch, best validation loss
+
+    # ---------------------------------------------------------------------------------------------- features
+
+    def _features(
+        self, X: np.ndarray, prompt_chars: np.ndarray, tasks: np.ndarray | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Model inputs: embedding (+ task one-hot when ``use_task``) and standardised log prompt length."""
+        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        if x.ndim != 2 or x.shape[1] != self.d_embed:
+            raise ValueError(f"X must be (n, {self.d_embed}), got {tuple(x.shape)}")
+        if self.config.use_task:
+            onehot = np.zeros((x.shape[0], len(self.tasks)), dtype=np.float32)
+            if tasks is not None:
+                lookup = {t: i for i, t in enumerate(self.tasks)}
+                idx = np.array([lookup.get(str(t), -1) for t in np.asarray(tasks)], dtype=np.int64)
+                known = idx >= 0
+                onehot[np.flatnonzero(known), idx[known]] = 1.0
+            x = torch.cat([x, torch.from_numpy(onehot)], dim=1)
+        loglen = np.log1p(np.asarray(prompt_chars, dtype=np.float64))
+        loglen = (loglen - self.stats["loglen_mean"]) / self.stats["loglen_std"]
+        return x, torch.as_tensor(loglen, dtype=torch.float32)
+
+    def _new_member(self) -> CrossAttentionNet:
+        d_in = self.d_embed + (len(self.tasks) if self.config.use_task else 0)
+        return CrossAttentionNet(d_in, len(self.models), self.config)
+
+    # -------------------------------------------------------------------------------------------------- fit
+
+    def fit(self, data: RoutingData, seed: int = 42) -> AttentionRouter:
+        cfg = self.config
+        self.models = list(data.models)
+        self.d_embed = int(data.X.shape[1])
+        labels = np.asarray(data.eval_names).astype(str)
+        self.tasks = sorted({t for t in labels if t}) if cfg.use_task else []
+
+        quality = np.asarray(data.quality, dtype=np.float64)
+        cost = np.asarray(data.cost, dtype=np.float64)
+        q_mask = ~np.isnan(quality)
+        c_mask = ~np.isnan(cost)
+        rows = np.flatnonzero(q_mask.any(axis=1) | c_mask.any(axis=1))
+        if rows.size == 0:
+            raise ValueError("no observed (prompt, model) pair to train on")
+
+        loglen = np.log1p(np.asarray(data.prompt_chars, dtype=np.float64)[rows])
+        log_cost = np.log(np.where(c_mask, np.maximum(cost, 0.0), 1.0) + cfg.cost_eps)[rows]
+        observed_log_cost = log_cost[c_mask[rows]]
+        self.stats = {
+            "loglen_mean": float(loglen.mean()),
+            "loglen_std": float(max(loglen.std(), 1e-6)),
+            "logcost_mean": float(observed_log_cost.mean()) if observed_log_cost.size else 0.0,
+            "logcost_std": float(max(observed_log_cost.std(), 1e-6)) if observed_log_cost.size else 1.0,
+        }
+        x, ell = self._features(data.X[rows], data.prompt_chars[rows], labels[rows])
+        tensors = {
+            "x": x,
+            "ell": ell,
+            "q": torch.as_tensor(np.nan_to_num(quality[rows]).clip(0.0, 1.0), dtype=torch.float32),
+            "qm": torch.as_tensor(q_mask[rows], dtype=torch.float32),
+            "c": torch.as_tensor((log_cost - self.stats["logcost_mean"]) / self.stats["logcost_std"], dtype=torch.float32),
+            "cm": torch.as_tensor(c_mask[rows], dtype=torch.float32),
+        }
+        self.members, self.history = [], []
+        with _deterministic():
+            for k in range(cfg.n_members):
+                net, info = self._fit_member(tensors, labels[rows], seed + k)
+                self.members.append(net)
+                self.history.append(info)
+        return self
+
+    def _loss(
+        self, net: CrossAttentionNet, t: Mapping[str, torch.Tensor], idx: torch.Tensor, cost_weight: float | None = None
+    ) -> torch.Tensor:
+        """Masked BCE (quality) + ``cost_weight`` × masked Huber (standardised log cost) on rows ``idx``."""
+        cfg = self.config
+        cost_weight = cfg.cost_weight if cost_weight is None else cost_weight
+        logit, log_cost = net(t["x"][idx], t["ell"][idx])
+        qm, cm = t["qm"][idx], t["cm"][idx]
+        bce = F.binary_cross_entropy_with_logits(logit, t["q"][idx], reduction="none")
+        huber = F.huber_loss(log_cost, t["c"][idx], reduction="none", delta=cfg.huber_delta)
+        q_loss = (bce * qm).sum() / qm.sum().clamp_min(1.0)
+        c_loss = (huber * cm).sum() / cm.sum().clamp_min(1.0)
+        return q_loss + cost_weight * c_loss
+
+    def _fit_member(
+        self, t: Mapping[str, torch.Tensor], labels: np.ndarray, seed: int
+    ) -> tuple[CrossAttentionNet, dict[str, float]]:
+        cfg = self.config
+        rng = np.random.default_rng(seed)
+        held = _stratified_holdout(labels, cfg.val_fraction, rng)
+        train_idx = torch.as_tensor(np.flatnonzero(~held))
+        val_idx = torch.as_tensor(np.flatnonzero(held))
+
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        net = self._new_member()
+        optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+        best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
+        epoch = 0
+        for epoch in range(1, cfg.max_epochs + 1):
+            net.train()
+            order = train_idx[torch.randperm(train_idx.numel(), generator=generator)]
+            for batch in order.split(cfg.batch_size):
+                optimiser.zero_grad(set_to_none=True)
+                self._loss(net, t, batch).backward()
+                optimiser.step()
+            if val_idx.numel() == 0:
+                best_epoch, best_state = epoch, None
+                continue
+            net.eval()
+            with torch.no_grad():
+                val_loss = float(self._loss(net, t, val_idx, 0.0 if cfg.monitor == "quality" else None))
+            if val_loss < best_loss - 1e-6:
+                best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(net.state_dict())
+            elif epoch - best_epoch >= cfg.patience:
+                break
+        if best_state is not None:
+            net.load_state_dict(best_state)
+        net.eval()
+        return net, {"seed": float(seed), "epochs": float(epoch), "best_epoch": float(best_epoch), "val_loss": best_loss}
+
+    # ---------------------------------------------------------------------------------------------- predict
+
+    def _check_fitted(self) -> None:
+        if not self.members:
+            raise RuntimeError("AttentionRouter is not fitted")
+
+    @torch.no_grad()
+    def predict(
+        self,
+        X: np.ndarray,
+        prompt_chars: np.ndarray,
+        tasks: np.ndarray | Sequence[str] | None = None,
+        batch_size: int = 8192,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted quality in (0, 1) and cost in dollars (> 0), each (n, m), in ``self.models`` order.
+
+        ``tasks`` (task label per row) is used only by a router fitted with ``use_task=True``.
+        """
+        self._check_fitted()
+        x, ell = self._features(X, prompt_chars, None if tasks is None else np.asarray(tasks))
+        n, m = x.shape[0], len(self.models)
+        quality = np.empty((n, m), dtype=np.float64)
+        log_cost = np.empty((n, m), dtype=np.float64)
+        for start in range(0, n, batch_size):
+            sl = slice(start, start + batch_size)
+            probs, costs = [], []
+            for net in self.members:
+                logit, lc = net(x[sl], ell[sl])
+                probs.append(torch.sigmoid(logit))
+                costs.append(lc)
+            quality[sl] = torch.stack(probs).mean(0).double().numpy()
+            log_cost[sl] = torch.stack(costs).mean(0).double().numpy()
+        log_cost = log_cost * self.stats["logcost_std"] + self.stats["logcost_mean"]
+        # exp(log(c + eps)) - eps could reach 0 for tiny costs; keep cost_eps as the floor so cost > 0.
+        cost = np.maximum(np.exp(log_cost) - self.config.cost_eps, self.config.cost_eps)
+        return quality, cost
+
+    @torch.no_grad()
+    def attention_weights(self, X: np.ndarray, prompt_chars: np.ndarray, tasks: np.ndarray | None = None) -> np.ndarray:
+        """Mean over ensemble members of each prompt's attention (n, m) over the model pool (for inspection)."""
+        self._check_fitted()
+        x, _ = self._features(X, prompt_chars, tasks)
+        return torch.stack([net.attention(net.encoder(x)) for net in self.members]).mean(0).double().numpy()
+
+    # ----------------------------------------------------------------------------------------- persistence
+
+    def to_artifacts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Weights and a JSON-able config from which :meth:`from_artifacts` rebuilds an identical predictor.
+
+        Tensors are named ``members.<k>.<parameter>`` (contiguous CPU tensors, ready for
+        ``safetensors.torch.save_file``); the config holds the architecture, the model pool, the task vocabulary
+        and the normalisation statistics.
+        """
+        self._check_fitted()
+        tensors = {
+            f"members.{k}.{name}": value.detach().cpu().contiguous().clone()
+            for k, net in enumerate(self.members)
+            for name, value in net.state_dict().items()
+        }
+        config = {
+            "router": self.name,
+            "format": ARTIFACT_FORMAT,
+            "hyperparameters": asdict(self.config),
+            "models": list(self.models),
+            "tasks": list(self.tasks),
+            "d_embed": self.d_embed,
+            "n_members": len(self.members),
+            "stats": dict(self.stats),
+        }
+        return tensors, config
+
+    @classmethod
+    def from_artifacts(cls, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> AttentionRouter:
+        """Rebuild a fitted router from :meth:`to_artifacts` output (e.g. after a safetensors/JSON round trip)."""
+        if config.get("router") != cls.name or int(config.get("format", -1)) != ARTIFACT_FORMAT:
+            raise ValueError(f"not an {cls.name!r} artifact of format {ARTIFACT_FORMAT}: {config.get('router')!r}")
+        router = cls(AttentionConfig.from_dict(config["hyperparameters"]))
+        router.models = [str(m) for m in config["models"]]
+        router.tasks = [str(t) for t in config["tasks"]]
+        router.d_embed = int(config["d_embed"])
+        router.stats = {k: float(v) for k, v in config["stats"].items()}
+        router.members = []
+        for k in range(int(config["n_members"])):
+            prefix = f"members.{k}."
+            state = {name[len(prefix) :]: value for name, value in tensors.items() if name.startswith(prefix)}
+            net = router._new_member()
+            net.load_state_dict(state, strict=True)
+            net.eval()
+            router.members.append(net)
+        return router

@@ -1,0 +1,87 @@
+"""Per-model MLP router (RouterBench's MLP baseline), registered as ``mlp``.
+
+One small MLP classifier per model maps the prompt embedding to P(response is correct), trained on the
+rows where that model was observed. Cost is the model's mean observed training cost, as in RouterBench
+(it does not depend on the prompt).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import ClassVar
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.neural_network import MLPClassifier
+
+from router.routers import register
+from router.routers.base import Router, RoutingData
+from router.routers.knn import _nan_column_mean
+
+__all__ = ["MLPRouter"]
+
+
+@register("mlp")
+class MLPRouter(Router):
+    """One ``sklearn`` MLP classifier per model on the embedding; cost = mean training cost per model.
+
+    Scores in (0, 1) are binarised at 0.5 for the classifier; the predicted quality is the positive-class
+    probability. A model with fewer than ``min_rows`` observations, or only one observed label, predicts
+    its mean observed score.
+
+    Args:
+        hidden: hidden layer sizes.
+        alpha: L2 penalty.
+        max_iter: Adam epochs.
+        early_stopping: hold out 10% of each model's rows and stop when its accuracy stalls.
+        min_rows: fewest observations needed to fit a model's MLP.
+    """
+
+    name: ClassVar[str] = "mlp"
+
+    def __init__(
+        self,
+        hidden: tuple[int, ...] = (100,),
+        alpha: float = 1e-4,
+        max_iter: int = 200,
+        early_stopping: bool = True,
+        min_rows: int = 20,
+    ) -> None:
+        self.hidden = tuple(hidden)
+        self.alpha = alpha
+        self.max_iter = max_iter
+        self.early_stopping = early_stopping
+        self.min_rows = min_rows
+
+    def fit(self, data: RoutingData, seed: int = 42) -> MLPRouter:
+        self.models = list(data.models)
+        quality = np.asarray(data.quality, dtype=np.float64)
+        self._quality_mean = _nan_column_mean(quality, default=0.5)
+        self._cost_mean = _nan_column_mean(np.asarray(data.cost, dtype=np.float64), default=0.0)
+        self._classifiers: list[MLPClassifier | None] = []
+        for j in range(len(self.models)):
+            rows = ~np.isnan(quality[:, j])
+            labels = (quality[rows, j] >= 0.5).astype(np.int64)
+            if rows.sum() < self.min_rows or np.unique(labels).size < 2:
+                self._classifiers.append(None)
+                continue
+            clf = MLPClassifier(
+                hidden_layer_sizes=self.hidden,
+                alpha=self.alpha,
+                max_iter=self.max_iter,
+                early_stopping=self.early_stopping,
+                random_state=seed,
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConvergenceWarning)
+                clf.fit(data.X[rows], labels)
+            self._classifiers.append(clf)
+        return self
+
+    def predict(self, X: np.ndarray, prompt_chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: ARG002
+        n = X.shape[0]
+        quality = np.empty((n, len(self.models)), dtype=np.float64)
+        for j, clf in enumerate(self._classifiers):
+            quality[:, j] = self._quality_mean[j] if clf is None else clf.predict_proba(X)[:, 1]
+        cost = np.broadcast_to(self._cost_mean, quality.shape).copy()
+        return quality, cost

@@ -1,0 +1,180 @@
+"""Hyper-parameter search for the ``attention`` router, scored by validation AIQ on the *training* split.
+
+The training rows are split into ``k`` folds (stratified by eval set, seed 42; default ``k = 5``, so each
+validation slice is 20% of train). Every configuration is fitted on ``k − 1`` folds and scored with RouterBench's
+protocol (``router.evaluation``, linear reward) on the held-out fold; its score is the mean over the folds.
+Cross-validating instead of using one 20% slice matters here: a slice of a small eval set (mbpp: ~60 prompts)
+makes single-slice AIQ differences mostly noise. The test split is never read here.
+
+Run it on an ``.npz`` laid out like RouterBench's embedded subset (see :func:`load_npz`)::
+
+    python -m router.tuning /tmp/rb/subset.npz --threads 2
+
+The defaults baked into :class:`router.routers.attention.AttentionConfig` are the best row of that table
+(``docs/router.md`` lists the numbers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router.evaluation import evaluate
+from router.routers import get_router
+from router.routers.base import RoutingData
+
+__all__ = ["DEFAULT_GRID", "GRID_BASE", "Trial", "cross_validate", "load_npz", "main", "score", "stratified_folds", "tune"]
+
+#: The reference point of the grid, spelled out so the grid means the same thing if the defaults change.
+GRID_BASE: dict[str, Any] = {
+    "hidden": 128, "model_dim": 32, "attn_dim": 32, "dropout": 0.1, "weight_decay": 1e-4, "lr": 2e-3,
+    "max_epochs": 200, "patience": 20, "val_fraction": 0.1, "cost_weight": 1.0, "n_members": 1, "use_task": False,
+}  # fmt: skip
+
+_GRID_CHANGES: tuple[dict[str, Any], ...] = (
+    {},
+    {"hidden": 64, "model_dim": 16, "attn_dim": 16},
+    {"hidden": 256, "dropout": 0.2},
+    {"dropout": 0.3, "weight_decay": 1e-2},
+    {"lr": 5e-4},
+    {"cost_weight": 0.2},
+    {"n_members": 5},
+    {"val_fraction": 0.0, "max_epochs": 10},
+    {"val_fraction": 0.0, "max_epochs": 10, "n_members": 5},
+    {"val_fraction": 0.0, "max_epochs": 10, "n_members": 5, "use_task": True},
+)
+
+#: Configurations searched: :data:`GRID_BASE` with one change each (every value explicit). Kept small: each
+#: configuration costs ``n_folds`` fits.
+DEFAULT_GRID: tuple[dict[str, Any], ...] = tuple({**GRID_BASE, **change} for change in _GRID_CHANGES)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One scored configuration (metrics are means over validation folds; ``aiq_std`` is across folds)."""
+
+    params: dict[str, Any]
+    aiq: float
+    max_perf: float
+    per_eval_aiq: dict[str, float]
+    fit_seconds: float
+    aiq_std: float = 0.0
+    zero_router_aiq: float = float("nan")
+
+
+def load_npz(path: str | Path) -> tuple[RoutingData, RoutingData]:
+    """``(train, test)`` from an ``.npz`` with arrays ``X, Q, C, chars, models, split`` and optional ``eval_name``.
+
+    ``Q``/``C`` are (n, m) true scores/costs (NaN = unobserved), ``split`` holds ``"train"``/``"test"`` per row.
+    """
+    with np.load(path, allow_pickle=False) as d:
+        n = d["X"].shape[0]
+        evals = d["eval_name"].astype(str).astype(object) if "eval_name" in d.files else np.full(n, "", dtype=object)
+        data = RoutingData(
+            X=d["X"].astype(np.float32),
+            quality=d["Q"].astype(np.float32),
+            cost=d["C"].astype(np.float32),
+            prompt_chars=d["chars"].astype(np.int64),
+            models=[str(m) for m in d["models"]],
+            eval_names=evals,
+        )
+        split = d["split"].astype(str)
+    return data.subset(np.flatnonzero(split == "train")), data.subset(np.flatnonzero(split == "test"))
+
+
+def stratified_folds(data: RoutingData, n_folds: int = 5, seed: int = 42) -> np.ndarray:
+    """Fold number (0 … n_folds−1) of every row: each eval set's rows are shuffled and dealt round-robin."""
+    if n_folds < 2:
+        raise ValueError("n_folds must be >= 2")
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(data.eval_names).astype(str)
+    fold = np.empty(data.n, dtype=np.int64)
+    for label in np.unique(labels):
+        rows = rng.permutation(np.flatnonzero(labels == label))
+        fold[rows] = np.arange(rows.size) % n_folds
+    return fold
+
+
+def score(
+    router_name: str, params: Mapping[str, Any], fit: RoutingData, val: RoutingData, seed: int = 42
+) -> Trial:
+    """Fit ``router_name`` with ``params`` on ``fit`` and score it on ``val`` (linear reward, mean AIQ)."""
+    start = time.perf_counter()
+    router = get_router(router_name, **params).fit(fit, seed=seed)
+    seconds = time.perf_counter() - start
+    kwargs = {"tasks": val.eval_names} if params.get("use_task") else {}
+    q_hat, c_hat = router.predict(val.X, val.prompt_chars, **kwargs)
+    metrics = evaluate({router_name: (q_hat, c_hat, "linear")}, val.quality, val.cost, val.eval_names, val.models).metrics
+    per_eval = {ev: float(m[router_name]["aiq"]) for ev, m in metrics["per_eval"].items()}
+    summary = metrics["routers"][router_name]
+    zero = float(metrics["routers"]["zero_router"]["aiq"])
+    return Trial(dict(params), float(summary["aiq"]), float(summary["max_perf"]), per_eval, seconds, 0.0, zero)
+
+
+def cross_validate(
+    router_name: str, params: Mapping[str, Any], train: RoutingData, n_folds: int = 5, seed: int = 42
+) -> Trial:
+    """Mean of :func:`score` over ``n_folds`` stratified folds of ``train`` (fit seconds: mean per fold)."""
+    fold = stratified_folds(train, n_folds, seed)
+    trials = [
+        score(router_name, params, train.subset(np.flatnonzero(fold != k)), train.subset(np.flatnonzero(fold == k)), seed)
+        for k in range(n_folds)
+    ]
+    aiqs = np.array([t.aiq for t in trials])
+    return Trial(
+        params=dict(params),
+        aiq=float(aiqs.mean()),
+        max_perf=float(np.mean([t.max_perf for t in trials])),
+        per_eval_aiq={ev: float(np.mean([t.per_eval_aiq[ev] for t in trials])) for ev in trials[0].per_eval_aiq},
+        fit_seconds=float(np.mean([t.fit_seconds for t in trials])),
+        aiq_std=float(aiqs.std()),
+        zero_router_aiq=float(np.mean([t.zero_router_aiq for t in trials])),
+    )
+
+
+def tune(
+    train: RoutingData,
+    grid: Sequence[Mapping[str, Any]] = DEFAULT_GRID,
+    router_name: str = "attention",
+    n_folds: int = 5,
+    seed: int = 42,
+) -> list[Trial]:
+    """Cross-validate every configuration of ``grid`` on ``train``; best (highest mean AIQ) first."""
+    trials = [cross_validate(router_name, params, train, n_folds, seed) for params in grid]
+    return sorted(trials, key=lambda t: -t.aiq)
+
+
+def main(argv: Sequence[str] | None = None) -> list[Trial]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("npz", type=Path, help="RoutingData .npz (X, Q, C, chars, models, split, eval_name)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds of the train split")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    train, _ = load_npz(args.npz)
+    trials = tune(train, n_folds=args.folds, seed=args.seed)
+    evals = sorted(trials[0].per_eval_aiq)
+    print(f"zero router (hull of single models), mean validation AIQ: {trials[0].zero_router_aiq:.4f}\n")
+    header = ["change to GRID_BASE", f"val AIQ (± std over {args.folds} folds)", *evals, "val max perf", "fit s"]
+    print("| " + " | ".join(header) + " |")
+    print("|---|---|" + "---|" * len(evals) + "---|---|")
+    for t in trials:
+        cells = " | ".join(f"{t.per_eval_aiq[e]:.4f}" for e in evals)
+        change = {k: v for k, v in t.params.items() if GRID_BASE.get(k, object()) != v}
+        print(f"| `{change or 'base'}` | {t.aiq:.4f} ± {t.aiq_std:.4f} | {cells} | {t.max_perf:.4f} "
+              f"| {t.fit_seconds:.1f} |")  # fmt: skip
+    return trials
+
+
+if __name__ == "__main__":
+    main()
