@@ -6,7 +6,8 @@ Each command group lives in its own module and is mounted here.
 from __future__ import annotations
 
 from router.cli.app import app
-from router.cli import data as _data  # noqa: F401  (registers ingest/validate/embed/status)
+from router.cli import data as _data  # noqa: F401  (registers ingest/embed/status)
+from router.cli import pipeline as _pipeline  # noqa: F401  (registers evaluate)
 
 try:  # command groups added by later modules register themselves on import
     from router.cli import models as _models  # noqa: F401

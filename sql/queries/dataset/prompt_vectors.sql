@@ -1,9 +1,12 @@
 -- One row per prompt of the split that has an embedding; task = the outcome's task (eval_name).
+-- A prompt that appears in the test split never trains (whatever source observed it).
 WITH wanted AS (
     SELECT prompt_id, min(task) AS task
-    FROM outcomes
+    FROM outcomes o
     WHERE ($split IS NULL OR split = $split)
       AND ($sources IS NULL OR list_contains($sources, source))
+      AND ($split IS DISTINCT FROM 'train'
+           OR NOT EXISTS (SELECT 1 FROM outcomes t WHERE t.split = 'test' AND t.prompt_id = o.prompt_id))
     GROUP BY prompt_id
 )
 SELECT w.prompt_id, w.task, p.n_chars, e.vector

@@ -1,0 +1,86 @@
+"""Train-and-evaluate command: reproduce the RouterBench table on any RouterBench-format folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from router.cli.app import app, console, fail, settings
+
+
+def print_metrics(metrics: dict, title: str) -> None:
+    table = Table("router", "AIQ", "max perf", "cost at max perf ($)", title=title)
+    rows = sorted(metrics["routers"].items(), key=lambda kv: -kv[1]["aiq"])
+    for name, m in rows:
+        table.add_row(name, f"{m['aiq']:.4f}", f"{m['max_perf']:.4f}", f"{m['max_perf_cost']:.4f}")
+    best = metrics["best_single_model"]
+    table.caption = f"best single model: {best['name']} (perf {best['perf']:.4f}, cost ${best['cost']:.4f})"
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    data: list[Path] = typer.Option(None, "--data", help="RouterBench-format files/folders to ingest first"),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="unpickle .pkl files found in --data folders"),
+) -> None:
+    """Ingest (optional), embed, train every router and evaluate them with the RouterBench protocol.
+
+    Writes metrics.json, curves and report.md under $ROUTER_HOME/reports/<run_id>/ and reports/latest/.
+    """
+    from router.embeddings import embed_missing
+    from router.ingest import IngestError, discover, ingest_file
+    from router.pipeline import NotEnoughData, train_and_evaluate
+    from router.storage import open_store
+
+    s = settings()
+    with open_store(s) as con:
+        if data:
+            files, _ = discover(list(data), "routerbench", allow_pickle=allow_pickle or s.allow_pickle)
+            for path in files:
+                try:
+                    r = ingest_file(con, "routerbench", path, s)
+                except IngestError as exc:
+                    fail(str(exc))
+                console.print(f"{path.name}: {r.status} ({r.rows_new} new, {r.rows_quarantined} quarantined)")
+        e = embed_missing(con, s)
+        console.print(f"embedded {e.embedded} new prompts ({e.already} cached)")
+        try:
+            run = train_and_evaluate(con, s, dataset=", ".join(map(str, data)) if data else str(s.database))
+        except NotEnoughData as exc:
+            fail(str(exc))
+    print_metrics(run.metrics, f"RouterBench protocol, {run.train.n} train / {run.test.n} test prompts")
+    console.print(f"report: {run.report_dir}/report.md (also {s.reports / 'latest'})")
+
+
+@app.command()
+def route(
+    reward: str = typer.Option("linear", help="linear | exponential"),
+    lambda_: float = typer.Option(None, "--lambda", help="reward parameter (λ for linear, τ for exponential); "
+                                  "default: the quality end of the reward's sweep"),
+    budget: float = typer.Option(None, "--budget", help="choose λ so the predicted spend of the backlog fits (USD)"),
+) -> None:
+    """Route every backlog query the champion has not decided yet; decisions go to routing_decisions."""
+    from router.nightly import route as route_step
+    from router.routing import BudgetError
+
+    if lambda_ is not None and budget is not None:
+        fail("give --lambda or --budget, not both")
+    s = settings()
+    try:
+        summary = route_step(s, reward=reward, reward_param=lambda_, budget=budget)
+    except BudgetError as exc:
+        fail(str(exc))
+    if summary.get("model_version") is None:
+        fail("no champion registered: run the nightly pipeline or `routerctl models promote VERSION`")
+    table = Table("model", "queries", title=(
+        f"routed {summary['routed']} queries with champion v{summary['model_version']} "
+        f"({summary['reward']}, parameter {summary['reward_param']:.4g})"))
+    for model, n in summary["model_mix"].items():
+        table.add_row(model, str(n))
+    spend = f"predicted spend ${summary['predicted_spend_usd']:.4f}"
+    if summary.get("budget_usd") is not None:
+        spend += f" within budget ${summary['budget_usd']:.4f}"
+    table.caption = f"{spend}; mean predicted quality {summary['predicted_quality']:.4f}"
+    console.print(table)
