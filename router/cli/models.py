@@ -1,0 +1,107 @@
+"""``routerctl models``: the registered router's versions, for platform teams.
+
+``list`` shows every version with its aliases; ``promote VERSION`` points ``champion`` at a version after checking
+its model pool against the store's; ``rollback`` moves ``champion`` back to the previous champion. All three only
+read or move MLflow aliases (see ``router.registry``); nothing is retrained or copied.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from router.cli.app import app, console, fail, settings
+
+models_app = typer.Typer(
+    name="models",
+    help="Registered router versions: list them, promote one to champion, roll the champion back.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def list_versions() -> None:
+    """List every version of the registered model, newest first, with its aliases, AIQ and gate decision."""
+    from rich.table import Table
+
+    from router import registry
+
+    s = settings()
+    try:
+        versions = registry.list_versions(s)
+        history = registry.champion_history(s)
+    except registry.RegistryError as exc:
+        fail(str(exc))
+        return
+    if not versions:
+        console.print(f"no versions of [bold]{s.registered_model}[/] at {s.mlflow_uri}")
+        return
+    table = Table(title=f"{s.registered_model} @ {s.mlflow_uri}", title_justify="left")
+    table.add_column("version", justify="right", no_wrap=True)
+    table.add_column("aliases", no_wrap=True)
+    table.add_column("created (UTC)", no_wrap=True)
+    table.add_column("test AIQ", justify="right", no_wrap=True)
+    table.add_column("gate", no_wrap=True)
+    table.add_column("models", justify="right")
+    table.add_column("run")
+    for v in versions:
+        aliases = ", ".join(f"[bold green]{a}[/]" if a == registry.CHAMPION else a for a in v.aliases)
+        table.add_row(
+            str(v.version),
+            aliases or "-",
+            v.created_at.strftime("%Y-%m-%d %H:%M"),
+            "-" if v.aiq is None else f"{v.aiq:.4f}",
+            v.gate or "-",
+            "-" if v.n_models is None else str(v.n_models),
+            (v.run_id or "-")[:8],
+        )
+    console.print(table)
+    if history:
+        console.print(f"previous champions (oldest first): {', '.join(f'v{h}' for h in history)}")
+
+
+@models_app.command("promote")
+def promote(
+    version: int = typer.Argument(..., min=1, help="model version to make champion"),
+    reason: str = typer.Option("manual promotion", "--reason", help="recorded on the version (promotion_reason tag)"),
+) -> None:
+    """Point the champion alias at VERSION (its model pool must match the store's models)."""
+    from router import registry
+    from router.dataset import model_pool
+    from router.storage import StoreError, open_store
+
+    s = settings()
+    try:
+        with open_store(s, read_only=True) as con:
+            store_models = model_pool(con)
+    except StoreError as exc:
+        fail(f"cannot read the store's model pool: {exc}")
+        return
+    if not store_models:
+        fail(f"the store at {s.database} holds no models; ingest data first")
+        return
+    try:
+        previous = registry.promote(s, version, store_models, reason=reason)
+    except registry.RegistryError as exc:
+        fail(str(exc))
+        return
+    if previous == version:
+        console.print(f"v{version} is already {registry.CHAMPION}; nothing moved")
+    else:
+        before = "none" if previous is None else f"v{previous}"
+        console.print(f"{registry.CHAMPION}: {before} → [bold green]v{version}[/]")
+
+
+@models_app.command("rollback")
+def rollback() -> None:
+    """Move the champion alias back to the previous champion (from the champion_history tag)."""
+    from router import registry
+
+    s = settings()
+    try:
+        current, target = registry.rollback(s)
+    except registry.RegistryError as exc:
+        fail(str(exc))
+        return
+    before = "none" if current is None else f"v{current}"
+    console.print(f"{registry.CHAMPION}: {before} → [bold green]v{target}[/] (rolled back)")

