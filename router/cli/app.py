@@ -23,6 +23,7 @@ def settings():
     """Settings from the environment (and ``ROUTER_CONFIG``), workspace created."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from router.settings import Settings
 
     s = Settings()
@@ -41,5 +42,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logg
 
 
 def fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {message}")
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)

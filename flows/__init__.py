@@ -1,0 +1,1 @@
+"""Prefect flows: thin orchestration over the ``router`` library (which never imports Prefect)."""

@@ -1,0 +1,25 @@
+"""Prefect environment defaults, applied before Prefect is imported.
+
+Prefect reads its settings at import time. Unless the user set them, its home goes inside the workspace,
+analytics are off, and the ephemeral server gets enough time to start on a small machine. Setting
+``PREFECT_API_URL`` (e.g. to the server in ``docker/compose.yaml``) is all it takes to run against a server.
+"""
+
+from __future__ import annotations
+
+import os
+
+from router.settings import Settings
+
+
+def configure(settings: Settings | None = None) -> Settings:
+    settings = settings or Settings()
+    os.environ.setdefault("PREFECT_HOME", str(settings.prefect))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.5")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return settings

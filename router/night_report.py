@@ -1,0 +1,140 @@
+"""The nightly report: ``reports/<night>/report.md`` with PNGs, and a row in ``nightly_runs`` for the trend.
+
+It gathers what a data engineer reads in the morning: the AIQ table of the latest training run with its
+curves, the promotion decision, the backlog routing summary with spend per model, the quarantine summary,
+and the night-over-night trend of AIQ and predicted spend.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from router.report import copy_to_latest
+from router.storage import execute, relation
+
+NIGHT_FILES = ("report.md", "trend.png", "night.json")
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _trend_plot(con: duckdb.DuckDBPyConnection, path: Path) -> Path | None:
+    trend = relation(con, "nightly/trend").pl()
+    if trend.height == 0:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(8, 4.5))
+    ax = fig.add_subplot(111)
+    nights = [str(d) for d in trend["night"].to_list()]
+    ax.plot(nights, trend["attention_aiq"].to_list(), marker="o", label="attention AIQ")
+    ax.plot(nights, trend["baseline_aiq"].to_list(), marker="s", linestyle="--", label="best baseline AIQ")
+    ax.set_ylabel("AIQ (test split)")
+    ax.set_xlabel("night")
+    ax2 = ax.twinx()
+    ax2.bar(nights, trend["predicted_spend_usd"].to_list(), alpha=0.25, color="tab:green",
+            label="predicted backlog spend ($)")
+    ax2.set_ylabel("predicted spend of routed backlog ($)")
+    lines = ax.get_legend_handles_labels()
+    bars = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + bars[0], lines[1] + bars[1], loc="lower left", fontsize=8)
+    ax.set_title("Night over night")
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, flow_run_id: str,
+                       started: datetime, night: date, ingest: dict[str, Any], validation: dict[str, Any],
+                       embed: dict[str, Any], train: dict[str, Any], promotion: dict[str, Any],
+                       routing: dict[str, Any]) -> Path:
+    out = reports_root / night.isoformat()
+    out.mkdir(parents=True, exist_ok=True)
+    metrics_dir = Path(train["report_dir"]) if train.get("report_dir") else None
+    metrics = json.loads((metrics_dir / "metrics.json").read_text()) if metrics_dir and \
+        (metrics_dir / "metrics.json").exists() else None
+    if metrics_dir and metrics_dir.exists():
+        for png in metrics_dir.glob("*.png"):
+            shutil.copy2(png, out / png.name)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    execute(con, "nightly/insert_nightly_run", {
+        "flow_run_id": flow_run_id, "night": night, "started": started, "now": now,
+        "rows_new": ingest.get("rows_new", 0), "rows_quarantined": ingest.get("rows_quarantined", 0),
+        "trained": not train.get("skipped", True), "champion_version": routing.get("model_version"),
+        "attention_aiq": train.get("attention_aiq"), "baseline_aiq": train.get("baseline_aiq"),
+        "routed": routing.get("routed", 0), "spend": routing.get("predicted_spend_usd", 0.0),
+        "report_dir": str(out),
+    })
+    trend = _trend_plot(con, out / "trend.png")
+
+    lines = [f"# Nightly report {night.isoformat()}", "",
+             f"Flow run `{flow_run_id}`, started {started:%Y-%m-%d %H:%M:%S} UTC, finished {now:%H:%M:%S} UTC.", ""]
+    lines += ["## Ingest and validation", "",
+              f"- files ingested: {len(ingest.get('files', []))}, new records: {ingest.get('rows_new', 0)}, "
+              f"quarantined: {ingest.get('rows_quarantined', 0)}, rejected files: {len(ingest.get('rejected', []))}",
+              f"- validation: {'ok' if validation.get('ok', True) else 'PROBLEMS'}"]
+    lines += [f"  - {p}" for p in validation.get("problems", [])]
+    lines += [f"- embedded: {embed.get('embedded', 0)} new prompts ({embed.get('already', 0)} cached) on "
+              f"{embed.get('device', '?')}", ""]
+    quarantine = relation(con, "nightly/quarantine_by_reason").pl()
+    if quarantine.height:
+        lines += ["### Quarantine (all time, top reasons)", "", "| kind | reason | rows |", "|---|---|---:|"]
+        lines += [f"| {k} | {r} | {n} |" for k, r, n in quarantine.iter_rows()]
+        lines.append("")
+    lines += ["## Training", ""]
+    if train.get("skipped"):
+        lines.append(f"Inputs unchanged since training run `{train.get('run_id')}`: not retrained.")
+    else:
+        lines.append(f"Trained run `{train.get('run_id')}` in {train.get('seconds', 0):.1f} s.")
+    if metrics:
+        lines += ["", "| router | AIQ | max perf | cost at max perf ($) |", "|---|---:|---:|---:|"]
+        for name, m in sorted(metrics["routers"].items(), key=lambda kv: -kv[1]["aiq"]):
+            lines.append(f"| {name} | {m['aiq']:.4f} | {m['max_perf']:.4f} | {m['max_perf_cost']:.4f} |")
+        best = metrics["best_single_model"]
+        lines += ["", f"Best single model: {best['name']} (perf {best['perf']:.4f}, cost ${best['cost']:.4f}).", ""]
+        lines += [f"![{p.stem}]({p.name})" for p in sorted(out.glob("eval_*.png"))]
+    lines += ["", "## Promotion", ""]
+    if promotion.get("skipped"):
+        lines.append("No new version (training skipped).")
+    else:
+        d = promotion.get("decision") or {}
+        lines += [f"- challenger v{promotion.get('version')}: **{d.get('decision', '?')}** — {d.get('reason', '')}",
+                  f"- challenger AIQ {_fmt(d.get('challenger_aiq'))}, champion AIQ {_fmt(d.get('champion_aiq'))} "
+                  f"(re-evaluated now), best baseline AIQ {_fmt(d.get('baseline_aiq'))}"]
+    lines += ["", "## Backlog routing", ""]
+    if routing.get("model_version") is None:
+        lines.append(f"Not routed: {routing.get('reason', 'no champion')}.")
+    else:
+        lines += [f"- champion v{routing['model_version']}, reward {routing['reward']} "
+                  f"(parameter {routing['reward_param']:.4g})"
+                  + (f", budget ${routing['budget_usd']:.2f}" if routing.get("budget_usd") is not None else ""),
+                  f"- routed now: {routing['routed']} queries, predicted spend ${routing['predicted_spend_usd']:.4f}, "
+                  f"mean predicted quality {_fmt(routing.get('predicted_quality'))}",
+                  f"- left for later (no embedding yet): {routing.get('skipped_unembedded', 0)}", ""]
+        mix = relation(con, "nightly/spend_by_model", {"version": routing["model_version"]}).pl()
+        if mix.height:
+            lines += ["All decisions of this champion:", "",
+                      "| model | queries | predicted spend ($) | mean predicted quality |", "|---|---:|---:|---:|"]
+            lines += [f"| {m} | {n} | {s:.4f} | {q:.4f} |" for m, n, s, q in mix.iter_rows()]
+    lines += ["", "## Trend", ""]
+    lines.append("![trend](trend.png)" if trend else "First night: no trend yet.")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    (out / "night.json").write_text(json.dumps({
+        "flow_run_id": flow_run_id, "night": night.isoformat(), "ingest": {k: v for k, v in ingest.items()
+                                                                            if k != "files"},
+        "validation": validation, "embed": embed, "train": train, "promotion": promotion, "routing": routing,
+    }, indent=2, default=str))
+    copy_to_latest(out, reports_root, name="nightly-latest")
+    return out

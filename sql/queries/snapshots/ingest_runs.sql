@@ -1,0 +1,1 @@
+SELECT * FROM ingest_runs;

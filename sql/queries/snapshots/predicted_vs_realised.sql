@@ -1,0 +1,1 @@
+SELECT * FROM predicted_vs_realised;

@@ -1,0 +1,1 @@
+SELECT * FROM routing_decisions;
