@@ -12,7 +12,6 @@ on the command line, or when ``allow_pickle`` is set; pickles merely found insid
 from __future__ import annotations
 
 import ast
-import hashlib
 import logging
 import re
 import uuid
@@ -25,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from router import schemas
+from router.files import sha256_file
 from router.readers import ROW, FileRejected, clip_json, data_suffix, empty_rejects, read_any
 from router.settings import Settings
 from router.storage import query, transaction
@@ -74,14 +74,6 @@ class Staged:
 
 
 # --------------------------------------------------------------------------------------------------- files
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def discover(paths: list[Path], kind: str, *, allow_pickle: bool = False) -> tuple[list[Path], list[str]]:
     """Expand files and folders into the files to ingest, with notes on what was skipped.
 

@@ -21,7 +21,6 @@ the file MLflow executes stays a thin shell and every check it makes is unit-tes
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import inspect
 import json
 import logging
@@ -44,6 +43,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from router.files import sha256_file
 from router.settings import BUNDLED_ENCODER, PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -346,14 +346,6 @@ def _pip_requirements() -> list[str]:
     return reqs
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _router_registry_name(router: Router) -> str:
     """The ``router.routers.ROUTERS`` key whose factory builds ``type(router)``."""
     from router.routers import ROUTERS  # noqa: PLC0415
@@ -559,7 +551,7 @@ def log_training_run(
             design_doc = PROJECT_ROOT / "docs" / "router.md"
             if design_doc.is_file():
                 mlflow.log_artifact(str(design_doc), artifact_path="design")
-                mlflow.set_tag("design_doc.sha256", _sha256(design_doc))
+                mlflow.set_tag("design_doc.sha256", sha256_file(design_doc))
             model_info = _log_pyfunc(files, router.models)
             mlflow.set_tag(MODEL_ID_TAG, model_info.model_id)
             return run.info.run_id
@@ -627,7 +619,7 @@ def _write_model_files(
         models=list(router.models),
         mean_cost={m: float(c) for m, c in zip(router.models, means, strict=True)},
         n_train=int(train_data.n),
-        weights_sha256=_sha256(files[WEIGHTS]),
+        weights_sha256=sha256_file(files[WEIGHTS]),
     )
     files[POOL].write_text(pool.model_dump_json(indent=2))
     return files
@@ -699,7 +691,7 @@ def load_router_artifacts(weights: Path | str, config: Path | str, pool: Path | 
         model_pool = ModelPool.model_validate_json(pool_path.read_text())
     except ValidationError as exc:
         raise ModelPoolError(f"refusing model pool {pool_path.name}: it fails its schema:\n{exc}") from exc
-    digest = _sha256(Path(weights))
+    digest = sha256_file(Path(weights))
     if digest != model_pool.weights_sha256:
         raise ModelPoolError(
             f"refusing model pool {pool_path.name}: it was written for weights {model_pool.weights_sha256[:12]}…, "
