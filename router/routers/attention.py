@@ -200,7 +200,7 @@ class AttentionRouter(Router):
         self.tasks: list[str] = []
         self.d_embed = 0
         self.stats: dict[str, float] = {}
-        self.history: list[dict[str, float]] = []  # per member: epochs run, best epoch, best validation loss
+        self.history: list[dict[str, Any]] = []  # per member: epochs run, best epoch, loss curves by epoch
 
     # ---------------------------------------------------------------------------------------------- features
 
@@ -286,7 +286,7 @@ class AttentionRouter(Router):
 
     def _fit_member(
         self, t: Mapping[str, torch.Tensor], labels: np.ndarray, seed: int
-    ) -> tuple[CrossAttentionNet, dict[str, float]]:
+    ) -> tuple[CrossAttentionNet, dict[str, Any]]:
         cfg = self.config
         rng = np.random.default_rng(seed)
         held = _stratified_holdout(labels, cfg.val_fraction, rng)
@@ -300,19 +300,26 @@ class AttentionRouter(Router):
 
         best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
         epoch = 0
+        train_curve: list[float] = []  # mean training loss per epoch (logged to MLflow as a curve)
+        val_curve: list[float] = []
         for epoch in range(1, cfg.max_epochs + 1):
             net.train()
             order = train_idx[torch.randperm(train_idx.numel(), generator=generator)]
+            total = torch.zeros(())
             for batch in order.split(cfg.batch_size):
                 optimiser.zero_grad(set_to_none=True)
-                self._loss(net, t, batch).backward()
+                loss = self._loss(net, t, batch)
+                loss.backward()
                 optimiser.step()
+                total += loss.detach() * batch.numel()
+            train_curve.append(float(total) / max(train_idx.numel(), 1))
             if val_idx.numel() == 0:
                 best_epoch, best_state = epoch, None
                 continue
             net.eval()
             with torch.no_grad():
                 val_loss = float(self._loss(net, t, val_idx, 0.0 if cfg.monitor == "quality" else None))
+            val_curve.append(val_loss)
             if val_loss < best_loss - 1e-6:
                 best_loss, best_epoch, best_state = val_loss, epoch, copy.deepcopy(net.state_dict())
             elif epoch - best_epoch >= cfg.patience:
@@ -320,7 +327,11 @@ class AttentionRouter(Router):
         if best_state is not None:
             net.load_state_dict(best_state)
         net.eval()
-        return net, {"seed": float(seed), "epochs": float(epoch), "best_epoch": float(best_epoch), "val_loss": best_loss}
+        info: dict[str, Any] = {"seed": float(seed), "epochs": float(epoch), "best_epoch": float(best_epoch),
+                                "val_loss": best_loss, "train_loss_curve": train_curve}
+        if val_curve:
+            info["val_loss_curve"] = val_curve
+        return net, info
 
     # ---------------------------------------------------------------------------------------------- predict
 
