@@ -25,7 +25,8 @@ from prefect.runtime import flow_run  # noqa: E402
 from router import nightly as steps  # noqa: E402
 from router.locking import workspace_lock  # noqa: E402
 from router.settings import Settings  # noqa: E402
-from router.storage import open_store  # noqa: E402
+from router.doctor import DoctorFailed  # noqa: E402
+from router.storage import NIGHTLY_WAIT_SECONDS, open_store, wait_seconds  # noqa: E402
 
 
 def _settings() -> Settings:
@@ -66,7 +67,7 @@ def fingerprint_task() -> str:
     from router.storage import scalar
 
     settings = _settings()
-    with open_store(settings) as con:
+    with open_store(settings, wait=wait_seconds(NIGHTLY_WAIT_SECONDS)) as con:
         return f"{settings.encoder}:{scalar(con, 'nightly/prompt_fingerprint')}"
 
 
@@ -88,7 +89,7 @@ def register_task(step: steps.TrainStep, flow_run_id: str) -> dict[str, Any]:
 
 
 @task(name="route-backlog", retries=1, retry_delay_seconds=10, timeout_seconds=6 * 3600, cache_policy=NO_CACHE)
-def route_task(reward: str, reward_param: float | None, budget: float | None, flow_run_id: str) -> dict[str, Any]:
+def route_task(reward: str | None, reward_param: float | None, budget: float | None, flow_run_id: str) -> dict[str, Any]:
     return steps.route(_settings(), reward=reward, reward_param=reward_param, budget=budget, flow_run_id=flow_run_id)
 
 
@@ -124,7 +125,7 @@ def register_and_promote(step: steps.TrainStep, flow_run_id: str) -> dict[str, A
 
 
 @flow(name="route_backlog")
-def route_backlog(reward: str = "linear", reward_param: float | None = None, budget: float | None = None,
+def route_backlog(reward: str | None = None, reward_param: float | None = None, budget: float | None = None,
                   flow_run_id: str | None = None) -> dict[str, Any]:
     """Route every backlog query the champion has not decided yet."""
     return route_task(reward, reward_param, budget, flow_run_id or _flow_run_id())
@@ -139,14 +140,43 @@ def report(started: datetime, flow_run_id: str, ingest_summary: dict[str, Any], 
     from router.snapshots import export_snapshots
 
     settings = _settings()
-    with open_store(settings) as con:
+    with open_store(settings, wait=wait_seconds(NIGHTLY_WAIT_SECONDS)) as con:
         out = write_night_report(con, settings.reports, flow_run_id=flow_run_id, started=started,
                                  night=started.date(), ingest=ingest_summary, validation=validation,
                                  embed=embedding, train=training, promotion=promotion, routing=routing)
         export_snapshots(con, settings.snapshots)
+    return str(out)
+
+
+@task(name="doctor-checks", cache_policy=NO_CACHE)
+def doctor_task() -> dict[str, Any]:
+    return steps.doctor(_settings())
+
+
+@flow(name="doctor")
+def doctor(report_dir: str, started: datetime) -> dict[str, Any]:
+    """Integrity checks of the store (``routerctl doctor``), appended to the report; then the report artifact.
+
+    A doctor that finds problems (or cannot run) does not stop the report: its result is written into the
+    report first, and the nightly flow raises afterwards, so the flow run ends failed with the report in place.
+    """
+    from pathlib import Path
+
+    from router.night_report import append_doctor
+
+    settings = _settings()
+    try:
+        result = doctor_task()
+    except Exception as exc:  # noqa: BLE001 - a doctor that cannot run is itself a problem worth reporting
+        from router.redact import mask
+
+        result = {"ok": False, "problems": [f"doctor could not run: {mask(str(exc))}"], "checks": []}
+    out = append_doctor(Path(report_dir), settings.reports, result)
     create_markdown_artifact(key="nightly-report", markdown=(out / "report.md").read_text()[:90_000],
                              description=f"Nightly report {started.date()} ({out})")
-    return str(out)
+    if not result.get("ok"):
+        get_run_logger().error("doctor found problems: %s", "; ".join(result.get("problems", [])))
+    return result
 
 
 def _training_summary(step: steps.TrainStep) -> dict[str, Any]:
@@ -160,9 +190,13 @@ def _training_summary(step: steps.TrainStep) -> dict[str, Any]:
 
 
 @flow(name="nightly", log_prints=True)
-def nightly(reward: str = "linear", reward_param: float | None = None, budget: float | None = None,
+def nightly(reward: str | None = None, reward_param: float | None = None, budget: float | None = None,
             demo: bool = False) -> dict[str, Any]:
-    """The whole night: ingest → validate → embed → train → register/promote → route backlog → report."""
+    """The whole night: ingest → validate → embed → train → register/promote → route backlog → report → doctor.
+
+    Raises :class:`~router.doctor.DoctorFailed` (the flow run ends failed) when the doctor finds problems, after
+    the report (with the doctor's section) and the artifact are written.
+    """
     settings = _settings()
     settings.ensure_workspace()
     started = datetime.now(UTC).replace(tzinfo=None)
@@ -178,9 +212,14 @@ def nightly(reward: str = "linear", reward_param: float | None = None, budget: f
         promotion = register_and_promote(step, run_id)
         routing = route_backlog(reward, reward_param, budget, run_id)
         out = report(started, run_id, ingested, validation, embedding, training, promotion, routing)
+        checked = doctor(out, started)
+    if not checked.get("ok"):
+        raise DoctorFailed(f"the store failed its integrity checks ({'; '.join(checked.get('problems', []))}); "
+                           f"see {out}/report.md")
     return {"report": out, "flow_run_id": run_id, "ingest": {k: ingested[k] for k in ("rows_new", "rows_quarantined")},
             "training": training, "promotion": {k: v for k, v in promotion.items() if k != "decision"},
-            "decision": (promotion.get("decision") or {}).get("decision"), "routing": routing}
+            "decision": (promotion.get("decision") or {}).get("decision"), "routing": routing,
+            "doctor": {"ok": checked.get("ok"), "problems": checked.get("problems", [])}}
 
 
 if __name__ == "__main__":

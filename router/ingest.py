@@ -23,6 +23,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from router.errors import RouterError
 from router import schemas
 from router.files import sha256_file
 from router.readers import ROW, FileRejected, clip_json, data_suffix, empty_rejects, read_any
@@ -43,7 +44,7 @@ TRAIN_FRACTION = 0.7
 SPLIT_SEED = 42
 
 
-class IngestError(RuntimeError):
+class IngestError(RouterError, RuntimeError):
     """A file could not be ingested; the store is unchanged."""
 
 

@@ -1,7 +1,9 @@
 """A workspace lock so two pipeline runs never interleave their writes.
 
 ``flock`` on ``$ROUTER_HOME/<name>.lock``: released by the kernel when the holder exits, even on kill -9, so a
-crashed run never leaves a stale lock behind.
+crashed run never leaves a stale lock behind. ``routerctl nightly`` probes it with :func:`holder` before
+starting Prefect and exits 3 at once when another run holds it; the flow itself then takes it for the whole
+run. ``wait_seconds`` makes a caller wait (polling every 0.5 s) instead of failing at once.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from router.errors import RouterError
 
-class LockBusy(RuntimeError):
+
+class LockBusy(RouterError, RuntimeError):
     """Another run holds the workspace lock."""
 
 
@@ -32,10 +36,31 @@ def workspace_lock(workspace: Path, name: str = "pipeline", wait_seconds: float 
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     holder = path.read_text().strip() or "unknown"
-                    raise LockBusy(f"another run holds {path} ({holder}); try again when it finishes") from None
+                    raise LockBusy(f"another run holds {path} ({holder}); nothing was done: try again when it "
+                                   "finishes") from None
                 time.sleep(0.5)
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} since {time.strftime('%Y-%m-%dT%H:%M:%S%z')}".encode())
         yield path
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def holder(workspace: Path, name: str = "pipeline") -> str | None:
+    """Who holds the lock (its ``pid ... since ...`` line), or ``None`` if it is free right now.
+
+    A cheap probe (take and release at once) so a command can refuse before starting anything expensive; the
+    run itself still takes the lock with :func:`workspace_lock`."""
+    path = workspace / f"{name}.lock"
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return path.read_text().strip() or "unknown"
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -37,7 +37,8 @@ def _trend_plot(con: duckdb.DuckDBPyConnection, path: Path) -> Path | None:
 
     fig = Figure(figsize=(8, 4.5))
     ax = fig.add_subplot(111)
-    nights = [str(d) for d in trend["night"].to_list()]
+    labels = [str(d) for d in trend["night"].to_list()]
+    nights = list(range(len(labels)))  # positions, labelled with the dates (no categorical-axis guessing)
     ax.plot(nights, trend["attention_aiq"].to_list(), marker="o", label="attention AIQ")
     ax.plot(nights, trend["baseline_aiq"].to_list(), marker="s", linestyle="--", label="best baseline AIQ")
     ax.set_ylabel("AIQ (test split)")
@@ -50,6 +51,7 @@ def _trend_plot(con: duckdb.DuckDBPyConnection, path: Path) -> Path | None:
     bars = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + bars[0], lines[1] + bars[1], loc="lower left", fontsize=8)
     ax.set_title("Night over night")
+    ax.set_xticks(nights, labels)
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -138,3 +140,32 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
     }, indent=2, default=str))
     copy_to_latest(out, reports_root, name="nightly-latest")
     return out
+
+
+def append_doctor(out: Path, reports_root: Path, doctor: dict[str, Any]) -> Path:
+    """Add the doctor's result (``router.doctor``, run after the report) to ``out/report.md`` and
+    ``out/night.json``, and refresh ``reports/nightly-latest``. Written whole to a temporary file, then renamed."""
+    from router.doctor import report_lines
+
+    report = out / "report.md"
+    text = report.read_text() if report.exists() else ""
+    marker = "\n## Doctor\n"
+    if marker in text:  # a re-run of this step replaces its section
+        text = text[: text.index(marker)] + "\n"
+    lines = ["## Doctor", "", *report_lines(doctor)]
+    problems = doctor.get("problems", [])
+    if problems:
+        lines += ["", "Problems (the flow run is marked failed):", ""] + [f"- {p}" for p in problems]
+    _replace(report, text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
+    night = out / "night.json"
+    data = json.loads(night.read_text()) if night.exists() else {}
+    data["doctor"] = doctor
+    _replace(night, json.dumps(data, indent=2, default=str))
+    copy_to_latest(out, reports_root, name="nightly-latest")
+    return out
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

@@ -4,6 +4,9 @@ ingest → validate → embed → train → register and promote → route backl
 does its work in transactions and closes it, so a crash leaves no half-written step behind and a re-run
 picks up where it stopped: ingest skips files already stored, embedding skips cached prompts, training is
 skipped when its inputs (``data_key``) have not changed, routing skips queries the champion already decided.
+Registration resumes too: a run killed after MLflow logged or registered the model reuses that run/version
+(found by its ``data_key`` param) instead of registering a duplicate. ``docs/reliability.md`` lists the fault
+points (``router.faults``) the tests kill the steps at, and what a re-run does after each.
 """
 
 from __future__ import annotations
@@ -17,12 +20,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from router import __version__
+from router import __version__, faults
 from router.settings import PROJECT_ROOT, Settings
-from router.storage import execute, open_store
+from router.storage import NIGHTLY_WAIT_SECONDS, execute, transaction, wait_seconds
+from router.storage import open_store as _open_store
 
 log = logging.getLogger(__name__)
 LANDING_KINDS = ("routerbench", "logs", "backlog")
+
+
+def open_store(settings: Settings, **kwargs: Any):
+    """The store for a nightly step: waits up to ``ROUTER_STORE_WAIT_SECONDS`` (default 60 s) while another
+    process holds it, then fails with a clear :class:`~router.storage.StoreError`."""
+    kwargs.setdefault("wait", wait_seconds(NIGHTLY_WAIT_SECONDS))
+    return _open_store(settings, **kwargs)
 
 
 # ------------------------------------------------------------------------------------------------- ingest
@@ -66,7 +77,7 @@ def ingest_landing(settings: Settings) -> IngestSummary:
     from router.ingest import IngestError, discover, ingest_file
 
     summary = IngestSummary()
-    with open_store(settings) as con:
+    with faults.step("ingest"), open_store(settings) as con:
         for kind in LANDING_KINDS:
             folder = settings.landing(kind)
             if not folder.is_dir():
@@ -109,7 +120,7 @@ def check_ingest(summary: IngestSummary, max_quarantine_fraction: float = 0.5) -
 def embed(settings: Settings) -> dict[str, Any]:
     from router.embeddings import embed_missing
 
-    with open_store(settings) as con:
+    with faults.step("embed"), open_store(settings) as con:
         result = embed_missing(con, settings)
     return {**asdict(result), "per_second": result.per_second}
 
@@ -144,7 +155,9 @@ def train(settings: Settings) -> TrainStep:
             cols = ("run_id", "model_version", "attention_aiq", "best_baseline", "baseline_aiq", "report_dir")
             log.info("training inputs unchanged (data_key %s): skipping training", key)
             return TrainStep(True, key, previous=dict(zip(cols, previous[0], strict=True)))
-        run = train_and_evaluate(con, settings, dataset=f"store {settings.database.name}")
+        with faults.step("train"):
+            run = train_and_evaluate(con, settings, dataset=f"store {settings.database.name}")
+            faults.point("fitted")
     return TrainStep(False, key, run=run)
 
 
@@ -167,17 +180,28 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
         return PromotionStep(True, version=(step.previous or {}).get("model_version"))
     run = step.run
     baseline_name, baseline_aiq = run.best_baseline()
-    mlflow_run_id = registry.log_training_run(
-        settings, run.routers[ATTENTION], run.evaluation, run.report_dir, run.snapshot.as_params(),
-        {"data_key": step.data_key, "flow_run_id": flow_run_id or ""}, train_data=run.train,
-        run_name=f"train-{run.run_id}",
-    )
-    version = registry.register_challenger(settings, mlflow_run_id)
-    champion_before = registry.champion_version(settings)
-    decision = registry.gate(settings, version, run.test, baseline_aiq=baseline_aiq)
-    champion_after = registry.champion_version(settings)
+    with faults.step("register"):
+        mlflow_run_id, version, record = _resume_registration(settings, step.data_key)
+        if mlflow_run_id is None:
+            mlflow_run_id = registry.log_training_run(
+                settings, run.routers[ATTENTION], run.evaluation, run.report_dir, run.snapshot.as_params(),
+                {"data_key": step.data_key, "flow_run_id": flow_run_id or ""}, train_data=run.train,
+                run_name=f"train-{run.run_id}",
+            )
+        faults.point("logged")
+        if version is None:
+            version = registry.register_challenger(settings, mlflow_run_id)
+        if record is not None:  # a killed run already gated this version: reuse its decision
+            log.info("resuming: v%s was already gated (%s)", version, record["decision"])
+            decision = _decision_from_record(record)
+            champion_before = record.get("champion_version")
+        else:
+            champion_before = registry.champion_version(settings)
+            decision = registry.gate(settings, version, run.test, baseline_aiq=baseline_aiq)
+        champion_after = registry.champion_version(settings)
+        faults.point("gated")
     now = datetime.now(UTC).replace(tzinfo=None)
-    with open_store(settings) as con:
+    with open_store(settings) as con, transaction(con):  # both rows or neither
         execute(con, "routing/insert_promotion", {
             "now": now, "registered_model": settings.registered_model, "challenger": str(version),
             "champion_before": None if champion_before is None else str(champion_before),
@@ -196,9 +220,70 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
 
 
 # -------------------------------------------------------------------------------------------------- route
-def route(settings: Settings, *, reward: str = "linear", reward_param: float | None = None,
+def _resume_registration(settings: Settings, key: str) -> tuple[str | None, int | None, dict[str, Any] | None]:
+    """(MLflow run id, registered version, gate record) left by an earlier attempt with the same ``data_key``
+    that died before recording its result in the store; ``(None, None, None)`` when there is none.
+
+    The gate record is reused only when it is final: a rejection, or a promotion whose alias was moved."""
+    from router import registry
+
+    if not key.isalnum():  # data keys are hex digests; anything else never reaches a filter string
+        return None, None, None
+    with registry.tracking(settings) as client:
+        experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+        if experiment is None:
+            return None, None, None
+        runs = client.search_runs([experiment.experiment_id], filter_string=f"params.data_key = '{key}'",
+                                  order_by=["attributes.start_time DESC"], max_results=5)
+        runs = [r for r in runs if r.data.tags.get(registry.MODEL_ID_TAG)]  # the model was logged completely
+        if not runs:
+            return None, None, None
+        run_id = runs[0].info.run_id
+        versions = [v for v in client.search_model_versions(f"run_id = '{run_id}'")
+                    if v.name == settings.registered_model]
+        if not versions:
+            return run_id, None, None
+        mv = max(versions, key=lambda v: int(v.version))
+        version = int(mv.version)
+        raw = (mv.tags or {}).get(f"gate.v{version}")
+        champion = registry._alias_version(client, settings.registered_model, registry.CHAMPION)
+    record = None
+    if raw:
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            record = None
+    if record is not None and record.get("decision") == "promoted" and champion != version:
+        record = None  # killed between the gate's tags and the alias move: gate again
+    log.info("resuming registration: MLflow run %s, version %s", run_id, version)
+    return run_id, version, record
+
+
+def _decision_from_record(record: dict[str, Any]):
+    from router.registry import PromotionDecision
+
+    return PromotionDecision(
+        promoted=record.get("decision") == "promoted", challenger_version=int(record["challenger_version"]),
+        champion_version=record.get("champion_version"), challenger_aiq=record.get("challenger_aiq"),
+        champion_aiq=record.get("champion_aiq"), baseline_aiq=record.get("baseline_aiq"),
+        tolerance=float(record.get("tolerance") or 0.0), checks=dict(record.get("checks") or {}),
+        reason=str(record.get("reason", "")), reward=str(record.get("reward", "linear")),
+        decided_at=str(record.get("decided_at", "")),
+    )
+
+
+def route(settings: Settings, *, reward: str | None = None, reward_param: float | None = None,
           budget: float | None = None, flow_run_id: str | None = None) -> dict[str, Any]:
-    """Route the pending backlog with the registry's champion (loaded once)."""
+    """Route the pending backlog with the registry's champion (loaded once).
+
+    Arguments left out come from the settings (``ROUTER_ROUTE_REWARD``, ``ROUTER_ROUTE_LAMBDA``,
+    ``ROUTER_ROUTE_BUDGET_USD``), so a scheduled run is configured like everything else.
+    """
+    reward = reward or settings.route_reward
+    if reward_param is None and budget is None:
+        reward_param, budget = settings.route_lambda, settings.route_budget_usd
+        if budget is not None:
+            reward_param = None
     from router import registry
     from router.routing import route_backlog
 
@@ -210,10 +295,18 @@ def route(settings: Settings, *, reward: str = "linear", reward_param: float | N
     if loaded.pool.encoder != settings.encoder:
         raise RuntimeError(f"champion v{version} was trained with encoder {loaded.pool.encoder!r} but the store "
                            f"embeds with {settings.encoder!r}: retrain, or set ROUTER_ENCODER")
-    with open_store(settings) as con:
+    with faults.step("route"), open_store(settings) as con:
         summary = route_backlog(
             con, loaded.router, model_version=str(version), router_name=settings.registered_model,
             encoder=settings.encoder, reward_name=reward, reward_param=reward_param, budget=budget,
             batch_size=settings.route_batch_size, flow_run_id=flow_run_id,
         )
     return asdict(summary)
+
+
+# ------------------------------------------------------------------------------------------------- doctor
+def doctor(settings: Settings, *, check_registry: bool = True) -> dict[str, Any]:
+    """The store's integrity checks (``router.doctor``), as a dict for the report: ``ok``, ``checks``."""
+    from router.doctor import run_checks
+
+    return run_checks(settings, check_registry=check_registry, wait=wait_seconds(NIGHTLY_WAIT_SECONDS)).as_dict()

@@ -18,6 +18,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 
+from router.errors import RouterError
 from router.dataset import Snapshot, load_routing_data, snapshot
 from router.evaluation import EvaluationResult, evaluate
 from router.report import copy_to_latest, write_report
@@ -36,7 +37,7 @@ EVALUATED = {
 }
 
 
-class NotEnoughData(RuntimeError):
+class NotEnoughData(RouterError, RuntimeError):
     """The store has no train or no test prompts with embeddings."""
 
 

@@ -27,7 +27,9 @@ import logging
 import math
 import os
 import re
+import socket
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,7 +45,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from router.errors import RouterError
 from router.files import sha256_file
+from router.redact import mask, mask_uri
 from router.settings import BUNDLED_ENCODER, PROJECT_ROOT
 
 if TYPE_CHECKING:
@@ -65,6 +69,7 @@ __all__ = [
     "PoolMismatchError",
     "PromotionDecision",
     "RegistryError",
+    "RegistryUnavailable",
     "VersionInfo",
     "champion_history",
     "champion_version",
@@ -133,8 +138,12 @@ _TAG_PREFIX = "gate."
 # ----------------------------------------------------------------------------------------------------- errors
 
 
-class RegistryError(RuntimeError):
+class RegistryError(RouterError, RuntimeError):
     """A registry operation cannot be carried out (unknown version, nothing to roll back to, ...)."""
+
+
+class RegistryUnavailable(RegistryError):
+    """The MLflow tracking/registry server cannot be reached (after retrying)."""
 
 
 class ModelPoolError(RegistryError):
@@ -280,6 +289,8 @@ def tracking(settings: Settings) -> Iterator[MlflowClient]:
     import mlflow.tracking._model_registry.utils as registry_utils  # noqa: PLC0415 - state restored on exit
     import mlflow.tracking._tracking_service.utils as tracking_utils  # noqa: PLC0415
 
+    for uri in dict.fromkeys((settings.mlflow_uri, settings.mlflow_registry)):
+        check_reachable(uri)
     saved_env = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     saved_tracking = getattr(tracking_utils, "_tracking_uri", None)
     saved_registry = getattr(registry_utils, "_registry_uri", None)
@@ -290,6 +301,11 @@ def tracking(settings: Settings) -> Iterator[MlflowClient]:
     mlflow.set_registry_uri(settings.mlflow_registry)
     try:
         yield MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_registry)
+    except MlflowException as exc:
+        masked = mask(str(exc))
+        if masked != str(exc):  # MLflow quoted a URL with credentials: never let them reach a log
+            raise RegistryError(masked) from None
+        raise
     finally:
         mlflow.set_tracking_uri(saved_tracking)
         registry_utils._registry_uri = saved_registry
@@ -298,6 +314,51 @@ def tracking(settings: Settings) -> Iterator[MlflowClient]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+#: Attempts to reach an http(s) tracking server before giving up (a restarting server is a transient outage).
+CONNECT_ATTEMPTS_ENV = "ROUTER_MLFLOW_CONNECT_ATTEMPTS"
+CONNECT_ATTEMPTS = 3
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(uri: str, attempts: int | None = None) -> None:
+    """Raise :class:`RegistryUnavailable` (credentials masked) unless an http(s) tracking server accepts a TCP
+    connection, retrying with backoff (1 s, 2 s, ...) ``attempts`` times (default ``ROUTER_MLFLOW_CONNECT_ATTEMPTS``
+    or 3). Other URIs (sqlite, file, databricks) are not checked. Failing here, before any MLflow call, keeps a
+    step from writing anything half: nothing is logged, registered, promoted or recorded in the store."""
+    from urllib.parse import urlparse  # noqa: PLC0415
+
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    if attempts is None:
+        try:
+            attempts = max(1, int(os.environ.get(CONNECT_ATTEMPTS_ENV, CONNECT_ATTEMPTS)))
+        except ValueError:
+            attempts = CONNECT_ATTEMPTS
+    host = parsed.hostname or "localhost"
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    except ValueError as exc:
+        raise RegistryUnavailable(f"MLflow tracking URI {mask_uri(uri)} has a bad port: {exc}") from None
+    delay, last = 1.0, None
+    for attempt in range(attempts):
+        try:
+            socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+            return
+        except OSError as exc:
+            last = exc
+            if attempt + 1 < attempts:
+                log.warning("MLflow server %s not reachable (%s); retrying in %.0f s", mask_uri(uri),
+                            exc.strerror or exc, delay)
+                time.sleep(delay)
+                delay *= 2
+    reason = getattr(last, "strerror", None) or str(last)
+    raise RegistryUnavailable(
+        f"MLflow tracking server {mask_uri(uri)} is unreachable ({reason}; tried {attempts} times), so no MLflow "
+        "call was made. Check ROUTER_MLFLOW_TRACKING_URI and that the server is up"
+    ) from None
 
 
 def _ensure_experiment(settings: Settings, client: MlflowClient) -> str:
@@ -862,8 +923,11 @@ def champion_version(settings: Settings) -> int | None:
 def _alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
     try:
         return int(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no model / no such alias
+            return None
+        # anything else (server error, lost connection) is not "no champion": never route or gate on a guess
+        raise RegistryError(f"cannot read alias {alias!r} of {name!r}: {mask(str(exc))}") from None
 
 
 def champion_history(settings: Settings) -> list[int]:

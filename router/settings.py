@@ -46,6 +46,11 @@ class Settings(BaseSettings):
     seed: int = 42
     allow_pickle: bool = Field(default=False, description="unpickle .pkl files found inside folders (code execution!)")
     route_batch_size: int = Field(default=50_000, ge=1)
+    route_reward: Literal["linear", "exponential"] = "linear"
+    route_lambda: float | None = Field(default=None, gt=0, description="reward parameter for routing the backlog "
+                                       "(λ for linear, τ for exponential); default: the quality end of the sweep")
+    route_budget_usd: float | None = Field(default=None, gt=0, description="route the backlog so its predicted "
+                                           "spend fits this budget (overrides route_lambda)")
 
     @classmethod
     def settings_customise_sources(

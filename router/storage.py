@@ -8,7 +8,10 @@ as parameters (``$name``); no identifier is ever interpolated.
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -17,14 +20,54 @@ from typing import Any
 
 import duckdb
 
+from router.errors import RouterError
 from router.settings import PROJECT_ROOT, Settings
 
 SQL_DIR = PROJECT_ROOT / "sql"
 _MIGRATION = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
 
 
-class StoreError(RuntimeError):
+class StoreError(RouterError, RuntimeError):
     """The DuckDB store could not be opened or is in an unexpected state."""
+
+
+#: Seconds :func:`connect` keeps retrying while another process holds the store (0: fail at once). The nightly
+#: steps use :data:`NIGHTLY_WAIT_SECONDS` unless ``ROUTER_STORE_WAIT_SECONDS`` is set.
+WAIT_ENV = "ROUTER_STORE_WAIT_SECONDS"
+NIGHTLY_WAIT_SECONDS = 60.0
+
+
+def wait_seconds(default: float = 0.0) -> float:
+    """``ROUTER_STORE_WAIT_SECONDS`` if set, else ``default``."""
+    raw = os.environ.get(WAIT_ENV, "").strip()
+    if not raw:
+        return default
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise StoreError(f"{WAIT_ENV}={raw!r} is not a number of seconds") from None
+
+
+def _locked(exc: BaseException) -> bool:
+    return "lock" in str(exc).lower()
+
+
+def _open_error(path: Path, exc: BaseException, waited: float) -> StoreError:
+    text = str(exc)
+    if _locked(exc):
+        after = f" (retried for {waited:.0f} s)" if waited else ""
+        return StoreError(
+            f"cannot open {path}: another process holds it{after}: {text}. A nightly run? Wait for it to finish "
+            f"(or set {WAIT_ENV}); analysts can query the Parquet snapshots instead"
+        )
+    low = text.lower()
+    if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or any(
+            w in low for w in ("permission denied", "read-only file system", "operation not permitted")):
+        return StoreError(f"cannot open {path} for writing: the workspace is read-only or not writable ({text}); "
+                          "nothing was changed")
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "no space left" in low:
+        return StoreError(f"cannot write {path}: the disk is full ({text}); nothing was changed")
+    return StoreError(f"cannot open {path}: {text}")
 
 
 @lru_cache(maxsize=None)
@@ -74,27 +117,45 @@ def schema_version(con: duckdb.DuckDBPyConnection) -> int:
     return int(row[0]) if row and row[0] is not None else 0
 
 
-def connect(settings: Settings, *, read_only: bool = False, migrate_schema: bool = True) -> duckdb.DuckDBPyConnection:
-    """Open the store (creating and migrating it unless ``read_only``)."""
+def connect(settings: Settings, *, read_only: bool = False, migrate_schema: bool = True,
+            wait: float | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the store (creating and migrating it unless ``read_only``).
+
+    While another process holds the file (DuckDB allows one writing process), retry for ``wait`` seconds
+    (default: ``ROUTER_STORE_WAIT_SECONDS``, else 0), then raise :class:`StoreError` naming the file. A
+    read-only or full workspace also raises :class:`StoreError`, with nothing written.
+    """
     path = settings.database
     if read_only and not path.exists():
         raise StoreError(f"no store at {path}: run `routerctl ingest` first")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        raise StoreError(
-            f"cannot open {path}: {exc}. Another process (a nightly run?) holds it; "
-            "analysts can query the Parquet snapshots instead"
-        ) from exc
+    wait = wait_seconds() if wait is None else max(0.0, wait)
+    start = time.monotonic()
+    delay = 0.2
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            con = duckdb.connect(str(path), read_only=read_only)
+            break
+        except (duckdb.IOException, duckdb.PermissionException, OSError) as exc:
+            waited = time.monotonic() - start
+            if _locked(exc) and waited < wait:
+                time.sleep(min(delay, wait - waited))
+                delay = min(delay * 2, 5.0)
+                continue
+            raise _open_error(path, exc, waited) from exc
     if migrate_schema and not read_only:
-        migrate(con, settings.sql_dir)
+        try:
+            migrate(con, settings.sql_dir)
+        except BaseException:
+            con.close()
+            raise
     return con
 
 
 @contextmanager
-def open_store(settings: Settings, *, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    con = connect(settings, read_only=read_only)
+def open_store(settings: Settings, *, read_only: bool = False,
+               wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = connect(settings, read_only=read_only, wait=wait)
     try:
         yield con
     finally:
@@ -103,10 +164,13 @@ def open_store(settings: Settings, *, read_only: bool = False) -> Iterator[duckd
 
 @contextmanager
 def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """One transaction: committed on success, rolled back on any error."""
+    """One transaction: committed on success, rolled back on any error (a full disk included)."""
+    from router import faults
+
     con.begin()
     try:
         yield con
+        faults.point("commit")  # inert unless ROUTER_FAULT_POINT names it (tests)
     except BaseException:
         con.rollback()
         raise

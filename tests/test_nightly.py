@@ -99,7 +99,8 @@ def test_reports_and_snapshots_are_written(night: dict) -> None:
     reports = sorted((home / "reports").glob("20*-*-*"))
     assert reports, list((home / "reports").iterdir())
     text = (reports[-1] / "report.md").read_text()
-    for section in ("## Ingest and validation", "## Training", "## Promotion", "## Backlog routing", "## Trend"):
+    for section in ("## Ingest and validation", "## Training", "## Promotion", "## Backlog routing", "## Trend",
+                    "## Doctor"):
         assert section in text
     assert (reports[-1] / "trend.png").stat().st_size > 1000
     metrics = json.loads((home / "reports" / "latest" / "metrics.json").read_text())

@@ -8,7 +8,24 @@ import os
 import typer
 from rich.console import Console
 
-app = typer.Typer(
+class _App(typer.Typer):
+    """Prints an expected failure (:class:`router.errors.RouterError`) as one clear line and exits 2."""
+
+    def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
+        from router.errors import RouterError
+
+        try:
+            return super().__call__(*args, **kwargs)
+        except RouterError as exc:
+            if logging.getLogger().isEnabledFor(logging.DEBUG):
+                raise
+            from rich.markup import escape
+
+            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise SystemExit(2) from None
+
+
+app = _App(
     name="routerctl",
     help="Cost-aware LLM routing pipeline: ingest, validate, embed, train, evaluate, register, route.",
     no_args_is_help=True,

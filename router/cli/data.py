@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from router.cli.app import app, console, err_console, fail, settings
+from router.redact import mask_uri
 
 
 @app.command()
@@ -92,4 +93,4 @@ def status() -> None:
     for name, count in counts.items():
         table.add_row(name, f"{count:,}")
     console.print(table)
-    console.print(f"workspace: {s.workspace}\nMLflow:    {s.mlflow_uri}\nreports:   {s.reports}")
+    console.print(f"workspace: {s.workspace}\nMLflow:    {mask_uri(s.mlflow_uri)}\nreports:   {s.reports}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import typer
 
 from router.cli.app import app, console, fail, settings
+from router.redact import mask_uri
 
 models_app = typer.Typer(
     name="models",
@@ -34,9 +35,9 @@ def list_versions() -> None:
         fail(str(exc))
         return
     if not versions:
-        console.print(f"no versions of [bold]{s.registered_model}[/] at {s.mlflow_uri}")
+        console.print(f"no versions of [bold]{s.registered_model}[/] at {mask_uri(s.mlflow_uri)}")
         return
-    table = Table(title=f"{s.registered_model} @ {s.mlflow_uri}", title_justify="left")
+    table = Table(title=f"{s.registered_model} @ {mask_uri(s.mlflow_uri)}", title_justify="left")
     table.add_column("version", justify="right", no_wrap=True)
     table.add_column("aliases", no_wrap=True)
     table.add_column("created (UTC)", no_wrap=True)

