@@ -2,8 +2,11 @@
 
 Only prompts without a vector for the configured encoder are encoded, so a re-run embeds nothing and new
 data embeds only its new prompts. Prompts are read shortest first (batches of similar length pad less),
-encoded normalised on CUDA when available (``ROUTER_DEVICE`` forces a device), and each chunk is committed
-on its own so an interrupted run keeps what it finished.
+encoded normalised on CUDA when available (fp16 there; ``ROUTER_DEVICE`` forces a device), and each chunk
+is committed on its own so an interrupted run keeps what it finished. Prompts are keyed by the hash of their
+text, so a text is encoded once however often it occurs. Vectors are stored as binary ``FLOAT[]`` (4 bytes a
+dimension, no text encoding). ``flows/scale.py`` runs the same steps distributed: :func:`missing` per
+prompt-hash range and :func:`store_vectors` in the flow's process, :func:`encode` on the workers.
 """
 
 from __future__ import annotations
@@ -72,32 +75,45 @@ def encode(model, texts: list[str], batch_size: int) -> np.ndarray:
     return np.asarray(vectors, dtype=np.float32)
 
 
+def missing(con: duckdb.DuckDBPyConnection, encoder: str, lo: str | None = None, hi: str | None = None
+            ) -> pl.DataFrame:
+    """(prompt_id, text) of the prompts lacking a vector for ``encoder``, shortest first, optionally only
+    those whose prompt_id lies in the hash range ``[lo, hi)``."""
+    return relation(con, "embed/missing_prompts", {"encoder": encoder, "lo": lo, "hi": hi}).pl()
+
+
+def store_vectors(con: duckdb.DuckDBPyConnection, encoder: str, prompt_ids: pl.Series | list[str],
+                  vectors: np.ndarray) -> None:
+    """Insert one chunk of vectors (one transaction); prompts that already have one are left alone."""
+    n, dim = vectors.shape
+    frame = pl.DataFrame({
+        "prompt_id": pl.Series("prompt_id", prompt_ids, dtype=pl.String),
+        "encoder": pl.repeat(encoder, n, dtype=pl.String, eager=True),
+        "dim": pl.repeat(dim, n, dtype=pl.Int32, eager=True),
+        "vector": pl.Series(vectors, dtype=pl.Array(pl.Float32, dim)).cast(pl.List(pl.Float32)),
+    })
+    with transaction(con):
+        con.register("staged_vectors", frame)
+        con.execute(query("embed/insert_vectors"), {"now": datetime.now(UTC).replace(tzinfo=None)})
+        con.unregister("staged_vectors")
+
+
 def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
                   progress: Callable[[int, int], None] | None = None, model=None) -> EmbedResult:
     """Embed every stored prompt (outcomes and backlog) lacking a vector for ``settings.encoder``."""
     encoder = settings.encoder
     already = int(scalar(con, "embed/count_embedded", {"encoder": encoder}) or 0)
-    todo = relation(con, "embed/missing_prompts", {"encoder": encoder}).pl()
+    todo = missing(con, encoder)
     device = resolve_device(settings.device)
     if todo.height == 0:
         return EmbedResult(encoder, device, 0, already, 0.0)
     model = model or load_encoder(settings, device)
-    dim = model.get_embedding_dimension()
     start = time.perf_counter()
     done = 0
     for offset in range(0, todo.height, CHUNK):
         chunk = todo.slice(offset, CHUNK)
         vectors = encode(model, chunk["text"].to_list(), settings.embed_batch_size)
-        frame = pl.DataFrame({
-            "prompt_id": chunk["prompt_id"],
-            "encoder": pl.Series([encoder] * chunk.height, dtype=pl.String),
-            "dim": pl.Series([dim] * chunk.height, dtype=pl.Int32),
-            "vector": pl.Series(vectors, dtype=pl.Array(pl.Float32, dim)).cast(pl.List(pl.Float32)),
-        })
-        with transaction(con):
-            con.register("staged_vectors", frame)
-            con.execute(query("embed/insert_vectors"), {"now": datetime.now(UTC).replace(tzinfo=None)})
-            con.unregister("staged_vectors")
+        store_vectors(con, encoder, chunk["prompt_id"], vectors)
         done += chunk.height
         if progress:
             progress(done, todo.height)

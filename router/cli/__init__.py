@@ -8,6 +8,8 @@ from __future__ import annotations
 from router.cli.app import app
 from router.cli import data as _data  # noqa: F401  (registers ingest/embed/status)
 from router.cli import pipeline as _pipeline  # noqa: F401  (registers evaluate)
+from router.cli import bench as _bench  # noqa: F401  (registers bench)
+from router.cli import doctor as _doctor  # noqa: F401  (registers doctor)
 
 try:  # command groups added by later modules register themselves on import
     from router.cli import models as _models  # noqa: F401

@@ -1,0 +1,156 @@
+"""Scale-out: the embedding and routing steps on a Dask cluster, through Prefect's ``DaskTaskRunner``.
+
+    python -m flows.scale embed --address tcp://scheduler:8786 --chunks 64
+    python -m flows.scale route --address tcp://scheduler:8786 --chunks 64 [--budget 5.0]
+    python -m flows.scale route --workers 2                      # a local cluster (threads), for trying it
+
+The work is split by **prompt-hash range**: ``prompt_id`` is hex of sha256, so ``chunks`` equal ranges of its
+first 32 bits hold about equal numbers of prompts (``router.routing.hash_ranges``). DuckDB has one writer, so
+the flow's own process reads each range's inputs (texts to encode; units and vectors to predict), ships them
+to the workers, which only compute (``encode`` / ``predict``) and return arrays; the flow's process writes
+the results (vectors per range in one transaction each; decisions in batches, as the single-process path
+does). Results are the same as ``routerctl embed`` / ``routerctl route`` (tested in ``tests/test_scale.py``).
+
+Workers need this project installed (same image) and, for embedding, the encoder on their disk. Process
+workers should report to a real Prefect server (``PREFECT_API_URL``): without one each worker process starts
+its own ephemeral server. See ``docs/performance.md``.
+"""
+
+from __future__ import annotations
+
+from flows.env import configure
+
+SETTINGS = configure()
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+from prefect import flow, task  # noqa: E402
+from prefect.cache_policies import NO_CACHE  # noqa: E402
+
+from router import embeddings as emb  # noqa: E402
+from router import routing  # noqa: E402
+from router.settings import Settings  # noqa: E402
+from router.storage import open_store, scalar  # noqa: E402
+
+log = logging.getLogger(__name__)
+_ENCODERS: dict[tuple[str, str], Any] = {}  # one encoder per worker process, loaded on its first chunk
+
+
+def task_runner(address: str | None = None, n_workers: int = 2, threads_per_worker: int = 1,
+                processes: bool = False):
+    """A ``DaskTaskRunner`` on an existing scheduler (``address``), else on a fresh local cluster."""
+    from prefect_dask import DaskTaskRunner
+
+    if address:
+        return DaskTaskRunner(address=address)
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster",
+                          cluster_kwargs={"n_workers": n_workers, "threads_per_worker": threads_per_worker,
+                                          "processes": processes, "dashboard_address": None})
+
+
+def _encoder(settings: Settings):
+    key = (settings.encoder_path(), settings.device)
+    if key not in _ENCODERS:
+        _ENCODERS[key] = emb.load_encoder(settings)
+    return _ENCODERS[key]
+
+
+@task(name="encode-chunk", retries=1, cache_policy=NO_CACHE)
+def encode_chunk(texts: list[str], settings: Settings, model: Any = None) -> np.ndarray:
+    """Worker side: encode one hash range's texts (the worker loads the encoder once)."""
+    return emb.encode(model or _encoder(settings), texts, settings.embed_batch_size)
+
+
+@task(name="predict-chunk", retries=1, cache_policy=NO_CACHE)
+def predict_chunk(predictor: routing.Predictor, units: routing.Units) -> tuple[np.ndarray, np.ndarray]:
+    """Worker side: predict one hash range's (prompt, task) units."""
+    return routing.predict_units(predictor, units)
+
+
+@flow(name="embed-distributed")
+def embed_distributed(chunks: int = 8, model: Any = None) -> dict[str, Any]:
+    """Embed every prompt lacking a vector, one task per prompt-hash range; the flow's process writes."""
+    settings = Settings()
+    start = time.perf_counter()
+    with open_store(settings) as con:
+        already = int(scalar(con, "embed/count_embedded", {"encoder": settings.encoder}) or 0)
+        todo = [(lo, hi, emb.missing(con, settings.encoder, lo, hi)) for lo, hi in routing.hash_ranges(chunks)]
+        todo = [(lo, hi, frame) for lo, hi, frame in todo if frame.height]
+        futures = [encode_chunk.submit(frame["text"].to_list(), settings, model) for _, _, frame in todo]
+        done = 0
+        for (_, _, frame), future in zip(todo, futures, strict=True):
+            emb.store_vectors(con, settings.encoder, frame["prompt_id"], future.result())
+            done += frame.height
+    return {"encoder": settings.encoder, "embedded": done, "already": already, "chunks": len(todo),
+            "seconds": time.perf_counter() - start}
+
+
+@flow(name="route-distributed")
+def route_distributed(reward: str = "linear", reward_param: float | None = None, budget: float | None = None,
+                      chunks: int = 8, predictor: Any = None, model_version: str | None = None,
+                      flow_run_id: str | None = None) -> dict[str, Any]:
+    """Route the pending backlog, one predict task per prompt-hash range; the flow's process writes.
+
+    ``predictor``/``model_version`` default to the registry's champion (loaded once, here)."""
+    settings = Settings()
+    start = time.perf_counter()
+    if predictor is None:
+        from router import registry
+
+        version = registry.champion_version(settings)
+        if version is None:
+            return {"routed": 0, "model_version": None, "reason": "no champion"}
+        predictor, model_version = registry.load_version(settings, version).router, str(version)
+    with open_store(settings) as con, routing.bounded_memory(con):
+        pending, unembedded = routing.stage_pending(con, settings.encoder, model_version)
+        reward_obj, summary = routing.start_summary(reward, reward_param, budget, model_version, unembedded)
+        decisions = routing.Decisions(predictor.models, reward_obj,
+                                      summary.reward_param if budget is None else None, budget)
+        units = [routing.read_units(con, settings.encoder, lo, hi) for lo, hi in routing.hash_ranges(chunks)]
+        units = [u for u in units if u.n]
+        futures = [predict_chunk.submit(predictor, u) for u in units]
+        for u, future in zip(units, futures, strict=True):
+            decisions.add(u, *future.result())
+        routing.finish(con, decisions, summary, router_name=settings.registered_model, flow_run_id=flow_run_id,
+                       batch_size=settings.route_batch_size, pending=pending)
+    summary.seconds = time.perf_counter() - start
+    return asdict(summary)
+
+
+def run_embed(address: str | None = None, chunks: int = 8, n_workers: int = 2, model: Any = None,
+              processes: bool = False) -> dict[str, Any]:
+    runner = task_runner(address, n_workers, processes=processes)
+    return embed_distributed.with_options(task_runner=runner)(chunks=chunks, model=model)
+
+
+def run_route(address: str | None = None, chunks: int = 8, n_workers: int = 2, processes: bool = False,
+              **kwargs: Any) -> dict[str, Any]:
+    runner = task_runner(address, n_workers, processes=processes)
+    return route_distributed.with_options(task_runner=runner)(chunks=chunks, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="embed or route on a Dask cluster, by prompt-hash range")
+    parser.add_argument("step", choices=["embed", "route"])
+    parser.add_argument("--address", help="Dask scheduler, e.g. tcp://scheduler:8786 (default: a local cluster)")
+    parser.add_argument("--chunks", type=int, default=8, help="prompt-hash ranges (tasks)")
+    parser.add_argument("--workers", type=int, default=2, help="local cluster only: workers")
+    parser.add_argument("--processes", action="store_true", help="local cluster only: worker processes")
+    parser.add_argument("--reward", default="linear")
+    parser.add_argument("--lambda", dest="reward_param", type=float)
+    parser.add_argument("--budget", type=float)
+    args = parser.parse_args(argv)
+    if args.step == "embed":
+        print(run_embed(args.address, args.chunks, args.workers, processes=args.processes))
+    else:
+        print(run_route(args.address, args.chunks, args.workers, processes=args.processes, reward=args.reward,
+                        reward_param=args.reward_param, budget=args.budget))
+
+
+if __name__ == "__main__":
+    main()

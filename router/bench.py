@@ -1,0 +1,584 @@
+"""Speed and scale benchmarks: every figure is a ratio against a floor measured in the same run, on the same rows.
+
+    routerctl bench [--size small|full] [--only NAME]       # or: python bench/perf.py ...
+
+Each bench runs its phases in **fresh child processes** (``python -m router.bench child NAME PHASE``): ``setup``
+(generate inputs, untimed), ``floor`` (the reference), ``ours`` (the project's code path); the peak RSS is the
+``ours`` child's ``ru_maxrss``. Large inputs are synthesised from the shipped rows (``data/demo``,
+``data/routerbench_subset``) under a work folder and never committed (see ``docs/performance.md`` for how).
+Results go to ``$ROUTER_HOME/reports/bench/latest.json`` as
+``{name: {"ratio", "target", "floor_s", "ours_s", "rows", "peak_rss_mb", ...}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from router.settings import PROJECT_ROOT
+
+DATA = PROJECT_ROOT / "data"
+SIZES = ("small", "full")
+
+
+@dataclass(frozen=True)
+class Bench:
+    name: str
+    target: float
+    what: str
+    sizes: dict[str, int]  # rows per size
+    figures: tuple[str, ...] = ()  # several figures from one run (nightly)
+
+
+BENCHES: dict[str, Bench] = {
+    "embed": Bench("embed", 1.15, "embed step (DuckDB → encode → store) vs plain SentenceTransformer.encode",
+                   {"small": 64, "full": 768}),
+    "route": Bench("route", 3.0, "route an embedded backlog end to end vs DuckDB CREATE TABLE AS of the same rows "
+                   "(a linear-head predictor: the pipeline's own cost)", {"small": 20_000, "full": 1_000_000}),
+    "route_attention": Bench("route_attention", 3.0, "the same with the 5-member attention champion (model compute)",
+                             {"small": 5_000, "full": 100_000}),
+    "ingest_jsonl": Bench("ingest_jsonl", 3.0, "ingest logs JSONL with validation vs DuckDB read_json into a table",
+                          {"small": 20_000, "full": 1_000_000}),
+    "ingest_parquet": Bench("ingest_parquet", 3.0, "ingest logs Parquet with validation vs DuckDB read_parquet",
+                            {"small": 20_000, "full": 1_000_000}),
+    "nightly": Bench("nightly", 0.25, "nightly steps after 10% new data / nothing new vs from scratch",
+                     {"small": 40, "full": 0}, ("nightly_incremental", "nightly_nothing_new")),
+    "train": Bench("train", 1.0, "fit the attention router (default config) at RouterBench size, vs 10 minutes",
+                   {"small": 2_000, "full": 36_000}),
+}
+TARGETS = {"nightly_incremental": 0.25, "nightly_nothing_new": 0.05}
+TRAIN_BUDGET_S = 600.0
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def _settings(home: Path, **extra: Any):
+    from router.settings import Settings
+
+    for name in [n for n in os.environ if n.startswith("ROUTER_")]:
+        del os.environ[name]
+    os.environ["ROUTER_HOME"] = str(home)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    s = Settings(**extra)
+    s.ensure_workspace()
+    return s
+
+
+def _demo_rows(kind: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (DATA / "demo" / f"{kind}.jsonl").read_text().splitlines() if line]
+
+
+# ================================================================================================== embed
+def _embed_texts(n: int) -> list[str]:
+    """``n`` real prompts: the demo backlog's (953), then RouterBench train prompts."""
+    texts = [r["prompt"] for r in _demo_rows("backlog")]
+    if n > len(texts):
+        import polars as pl
+
+        from router.ingest import unwrap_prompt
+
+        for path in sorted((DATA / "routerbench_subset").glob("*_train.csv")):
+            texts += [unwrap_prompt(t) for t in pl.read_csv(path, columns=["prompt"])["prompt"].to_list()]
+    return list(dict.fromkeys(texts))[:n]
+
+
+def embed_setup(work: Path, n: int) -> dict[str, Any]:
+    from router.ingest import ingest_file
+
+    s = _settings(work / "home")
+    path = work / "prompts.jsonl"
+    with path.open("w") as fh:
+        for i, text in enumerate(_embed_texts(n)):
+            fh.write(json.dumps({"query_id": f"q{i}", "prompt": text}) + "\n")
+    from router.storage import open_store
+
+    with open_store(s) as con:
+        r = ingest_file(con, "backlog", path, s)
+    return {"rows": r.rows_new}
+
+
+def _encoder_model(s):
+    from router.embeddings import encode, load_encoder
+
+    model = load_encoder(s)
+    encode(model, ["warm up the encoder", "a second sentence"], s.embed_batch_size)
+    return model
+
+
+def embed_floor(work: Path, n: int) -> dict[str, Any]:
+    s = _settings(work / "home")
+    texts = [json.loads(line)["prompt"] for line in (work / "prompts.jsonl").read_text().splitlines()]
+    model = _encoder_model(s)
+    start = time.perf_counter()
+    model.encode(texts, batch_size=s.embed_batch_size, normalize_embeddings=True, show_progress_bar=False,
+                 convert_to_numpy=True)
+    return {"seconds": time.perf_counter() - start, "rows": len(texts)}
+
+
+def embed_ours(work: Path, n: int) -> dict[str, Any]:
+    from router.embeddings import embed_missing
+    from router.storage import open_store
+
+    s = _settings(work / "home")
+    model = _encoder_model(s)
+    with open_store(s) as con:
+        start = time.perf_counter()
+        r = embed_missing(con, s, model=model)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rows": r.embedded, "device": r.device}
+
+
+# ================================================================================================== route
+def _attention_predictor(work: Path, fit_rows: int = 2_000):
+    """An attention router with the default architecture (5 members), briefly fitted on the shipped
+    RouterBench rows' real scores/costs (random unit vectors: routing cost does not depend on their values)."""
+    from router.routers import get_router
+
+    data = _routerbench_matrix(fit_rows, dim=384, seed=1)
+    return get_router("attention", max_epochs=1).fit(data, seed=42)
+
+
+def _routerbench_matrix(n: int, dim: int = 384, seed: int = 0):
+    """``n`` prompts × 11 models with the real scores/costs/lengths/evals of the shipped RouterBench rows
+    (tiled), and a seeded random unit vector per row."""
+    import numpy as np
+    import polars as pl
+
+    from router.routers.base import RoutingData
+
+    frames = [pl.read_csv(p, infer_schema_length=0) for p in sorted((DATA / "routerbench_subset").glob("*.csv"))]
+    frame = pl.concat([f.select(sorted(set(f.columns) & set(frames[0].columns))) for f in frames], how="vertical")
+    models = [c for c in frame.columns if f"{c}|total_cost" in frame.columns]
+    quality = frame.select([pl.col(m).cast(pl.Float32, strict=False) for m in models]).to_numpy()
+    cost = frame.select([pl.col(f"{m}|total_cost").cast(pl.Float32, strict=False) for m in models]).to_numpy()
+    chars = frame["prompt"].str.len_chars().to_numpy().astype(np.int64)
+    evals = frame["eval_name"].to_numpy().astype(object)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, frame.height, size=n)
+    X = rng.normal(size=(n, dim)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    return RoutingData(X, quality[idx], cost[idx], chars[idx], models, evals[idx])
+
+
+def route_setup(work: Path, n: int) -> dict[str, Any]:
+    """A store whose backlog holds ``n`` queries, each with its own prompt (the worst case: no prompt is
+    shared, so deduplication saves nothing) and a stored 384-dim vector. Prompt texts are the demo backlog's
+    real prompts, clipped to 200 characters plus a serial number (``n_chars`` keeps the real length)."""
+    import numpy as np
+    import polars as pl
+    from safetensors.numpy import save_file
+
+    from router.storage import execute, open_store
+
+    s = _settings(work / "home")
+    rows = _demo_rows("backlog")
+    base = pl.DataFrame({"prompt": [r["prompt"] for r in rows], "task": [r.get("task") for r in rows]})
+    rng = np.random.default_rng(0)
+    now = datetime.now(UTC).replace(tzinfo=None)
+    chunk = 200_000
+    with open_store(s) as con:
+        for start in range(0, n, chunk):
+            size = min(chunk, n - start)
+            serial = np.arange(start, start + size)
+            src = base[(serial % base.height).tolist()]
+            hi_bits, lo_bits = rng.integers(0, 2**63, size=(2, size))
+            prompt_id = pl.Series([f"{a:016x}{b:016x}" for a, b in zip(hi_bits, lo_bits, strict=True)])
+            X = rng.normal(size=(size, 384)).astype(np.float32)
+            X /= np.linalg.norm(X, axis=1, keepdims=True)
+            prompts = pl.DataFrame({
+                "prompt_id": prompt_id,
+                "text": src["prompt"].str.slice(0, 200) + pl.Series([f" #{x}" for x in serial]),
+                "n_chars": src["prompt"].str.len_chars().cast(pl.Int32),
+                "task": src["task"], "source": pl.repeat("backlog", size, eager=True),
+                "first_seen": pl.repeat(now, size, eager=True),
+            })
+            backlog = pl.DataFrame({
+                "query_id": pl.Series([f"bench-{x:09d}" for x in serial]), "prompt_id": prompt_id,
+                "task": src["task"], "submitted_at": pl.repeat(now, size, eager=True).dt.replace_time_zone("UTC"),
+                "ingest_run_id": pl.repeat("bench", size, eager=True), "ingested_at": pl.repeat(now, size, eager=True),
+            })
+            vectors = pl.DataFrame({
+                "prompt_id": prompt_id, "encoder": pl.repeat(s.encoder, size, eager=True),
+                "dim": pl.repeat(384, size, dtype=pl.Int32, eager=True),
+                "vector": pl.Series(X, dtype=pl.Array(pl.Float32, 384)).cast(pl.List(pl.Float32)),
+                "embedded_at": pl.repeat(now, size, eager=True),
+            })
+            for table, frame in (("prompts", prompts), ("backlog", backlog), ("embeddings", vectors)):
+                con.register("bench_frame", frame)
+                execute(con, f"bench/insert_{table}")
+                con.unregister("bench_frame")
+    tensors, config = _attention_predictor(work).to_artifacts()
+    save_file({k: v.numpy() for k, v in tensors.items()}, str(work / "router.safetensors"))
+    (work / "router.json").write_text(json.dumps(config))
+    return {"rows": n}
+
+
+def route_floor(work: Path, n: int) -> dict[str, Any]:
+    from router.storage import execute, open_store, scalar
+
+    s = _settings(work / "home")
+    with open_store(s) as con:
+        start = time.perf_counter()
+        execute(con, "bench/route_floor_copy")  # the floor: copy the rows routing reads into a new table
+        seconds = time.perf_counter() - start
+        rows = scalar(con, "bench/floor_count")
+        execute(con, "bench/floor_drop")
+    return {"seconds": seconds, "rows": rows}
+
+
+class LinearHead:
+    """A cheap stand-in champion (one 384 × 11 matrix per head): isolates the routing pipeline's own cost
+    (stage, stream, decide, write) from the model's compute, which ``route_attention`` measures."""
+
+    def __init__(self, models: list[str], dim: int = 384) -> None:
+        import numpy as np
+
+        rng = np.random.default_rng(7)
+        self.models = models
+        self.wq = rng.normal(size=(dim, len(models))).astype(np.float32)
+        self.wc = rng.normal(scale=0.3, size=(dim, len(models))).astype(np.float32)
+
+    def predict(self, X, prompt_chars, tasks=None):
+        import numpy as np
+
+        q = 1.0 / (1.0 + np.exp(-(X @ self.wq).astype(np.float64)))
+        c = np.exp((X @ self.wc).astype(np.float64) - 7.0) * (np.asarray(prompt_chars)[:, None] / 1000.0 + 0.1)
+        return q, c
+
+
+def route_ours(work: Path, n: int, attention: bool = False) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    from router.routers.attention import AttentionRouter
+    from router.routing import route_backlog
+    from router.storage import execute, open_store
+
+    s = _settings(work / "home")
+    router = AttentionRouter.from_artifacts(load_file(str(work / "router.safetensors")),
+                                            json.loads((work / "router.json").read_text()))
+    if not attention:
+        router = LinearHead(list(router.models))
+    with open_store(s) as con:
+        start = time.perf_counter()
+        summary = route_backlog(con, router, model_version="bench", router_name="bench", encoder=s.encoder,
+                                batch_size=s.route_batch_size)
+        seconds = time.perf_counter() - start
+        execute(con, "bench/delete_decisions", {"version": "bench"})
+    return {"seconds": seconds, "rows": summary.routed}
+
+
+# ================================================================================================= ingest
+def ingest_setup(work: Path, n: int, fmt: str) -> dict[str, Any]:
+    """``n`` log rows from the 953 demo log rows (real models, qualities, costs, tasks, latencies, tokens), each
+    with a new request_id, a timestamp one second apart, and its own prompt: the real prompt clipped to 200
+    characters plus the serial number (full prompts would make 1M rows 1.7 GB)."""
+    import numpy as np
+    import polars as pl
+
+    rows = _demo_rows("logs")
+    base = pl.DataFrame(rows)
+    serial = np.arange(n)
+    src = base[(serial % base.height).tolist()]
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    frame = src.with_columns(
+        (pl.col("request_id") + pl.Series([f"~{x}" for x in serial])).alias("request_id"),
+        pl.Series([(start + timedelta(seconds=int(x))).strftime("%Y-%m-%dT%H:%M:%SZ") for x in serial]).alias("ts"),
+        (pl.col("prompt").str.slice(0, 200) + pl.Series([f" [{x}]" for x in serial])).alias("prompt"),
+    )
+    path = work / f"logs.{fmt}"
+    if fmt == "jsonl":
+        frame.write_ndjson(path)
+    else:
+        frame.write_parquet(path)
+    return {"rows": n, "bytes": path.stat().st_size}
+
+
+def ingest_floor(work: Path, n: int, fmt: str) -> dict[str, Any]:
+    import duckdb
+
+    from router.storage import execute, scalar
+
+    path = work / f"logs.{fmt}"
+    db = work / "floor.duckdb"
+    db.unlink(missing_ok=True)
+    con = duckdb.connect(str(db))
+    start = time.perf_counter()
+    execute(con, f"bench/ingest_floor_{'json' if fmt == 'jsonl' else 'parquet'}", {"path": str(path)})
+    seconds = time.perf_counter() - start
+    rows = scalar(con, "bench/floor_count")
+    con.close()
+    db.unlink(missing_ok=True)
+    return {"seconds": seconds, "rows": rows}
+
+
+def ingest_ours(work: Path, n: int, fmt: str) -> dict[str, Any]:
+    from router.ingest import ingest_file
+    from router.storage import open_store
+
+    home = work / f"home-{fmt}"
+    shutil.rmtree(home, ignore_errors=True)
+    s = _settings(home)
+    with open_store(s) as con:
+        start = time.perf_counter()
+        r = ingest_file(con, "logs", work / f"logs.{fmt}", s)
+        seconds = time.perf_counter() - start
+    shutil.rmtree(home, ignore_errors=True)
+    return {"seconds": seconds, "rows": r.rows_in, "rows_new": r.rows_new, "quarantined": r.rows_quarantined}
+
+
+# ================================================================================================ nightly
+def _split_shipped(root: Path, keep_rows: int) -> tuple[Path, Path, Path]:
+    """Shipped data into ``all`` (every row), ``base`` (90% of each file's rows) and ``new`` (the other 10%,
+    under new file names). ``keep_rows`` > 0 clips every file to that many rows first (small size)."""
+    import polars as pl
+
+    out = {k: root / k for k in ("all", "base", "new")}
+    for kind, files in (("routerbench", sorted((DATA / "routerbench_subset").glob("*.csv"))),
+                        ("logs", [DATA / "demo" / "logs.jsonl"]), ("backlog", [DATA / "demo" / "backlog.jsonl"])):
+        for path in files:
+            frame = pl.read_csv(path, infer_schema=False) if path.suffix == ".csv" else pl.read_ndjson(path)
+            if keep_rows:
+                frame = frame.head(keep_rows)
+            cut = int(round(frame.height * 0.9))
+            stem, suffix = path.stem, path.suffix
+            for part, rows, name in (("all", frame, path.name), ("base", frame.head(cut), path.name),
+                                     ("new", frame.slice(cut), f"{stem}_new{suffix}")):
+                folder = out[part] / kind
+                folder.mkdir(parents=True, exist_ok=True)
+                if suffix == ".csv":
+                    rows.write_csv(folder / name)
+                else:
+                    rows.write_ndjson(folder / name)
+    return out["all"], out["base"], out["new"]
+
+
+def _land(src: Path, home: Path) -> None:
+    for kind_dir in src.iterdir():
+        target = home / "landing" / kind_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for f in kind_dir.iterdir():
+            shutil.copy2(f, target / f.name)
+
+
+def _night(home: Path) -> dict[str, Any]:
+    """One night with the library's steps (``router.nightly``), in the order of ``flows/nightly.py``, without
+    Prefect (its ephemeral server start-up would dominate a nothing-new night: see docs/performance.md)."""
+    from dataclasses import asdict
+
+    from router import nightly as steps
+    from router.night_report import write_night_report
+    from router.snapshots import export_snapshots
+    from router.storage import open_store
+
+    s = _settings(home)
+    started = datetime.now(UTC).replace(tzinfo=None)
+    run_id = f"bench-{started:%H%M%S%f}"
+    ingested = steps.ingest_landing(s)
+    ingest = {**asdict(ingested), "rows_new": ingested.rows_new, "rows_quarantined": ingested.rows_quarantined}
+    validation = asdict(steps.check_ingest(ingested))
+    embedding = steps.embed(s)
+    step = steps.train(s)
+    if step.skipped:
+        training = {"skipped": True, "data_key": step.data_key, **(step.previous or {})}
+    else:
+        name, baseline = step.run.best_baseline()
+        training = {"skipped": False, "data_key": step.data_key, "run_id": step.run.run_id,
+                    "report_dir": str(step.run.report_dir), "attention_aiq": step.run.aiq("attention"),
+                    "best_baseline": name, "baseline_aiq": baseline}
+    promotion = asdict(steps.register_and_promote(s, step, run_id))
+    routing = steps.route(s, flow_run_id=run_id)
+    with open_store(s) as con:
+        write_night_report(con, s.reports, flow_run_id=run_id, started=started, night=started.date(),
+                           ingest=ingest, validation=validation, embed=embedding, train=training,
+                           promotion=promotion, routing=routing)
+        export_snapshots(con, s.snapshots)
+    return {"rows_new": ingested.rows_new, "embedded": embedding["embedded"], "trained": not step.skipped,
+            "routed": routing.get("routed", 0)}
+
+
+def nightly_setup(work: Path, n: int) -> dict[str, Any]:
+    all_, base, _ = _split_shipped(work / "data", n)
+    home = work / "incremental"
+    shutil.rmtree(home, ignore_errors=True)
+    _land(base, home)
+    info = _night(home)  # the nights before: 90% of the data
+    rows = sum(1 for f in all_.rglob("*") if f.is_file() for _ in f.open())
+    return {"rows": rows, "base_night": info}
+
+
+def nightly_floor(work: Path, n: int) -> dict[str, Any]:
+    home = work / "scratch"
+    shutil.rmtree(home, ignore_errors=True)
+    _land(work / "data" / "all", home)
+    start = time.perf_counter()
+    info = _night(home)
+    return {"seconds": time.perf_counter() - start, "rows": info["rows_new"], **info}
+
+
+def nightly_ours(work: Path, n: int) -> dict[str, Any]:
+    home = work / "incremental"
+    _land(work / "data" / "new", home)
+    start = time.perf_counter()
+    info = _night(home)
+    return {"seconds": time.perf_counter() - start, "rows": info["rows_new"], **info}
+
+
+def nightly_ours2(work: Path, n: int) -> dict[str, Any]:
+    start = time.perf_counter()
+    info = _night(work / "incremental")
+    return {"seconds": time.perf_counter() - start, "rows": info["rows_new"], **info}
+
+
+# ================================================================================================== train
+def train_ours(work: Path, n: int) -> dict[str, Any]:
+    """Fit the attention router with its default config on ``n`` prompts × 11 models (the shipped RouterBench
+    rows' real scores, costs, lengths and evals, tiled; seeded random unit vectors)."""
+    import torch
+
+    from router.routers import get_router
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    data = _routerbench_matrix(n)
+    overrides = {} if n >= 36_000 else {"n_members": 1, "max_epochs": 2}
+    router = get_router("attention", **overrides)
+    cfg = router.config
+    start = time.perf_counter()
+    router.fit(data, seed=42)
+    seconds = time.perf_counter() - start
+    epochs = cfg.max_epochs * cfg.n_members
+    return {"seconds": seconds, "rows": data.n, "models": len(data.models), "epochs": cfg.max_epochs,
+            "members": cfg.n_members, "s_per_epoch": seconds / epochs}
+
+
+# ================================================================================================ runner
+PHASES: dict[str, dict[str, Callable[..., dict[str, Any]]]] = {
+    "embed": {"setup": embed_setup, "floor": embed_floor, "ours": embed_ours},
+    "route": {"setup": route_setup, "floor": route_floor, "ours": route_ours},
+    "route_attention": {"setup": route_setup, "floor": route_floor,
+                        "ours": lambda w, n: route_ours(w, n, attention=True)},
+    "ingest_jsonl": {"setup": lambda w, n: ingest_setup(w, n, "jsonl"),
+                     "floor": lambda w, n: ingest_floor(w, n, "jsonl"),
+                     "ours": lambda w, n: ingest_ours(w, n, "jsonl")},
+    "ingest_parquet": {"setup": lambda w, n: ingest_setup(w, n, "parquet"),
+                       "floor": lambda w, n: ingest_floor(w, n, "parquet"),
+                       "ours": lambda w, n: ingest_ours(w, n, "parquet")},
+    "nightly": {"setup": nightly_setup, "floor": nightly_floor, "ours": nightly_ours, "ours2": nightly_ours2},
+    "train": {"ours": train_ours},
+}
+
+
+def _child(name: str, phase: str, work: Path, n: int) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, "-m", "router.bench", "child", name, phase, str(work), str(n)],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT, env=os.environ.copy())
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("BENCH ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"bench {name} {phase} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1][len("BENCH "):])
+
+
+def _record(target: float, floor: dict[str, Any], ours: dict[str, Any], extra: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
+    return {"ratio": ours["seconds"] / floor["seconds"], "target": target, "floor_s": round(floor["seconds"], 3),
+            "ours_s": round(ours["seconds"], 3), "rows": int(ours["rows"]), "peak_rss_mb": round(ours["rss_mb"], 1),
+            **(extra or {})}
+
+
+def run_bench(name: str, size: str, work_root: Path, echo: Callable[[str], None] = print) -> dict[str, dict]:
+    bench = BENCHES[name]
+    n = bench.sizes[size]
+    work = work_root / name
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    phases = PHASES[name]
+    setup = _child(name, "setup", work, n) if "setup" in phases else {}
+    out: dict[str, dict] = {}
+    if name == "train":
+        ours = _child(name, "ours", work, n)
+        floor = {"seconds": TRAIN_BUDGET_S}
+        out[name] = _record(bench.target, floor, ours, {k: ours[k] for k in ("s_per_epoch", "epochs", "members",
+                                                                            "models")})
+        out[name]["floor_is"] = "the 10-minute budget"
+    elif name == "nightly":
+        floor = _child(name, "floor", work, n)
+        ours = _child(name, "ours", work, n)
+        ours2 = _child(name, "ours2", work, n)
+        out["nightly_incremental"] = _record(TARGETS["nightly_incremental"], floor, ours,
+                                             {"rows_all": setup.get("rows"), "scratch": floor, "night": ours})
+        out["nightly_nothing_new"] = _record(TARGETS["nightly_nothing_new"], floor, ours2, {"night": ours2})
+    else:
+        floor = _child(name, "floor", work, n)
+        ours = _child(name, "ours", work, n)
+        extra = {k: v for k, v in ours.items() if k not in ("seconds", "rows", "rss_mb")}
+        out[name] = _record(bench.target, floor, ours, extra)
+    for figure, rec in out.items():
+        verdict = "meets" if rec["ratio"] <= rec["target"] else "MISSES"
+        echo(f"{figure:22s} ratio {rec['ratio']:7.3f} (target ≤ {rec['target']}, {verdict})  "
+             f"floor {rec['floor_s']:8.2f} s  ours {rec['ours_s']:8.2f} s  rows {rec['rows']:>9,}  "
+             f"peak RSS {rec['peak_rss_mb']:7.0f} MB")
+    shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def run_all(size: str = "full", only: list[str] | None = None, out: Path | None = None,
+            work_root: Path | None = None, echo: Callable[[str], None] = print) -> dict[str, dict]:
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}")
+    names = list(BENCHES)
+    if only:
+        wanted = set(only)
+        names = [n for n in names if n in wanted or set(BENCHES[n].figures) & wanted]
+        unknown = wanted - set(names) - {f for n in names for f in BENCHES[n].figures}
+        if unknown:
+            raise ValueError(f"unknown bench {sorted(unknown)}; choose from {list(BENCHES)}")
+    from router.settings import Settings
+
+    out = out or Settings().reports / "bench" / "latest.json"
+    results: dict[str, dict] = {}
+    own_tmp = work_root is None
+    work_root = work_root or Path(tempfile.mkdtemp(prefix="router-bench-"))
+    try:
+        for name in names:
+            results.update(run_bench(name, size, work_root, echo))
+    finally:
+        if own_tmp:
+            shutil.rmtree(work_root, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.read_text()) if out.exists() and only else {}
+    out.write_text(json.dumps({**previous, **results}, indent=2, default=str))
+    echo(f"wrote {out}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "child":
+        name, phase, work, n = argv[1], argv[2], Path(argv[3]), int(argv[4])
+        result = PHASES[name][phase](work, n)
+        result["rss_mb"] = _peak_rss_mb()
+        print("BENCH " + json.dumps(result, default=str), flush=True)
+        return
+    parser = argparse.ArgumentParser(description="speed and scale benchmarks (ratios against same-run floors)")
+    parser.add_argument("--size", choices=SIZES, default="full")
+    parser.add_argument("--only", action="append", help="bench name (repeatable)")
+    parser.add_argument("--out", type=Path, help="JSON output (default $ROUTER_HOME/reports/bench/latest.json)")
+    args = parser.parse_args(argv)
+    run_all(args.size, args.only, args.out)
+
+
+if __name__ == "__main__":
+    main()

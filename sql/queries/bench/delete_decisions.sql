@@ -1,0 +1,1 @@
+DELETE FROM routing_decisions WHERE model_version = $version;

@@ -1,0 +1,1 @@
+INSERT INTO backlog SELECT * FROM bench_frame;

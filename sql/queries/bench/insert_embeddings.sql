@@ -1,0 +1,1 @@
+INSERT INTO embeddings SELECT * FROM bench_frame;

@@ -1,0 +1,1 @@
+INSERT INTO prompts SELECT * FROM bench_frame;

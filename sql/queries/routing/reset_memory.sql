@@ -1,0 +1,2 @@
+RESET memory_limit;
+RESET disabled_optimizers;

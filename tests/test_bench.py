@@ -1,0 +1,51 @@
+"""The benchmarks never rot: ``routerctl bench --size small`` runs every bench on a small input and writes the
+JSON every figure is read from. Only the shape and sanity of the figures are checked, not the targets
+(timings on a shared CI machine are not a test)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROUTERCTL = str(Path(sys.executable).with_name("routerctl"))
+FIGURES = {"embed", "route", "route_attention", "ingest_jsonl", "ingest_parquet", "nightly_incremental",
+           "nightly_nothing_new", "train"}
+
+
+@pytest.mark.slow
+def test_bench_small_writes_every_figure(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")} | {"ROUTER_HOME": str(home)}
+    proc = subprocess.run([ROUTERCTL, "bench", "--size", "small"], capture_output=True, text=True, env=env,
+                          timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+    results = json.loads((home / "reports" / "bench" / "latest.json").read_text())
+    assert set(results) == FIGURES
+    for name, rec in results.items():
+        for key in ("ratio", "target", "floor_s", "ours_s", "rows", "peak_rss_mb"):
+            assert key in rec, (name, key)
+        for key in ("ratio", "floor_s", "ours_s", "peak_rss_mb"):
+            assert math.isfinite(rec[key]) and rec[key] > 0, (name, key, rec[key])
+        assert rec["rows"] > 0, name
+        assert name in proc.stdout
+    assert results["nightly_nothing_new"]["night"]["trained"] is False
+
+
+def test_bench_only_one_and_unknown(tmp_path: Path) -> None:
+    """One cheap bench in process: the JSON shape, and an unknown name is refused."""
+    from router.bench import run_all
+
+    out = tmp_path / "latest.json"
+    lines: list[str] = []
+    results = run_all("small", ["route"], out, work_root=tmp_path / "work", echo=lines.append)
+    rec = json.loads(out.read_text())["route"]
+    assert rec == results["route"] and rec["rows"] == 20_000 and rec["ratio"] > 0 and rec["peak_rss_mb"] > 0
+    assert any(line.startswith("route") for line in lines)
+    with pytest.raises(ValueError, match="unknown bench"):
+        run_all("small", ["nope"], out, work_root=tmp_path / "work2")

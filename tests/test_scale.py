@@ -1,0 +1,198 @@
+"""Routing and embedding at scale: the streamed, deduplicated routing path against a per-query reference, the
+prompt-hash ranges, and the Dask flows (``flows/scale.py``, a local cluster with 2 workers) giving the same
+results as the single-process path."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import polars as pl
+import pytest
+
+from conftest import table
+from router import embeddings as emb
+from router import routing
+from router.rewards import get_reward
+
+DIM = 8
+MODELS = ["alpha", "beta", "gamma", "delta"]
+
+
+class FakePredictor:
+    """Row-wise deterministic predictions from the vector, the prompt length and the task."""
+
+    models = MODELS
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(0)
+        self.wq = rng.normal(size=(DIM, len(MODELS)))
+        self.wc = rng.normal(size=(DIM, len(MODELS)))
+
+    def predict(self, X, prompt_chars, tasks=None):
+        X = np.asarray(X, dtype=np.float64)
+        bonus = np.array([0.1 if t == "math" else 0.0 for t in tasks])[:, None] if tasks is not None else 0.0
+        q = 1.0 / (1.0 + np.exp(-(X @ self.wq) - bonus))
+        c = np.exp(X @ self.wc - 6.0) * (1.0 + np.asarray(prompt_chars, dtype=np.float64)[:, None] / 100.0)
+        return q, c
+
+
+class FakeEncoder:
+    """Deterministic unit vectors from the text's hash (no model download, no torch)."""
+
+    def get_embedding_dimension(self) -> int:
+        return DIM
+
+    def encode(self, texts, batch_size=32, **kwargs):
+        out = np.stack([np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(size=DIM)
+                        for t in texts]).astype(np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def _backlog(files, ingest, n: int = 120, name: str = "b.jsonl") -> None:
+    # 120 queries over 40 prompts (repeats share one prediction), some with a task, one without a vector later
+    records = [files.backlog_record(i, query_id=f"{name}-q{i}", prompt=f"prompt number {i % 40}" + "!" * (i % 7),
+                                    task="math" if i % 3 == 0 else None) for i in range(n)]
+    ingest("backlog", files.backlog(name, records=records))
+
+
+def _reference(store, predictor, encoder: str, param: float, reward_name: str = "linear") -> pl.DataFrame:
+    """The old algorithm: every pending query predicted and chosen on its own."""
+    frame = store.sql("SELECT b.query_id, coalesce(b.task, '') AS task, p.n_chars, e.vector FROM backlog b "
+                      "JOIN prompts p USING (prompt_id) JOIN embeddings e ON e.prompt_id = b.prompt_id "
+                      f"AND e.encoder = '{encoder}' ORDER BY b.query_id").pl()
+    q, c = predictor.predict(emb.stack(frame["vector"]), frame["n_chars"].to_numpy(), frame["task"].to_numpy())
+    reward = get_reward(reward_name)
+    chosen = reward.choose(q, c, param)
+    rows = np.arange(len(chosen))
+    return pl.DataFrame({"query_id": frame["query_id"], "chosen_model": np.asarray(MODELS)[chosen].tolist(),
+                         "predicted_quality": q[rows, chosen], "predicted_cost_usd": c[rows, chosen],
+                         "reward_value": reward.score(q, c, param)[rows, chosen]})
+
+
+def _decisions(store, version: str) -> pl.DataFrame:
+    return store.sql("SELECT query_id, chosen_model, predicted_quality, predicted_cost_usd, reward_value, "
+                     f"reward_param, budget_usd FROM routing_decisions WHERE model_version = '{version}' "
+                     "ORDER BY query_id").pl()
+
+
+@pytest.fixture
+def backlog_store(files, ingest, store, settings):
+    _backlog(files, ingest)
+    emb.embed_missing(store, settings, model=FakeEncoder())
+    return store
+
+
+def test_hash_ranges_cover_every_id_once() -> None:
+    ranges = routing.hash_ranges(7)
+    assert ranges[0][0] is None and ranges[-1][1] is None
+    ids = [hashlib.sha256(str(i).encode()).hexdigest()[:32] for i in range(2000)]
+    for pid in ids:
+        hits = [(lo, hi) for lo, hi in ranges if (lo is None or pid >= lo) and (hi is None or pid < hi)]
+        assert len(hits) == 1
+    sizes = [sum((lo is None or p >= lo) and (hi is None or p < hi) for p in ids) for lo, hi in ranges]
+    assert min(sizes) > 2000 / 7 * 0.7
+
+
+@pytest.mark.parametrize("reward_name", ["linear", "exponential"])
+def test_routing_matches_per_query_reference(backlog_store, settings, reward_name) -> None:
+    predictor = FakePredictor()
+    param = float(get_reward(reward_name).sweep()[len(get_reward(reward_name).sweep()) // 2])
+    ref = _reference(backlog_store, predictor, settings.encoder, param, reward_name)
+    done = []
+    summary = routing.route_backlog(backlog_store, predictor, model_version="1", router_name="r",
+                                    encoder=settings.encoder, reward_name=reward_name, reward_param=param,
+                                    batch_size=7, progress=lambda d, t: done.append((d, t)))
+    got = _decisions(backlog_store, "1")
+    assert summary.routed == 120 == got.height and done[-1] == (120, 120)
+    assert got["query_id"].to_list() == ref["query_id"].to_list()
+    assert got["chosen_model"].to_list() == ref["chosen_model"].to_list()
+    for col in ("predicted_quality", "predicted_cost_usd", "reward_value"):
+        np.testing.assert_allclose(got[col].to_numpy(), ref[col].to_numpy(), rtol=1e-12)
+    assert summary.predicted_spend_usd == pytest.approx(ref["predicted_cost_usd"].sum())
+    assert summary.predicted_quality == pytest.approx(ref["predicted_quality"].mean())
+    assert summary.model_mix == dict(ref["chosen_model"].value_counts().sort("count", descending=True).iter_rows())
+    again = routing.route_backlog(backlog_store, predictor, model_version="1", router_name="r",
+                                  encoder=settings.encoder, reward_param=param)
+    assert again.routed == 0 and table(backlog_store, "routing_decisions").height == 120
+
+
+def test_budget_matches_brute_force_grid(backlog_store, settings) -> None:
+    predictor = FakePredictor()
+    reward = get_reward("linear")
+    frame = _reference(backlog_store, predictor, settings.encoder, 1.0)  # for the query count
+    full = routing.route_backlog(backlog_store, predictor, model_version="max", router_name="r",
+                                 encoder=settings.encoder)
+    budget = full.predicted_spend_usd * 0.4
+    # brute force: the old per-value loop over every query
+    X = backlog_store.sql("SELECT b.query_id, coalesce(b.task,'') task, p.n_chars, e.vector FROM backlog b JOIN prompts"
+                          " p USING (prompt_id) JOIN embeddings e USING (prompt_id) ORDER BY b.query_id").pl()
+    q, c = predictor.predict(emb.stack(X["vector"]), X["n_chars"].to_numpy(), X["task"].to_numpy())
+    grid = routing.budget_grid(reward)
+    rows = np.arange(q.shape[0])
+    spend = np.array([c[rows, reward.choose(q, c, float(p))].sum() for p in grid])
+    quality = np.array([q[rows, reward.choose(q, c, float(p))].sum() for p in grid])
+    fits = spend <= budget
+    best = grid[int(np.flatnonzero(fits)[np.argmax(quality[fits])])]
+    summary = routing.route_backlog(backlog_store, predictor, model_version="b", router_name="r",
+                                    encoder=settings.encoder, budget=budget, batch_size=11)
+    assert summary.reward_param == pytest.approx(best, rel=1e-12)
+    assert summary.predicted_spend_usd <= budget + 1e-12 and summary.routed == frame.height
+    got = _decisions(backlog_store, "b")
+    assert set(got["budget_usd"]) == {budget}
+    with pytest.raises(routing.BudgetError):
+        routing.route_backlog(backlog_store, predictor, model_version="c", router_name="r",
+                              encoder=settings.encoder, budget=1e-12)
+
+
+def test_unembedded_queries_wait(files, ingest, backlog_store, settings) -> None:
+    ingest("backlog", files.backlog("late.jsonl", records=[files.backlog_record(0, query_id="late",
+                                                                                prompt="never embedded")]))
+    summary = routing.route_backlog(backlog_store, FakePredictor(), model_version="1", router_name="r",
+                                    encoder=settings.encoder)
+    assert summary.routed == 120 and summary.skipped_unembedded == 1
+
+
+def test_dask_flows_match_single_process(files, ingest, store, settings, tmp_path, monkeypatch) -> None:
+    """Embed and route on a local Dask cluster (2 workers, threads) by hash range: same vectors, same decisions."""
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    _backlog(files, ingest)
+    encoder = FakeEncoder()
+    # single-process reference in a copy of the store
+    ref_settings = settings.model_copy(update={"db_path": tmp_path / "ref.duckdb"})
+    from router.storage import connect
+
+    ref = connect(ref_settings)
+    for name in ("prompts", "backlog"):
+        ref.register("src_frame", table(store, name))
+        ref.execute(f"INSERT INTO {name} SELECT * FROM src_frame")
+        ref.unregister("src_frame")
+    emb.embed_missing(ref, ref_settings, model=encoder)
+    predictor = FakePredictor()
+    single = routing.route_backlog(ref, predictor, model_version="1", router_name=settings.registered_model,
+                                   encoder=settings.encoder, reward_param=1.0)
+    ref_vectors = dict(zip(table(ref, "embeddings")["prompt_id"], emb.stack(table(ref, "embeddings")["vector"]),
+                           strict=True))
+    ref_decisions = _decisions(ref, "1")
+    ref.close()
+    store.close()
+
+    from flows import scale
+
+    out = scale.run_embed(chunks=5, n_workers=2, model=encoder)
+    assert out["embedded"] == len(ref_vectors)
+    routed = scale.run_route(chunks=5, n_workers=2, predictor=predictor, model_version="1", reward_param=1.0)
+    assert routed["routed"] == single.routed == 120
+    assert routed["model_mix"] == single.model_mix
+    con = connect(settings)
+    try:
+        got = table(con, "embeddings")
+        vectors = dict(zip(got["prompt_id"], emb.stack(got["vector"]), strict=True))
+        assert vectors.keys() == ref_vectors.keys()
+        for pid, vec in vectors.items():
+            np.testing.assert_array_equal(vec, ref_vectors[pid])
+        decisions = _decisions(con, "1")
+    finally:
+        con.close()
+    assert decisions.drop("budget_usd").equals(ref_decisions.drop("budget_usd"))
