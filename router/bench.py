@@ -520,6 +520,9 @@ def run_bench(name: str, size: str, work_root: Path, echo: Callable[[str], None]
         out["nightly_incremental"] = _record(TARGETS["nightly_incremental"], floor, ours,
                                              {"rows_all": setup.get("rows"), "scratch": floor, "night": ours})
         out["nightly_nothing_new"] = _record(TARGETS["nightly_nothing_new"], floor, ours2, {"night": ours2})
+        for figure in ("nightly_incremental", "nightly_nothing_new"):
+            # rows = input rows the night covers (all landed data); what was new is in night.rows_new
+            out[figure]["rows"] = int(setup.get("rows") or 0)
     else:
         floor = _child(name, "floor", work, n)
         ours = _child(name, "ours", work, n)
