@@ -12,6 +12,7 @@ import typer
 
 from router.cli import app
 from router.cli.app import console, fail, settings
+from router.cli.pipeline import check_reward
 from router.redact import mask_uri
 
 
@@ -27,6 +28,7 @@ def nightly(
 
     Exits 3 if another run holds the workspace, 4 if the run finished but the store failed its doctor checks.
     """
+    check_reward(reward)
     s = settings()
     from router.locking import holder
 

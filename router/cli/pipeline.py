@@ -10,6 +10,14 @@ from rich.table import Table
 from router.cli.app import app, console, fail, settings
 
 
+def check_reward(reward: str | None) -> None:
+    """Refuse an unknown reward name with the list of valid ones (before any work starts)."""
+    from router.rewards import REWARDS
+
+    if reward is not None and reward not in REWARDS:
+        fail(f"unknown reward {reward!r}: choose one of {', '.join(sorted(REWARDS))}")
+
+
 def print_metrics(metrics: dict, title: str) -> None:
     table = Table("router", "AIQ", "max perf", "cost at max perf ($)", title=title)
     rows = sorted(metrics["routers"].items(), key=lambda kv: -kv[1]["aiq"])
@@ -67,6 +75,7 @@ def route(
 
     if lambda_ is not None and budget is not None:
         fail("give --lambda or --budget, not both")
+    check_reward(reward)
     s = settings()
     try:
         summary = route_step(s, reward=reward, reward_param=lambda_, budget=budget)
