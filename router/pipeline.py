@@ -80,7 +80,7 @@ def load_splits(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[Rou
 
 
 def predict(router: Router, data: RoutingData) -> tuple[np.ndarray, np.ndarray]:
-    return router.predict(data.X, data.prompt_chars)
+    return router.predict(data.X, data.prompt_chars, data.eval_names)
 
 
 def train_and_evaluate(con: duckdb.DuckDBPyConnection, settings: Settings, *, dataset: str = "store",

@@ -21,7 +21,6 @@ the file MLflow executes stays a thin shell and every check it makes is unit-tes
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import math
@@ -516,21 +515,11 @@ def _architecture_params(config: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _supports_tasks(router: Router) -> bool:
-    try:
-        return "tasks" in inspect.signature(router.predict).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins
-        return False
-
-
 def _predict(
     router: Router, X: np.ndarray, prompt_chars: np.ndarray, tasks: Any = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``router.predict``, passing task labels to routers that take them."""
-    if tasks is not None and _supports_tasks(router):
-        q_hat, c_hat = router.predict(X, prompt_chars, tasks=tasks)  # type: ignore[call-arg]
-    else:
-        q_hat, c_hat = router.predict(X, prompt_chars)
+    """``router.predict`` as float64 arrays (task labels go to every router; most ignore them)."""
+    q_hat, c_hat = router.predict(X, prompt_chars, tasks)
     return np.asarray(q_hat, dtype=np.float64), np.asarray(c_hat, dtype=np.float64)
 
 

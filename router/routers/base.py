@@ -63,7 +63,12 @@ class Router(ABC):
         """Train on ``data`` (NaN = unobserved, masked). Deterministic for a given seed."""
 
     @abstractmethod
-    def predict(self, X: np.ndarray, prompt_chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Return ``(quality_hat, cost_hat)``, each (n, m) float, for the models seen in ``fit`` (same order)."""
+    def predict(self, X: np.ndarray, prompt_chars: np.ndarray, tasks: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(quality_hat, cost_hat)``, each (n, m) float, for the models seen in ``fit`` (same order).
+
+        ``tasks`` (a task label per row, "" when unknown) is offered to every router; routers that do not use
+        task labels ignore it.
+        """
 
     models: list[str]

@@ -82,7 +82,8 @@ class KNNRouter(Router):
             out[start : start + self.batch_size] = np.take_along_axis(top, order, axis=1)
         return out
 
-    def predict(self, X: np.ndarray, prompt_chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: ARG002
+    def predict(self, X: np.ndarray, prompt_chars: np.ndarray, tasks: np.ndarray | None = None  # noqa: ARG002
+                ) -> tuple[np.ndarray, np.ndarray]:
         idx = self.neighbours(X)
         quality = masked_neighbour_mean(self._quality, idx, self._quality_mean)
         cost = masked_neighbour_mean(self._cost, idx, self._cost_mean)

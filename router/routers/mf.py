@@ -140,7 +140,8 @@ class MFRouter(Router):
             coef[:, j] = np.linalg.solve(Aj.T @ Aj + penalty, Aj.T @ yj)
         self._cost_coef = coef
 
-    def predict(self, X: np.ndarray, prompt_chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, X: np.ndarray, prompt_chars: np.ndarray, tasks: np.ndarray | None = None  # noqa: ARG002
+                ) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             logits = self._net(torch.as_tensor(np.asarray(X, dtype=np.float32)))
         quality = torch.sigmoid(logits).double().numpy()

@@ -78,7 +78,8 @@ class MLPRouter(Router):
             self._classifiers.append(clf)
         return self
 
-    def predict(self, X: np.ndarray, prompt_chars: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # noqa: ARG002
+    def predict(self, X: np.ndarray, prompt_chars: np.ndarray, tasks: np.ndarray | None = None  # noqa: ARG002
+                ) -> tuple[np.ndarray, np.ndarray]:
         n = X.shape[0]
         quality = np.empty((n, len(self.models)), dtype=np.float64)
         for j, clf in enumerate(self._classifiers):
