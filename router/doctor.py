@@ -7,6 +7,8 @@ after its report is written). The queries are in ``sql/queries/doctor/*.sql``.
 * **schema** — the store's schema version equals the latest migration in ``sql/migrations``.
 * **orphans** — outcomes, backlog queries or embeddings without their prompt; decisions without their backlog
   query; outcomes, backlog or quarantine rows without their ingest run (a half-written ingest).
+* **keys** — natural keys are unique: ``prompts.prompt_id``, ``outcomes (source, sample_key, model)``,
+  ``backlog.query_id`` (no PRIMARY KEY constraints since migration 005: the ingest keeps them unique).
 * **embeddings** — prompts without a vector for the configured encoder (a problem: routing skips them);
   coverage of every other encoder present (information).
 * **decision versions** — every ``model_version`` in ``routing_decisions`` is a registered version of the
@@ -90,6 +92,15 @@ def _orphans(con) -> Check:
     return Check("orphans", OK, "none", rows)
 
 
+def _keys(con) -> Check:
+    rows = [{"what": what, "keys": int(n), "example": example} for what, n, example in execute(con, "doctor/duplicate_keys")]
+    bad = [r for r in rows if r["keys"]]
+    if bad:
+        return Check("keys", PROBLEM, "; ".join(f"{r['keys']} duplicated keys in {r['what']} (e.g. {r['example']})"
+                                                for r in bad), bad)
+    return Check("keys", OK, "every natural key is stored once", rows)
+
+
 def _embeddings(con, encoder: str) -> list[Check]:
     rows = [{"encoder": e, "prompts": int(p), "embedded": int(d), "missing": int(m)}
             for e, p, d, m in execute(con, "doctor/embedding_coverage", {"encoder": encoder})]
@@ -151,6 +162,7 @@ def run_checks(settings: Settings, *, check_registry: bool = True, wait: float |
         checks = [_schema(con)]
         if checks[0].status == OK:  # the other queries need the current schema
             checks.append(_orphans(con))
+            checks.append(_keys(con))
             checks.extend(_embeddings(con, settings.encoder))
             checks.append(_decision_versions(con, settings, check_registry))
             checks.append(_ingest_runs(con))

@@ -20,8 +20,8 @@ INSERT INTO prompts VALUES ('p1', 'What is 2 + 2?', 14, 'math', 'routerbench', {
                            ('p3', 'Translate cat.', 14, NULL, 'backlog', {NOW});
 INSERT INTO models VALUES ('m1', {NOW}), ('m2', {NOW});
 INSERT INTO ingest_runs VALUES
-    ('r-bench', 'routerbench', 'bench.csv', 'aa', 2, 5, 4, 4, 1, {NOW}, {NOW}),
-    ('r-back', 'backlog', 'backlog.jsonl', 'bb', 2, 2, 2, 2, 0, {NOW}, {NOW});
+    ('r-bench', 'routerbench', 'bench.csv', 'aa', 2, 5, 4, 4, 1, {NOW}, {NOW}, 5),
+    ('r-back', 'backlog', 'backlog.jsonl', 'bb', 2, 2, 2, 2, 0, {NOW}, {NOW}, 2);
 INSERT INTO outcomes (source, sample_key, model, prompt_id, quality, cost_usd, split, ingest_run_id, ingested_at)
 VALUES ('routerbench', 's1', 'm1', 'p1', 1.0, 0.001, 'train', 'r-bench', {NOW}),
        ('routerbench', 's1', 'm2', 'p1', 0.0, 0.002, 'train', 'r-bench', {NOW}),
@@ -73,9 +73,9 @@ def test_a_healthy_store_passes(settings, healthy) -> None:
     report = checks.pop("_report")
     assert report.ok, report.as_dict()
     assert {n: c.status for n, c in checks.items()} == {
-        "schema": OK, "orphans": OK, "embeddings": OK, "embeddings (other encoder)": INFO,
+        "schema": OK, "orphans": OK, "keys": OK, "embeddings": OK, "embeddings (other encoder)": INFO,
         "decision versions": OK, "ingest runs": OK, "quarantine": INFO}
-    assert checks["schema"].detail == "version 4 (latest migration)"
+    assert checks["schema"].detail == "version 5 (latest migration)"
     assert checks["embeddings"].detail == f"3 of 3 prompts embedded with {settings.encoder}"
     assert checks["embeddings (other encoder)"].detail == "1 of 3 prompts embedded with older-encoder"
     assert checks["decision versions"].detail == "2 decisions by 1 registered version(s)"
@@ -99,8 +99,14 @@ DAMAGE = {
                    "1 runs do not reconcile: bench.csv (5 in ≠ 3 ok + 1 quarantined, 1 quarantine rows)"),
     "quarantine row lost": ("DELETE FROM quarantine", "ingest runs",
                             "bench.csv (5 in ≠ 4 ok + 1 quarantined, 0 quarantine rows)"),
-    "schema behind": ("DELETE FROM schema_migrations WHERE version = 4", "schema",
-                      "schema version 3, latest migration 4"),
+    "schema behind": ("DELETE FROM schema_migrations WHERE version = 5", "schema",
+                      "schema version 4, latest migration 5"),
+    "prompt stored twice": ("INSERT INTO prompts SELECT * FROM prompts WHERE prompt_id = 'p1'", "keys",
+                            "1 duplicated keys in prompts (prompt_id) (e.g. p1)"),
+    "outcome stored twice": ("INSERT INTO outcomes SELECT * FROM outcomes WHERE sample_key = 's1' AND model = 'm1'",
+                             "keys", "1 duplicated keys in outcomes (source, sample_key, model)"),
+    "backlog query stored twice": ("INSERT INTO backlog SELECT * FROM backlog", "keys",
+                                   "2 duplicated keys in backlog (query_id) (e.g. q1)"),
 }
 
 
