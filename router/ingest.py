@@ -15,6 +15,7 @@ import ast
 import logging
 import re
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,8 +29,8 @@ from router import schemas
 from router.files import sha256_file
 from router.readers import ROW, FileRejected, clip_json, data_suffix, empty_rejects, read_any
 from router.settings import Settings
-from router.storage import query, transaction
-from router.validation import INDEX, validate
+from router.storage import query, register, relation, transaction
+from router.validation import INDEX, prepare, validate
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class IngestResult:
     rows_ok: int = 0
     rows_new: int = 0
     rows_quarantined: int = 0
+    rows_gx_validated: int | None = None  # of rows_in, the records Great Expectations itself validated
+    gx_disagreements: int = 0  # (record, expectation) pairs where GX and the compiled checks differ (should be 0)
     models: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
     message: str = ""
@@ -147,7 +150,10 @@ def _as_text(df: pl.DataFrame, column: str) -> pl.Expr:
     return pl.col(column).cast(pl.String)
 
 
-def _as_timestamp(df: pl.DataFrame, column: str) -> tuple[pl.Expr, pl.Expr]:
+_NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
+
+
+def _as_timestamp(df: pl.DataFrame, column: str) -> tuple[pl.Expr | pl.Series, pl.Expr | pl.Series]:
     """ISO-8601 with an offset or Z; naive timestamps are taken as UTC."""
     if column not in df.columns or df.schema[column] == pl.Null:
         return pl.lit(None, dtype=pl.Datetime("us", "UTC")), pl.lit(False)
@@ -156,11 +162,14 @@ def _as_timestamp(df: pl.DataFrame, column: str) -> tuple[pl.Expr, pl.Expr]:
         value = pl.col(column)
         value = value.dt.replace_time_zone("UTC") if dtype.time_zone is None else value.dt.convert_time_zone("UTC")
         return value.dt.cast_time_unit("us"), pl.lit(False)
-    text = pl.col(column).cast(pl.String).str.strip_chars()
-    aware = text.str.to_datetime(time_zone="UTC", strict=False, time_unit="us")
-    naive = [text.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
-             for fmt in ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")]
-    value = pl.coalesce(aware, *naive)
+    text = df.get_column(column).cast(pl.String).str.strip_chars()
+    value = text.str.to_datetime(time_zone="UTC", strict=False, time_unit="us")
+    retry = value.is_null() & text.is_not_null() & (text != "")
+    if retry.any():  # only the values the aware parse left are tried with the naive formats (each is a full pass)
+        rest = text.filter(retry)
+        naive = [rest.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
+                 for fmt in _NAIVE_FORMATS]
+        value = value.scatter(retry.arg_true(), pl.select(pl.coalesce(*naive)).to_series())
     return value, text.is_not_null() & (text != "") & value.is_null()
 
 
@@ -197,6 +206,8 @@ def _concat_issues(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def _duplicate_issues(df: pl.DataFrame, keys: list[str], label: str) -> pl.DataFrame:
+    if df.height < 2 or not df.select(pl.struct(keys).is_duplicated().any()).item():  # the usual case: one pass
+        return pl.DataFrame(schema={INDEX: pl.Int64, "reason": pl.String})
     first = df.group_by(keys).agg(pl.col(ROW).min().alias("_first"))
     dup = df.join(first, on=keys, nulls_equal=False).filter(pl.col(ROW) != pl.col("_first"))
     return dup.select(pl.col(INDEX), pl.format("duplicate {} within file (first at row {})", pl.lit(label),
@@ -360,7 +371,8 @@ def _only_rejects(df: pl.DataFrame, rejects: pl.DataFrame, schema: schemas.LongS
 
 
 def stage(kind: str, path: Path, source: str | None = None) -> Staged:
-    df, rejects = read_any(path)
+    long = {"logs": schemas.LOGS, "backlog": schemas.BACKLOG}.get(kind)
+    df, rejects = read_any(path, (*long.required, *long.optional) if long else ())
     if df.height == 0 and rejects.height == 0:
         raise FileRejected(f"{path}: no rows")
     df = _check_types(df, path, kind)
@@ -377,7 +389,7 @@ def stage(kind: str, path: Path, source: str | None = None) -> Staged:
 def _quarantine_frame(staged: Staged, bad: pl.DataFrame) -> pl.DataFrame:
     """One quarantine row per bad record: its row, key, raw values and every reason it failed."""
     reasons = bad.group_by(INDEX).agg(pl.col("reason").unique(maintain_order=True).str.join("; "))
-    rec = staged.records.join(reasons, on=INDEX, how="inner").sort(INDEX)
+    rec = staged.records.filter(pl.col(INDEX).is_in(reasons[INDEX].implode())).join(reasons, on=INDEX).sort(INDEX)
     if staged.kind == "backlog":
         key = pl.col("query_id")
         raw_cols = ["query_id", "prompt", "task", "submitted_at"]
@@ -391,20 +403,41 @@ def _quarantine_frame(staged: Staged, bad: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([out.select("row_number", "row_key", "raw", "reason"), readers])
 
 
+def prompt_ids(con: duckdb.DuckDBPyConnection, records: pl.DataFrame) -> pl.Series:
+    """The ``prompt_id`` of every record (sha256 in DuckDB, once per record), in ``records``' order.
+
+    Runs on its own cursor, so the ingest computes it in a thread while the batch is validated.
+    """
+    cursor = con.cursor()
+    try:
+        register(cursor, "staged_text", records.select(INDEX, "prompt"))
+        ids = relation(cursor, "ingest/prompt_ids").pl()
+    finally:
+        cursor.close()
+    if not ids[INDEX].equals(records[INDEX]):  # a plain scan keeps the frame's order; if not, realign
+        ids = records.select(INDEX).join(ids, on=INDEX, how="left", maintain_order="left")
+    return ids["prompt_id"]
+
+
 def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: str, bad: pl.DataFrame,
-           started: datetime) -> IngestResult:
+           started: datetime, rows_gx_validated: int | None = None) -> IngestResult:
     run_id = uuid.uuid4().hex
     now = datetime.now(UTC).replace(tzinfo=None)
     params = {"run_id": run_id, "now": now}
-    bad_idx = bad.select(INDEX).unique()
-    good = staged.records.join(bad_idx, on=INDEX, how="anti")
+    good = staged.records
+    if "prompt_id" not in good.columns:
+        good = good.with_columns(prompt_ids(con, good))
+    if bad.height:
+        good = good.join(bad.select(INDEX).unique(), on=INDEX, how="anti", maintain_order="left")
     with transaction(con):
-        con.register("staged", good)
+        register(con, "staged", good)
         conflicts = con.sql(query(f"ingest/{'backlog' if staged.kind == 'backlog' else 'outcome'}_conflicts")).pl()
         if conflicts.height:
             bad = pl.concat([bad, conflicts.select(pl.col(INDEX).cast(pl.Int64), pl.col("reason"))])
-            good = good.join(conflicts.select(INDEX), on=INDEX, how="anti")
-            con.register("staged", good)
+            good = good.join(conflicts.select(INDEX), on=INDEX, how="anti", maintain_order="left")
+            register(con, "staged", good)
+        # One record per prompt: its first in the file, which names its task.
+        register(con, "staged_prompts", good.unique(subset="prompt_id", keep="first", maintain_order=False))
         con.execute(query("ingest/insert_prompts"), {"now": now, "source": staged.kind})
         if staged.kind == "backlog":
             new = con.execute(query("ingest/insert_backlog"), params).fetchall()[0][0]
@@ -412,14 +445,14 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
             con.execute(query("ingest/insert_models"), {"now": now})
             new = con.execute(query("ingest/insert_outcomes"), params).fetchall()[0][0]
         quarantine = _quarantine_frame(staged, bad)
-        con.register("staged_quarantine", quarantine)
+        register(con, "staged_quarantine", quarantine)
         con.execute(query("ingest/insert_quarantine"),
                     {**params, "kind": staged.kind, "file": str(path)})
         rows_in = staged.records.height + staged.rejects.height
         result = IngestResult(
             file=str(path), kind=staged.kind, status="ingested", run_id=run_id, source_rows=staged.source_rows,
             rows_in=rows_in, rows_ok=good.height, rows_new=int(new), rows_quarantined=quarantine.height,
-            models=staged.models,
+            rows_gx_validated=rows_gx_validated, models=staged.models,
             reasons=dict(quarantine.group_by("reason").len().sort("len", descending=True).iter_rows()),
         )
         if result.rows_in != result.rows_ok + result.rows_quarantined:  # rolls the transaction back
@@ -428,30 +461,42 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
         con.execute(query("ingest/insert_run"), {
             **params, "kind": staged.kind, "file": str(path), "sha256": digest, "source_rows": staged.source_rows,
             "rows_in": rows_in, "rows_ok": result.rows_ok, "rows_new": result.rows_new,
-            "rows_quarantined": result.rows_quarantined, "started": started,
+            "rows_quarantined": result.rows_quarantined, "started": started, "rows_gx_validated": rows_gx_validated,
         })
-        con.unregister("staged")
-        con.unregister("staged_quarantine")
+        for name in ("staged", "staged_prompts", "staged_quarantine"):
+            con.unregister(name)
     return result
+
+
+def _fingerprint(path: Path) -> tuple[int, int]:
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns
 
 
 def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings: Settings,
                 source: str | None = None) -> IngestResult:
     started = datetime.now(UTC).replace(tzinfo=None)
+    before = _fingerprint(path)
     digest = sha256_file(path)
     seen = con.execute(query("ingest/find_run_by_sha"), {"sha256": digest, "kind": kind}).fetchall()
     if seen:
         return IngestResult(str(path), kind, "skipped", run_id=seen[0][0],
                             message=f"already ingested (same sha256) as run {seen[0][0]} from {seen[0][1]}")
+    prepare(settings.gx_docs, kind)  # GX imports in the background while the file is read and staged
     try:
         staged = stage(kind, path, source)
     except (FileRejected, schemas.SchemaError) as exc:
         raise IngestError(str(exc)) from exc
-    report = validate(kind, staged.records, settings.gx_docs)
-    bad = _concat_issues([staged.issues, report.issues])
-    if sha256_file(path) != digest:
+    # A writer still appending (or replacing the file) changes its size or modification time.
+    if _fingerprint(path) != before:
         raise IngestError(f"{path}: file changed while it was being read; nothing stored (retry when it is complete)")
-    result = commit(con, staged, path, digest, bad, started)
-    log.info("ingested %s: %d in, %d ok (%d new), %d quarantined", path, result.rows_in, result.rows_ok,
-             result.rows_new, result.rows_quarantined)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompt-ids") as pool:
+        ids = pool.submit(prompt_ids, con, staged.records)  # DuckDB hashes the prompts while GX validates
+        report = validate(kind, staged.records, settings.gx_docs, settings.gx_sample_rows, settings.seed)
+        staged.records = staged.records.with_columns(ids.result())
+    bad = _concat_issues([staged.issues, report.issues])
+    result = commit(con, staged, path, digest, bad, started, report.gx_rows)
+    result.gx_disagreements = report.disagreements
+    log.info("ingested %s: %d in, %d ok (%d new), %d quarantined; GX validated %d records", path, result.rows_in,
+             result.rows_ok, result.rows_new, result.rows_quarantined, report.gx_rows)
     return result

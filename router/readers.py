@@ -139,19 +139,34 @@ def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def read_jsonl(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+#: Lines polars infers column types from when the caller names the columns it expects (see read_jsonl).
+JSONL_INFER_ROWS = 10_000
+
+
+def read_jsonl(path: Path, expected: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Fast path: polars' reader. If it refuses the file (a truncated or non-UTF-8 line, mixed types), read
-    line by line: good lines are kept, bad lines become rejects with their line number."""
+    line by line: good lines are kept, bad lines become rejects with their line number.
+
+    With ``expected`` column names, polars first infers the types from the first :data:`JSONL_INFER_ROWS`
+    lines only (half the time of inferring from every line on large files). A value of another type further
+    down makes polars refuse, and then every line is used; a key first seen after those lines would be
+    dropped silently, so if any expected column is missing from the result while its quoted name occurs in
+    the file, the file is read again inferring from every line.
+    """
     raw = _text_payload(path)
     if not raw.strip():
         raise FileRejected(f"{path}: empty file")
-    try:
-        df = pl.read_ndjson(io.BytesIO(raw), infer_schema_length=None)
+    lines = raw.count(b"\n") + (not raw.endswith(b"\n"))
+    for infer in ((JSONL_INFER_ROWS, None) if expected and lines > JSONL_INFER_ROWS else (None,)):
+        try:
+            df = pl.read_ndjson(io.BytesIO(raw), infer_schema_length=infer)
+        except (pl.exceptions.PolarsError, ValueError):
+            continue
+        if infer is not None and any(f'"{name}"'.encode() in raw for name in expected if name not in df.columns):
+            continue
         if all(dtype == pl.String or dtype.is_numeric() or dtype == pl.Null or dtype == pl.Boolean
-               for dtype in df.dtypes) and raw.count(b"\n") + (not raw.endswith(b"\n")) == df.height:
+               for dtype in df.dtypes) and lines == df.height:
             return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
-    except (pl.exceptions.PolarsError, ValueError):
-        pass
     return _read_jsonl_lines(path, raw)
 
 
@@ -199,10 +214,13 @@ def _as_text(v: Any) -> str | None:
 READERS = {".csv": read_csv, ".parquet": read_parquet, ".pkl": read_pickle, ".jsonl": read_jsonl, ".ndjson": read_jsonl}
 
 
-def read_any(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+def read_any(path: Path, expected: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Read ``path`` by its suffix; ``expected`` names the columns the caller knows (used by the JSONL reader)."""
     if path.stat().st_size == 0:
         raise FileRejected(f"{path}: empty file (0 bytes)")
     reader = READERS.get(data_suffix(path))
     if reader is None:
         raise FileRejected(f"{path}: unsupported file type {''.join(path.suffixes)!r}")
+    if reader is read_jsonl:
+        return read_jsonl(path, expected)
     return reader(path)

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     reports_dir: Path | None = Field(default=None, description="default $ROUTER_HOME/reports")
     snapshots_dir: Path | None = Field(default=None, description="Parquet exports for analysts")
     gx_docs_dir: Path | None = Field(default=None, description="Great Expectations Data Docs (HTML)")
+    gx_sample_rows: int = Field(default=20_000, ge=0, description="rows of a file Great Expectations validates "
+                                "itself (all rows when the file has fewer; 0 = always all rows); every row is "
+                                "checked by the suite's compiled expectations")
     landing_dir: Path | None = Field(default=None, description="default $ROUTER_HOME/landing/{routerbench,logs,backlog}")
     sql_dir: Path = PROJECT_ROOT / "sql"
 

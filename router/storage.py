@@ -192,6 +192,16 @@ def execute(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | 
     return con.execute(sql, bind(sql, params)).fetchall()
 
 
+def register(con: duckdb.DuckDBPyConnection, name: str, frame: Any) -> None:
+    """Expose a polars frame to SQL as ``name``. Strings go over as Arrow string views, without a copy (the
+    default conversion copies every string: 0.2 s per 1M short prompts, paid at each registration)."""
+    import polars as pl
+
+    if isinstance(frame, pl.DataFrame):
+        frame = frame.to_arrow(compat_level=pl.CompatLevel.newest())
+    con.register(name, frame)
+
+
 def relation(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None):
     """The named query as a relation (``.pl()``, ``.to_arrow_table()``, ...)."""
     sql = query(name)

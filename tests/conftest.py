@@ -63,7 +63,11 @@ def ingest(store, settings) -> Callable[..., Any]:
     from router.ingest import ingest_file
 
     def run(kind: str, path: Path, **kwargs: Any):
-        return ingest_file(store, kind, Path(path), settings, **kwargs)
+        result = ingest_file(store, kind, Path(path), settings, **kwargs)
+        # Every file the tests ingest (the bad-input catalog included) is small enough for GX to validate all
+        # of it: the suite's compiled checks must agree with GX on every record.
+        assert result.gx_disagreements == 0, result
+        return result
 
     return run
 

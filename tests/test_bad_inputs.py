@@ -532,8 +532,8 @@ def test_file_changing_while_read(files, ingest, counts, monkeypatch) -> None:
     path = files.logs("growing.jsonl", n=2)
     real_read = ingest_mod.read_any
 
-    def read_then_append(p: Path):
-        out = real_read(p)
+    def read_then_append(p: Path, *args):
+        out = real_read(p, *args)
         with p.open("a") as fh:  # the writer appends a line while we validate
             fh.write(json.dumps(files.log_record(3)) + "\n")
         return out
@@ -562,3 +562,33 @@ def test_non_object_and_blank_lines_in_jsonl(files, ingest, reconciled) -> None:
     assert (result.rows_in, result.rows_ok) == (4, 2)
     assert bad.select("row_number", "reason").rows() == [
         (3, "line is a JSON int, not an object"), (4, "line is a JSON NoneType, not an object")]
+
+
+# ------------------------------------------------------------------------------ JSONL type inference window
+def test_jsonl_column_first_seen_after_the_inference_window_is_kept(files, ingest, store, monkeypatch) -> None:
+    """Large JSONL files are typed from their first lines; a column that starts later is still read whole."""
+    from router import readers
+
+    monkeypatch.setattr(readers, "JSONL_INFER_ROWS", 20)
+    records = [files.log_record(i) for i in range(60)]
+    for i in range(45, 60):  # latency_ms and tokens appear only in the last lines
+        records[i].update(latency_ms=100.0 + i, tokens_in=i, tokens_out=2 * i)
+    result = ingest("logs", files.logs("late.jsonl", records))
+    assert (result.rows_ok, result.rows_quarantined) == (60, 0)
+    stored = table(store, "outcomes").sort("sample_key")
+    late = stored.filter(pl.col("latency_ms").is_not_null())
+    assert sorted(late["sample_key"].to_list()) == sorted(f"req-{i}" for i in range(45, 60))
+    assert late.filter(pl.col("sample_key") == "req-50").row(0, named=True)["tokens_out"] == 100
+
+
+def test_jsonl_value_of_another_type_after_the_inference_window(files, ingest, store, monkeypatch) -> None:
+    from router import readers
+
+    monkeypatch.setattr(readers, "JSONL_INFER_ROWS", 20)
+    records = [files.log_record(i) for i in range(60)]
+    records[50]["quality"] = "n/a"  # numbers for 50 lines, then text
+    records[55]["task"] = "math"  # null (absent) for 55 lines, then text
+    result = ingest("logs", files.logs("mixed.jsonl", records))
+    assert (result.rows_ok, result.rows_quarantined) == (59, 1)
+    assert result.reasons == {"quality is not a number": 1}
+    assert table(store, "outcomes").filter(pl.col("sample_key") == "req-55")["task"].to_list() == ["math"]

@@ -1,6 +1,6 @@
 INSERT INTO outcomes (source, sample_key, model, prompt_id, quality, cost_usd, split, task, ts, latency_ms,
                       tokens_in, tokens_out, ingest_run_id, ingested_at)
-SELECT source, sample_key, model, substr(sha256(prompt), 1, 32), quality, cost_usd, split, task, ts, latency_ms,
+SELECT source, sample_key, model, prompt_id, quality, cost_usd, split, task, ts, latency_ms,
        tokens_in, tokens_out, $run_id, $now
 FROM staged s
 WHERE NOT EXISTS (

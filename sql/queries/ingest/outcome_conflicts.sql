@@ -5,4 +5,4 @@ FROM staged s
 JOIN outcomes o USING (source, sample_key, model)
 WHERE o.quality IS DISTINCT FROM s.quality
    OR o.cost_usd IS DISTINCT FROM s.cost_usd
-   OR o.prompt_id IS DISTINCT FROM substr(sha256(s.prompt), 1, 32);
+   OR o.prompt_id IS DISTINCT FROM s.prompt_id;
