@@ -1,0 +1,111 @@
+"""The attention router's fast prediction path equals the members' own ``forward`` (fast: tiny networks)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from router.routers.attention import AttentionRouter
+from router.routers.base import RoutingData
+
+MODELS = ("alpha", "beta", "gamma", "delta", "epsilon")
+TASKS = ("task_a", "task_b", "task_c")
+#: Deliberately unequal widths, so that a transposed or mixed-up weight cannot go unnoticed.
+SMALL = {"hidden": 24, "model_dim": 6, "attn_dim": 10, "max_epochs": 2, "n_members": 2, "batch_size": 32}
+
+
+def _data(n: int, d: int = 16, seed: int = 0) -> RoutingData:
+    """Random unit vectors, 0/1 quality and log-uniform costs, with about a fifth of the pairs unobserved."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    m = len(MODELS)
+    quality = (rng.random((n, m)) < 0.6).astype(np.float32)
+    cost = np.exp(rng.uniform(np.log(1e-5), np.log(1e-2), size=(n, m))).astype(np.float32)
+    quality[rng.random((n, m)) < 0.2] = np.nan
+    cost[rng.random((n, m)) < 0.2] = np.nan
+    chars = rng.integers(10, 5000, size=n)
+    tasks = rng.choice(TASKS, size=n).astype(object)
+    return RoutingData(X, quality, cost, chars, list(MODELS), tasks)
+
+
+def _reference(
+    router: AttentionRouter, X: np.ndarray, chars: np.ndarray, tasks: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Straightforward prediction with each member's training-time ``forward``, averaged and de-standardised."""
+    x, ell = router._features(X, chars, tasks)
+    with torch.no_grad():
+        outputs = [net(x, ell) for net in router.members]
+    quality = torch.stack([torch.sigmoid(logit) for logit, _ in outputs]).mean(0).double().numpy()
+    log_cost = torch.stack([lc for _, lc in outputs]).mean(0).double().numpy()
+    log_cost = log_cost * router.stats["logcost_std"] + router.stats["logcost_mean"]
+    eps = router.config.cost_eps
+    return quality, np.maximum(np.exp(log_cost) - eps, eps)
+
+
+def _assert_matches(router: AttentionRouter, X: np.ndarray, chars: np.ndarray, tasks: np.ndarray | None,
+                    **kwargs: int) -> None:
+    q, c = router.predict(X, chars, tasks, **kwargs)
+    q_ref, c_ref = _reference(router, X, chars, tasks)
+    n, m = X.shape[0], len(router.models)
+    for a in (q, c):
+        assert isinstance(a, np.ndarray) and a.dtype == np.float64 and a.shape == (n, m)
+    assert np.all((q > 0) & (q < 1)) and np.all(c > 0)
+    np.testing.assert_allclose(q, q_ref, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(c, c_ref, rtol=1e-5, atol=0)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["no_task", "use_task"])
+def router(request: pytest.FixtureRequest) -> AttentionRouter:
+    return AttentionRouter(use_task=request.param, **SMALL).fit(_data(160), seed=3)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 97])
+@pytest.mark.parametrize("batch_size", [None, 1, 16])
+def test_predict_equals_member_forward(router: AttentionRouter, n: int, batch_size: int | None) -> None:
+    """Any row count, including empty, one row and chunks that do not divide the rows."""
+    data = _data(max(n, 1), seed=11)
+    X, chars, tasks = data.X[:n], data.prompt_chars[:n], data.eval_names[:n]
+    _assert_matches(router, X, chars, tasks, batch_size=batch_size)
+    _assert_matches(router, X, chars, None, batch_size=batch_size)  # no task labels: all-zero one-hot
+
+
+def test_predict_with_unknown_tasks_and_extreme_lengths(router: AttentionRouter) -> None:
+    data = _data(40, seed=5)
+    tasks = np.array(["never-seen", "", *data.eval_names[2:]], dtype=object)
+    chars = data.prompt_chars.copy()
+    chars[:3] = [0, 1, 2_000_000]
+    _assert_matches(router, data.X, chars, tasks)
+
+
+def test_predict_follows_weight_changes(router: AttentionRouter) -> None:
+    """Nothing is cached across calls: new weights (larger, so every non-linearity matters) are used at once."""
+    data = _data(50, seed=9)
+    before = router.predict(data.X, data.prompt_chars, data.eval_names)
+    states = [{k: v.clone() for k, v in net.state_dict().items()} for net in router.members]
+    generator = torch.Generator().manual_seed(0)
+    try:
+        for net, state in zip(router.members, states, strict=True):
+            net.load_state_dict({k: v + 0.3 * torch.randn(v.shape, generator=generator) for k, v in state.items()})
+        _assert_matches(router, data.X, data.prompt_chars, data.eval_names, batch_size=16)
+        assert not np.allclose(router.predict(data.X, data.prompt_chars, data.eval_names)[0], before[0])
+    finally:
+        for net, state in zip(router.members, states, strict=True):
+            net.load_state_dict(state)
+    np.testing.assert_array_equal(router.predict(data.X, data.prompt_chars, data.eval_names)[0], before[0])
+
+
+def test_predict_after_artifact_round_trip(router: AttentionRouter) -> None:
+    data = _data(30, seed=13)
+    restored = AttentionRouter.from_artifacts(*router.to_artifacts())
+    _assert_matches(restored, data.X, data.prompt_chars, data.eval_names)
+    np.testing.assert_array_equal(restored.predict(data.X, data.prompt_chars, data.eval_names)[1],
+                                  router.predict(data.X, data.prompt_chars, data.eval_names)[1])
+
+
+def test_attention_weights_still_work(router: AttentionRouter) -> None:
+    data = _data(9, seed=2)
+    weights = router.attention_weights(data.X, data.prompt_chars, data.eval_names)
+    assert weights.shape == (9, len(MODELS)) and weights.dtype == np.float64
+    np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
