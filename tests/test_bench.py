@@ -35,6 +35,11 @@ def test_bench_small_writes_every_figure(tmp_path: Path) -> None:
         assert rec["rows"] > 0, name
         assert name in proc.stdout
     assert results["nightly_nothing_new"]["night"]["trained"] is False
+    base = results["nightly_incremental"]["base_nights"]  # the nights before reuse the scratch night's vectors
+    assert base["vectors_seeded"] > 0 and base["embedded"] == 0
+    for name in ("ingest_jsonl", "ingest_parquet"):  # GX validated every record of the small file
+        rec = results[name]
+        assert rec["rows_gx_validated"] == rec["rows"] and rec["cold_ratio"] > rec["ratio"]
 
 
 def test_bench_only_one_and_unknown(tmp_path: Path) -> None:
