@@ -32,8 +32,11 @@ class FakePredictor:
     def predict(self, X, prompt_chars, tasks=None):
         X = np.asarray(X, dtype=np.float64)
         bonus = np.array([0.1 if t == "math" else 0.0 for t in tasks])[:, None] if tasks is not None else 0.0
-        q = 1.0 / (1.0 + np.exp(-(X @ self.wq) - bonus))
-        c = np.exp(X @ self.wc - 6.0) * (1.0 + np.asarray(prompt_chars, dtype=np.float64)[:, None] / 100.0)
+        # einsum (no BLAS): a row's result does not depend on how many rows share the call, which a BLAS
+        # matmul does not promise (its blocking changes with the shape, and so do the last bits).
+        q = 1.0 / (1.0 + np.exp(-np.einsum("ij,jk->ik", X, self.wq) - bonus))
+        chars = np.asarray(prompt_chars, dtype=np.float64)[:, None]
+        c = np.exp(np.einsum("ij,jk->ik", X, self.wc) - 6.0) * (1.0 + chars / 100.0)
         return q, c
 
 
