@@ -35,13 +35,15 @@ def main() -> None:
     from router.pipeline import train_and_evaluate
     from router.settings import Settings
     from router.storage import open_store
+    from router.validation import docs_batch
 
     settings = Settings(home=home)
     settings.ensure_workspace()
     with open_store(settings) as con:
         files, _ = discover([ROOT / "data" / "routerbench_subset"], "routerbench")
-        for path in files:
-            ingest_file(con, "routerbench", path, settings)
+        with docs_batch(settings.gx_docs):
+            for path in files:
+                ingest_file(con, "routerbench", path, settings)
         start = time.perf_counter()
         embedded = embed_missing(con, settings)
         embed_s = time.perf_counter() - start

@@ -30,7 +30,7 @@ from router.files import sha256_file
 from router.readers import ROW, FileRejected, clip_json, data_suffix, empty_rejects, read_any
 from router.settings import Settings
 from router.storage import query, register, relation, transaction
-from router.validation import INDEX, prepare, validate
+from router.validation import INDEX, prepare, publish_docs, validate
 
 log = logging.getLogger(__name__)
 
@@ -490,12 +490,15 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
     # A writer still appending (or replacing the file) changes its size or modification time.
     if _fingerprint(path) != before:
         raise IngestError(f"{path}: file changed while it was being read; nothing stored (retry when it is complete)")
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompt-ids") as pool:
-        ids = pool.submit(prompt_ids, con, staged.records)  # DuckDB hashes the prompts while GX validates
-        report = validate(kind, staged.records, settings.gx_docs, settings.gx_sample_rows, settings.seed)
-        staged.records = staged.records.with_columns(ids.result())
-    bad = _concat_issues([staged.issues, report.issues])
-    result = commit(con, staged, path, digest, bad, started, report.gx_rows)
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompt-ids") as pool:
+            ids = pool.submit(prompt_ids, con, staged.records)  # DuckDB hashes the prompts while GX validates
+            report = validate(kind, staged.records, settings.gx_docs, settings.gx_sample_rows, settings.seed)
+            staged.records = staged.records.with_columns(ids.result())
+        bad = _concat_issues([staged.issues, report.issues])
+        result = commit(con, staged, path, digest, bad, started, report.gx_rows)
+    finally:
+        publish_docs(settings.gx_docs)  # this file's Data Docs page, unless a docs_batch() builds them at its end
     result.gx_disagreements = report.disagreements
     log.info("ingested %s: %d in, %d ok (%d new), %d quarantined; GX validated %d records", path, result.rows_in,
              result.rows_ok, result.rows_new, result.rows_quarantined, report.gx_rows)

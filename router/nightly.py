@@ -75,9 +75,10 @@ def stage_demo_data(settings: Settings) -> list[Path]:
 def ingest_landing(settings: Settings) -> IngestSummary:
     """Ingest every new file in the landing folders (already-ingested files are skipped by sha256)."""
     from router.ingest import IngestError, discover, ingest_file
+    from router.validation import docs_batch
 
     summary = IngestSummary()
-    with faults.step("ingest"), open_store(settings) as con:
+    with faults.step("ingest"), open_store(settings) as con, docs_batch(settings.gx_docs):
         for kind in LANDING_KINDS:
             folder = settings.landing(kind)
             if not folder.is_dir():

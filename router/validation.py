@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +37,9 @@ import polars as pl
 
 SUITES_DIR = Path(__file__).with_name("suites")
 INDEX = "_idx"
+RESULTS_STORE = "router_validation_results"
+RESULTS_FOLDER = "results"  # <docs>/results: the GX validation results (JSON) the Data Docs are built from
+DOCS_INDEX_LIMIT = 200  # validations listed on the Data Docs index page (newest first); older pages stay on disk
 log = logging.getLogger(__name__)
 
 
@@ -145,15 +150,25 @@ class _Validator:
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.docs_site = None
+        self.pending: list[Any] = []  # results validated since the Data Docs were last built
         if docs_dir is not None:
             docs_dir.mkdir(parents=True, exist_ok=True)
+            # Results are kept on disk (not in the ephemeral context's memory): the site is built from them, so
+            # the pages of earlier runs stay listed instead of being cleaned away as orphans at the next build.
+            self.context.add_store(RESULTS_STORE, {
+                "class_name": "ValidationResultsStore",
+                "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                                  "base_directory": str(docs_dir / RESULTS_FOLDER)},
+            })
+            self.context.validation_results_store_name = RESULTS_STORE
             self.docs_site = "router_data_docs"
             self.context.add_data_docs_site(
                 site_name=self.docs_site,
                 site_config={
                     "class_name": "SiteBuilder",
                     "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
-                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
+                                           "validation_results_limit": DOCS_INDEX_LIMIT},
                 },
             )
         self.source = self.context.data_sources.add_pandas("router_ingest")
@@ -174,25 +189,36 @@ class _Validator:
         vd = self.context.validation_definitions.add(
             self.gx.ValidationDefinition(data=batch, suite=suite, name=f"{kind}_validation")
         )
-        actions = []
-        if self.docs_site:
-            from great_expectations.checkpoint import UpdateDataDocsAction
-
-            actions.append(UpdateDataDocsAction(name="docs", site_names=[self.docs_site]))
         cp = self.context.checkpoints.add(
             self.gx.Checkpoint(
                 name=f"{kind}_checkpoint",
                 validation_definitions=[vd],
-                actions=actions,
+                actions=[],  # the Data Docs are built by publish_docs(), once per batch of files
                 result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [INDEX]},
             )
         )
         self.checkpoints[kind] = cp
         return cp
 
+    def publish(self) -> int:
+        """Render the pages of the pending results (and their suites) and the index, in one build."""
+        from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+        pending, self.pending = self.pending, []
+        if not pending or self.docs_site is None:
+            return 0
+        suites = {ExpectationSuiteIdentifier(name=key.expectation_suite_identifier.name) for key in pending}
+        try:
+            self.context.build_data_docs(site_names=[self.docs_site], resource_identifiers=[*pending, *suites])
+        except Exception:
+            self.pending[:0] = pending  # retried at this process's next build
+            raise
+        return len(pending)
+
 
 _VALIDATORS: dict[Path | None, _Validator] = {}
 _LOCK = threading.Lock()
+_BATCHES = 0  # open docs_batch() blocks: while > 0, publish_docs() leaves the build to the outermost block
 
 
 def _checkpoint(docs_dir: Path | None, kind: str | None):
@@ -222,6 +248,38 @@ def prepare(docs_dir: Path | None, kind: str | None = None) -> threading.Thread:
     return thread
 
 
+def publish_docs(docs_dir: Path | None) -> int:
+    """Build the Data Docs pages of the batches validated since the last build (one build, however many
+    files); a no-op inside :func:`docs_batch`, whose end builds them. Returns the number of pages rendered.
+
+    The data are already committed when this runs, so a rendering failure is logged, not raised: the pages
+    are a by-product; the results stay in ``<docs>/results`` and their pages are retried at the next build."""
+    with _LOCK:
+        validator = _VALIDATORS.get(docs_dir)
+        if validator is None or _BATCHES:
+            return 0
+        try:
+            return validator.publish()
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("Great Expectations could not build the Data Docs in %s", docs_dir)
+            return 0
+
+
+@contextmanager
+def docs_batch(docs_dir: Path | None) -> Iterator[None]:
+    """Ingest several files, then build the Data Docs once (the index and static assets are rebuilt at each
+    build: ~0.3 s, paid once per night instead of once per file)."""
+    global _BATCHES
+    with _LOCK:
+        _BATCHES += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _BATCHES -= 1
+        publish_docs(docs_dir)
+
+
 @dataclass
 class ValidationReport:
     success: bool
@@ -247,6 +305,8 @@ def _run_gx(kind: str, frame: pl.DataFrame, docs_dir: Path | None) -> pl.DataFra
     """(_idx, _pos) of every failing (record, expectation) pair according to GX."""
     checkpoint = _checkpoint(docs_dir, kind)
     result = checkpoint.run(batch_parameters={"dataframe": frame.to_pandas()})
+    with _LOCK:
+        _VALIDATORS[docs_dir].pending.extend(result.run_results)
     rows: list[tuple[int, int]] = []
     for run in result.run_results.values():
         for r in run.results:

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import MODELS, table
 from router import ingest as ingest_mod
+from router import validation
 from router.ingest import IngestError, discover, ingest_file, split_for
 from router.settings import PROJECT_ROOT
 
@@ -220,6 +221,56 @@ def test_gx_data_docs_are_written_under_the_workspace(files, ingest, settings) -
     assert "expect_column_values_to_be_between" in html or "values must be" in html
     assert (docs / "expectations" / "logs.html").is_file()
     ingest("backlog", files.backlog(n=2))
+    assert len(list((docs / "validations" / "backlog").rglob("*.html"))) == 1
+
+
+def test_gx_data_docs_keep_earlier_runs_and_build_once_per_batch(files, ingest, settings, monkeypatch) -> None:
+    docs = settings.gx_docs
+    ingest("logs", files.logs("day1.jsonl", n=2))
+    # A new process has a new (ephemeral) GX context: the pages of earlier runs must survive its first build.
+    monkeypatch.setattr(validation, "_VALIDATORS", {})
+    builds: list[int] = []
+    real_publish = validation._Validator.publish
+
+    def counted(self) -> int:
+        rendered = real_publish(self)
+        builds.append(rendered)
+        return rendered
+
+    monkeypatch.setattr(validation._Validator, "publish", counted)
+    with validation.docs_batch(docs):
+        ingest("logs", files.logs("day2.jsonl", records=[files.log_record(i) for i in range(5, 8)]))
+        ingest("backlog", files.backlog(n=2))
+        assert builds == []  # nothing rendered inside the batch
+        assert len(list((docs / "validations" / "logs").rglob("*.html"))) == 1
+    assert builds == [2]  # one build for both files
+    logs_pages = sorted((docs / "validations" / "logs").rglob("*.html"))
+    assert len(logs_pages) == 2
+    assert len(list((docs / "validations" / "backlog").rglob("*.html"))) == 1
+    index = (docs / "index.html").read_text()
+    for page in [*logs_pages, *(docs / "validations" / "backlog").rglob("*.html")]:
+        assert str(page.relative_to(docs)) in index  # listed, including the earlier process's page
+    assert len(list((docs / validation.RESULTS_FOLDER).rglob("*.json"))) == 3
+
+
+def test_a_data_docs_failure_keeps_the_data_and_is_retried(files, ingest, settings, store, monkeypatch,
+                                                           caplog) -> None:
+    docs = settings.gx_docs
+    ingest("logs", files.logs("day1.jsonl", n=2))
+    context = validation._VALIDATORS[docs].context
+    real_build = context.build_data_docs
+
+    def broken(**kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(context, "build_data_docs", broken)
+    result = ingest("logs", files.logs("day2.jsonl", records=[files.log_record(i) for i in range(5, 8)]))
+    assert result.rows_new == 3 and len(table(store, "outcomes")) == 5  # committed all the same
+    assert "could not build the Data Docs" in caplog.text
+    assert len(list((docs / "validations" / "logs").rglob("*.html"))) == 1
+    monkeypatch.setattr(context, "build_data_docs", real_build)
+    ingest("backlog", files.backlog(n=2))
+    assert len(list((docs / "validations" / "logs").rglob("*.html"))) == 2  # the failed page, retried
     assert len(list((docs / "validations" / "backlog").rglob("*.html"))) == 1
 
 

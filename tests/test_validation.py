@@ -149,6 +149,8 @@ def test_a_slow_warm_up_is_waited_for_not_duplicated(tmp_path) -> None:
         t.join(timeout=120)
     assert report.disagreements == 0
     assert validation._checkpoint(docs, "logs") is validation._checkpoint(docs, "logs")
+    assert not (docs / "validations").exists()  # validate() records the result; publish_docs() renders it
+    assert validation.publish_docs(docs) == 1
     assert len(list((docs / "validations" / "logs").rglob("*.html"))) == 1
 
 

@@ -27,6 +27,7 @@ def ingest(
     from router.ingest import IngestError, discover, ingest_file
     from router.schemas import KINDS
     from router.storage import open_store
+    from router.validation import docs_batch
 
     if kind not in KINDS:
         fail(f"unknown kind {kind!r}: choose one of {', '.join(KINDS)}")
@@ -41,7 +42,7 @@ def ingest(
         fail(f"no {kind} files found in {', '.join(map(str, paths))}")
     table = Table("file", "status", "rows in", "ok", "new", "quarantined", title=f"ingest {kind}")
     errors = []
-    with open_store(s) as con, Progress(console=err_console, transient=True) as progress:
+    with open_store(s) as con, docs_batch(s.gx_docs), Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"ingesting {kind}", total=len(files))
         for path in files:
             try:

@@ -41,17 +41,19 @@ def evaluate(
     from router.ingest import IngestError, discover, ingest_file
     from router.pipeline import NotEnoughData, train_and_evaluate
     from router.storage import open_store
+    from router.validation import docs_batch
 
     s = settings()
     with open_store(s) as con:
         if data:
             files, _ = discover(list(data), "routerbench", allow_pickle=allow_pickle or s.allow_pickle)
-            for path in files:
-                try:
-                    r = ingest_file(con, "routerbench", path, s)
-                except IngestError as exc:
-                    fail(str(exc))
-                console.print(f"{path.name}: {r.status} ({r.rows_new} new, {r.rows_quarantined} quarantined)")
+            with docs_batch(s.gx_docs):
+                for path in files:
+                    try:
+                        r = ingest_file(con, "routerbench", path, s)
+                    except IngestError as exc:
+                        fail(str(exc))
+                    console.print(f"{path.name}: {r.status} ({r.rows_new} new, {r.rows_quarantined} quarantined)")
         e = embed_missing(con, s)
         console.print(f"embedded {e.embedded} new prompts ({e.already} cached)")
         try:
