@@ -397,10 +397,21 @@ def _night(home: Path) -> dict[str, Any]:
     s = _settings(home)
     started = datetime.now(UTC).replace(tzinfo=None)
     run_id = f"bench-{started:%H%M%S%f}"
+    steps_s: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(step: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        steps_s[step] = round(now - clock, 3)
+        clock = now
+
     ingested = steps.ingest_landing(s)
     ingest = {**asdict(ingested), "rows_new": ingested.rows_new, "rows_quarantined": ingested.rows_quarantined}
     validation = asdict(steps.check_ingest(ingested))
+    lap("ingest")
     embedding = steps.embed(s)
+    lap("embed")
     step = steps.train(s)
     if step.skipped:
         training = {"skipped": True, "data_key": step.data_key, **(step.previous or {})}
@@ -409,15 +420,19 @@ def _night(home: Path) -> dict[str, Any]:
         training = {"skipped": False, "data_key": step.data_key, "run_id": step.run.run_id,
                     "report_dir": str(step.run.report_dir), "attention_aiq": step.run.aiq("attention"),
                     "best_baseline": name, "baseline_aiq": baseline}
+    lap("train")
     promotion = asdict(steps.register_and_promote(s, step, run_id))
+    lap("register")
     routing = steps.route(s, flow_run_id=run_id)
+    lap("route")
     with open_store(s) as con:
         write_night_report(con, s.reports, flow_run_id=run_id, started=started, night=started.date(),
                            ingest=ingest, validation=validation, embed=embedding, train=training,
                            promotion=promotion, routing=routing)
         export_snapshots(con, s.snapshots)
+    lap("report")
     return {"rows_new": ingested.rows_new, "embedded": embedding["embedded"], "trained": not step.skipped,
-            "routed": routing.get("routed", 0)}
+            "routed": routing.get("routed", 0), "steps_s": steps_s}
 
 
 def nightly_setup(work: Path, n: int) -> dict[str, Any]:

@@ -37,6 +37,9 @@ def test_bench_small_writes_every_figure(tmp_path: Path) -> None:
     assert results["nightly_nothing_new"]["night"]["trained"] is False
     base = results["nightly_incremental"]["base_nights"]  # the nights before reuse the scratch night's vectors
     assert base["vectors_seeded"] > 0 and base["embedded"] == 0
+    night = results["nightly_incremental"]["night"]  # seconds per step, which add up to the night's time
+    assert list(night["steps_s"]) == ["ingest", "embed", "train", "register", "route", "report"]
+    assert 0.75 * night["seconds"] <= sum(night["steps_s"].values()) <= night["seconds"]
     for name in ("ingest_jsonl", "ingest_parquet"):  # GX validated every record of the small file
         rec = results[name]
         assert rec["rows_gx_validated"] == rec["rows"] and rec["cold_ratio"] > rec["ratio"]
