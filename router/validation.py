@@ -306,7 +306,9 @@ def _run_gx(kind: str, frame: pl.DataFrame, docs_dir: Path | None) -> pl.DataFra
     checkpoint = _checkpoint(docs_dir, kind)
     result = checkpoint.run(batch_parameters={"dataframe": frame.to_pandas()})
     with _LOCK:
-        _VALIDATORS[docs_dir].pending.extend(result.run_results)
+        validator = _VALIDATORS[docs_dir]
+        if validator.docs_site is not None:  # without a site there is nothing to render
+            validator.pending.extend(result.run_results)
     rows: list[tuple[int, int]] = []
     for run in result.run_results.values():
         for r in run.results:
