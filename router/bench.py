@@ -347,7 +347,7 @@ def ingest_ours(work: Path, n: int, fmt: str) -> dict[str, Any]:
         seconds = time.perf_counter() - start
     shutil.rmtree(home, ignore_errors=True)
     return {"seconds": seconds, "rows": r.rows_in, "rows_new": r.rows_new, "quarantined": r.rows_quarantined,
-            "rows_gx_validated": r.rows_gx_validated, "gx_import_s": round(gx_import, 3)}
+            "rows_gx_validated": r.rows_gx_validated, "gx_import_s": round(gx_import, 3), "parts_s": r.seconds}
 
 
 # ================================================================================================ nightly
@@ -393,19 +393,12 @@ def _night(home: Path) -> dict[str, Any]:
     from router.night_report import write_night_report
     from router.snapshots import export_snapshots
     from router.storage import open_store
+    from router.timing import Laps
 
     s = _settings(home)
     started = datetime.now(UTC).replace(tzinfo=None)
     run_id = f"bench-{started:%H%M%S%f}"
-    steps_s: dict[str, float] = {}
-    clock = time.perf_counter()
-
-    def lap(step: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        steps_s[step] = round(now - clock, 3)
-        clock = now
-
+    lap = Laps()
     ingested = steps.ingest_landing(s)
     ingest = {**asdict(ingested), "rows_new": ingested.rows_new, "rows_quarantined": ingested.rows_quarantined}
     validation = asdict(steps.check_ingest(ingested))
@@ -432,7 +425,8 @@ def _night(home: Path) -> dict[str, Any]:
         export_snapshots(con, s.snapshots)
     lap("report")
     return {"rows_new": ingested.rows_new, "embedded": embedding["embedded"], "trained": not step.skipped,
-            "routed": routing.get("routed", 0), "steps_s": steps_s}
+            "routed": routing.get("routed", 0), "steps_s": lap.seconds, "encode_s": round(embedding["seconds"], 3),
+            "fit_s": {k: round(v, 3) for k, v in step.run.seconds.items()} if not step.skipped else {}}
 
 
 def nightly_setup(work: Path, n: int) -> dict[str, Any]:

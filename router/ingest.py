@@ -30,6 +30,7 @@ from router.files import sha256_file
 from router.readers import ROW, FileRejected, clip_json, data_suffix, empty_rejects, read_any
 from router.settings import Settings
 from router.storage import query, register, relation, transaction
+from router.timing import Laps
 from router.validation import INDEX, prepare, publish_docs, validate
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class IngestResult:
     rows_quarantined: int = 0
     rows_gx_validated: int | None = None  # of rows_in, the records Great Expectations itself validated
     gx_disagreements: int = 0  # (record, expectation) pairs where GX and the compiled checks differ (should be 0)
+    seconds: dict[str, float] = field(default_factory=dict)  # read (hash, read, stage), validate, commit, docs
     models: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
     message: str = ""
@@ -476,6 +478,7 @@ def _fingerprint(path: Path) -> tuple[int, int]:
 def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings: Settings,
                 source: str | None = None) -> IngestResult:
     started = datetime.now(UTC).replace(tzinfo=None)
+    lap = Laps()
     before = _fingerprint(path)
     digest = sha256_file(path)
     seen = con.execute(query("ingest/find_run_by_sha"), {"sha256": digest, "kind": kind}).fetchall()
@@ -490,16 +493,21 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
     # A writer still appending (or replacing the file) changes its size or modification time.
     if _fingerprint(path) != before:
         raise IngestError(f"{path}: file changed while it was being read; nothing stored (retry when it is complete)")
+    lap("read")
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompt-ids") as pool:
             ids = pool.submit(prompt_ids, con, staged.records)  # DuckDB hashes the prompts while GX validates
             report = validate(kind, staged.records, settings.gx_docs, settings.gx_sample_rows, settings.seed)
             staged.records = staged.records.with_columns(ids.result())
+        lap("validate")
         bad = _concat_issues([staged.issues, report.issues])
         result = commit(con, staged, path, digest, bad, started, report.gx_rows)
+        lap("commit")
     finally:
         publish_docs(settings.gx_docs)  # this file's Data Docs page, unless a docs_batch() builds them at its end
+    lap("docs")
     result.gx_disagreements = report.disagreements
+    result.seconds = lap.seconds
     log.info("ingested %s: %d in, %d ok (%d new), %d quarantined; GX validated %d records", path, result.rows_in,
              result.rows_ok, result.rows_new, result.rows_quarantined, report.gx_rows)
     return result

@@ -67,6 +67,9 @@ def ingest(store, settings) -> Callable[..., Any]:
         # Every file the tests ingest (the bad-input catalog included) is small enough for GX to validate all
         # of it: the suite's compiled checks must agree with GX on every record.
         assert result.gx_disagreements == 0, result
+        if result.status == "ingested":  # where an ingest's time went, part by part
+            assert list(result.seconds) == ["read", "validate", "commit", "docs"], result.seconds
+            assert all(v >= 0 for v in result.seconds.values()), result.seconds
         return result
 
     return run

@@ -40,9 +40,12 @@ def test_bench_small_writes_every_figure(tmp_path: Path) -> None:
     night = results["nightly_incremental"]["night"]  # seconds per step, which add up to the night's time
     assert list(night["steps_s"]) == ["ingest", "embed", "train", "register", "route", "report"]
     assert 0.75 * night["seconds"] <= sum(night["steps_s"].values()) <= night["seconds"]
+    assert 0 < night["encode_s"] <= night["steps_s"]["embed"] and "fit.attention" in night["fit_s"]
     for name in ("ingest_jsonl", "ingest_parquet"):  # GX validated every record of the small file
         rec = results[name]
         assert rec["rows_gx_validated"] == rec["rows"] and rec["cold_ratio"] > rec["ratio"]
+        assert list(rec["parts_s"]) == ["read", "validate", "commit", "docs"]
+        assert sum(rec["parts_s"].values()) <= rec["ours_s"]
 
 
 def test_bench_only_one_and_unknown(tmp_path: Path) -> None:
