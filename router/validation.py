@@ -268,7 +268,7 @@ def publish_docs(docs_dir: Path | None) -> int:
 @contextmanager
 def docs_batch(docs_dir: Path | None) -> Iterator[None]:
     """Ingest several files, then build the Data Docs once (the index and static assets are rebuilt at each
-    build: ~0.3 s, paid once per night instead of once per file)."""
+    build: a fraction of a second, paid once per night instead of once per file)."""
     global _BATCHES
     with _LOCK:
         _BATCHES += 1
