@@ -347,7 +347,8 @@ def ingest_ours(work: Path, n: int, fmt: str) -> dict[str, Any]:
         seconds = time.perf_counter() - start
     shutil.rmtree(home, ignore_errors=True)
     return {"seconds": seconds, "rows": r.rows_in, "rows_new": r.rows_new, "quarantined": r.rows_quarantined,
-            "rows_gx_validated": r.rows_gx_validated, "gx_import_s": round(gx_import, 3), "parts_s": r.seconds}
+            "rows_gx_validated": r.rows_gx_validated, "gx_import_s": round(gx_import, 3), "parts_s": r.seconds,
+            "gx_s": r.gx_seconds}
 
 
 # ================================================================================================ nightly

@@ -14,7 +14,9 @@ from __future__ import annotations
 import ast
 import logging
 import re
+import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,7 +33,8 @@ from router.readers import ROW, FileRejected, clip_json, data_suffix, empty_reje
 from router.settings import Settings
 from router.storage import query, register, relation, transaction
 from router.timing import Laps
-from router.validation import INDEX, prepare, publish_docs, validate
+from router.validation import (INDEX, CompiledCheck, ValidationReport, check_compiled, confirm_with_gx, prepare,
+                               publish_docs)
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +66,8 @@ class IngestResult:
     rows_quarantined: int = 0
     rows_gx_validated: int | None = None  # of rows_in, the records Great Expectations itself validated
     gx_disagreements: int = 0  # (record, expectation) pairs where GX and the compiled checks differ (should be 0)
-    seconds: dict[str, float] = field(default_factory=dict)  # read (hash, read, stage), validate, commit, docs
+    seconds: dict[str, float] = field(default_factory=dict)  # read, validate (compiled checks), commit, docs
+    gx_seconds: float | None = None  # GX's own seconds, in a background thread during validate and commit
     models: list[str] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
     message: str = ""
@@ -421,8 +425,23 @@ def prompt_ids(con: duckdb.DuckDBPyConnection, records: pl.DataFrame) -> pl.Seri
     return ids["prompt_id"]
 
 
+class _Unconfirmed(Exception):
+    """Great Expectations failed records the compiled checks passed: the commit is redone with them."""
+
+    def __init__(self, issues: pl.DataFrame) -> None:
+        super().__init__("validation found more failing records")
+        self.issues = issues
+
+
 def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: str, bad: pl.DataFrame,
-           started: datetime, rows_gx_validated: int | None = None) -> IngestResult:
+           started: datetime, rows_gx_validated: int | None = None,
+           confirm: Callable[[], pl.DataFrame] | None = None) -> IngestResult:
+    """Store ``staged`` without the ``bad`` records (quarantined with their reasons), in one transaction.
+
+    ``confirm``, when given, is called just before the transaction commits and returns the issues the batch's
+    final validation added to ``bad`` (empty if none): if it returns any, the transaction is rolled back and
+    :class:`_Unconfirmed` carries them.
+    """
     run_id = uuid.uuid4().hex
     now = datetime.now(UTC).replace(tzinfo=None)
     params = {"run_id": run_id, "now": now}
@@ -467,7 +486,18 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
         })
         for name in ("staged", "staged_prompts", "staged_quarantine"):
             con.unregister(name)
+        added = confirm() if confirm is not None else None
+        if added is not None and added.height:
+            raise _Unconfirmed(added)  # rolls the transaction back
     return result
+
+
+def _confirm(check: CompiledCheck, docs_dir: Path | None) -> tuple[ValidationReport, float]:
+    """GX's half of the validation, then the Data Docs page (unless a docs_batch() defers it); seconds taken."""
+    start = time.perf_counter()
+    report = confirm_with_gx(check, docs_dir)
+    publish_docs(docs_dir)
+    return report, time.perf_counter() - start
 
 
 def _fingerprint(path: Path) -> tuple[int, int]:
@@ -495,19 +525,40 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
         raise IngestError(f"{path}: file changed while it was being read; nothing stored (retry when it is complete)")
     lap("read")
     try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prompt-ids") as pool:
-            ids = pool.submit(prompt_ids, con, staged.records)  # DuckDB hashes the prompts while GX validates
-            report = validate(kind, staged.records, settings.gx_docs, settings.gx_sample_rows, settings.seed)
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
+            ids = pool.submit(prompt_ids, con, staged.records)  # DuckDB hashes the prompts meanwhile
+            check = check_compiled(kind, staged.records, settings.gx_sample_rows, settings.seed)
+            # GX validates its records (and renders their Data Docs page) while the batch is written; the
+            # transaction commits only once GX has answered, and is redone if GX failed more records.
+            gx = pool.submit(_confirm, check, settings.gx_docs)
             staged.records = staged.records.with_columns(ids.result())
-        lap("validate")
-        bad = _concat_issues([staged.issues, report.issues])
-        result = commit(con, staged, path, digest, bad, started, report.gx_rows)
+            lap("validate")
+            compiled_issues = check.issues()
+            compiled_bad = _concat_issues([staged.issues, compiled_issues])
+            report: ValidationReport | None = None
+
+            def confirm() -> pl.DataFrame:
+                nonlocal report
+                report, _ = gx.result()
+                return report.issues.join(compiled_issues, on=[INDEX, "reason"], how="anti")
+
+            try:
+                result = commit(con, staged, path, digest, compiled_bad, started, check.sample.height, confirm)
+            except _Unconfirmed as more:
+                log.warning("%s: Great Expectations failed %d more records than the compiled checks; committing "
+                            "again with them quarantined", path, more.issues[INDEX].n_unique())
+                bad = _concat_issues([staged.issues, report.issues])
+                result = commit(con, staged, path, digest, bad, started, check.sample.height)
+            finally:
+                gx_seconds = gx.result()[1] if gx.done() and gx.exception() is None else None
         lap("commit")
     finally:
         publish_docs(settings.gx_docs)  # this file's Data Docs page, unless a docs_batch() builds them at its end
     lap("docs")
+    assert report is not None  # set by confirm(), which commit() always calls
     result.gx_disagreements = report.disagreements
     result.seconds = lap.seconds
+    result.gx_seconds = None if gx_seconds is None else round(gx_seconds, 3)
     log.info("ingested %s: %d in, %d ok (%d new), %d quarantined; GX validated %d records", path, result.rows_in,
              result.rows_ok, result.rows_new, result.rows_quarantined, report.gx_rows)
     return result

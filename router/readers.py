@@ -154,7 +154,7 @@ def read_jsonl(path: Path, expected: tuple[str, ...] = ()) -> tuple[pl.DataFrame
     the file, the file is read again inferring from every line.
     """
     raw = _text_payload(path)
-    if not raw.strip():
+    if not raw or raw.isspace():  # stops at the first other byte (strip() would copy the whole file)
         raise FileRejected(f"{path}: empty file")
     lines = raw.count(b"\n") + (not raw.endswith(b"\n"))
     for infer in ((JSONL_INFER_ROWS, None) if expected and lines > JSONL_INFER_ROWS else (None,)):

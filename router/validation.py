@@ -252,8 +252,9 @@ def publish_docs(docs_dir: Path | None) -> int:
     """Build the Data Docs pages of the batches validated since the last build (one build, however many
     files); a no-op inside :func:`docs_batch`, whose end builds them. Returns the number of pages rendered.
 
-    The data are already committed when this runs, so a rendering failure is logged, not raised: the pages
-    are a by-product; the results stay in ``<docs>/results`` and their pages are retried at the next build."""
+    A rendering failure is logged, not raised: the pages are a by-product of the data (the ingest renders
+    them while its transaction is still open); the results stay in ``<docs>/results`` and their pages are
+    retried at the next build."""
     with _LOCK:
         validator = _VALIDATORS.get(docs_dir)
         if validator is None or _BATCHES:
@@ -322,13 +323,36 @@ def _run_gx(kind: str, frame: pl.DataFrame, docs_dir: Path | None) -> pl.DataFra
     return pl.DataFrame(rows, schema={INDEX: pl.Int64, "_pos": pl.Int64}, orient="row")
 
 
-def validate(kind: str, records: pl.DataFrame, docs_dir: Path | None = None, gx_sample_rows: int = 20_000,
-             seed: int = 42) -> ValidationReport:
-    """Run ``kind``'s suite on ``records`` (which must carry an ``_idx`` column): see the module docstring."""
+@dataclass
+class CompiledCheck:
+    """The first, fast half of :func:`validate`: the compiled expectations on every record, and the records GX
+    will validate. :meth:`issues` is the answer if GX agrees; :func:`confirm_with_gx` runs GX and gives the
+    final report, which can only add to it."""
+
+    kind: str
+    spec: SuiteSpec
+    compiled: dict[int, pl.Expr]
+    by_compiled: pl.DataFrame  # (_idx, _pos) failing pairs
+    sample: pl.DataFrame  # the records GX validates (empty when the batch is)
+    evaluated: int
+
+    def issues(self) -> pl.DataFrame:
+        """(_idx, reason) of every record the compiled checks fail."""
+        return _issue_frame(self.spec, self.by_compiled.unique().sort(["_pos", INDEX]))
+
+
+def _issue_frame(spec: SuiteSpec, failing: pl.DataFrame) -> pl.DataFrame:
+    reasons = pl.DataFrame({"_pos": list(range(len(spec.expectations))),
+                            "reason": [e["reason"] for e in spec.expectations]},
+                           schema={"_pos": pl.Int64, "reason": pl.String})
+    return failing.join(reasons, on="_pos", how="left", maintain_order="left").select(INDEX, "reason")
+
+
+def check_compiled(kind: str, records: pl.DataFrame, gx_sample_rows: int = 20_000, seed: int = 42) -> CompiledCheck:
+    """Run ``kind``'s compiled expectations on ``records`` (which must carry an ``_idx`` column) and choose
+    the records GX will validate: all of them when the batch is small, ``gx_sample_rows`` is 0 or an
+    expectation has no compiled form, else a sample (see the module docstring)."""
     spec = load_suite(kind)
-    empty = pl.DataFrame(schema={INDEX: pl.Int64, "reason": pl.String})
-    if records.height == 0:
-        return ValidationReport(True, empty, 0, [])
     records = records.select([INDEX, *[c for c in spec.columns if c in records.columns]])
     compiled, uncompiled = compile_suite(spec, records.schema)
     by_compiled = _run_compiled(records, compiled)
@@ -336,22 +360,32 @@ def validate(kind: str, records: pl.DataFrame, docs_dir: Path | None = None, gx_
         sample = records
     else:
         sample = _gx_sample(records, by_compiled[INDEX], gx_sample_rows, seed)
-    by_gx = _run_gx(kind, sample, docs_dir)
+    return CompiledCheck(kind, spec, compiled, by_compiled, sample, records.height)
+
+
+def confirm_with_gx(check: CompiledCheck, docs_dir: Path | None = None) -> ValidationReport:
+    """The second half of :func:`validate`: GX on the chosen records; the report unites both engines."""
+    spec, by_compiled, sample = check.spec, check.by_compiled, check.sample
+    if sample.height == 0:
+        return ValidationReport(True, pl.DataFrame(schema={INDEX: pl.Int64, "reason": pl.String}), 0, [])
+    by_gx = _run_gx(check.kind, sample, docs_dir)
 
     # Where both engines looked (the sample, compiled expectations), they must agree.
     seen = by_compiled.filter(pl.col(INDEX).is_in(sample[INDEX].implode()))
-    gx_on_compiled = by_gx.filter(pl.col("_pos").is_in(list(compiled)))
+    gx_on_compiled = by_gx.filter(pl.col("_pos").is_in(list(check.compiled)))
     differ = pl.concat([seen.join(gx_on_compiled, on=[INDEX, "_pos"], how="anti"),
                         gx_on_compiled.join(seen, on=[INDEX, "_pos"], how="anti")])
     if differ.height:
         reasons = sorted({spec.expectations[p]["reason"] for p in differ["_pos"].to_list()})
         log.warning("%s: GX and the compiled checks disagree on %d (record, expectation) pairs (%s); the records "
-                    "either one fails are quarantined", kind, differ.height, "; ".join(reasons))
+                    "either one fails are quarantined", check.kind, differ.height, "; ".join(reasons))
     failing = pl.concat([by_compiled, by_gx]).unique().sort(["_pos", INDEX])
-    reasons = pl.DataFrame({"_pos": list(range(len(spec.expectations))),
-                            "reason": [e["reason"] for e in spec.expectations]},
-                           schema={"_pos": pl.Int64, "reason": pl.String})
-    issues = failing.join(reasons, on="_pos", how="left", maintain_order="left").select(INDEX, "reason")
     failed = [spec.expectations[p]["reason"] for p in failing["_pos"].unique().sort().to_list()]
-    return ValidationReport(not failed, issues, records.height, failed, gx_rows=sample.height,
-                            disagreements=differ.height)
+    return ValidationReport(not failed, _issue_frame(spec, failing), check.evaluated, failed,
+                            gx_rows=sample.height, disagreements=differ.height)
+
+
+def validate(kind: str, records: pl.DataFrame, docs_dir: Path | None = None, gx_sample_rows: int = 20_000,
+             seed: int = 42) -> ValidationReport:
+    """Run ``kind``'s suite on ``records`` (which must carry an ``_idx`` column): see the module docstring."""
+    return confirm_with_gx(check_compiled(kind, records, gx_sample_rows, seed), docs_dir)

@@ -46,6 +46,7 @@ def test_bench_small_writes_every_figure(tmp_path: Path) -> None:
         assert rec["rows_gx_validated"] == rec["rows"] and rec["cold_ratio"] > rec["ratio"]
         assert list(rec["parts_s"]) == ["read", "validate", "commit", "docs"]
         assert sum(rec["parts_s"].values()) <= rec["ours_s"]
+        assert 0 < rec["gx_s"] <= rec["parts_s"]["validate"] + rec["parts_s"]["commit"] + 0.002  # overlapped
 
 
 def test_bench_only_one_and_unknown(tmp_path: Path) -> None:

@@ -290,6 +290,50 @@ def test_a_failure_during_commit_leaves_the_store_as_before(files, ingest, count
     assert counts() == before
 
 
+def test_records_only_gx_fails_are_quarantined_by_a_second_commit(files, settings, store, counts, reconciled,
+                                                                   monkeypatch, caplog) -> None:
+    """The batch is written while GX validates; if GX fails records the compiled checks passed (here the
+    compiled bounds check is broken: it never fails), the transaction is rolled back and committed again with
+    them quarantined: nothing is stored twice and the run reconciles."""
+    broken = dict(validation.COMPILED)
+    known, _ = broken["expect_column_values_to_be_between"]
+    broken["expect_column_values_to_be_between"] = (known, lambda col, kw, dtype: pl.lit(False))
+    monkeypatch.setattr(validation, "COMPILED", broken)
+    commits = []
+    real_commit = ingest_mod.commit
+
+    def counted(*args, **kwargs):
+        commits.append(kwargs.get("confirm", args[7] if len(args) > 7 else None))
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(ingest_mod, "commit", counted)
+    records = [files.log_record(i) for i in range(5)]
+    records[1]["quality"] = 1.7  # only GX sees it
+    records[3]["prompt"] = None  # both engines see it
+    result = ingest_file(store, "logs", files.logs("day1.jsonl", records=records), settings)
+    assert len(commits) == 2 and commits[0] is not None and commits[1] is None
+    assert "committing again" in caplog.text
+    assert result.gx_disagreements == 1
+    bad = reconciled(result)
+    assert bad.select("row_number", "reason").rows() == [(2, "quality outside [0, 1]"), (4, "missing prompt")]
+    assert (result.rows_in, result.rows_ok, result.rows_new) == (5, 3, 3)
+    assert sorted(table(store, "outcomes")["sample_key"]) == ["req-0", "req-2", "req-4"]
+    assert counts()["prompts"] == 3 and counts()["ingest_runs"] == 1
+
+
+def test_a_gx_error_rolls_the_batch_back(files, ingest, settings, counts, monkeypatch) -> None:
+    ingest("logs", files.logs("day1.jsonl", n=2))
+    before = counts()
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("expectation could not run")
+
+    monkeypatch.setattr(validation, "_run_gx", failing)
+    with pytest.raises(RuntimeError, match="could not run"):
+        ingest("logs", files.logs("day2.jsonl", records=[files.log_record(i) for i in range(5, 8)]))
+    assert counts() == before
+
+
 def test_cli_style_folder_ingest_copies_are_skipped(files, ingest, counts, tmp_path) -> None:
     path = files.backlog("b1.jsonl", n=4)
     assert ingest("backlog", path).rows_new == 4
