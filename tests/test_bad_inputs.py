@@ -350,21 +350,23 @@ def test_logs_every_line_unreadable(files, ingest, reconciled) -> None:
 
 def test_logs_timestamps_in_odd_zones(files, ingest, store, reconciled) -> None:
     stamps = ["2025-03-01T12:00:00Z", "2025-03-01T17:45:00+05:45", "2025-03-01T08:30:00.250-03:30",
-              "2025-03-02T02:00:00+14:00", "2025-03-01 12:00:00", "2025-03-01T12:00:00-0000", "2025-03-01",
+              "2025-03-02T02:00:00+14:00", "2025-03-01 12:00:00", "2025-03-01T12:00:00-0000",
+              "2025-03-01T12:00:00.000001Z", "2025-03-01T12:00Z", "2025-03-01",
               "01/03/2025 12:00", "2025-02-30T10:00:00Z", "", None]
     bad = reconciled(ingest("logs", files.logs("zones.jsonl", [files.log_record(i, ts=t) for i, t in
                                                                   enumerate(stamps)])))
     assert bad.select("row_number", "reason").rows() == [
-        (8, "ts is not an ISO-8601 timestamp; missing or unparseable ts (ISO-8601 expected)"),
-        (9, "ts is not an ISO-8601 timestamp; missing or unparseable ts (ISO-8601 expected)"),
-        (10, "missing or unparseable ts (ISO-8601 expected)"),
-        (11, "missing or unparseable ts (ISO-8601 expected)"),
+        (10, "ts is not an ISO-8601 timestamp; missing or unparseable ts (ISO-8601 expected)"),
+        (11, "ts is not an ISO-8601 timestamp; missing or unparseable ts (ISO-8601 expected)"),
+        (12, "missing or unparseable ts (ISO-8601 expected)"),
+        (13, "missing or unparseable ts (ISO-8601 expected)"),
     ]
     ts = dict(zip(*table(store, "outcomes").select("sample_key", "ts").to_dict().values(), strict=True))
     noon = datetime(2025, 3, 1, 12, tzinfo=UTC)
-    assert [ts[f"req-{i}"] for i in range(6)] == [noon, noon, datetime(2025, 3, 1, 12, 0, 0, 250000, tzinfo=UTC),
-                                                  noon, noon, noon]  # naive = UTC
-    assert ts["req-6"] == datetime(2025, 3, 1, tzinfo=UTC)
+    assert [ts[f"req-{i}"] for i in range(8)] == [
+        noon, noon, datetime(2025, 3, 1, 12, 0, 0, 250000, tzinfo=UTC), noon, noon, noon,  # naive = UTC
+        datetime(2025, 3, 1, 12, 0, 0, 1, tzinfo=UTC), noon]  # "Z" with a fraction; "Z" without seconds
+    assert ts["req-8"] == datetime(2025, 3, 1, tzinfo=UTC)
 
 
 def test_logs_duplicate_request_ids_within_and_across_files(files, ingest, store, reconciled) -> None:
