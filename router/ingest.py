@@ -463,8 +463,10 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
             bad = pl.concat([bad, conflicts.select(pl.col(INDEX).cast(pl.Int64), pl.col("reason"))])
             good = good.join(conflicts.select(INDEX), on=INDEX, how="anti", maintain_order="left")
             register(con, "staged", good)
-        # One record per prompt: its first in the file, which names its task.
-        register(con, "staged_prompts", good.unique(subset="prompt_id", keep="first", maintain_order=False))
+        # One record per prompt: its first in the file, which names its task (in file order; a batch whose
+        # prompts are all distinct is passed as it is, without copying it).
+        first = good["prompt_id"].is_first_distinct()
+        register(con, "staged_prompts", good if first.all() else good.filter(first))
         con.execute(query("ingest/insert_prompts"), {"now": now, "source": staged.kind})
         if staged.kind == "backlog":
             new = con.execute(query("ingest/insert_backlog"), params).fetchall()[0][0]

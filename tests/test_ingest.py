@@ -334,6 +334,19 @@ def test_a_gx_error_rolls_the_batch_back(files, ingest, settings, counts, monkey
     assert counts() == before
 
 
+def test_a_prompt_sent_many_times_is_stored_once_with_its_first_task(files, ingest, store, counts) -> None:
+    records = [files.log_record(i, prompt="Same question", task=task) for i, task in enumerate(["qa", "chat", None])]
+    records += [files.log_record(3, prompt="Other question", task="code")]
+    result = ingest("logs", files.logs("repeats.jsonl", records))
+    assert (result.rows_new, counts()["prompts"]) == (4, 2)
+    prompts = table(store, "prompts").sort("text")
+    assert prompts.select("text", "task", "n_chars").rows() == [("Other question", "code", 14),
+                                                                ("Same question", "qa", 13)]
+    outcomes = table(store, "outcomes")
+    assert outcomes.filter(pl.col("sample_key") != "req-3")["prompt_id"].unique().to_list() == [
+        prompts.filter(pl.col("text") == "Same question")["prompt_id"].item()]
+
+
 def test_cli_style_folder_ingest_copies_are_skipped(files, ingest, counts, tmp_path) -> None:
     path = files.backlog("b1.jsonl", n=4)
     assert ingest("backlog", path).rows_new == 4
