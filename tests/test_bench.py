@@ -47,6 +47,9 @@ def test_bench_small_writes_every_figure(tmp_path: Path) -> None:
         assert list(rec["parts_s"]) == ["read", "validate", "commit", "docs"]
         assert sum(rec["parts_s"].values()) <= rec["ours_s"]
         assert 0 < rec["gx_s"] <= rec["parts_s"]["validate"] + rec["parts_s"]["commit"] + 0.002  # overlapped
+        # the schema's lower bound wrote every row to both tables, and is timed against the same floor
+        assert rec["bound_rows"] == rec["rows"]
+        assert rec["bound_ratio"] == pytest.approx(rec["bound_s"] / rec["floor_s"], rel=0.01, abs=0.002)
 
 
 def test_bench_only_one_and_unknown(tmp_path: Path) -> None:
