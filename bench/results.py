@@ -41,7 +41,7 @@ def main() -> None:
     settings.ensure_workspace()
     with open_store(settings) as con:
         files, _ = discover([ROOT / "data" / "routerbench_subset"], "routerbench")
-        with docs_batch(settings.gx_docs):
+        with docs_batch(settings.gx_docs, settings.gx_docs_keep):
             for path in files:
                 ingest_file(con, "routerbench", path, settings)
         start = time.perf_counter()

@@ -500,11 +500,11 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
     return result
 
 
-def _confirm(check: CompiledCheck, docs_dir: Path | None) -> tuple[ValidationReport, float]:
+def _confirm(check: CompiledCheck, docs_dir: Path | None, keep: int) -> tuple[ValidationReport, float]:
     """GX's half of the validation, then the Data Docs page (unless a docs_batch() defers it); seconds taken."""
     start = time.perf_counter()
     report = confirm_with_gx(check, docs_dir)
-    publish_docs(docs_dir)
+    publish_docs(docs_dir, keep)
     return report, time.perf_counter() - start
 
 
@@ -538,7 +538,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
             check = check_compiled(kind, staged.records, settings.gx_sample_rows, settings.seed)
             # GX validates its records (and renders their Data Docs page) while the batch is written; the
             # transaction commits only once GX has answered, and is redone if GX failed more records.
-            gx = pool.submit(_confirm, check, settings.gx_docs)
+            gx = pool.submit(_confirm, check, settings.gx_docs, settings.gx_docs_keep)
             staged.records = staged.records.with_columns(ids.result())
             lap("validate")
             compiled_issues = check.issues()
@@ -561,7 +561,8 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
                 gx_seconds = gx.result()[1] if gx.done() and gx.exception() is None else None
         lap("commit")
     finally:
-        publish_docs(settings.gx_docs)  # this file's Data Docs page, unless a docs_batch() builds them at its end
+        # this file's Data Docs page if GX's thread did not build it, unless a docs_batch() builds them at its end
+        publish_docs(settings.gx_docs, settings.gx_docs_keep)
     lap("docs")
     assert report is not None  # set by confirm(), which commit() always calls
     result.gx_disagreements = report.disagreements

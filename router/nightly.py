@@ -78,7 +78,7 @@ def ingest_landing(settings: Settings) -> IngestSummary:
     from router.validation import docs_batch
 
     summary = IngestSummary()
-    with faults.step("ingest"), open_store(settings) as con, docs_batch(settings.gx_docs):
+    with faults.step("ingest"), open_store(settings) as con, docs_batch(settings.gx_docs, settings.gx_docs_keep):
         for kind in LANDING_KINDS:
             folder = settings.landing(kind)
             if not folder.is_dir():

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     gx_sample_rows: int = Field(default=20_000, ge=0, description="rows of a file Great Expectations validates "
                                 "itself (all rows when the file has fewer; 0 = always all rows); every row is "
                                 "checked by the suite's compiled expectations")
+    gx_docs_keep: int = Field(default=1000, ge=0, description="validations kept in the Data Docs (their results "
+                              "and pages); older ones are deleted at each build of the site; 0 = keep all")
     landing_dir: Path | None = Field(default=None, description="default $ROUTER_HOME/landing/{routerbench,logs,backlog}")
     sql_dir: Path = PROJECT_ROOT / "sql"
 

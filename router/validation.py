@@ -150,6 +150,7 @@ class _Validator:
         self.context = gx.get_context(mode="ephemeral")
         self.context.variables.progress_bars = ProgressBarsConfig(globally=False)
         self.docs_site = None
+        self.docs_dir = docs_dir
         self.pending: list[Any] = []  # results validated since the Data Docs were last built
         if docs_dir is not None:
             docs_dir.mkdir(parents=True, exist_ok=True)
@@ -200,20 +201,45 @@ class _Validator:
         self.checkpoints[kind] = cp
         return cp
 
-    def publish(self) -> int:
-        """Render the pages of the pending results (and their suites) and the index, in one build."""
+    def publish(self, keep: int = 0) -> int:
+        """Render the pages of the pending results (and their suites) and the index, in one build; first delete
+        all but the newest ``keep`` results (0 = keep all), whose pages the build then removes as orphans."""
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
         pending, self.pending = self.pending, []
         if not pending or self.docs_site is None:
             return 0
+        pruned = self._prune(keep, set(pending)) if keep else 0
         suites = {ExpectationSuiteIdentifier(name=key.expectation_suite_identifier.name) for key in pending}
         try:
             self.context.build_data_docs(site_names=[self.docs_site], resource_identifiers=[*pending, *suites])
         except Exception:
             self.pending[:0] = pending  # retried at this process's next build
             raise
+        if pruned and self.docs_dir is not None:  # GX leaves the run folders of deleted results and pages
+            for folder in (self.docs_dir / RESULTS_FOLDER, self.docs_dir / "validations"):
+                _remove_empty_folders(folder)
         return len(pending)
+
+
+    def _prune(self, keep: int, pending: set[Any]) -> int:
+        """Delete the stored results beyond the newest ``keep`` (by run time), never a pending one. Listing the
+        store and rendering the index are what a build costs beyond its new pages: this keeps them bounded."""
+        store = self.context.stores[RESULTS_STORE]
+        keys = sorted(store.list_keys(), key=lambda key: key.run_id.run_time, reverse=True)
+        old = [key for key in keys[keep:] if key not in pending]
+        for key in old:
+            store.remove_key(key)  # and its empty run folders
+        if old:
+            log.info("Data Docs: deleted the %d oldest validation results (keeping %d)", len(old), keep)
+        return len(old)
+
+
+def _remove_empty_folders(root: Path) -> None:
+    """Delete every empty folder under ``root`` (deepest first), keeping ``root``."""
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        if not any(folder.iterdir()):
+            folder.rmdir()
 
 
 _VALIDATORS: dict[Path | None, _Validator] = {}
@@ -248,9 +274,10 @@ def prepare(docs_dir: Path | None, kind: str | None = None) -> threading.Thread:
     return thread
 
 
-def publish_docs(docs_dir: Path | None) -> int:
+def publish_docs(docs_dir: Path | None, keep: int = 0) -> int:
     """Build the Data Docs pages of the batches validated since the last build (one build, however many
     files); a no-op inside :func:`docs_batch`, whose end builds them. Returns the number of pages rendered.
+    ``keep`` > 0 keeps only that many validations (results and pages), the newest (``ROUTER_GX_DOCS_KEEP``).
 
     A rendering failure is logged, not raised: the pages are a by-product of the data (the ingest renders
     them while its transaction is still open); the results stay in ``<docs>/results`` and their pages are
@@ -260,16 +287,17 @@ def publish_docs(docs_dir: Path | None) -> int:
         if validator is None or _BATCHES:
             return 0
         try:
-            return validator.publish()
+            return validator.publish(keep)
         except Exception:  # noqa: BLE001 - see the docstring
             log.exception("Great Expectations could not build the Data Docs in %s", docs_dir)
             return 0
 
 
 @contextmanager
-def docs_batch(docs_dir: Path | None) -> Iterator[None]:
+def docs_batch(docs_dir: Path | None, keep: int = 0) -> Iterator[None]:
     """Ingest several files, then build the Data Docs once (the index and static assets are rebuilt at each
-    build: a fraction of a second, paid once per night instead of once per file)."""
+    build: a fraction of a second, paid once per night instead of once per file); ``keep`` as in
+    :func:`publish_docs`, applied by the outermost block."""
     global _BATCHES
     with _LOCK:
         _BATCHES += 1
@@ -278,7 +306,7 @@ def docs_batch(docs_dir: Path | None) -> Iterator[None]:
     finally:
         with _LOCK:
             _BATCHES -= 1
-        publish_docs(docs_dir)
+        publish_docs(docs_dir, keep)
 
 
 @dataclass

@@ -232,8 +232,8 @@ def test_gx_data_docs_keep_earlier_runs_and_build_once_per_batch(files, ingest, 
     builds: list[int] = []
     real_publish = validation._Validator.publish
 
-    def counted(self) -> int:
-        rendered = real_publish(self)
+    def counted(self, keep: int = 0) -> int:
+        rendered = real_publish(self, keep)
         builds.append(rendered)
         return rendered
 
@@ -251,6 +251,33 @@ def test_gx_data_docs_keep_earlier_runs_and_build_once_per_batch(files, ingest, 
     for page in [*logs_pages, *(docs / "validations" / "backlog").rglob("*.html")]:
         assert str(page.relative_to(docs)) in index  # listed, including the earlier process's page
     assert len(list((docs / validation.RESULTS_FOLDER).rglob("*.json"))) == 3
+
+
+def test_gx_data_docs_keep_the_newest_validations(files, ingest, settings) -> None:
+    """ROUTER_GX_DOCS_KEEP bounds the site: each build deletes the oldest results, and their pages go with them;
+    results still waiting for their page are never deleted, even when a batch holds more than the limit."""
+    docs = settings.gx_docs
+    settings.gx_docs_keep = 2
+
+    def stored() -> tuple[list[str], list[str]]:
+        results = sorted(p.parent.name for p in (docs / validation.RESULTS_FOLDER).rglob("*.json"))
+        pages = sorted(p.parent.name for p in (docs / "validations").rglob("*.html"))
+        return results, pages
+
+    for day in range(1, 5):
+        ingest("logs", files.logs(f"day{day}.jsonl", records=[files.log_record(10 * day + i) for i in range(2)]))
+        results, pages = stored()
+        assert len(results) == min(day, 2) and pages == results
+    newest_two = results
+    with validation.docs_batch(docs, keep=1):  # three results pending at the build: all three are kept
+        for day in range(5, 8):
+            ingest("logs", files.logs(f"day{day}.jsonl", records=[files.log_record(10 * day + i) for i in range(2)]))
+    results, pages = stored()
+    assert len(results) == 3 and pages == results and not set(newest_two) & set(results)
+    index = (docs / "index.html").read_text()
+    assert all(run in index for run in results) and not any(run in index for run in newest_two)
+    for root in (docs / validation.RESULTS_FOLDER, docs / "validations"):  # no empty run folders left behind
+        assert [p for p in root.rglob("*") if p.is_dir() and not any(p.iterdir())] == []
 
 
 def test_a_data_docs_failure_keeps_the_data_and_is_retried(files, ingest, settings, store, monkeypatch,

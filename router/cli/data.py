@@ -42,7 +42,8 @@ def ingest(
         fail(f"no {kind} files found in {', '.join(map(str, paths))}")
     table = Table("file", "status", "rows in", "ok", "new", "quarantined", title=f"ingest {kind}")
     errors = []
-    with open_store(s) as con, docs_batch(s.gx_docs), Progress(console=err_console, transient=True) as progress:
+    with (open_store(s) as con, docs_batch(s.gx_docs, s.gx_docs_keep),
+          Progress(console=err_console, transient=True) as progress):
         task = progress.add_task(f"ingesting {kind}", total=len(files))
         for path in files:
             try:

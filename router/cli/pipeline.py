@@ -47,7 +47,7 @@ def evaluate(
     with open_store(s) as con:
         if data:
             files, _ = discover(list(data), "routerbench", allow_pickle=allow_pickle or s.allow_pickle)
-            with docs_batch(s.gx_docs):
+            with docs_batch(s.gx_docs, s.gx_docs_keep):
                 for path in files:
                     try:
                         r = ingest_file(con, "routerbench", path, s)
