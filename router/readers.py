@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 ROW = "_row"
@@ -144,8 +145,9 @@ JSONL_INFER_ROWS = 10_000
 
 
 def read_jsonl(path: Path, expected: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Fast path: polars' reader. If it refuses the file (a truncated or non-UTF-8 line, mixed types), read
-    line by line: good lines are kept, bad lines become rejects with their line number.
+    """Fast path: polars' reader. If it refuses the file (a truncated or non-UTF-8 line, mixed types), the file
+    is read in pieces (:func:`_read_jsonl_pieces`): polars where it accepts a piece, line by line around the bad
+    lines; good lines are kept, bad lines become rejects with their line number.
 
     With ``expected`` column names, polars first infers the types from the first :data:`JSONL_INFER_ROWS`
     lines only (half the time of inferring from every line on large files). A value of another type further
@@ -157,24 +159,93 @@ def read_jsonl(path: Path, expected: tuple[str, ...] = ()) -> tuple[pl.DataFrame
     if not raw or raw.isspace():  # stops at the first other byte (strip() would copy the whole file)
         raise FileRejected(f"{path}: empty file")
     lines = raw.count(b"\n") + (not raw.endswith(b"\n"))
+    df = _polars_ndjson(raw, lines, expected)
+    if df is None:
+        return _read_jsonl_pieces(path, raw, expected)
+    return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
+
+
+def _polars_ndjson(raw: bytes, lines: int, expected: tuple[str, ...] = ()) -> pl.DataFrame | None:
+    """``raw`` (``lines`` lines) read by polars as :func:`read_jsonl` describes, or None if polars refuses it,
+    a line is blank (line numbers would shift) or a value is not a scalar."""
     for infer in ((JSONL_INFER_ROWS, None) if expected and lines > JSONL_INFER_ROWS else (None,)):
         try:
             df = pl.read_ndjson(io.BytesIO(raw), infer_schema_length=infer)
-        except (pl.exceptions.PolarsError, ValueError):
-            continue
+        except (pl.exceptions.PolarsError, ValueError) as exc:
+            if _unreadable(exc):
+                return None
+            continue  # a value of another type after the lines the types came from: infer from every line
         if infer is not None and any(f'"{name}"'.encode() in raw for name in expected if name not in df.columns):
             continue
-        if all(dtype == pl.String or dtype.is_numeric() or dtype == pl.Null or dtype == pl.Boolean
-               for dtype in df.dtypes) and lines == df.height:
-            return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
-    return _read_jsonl_lines(path, raw)
+        scalar = all(dtype == pl.String or dtype.is_numeric() or dtype == pl.Null or dtype == pl.Boolean
+                     for dtype in df.dtypes)
+        return df if scalar and df.height == lines else None
+    return None
 
 
-def _read_jsonl_lines(path: Path, raw: bytes) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _unreadable(exc: Exception) -> bool:
+    """polars refused bytes that are not JSON or not UTF-8: inferring types from more lines cannot help. (If
+    polars words these errors otherwise, the reader only tries once more before reading in pieces.)"""
+    message = str(exc)
+    return "Syntax at character" in message or "valid UTF-8" in message
+
+
+#: Pieces of at most this many lines are read line by line; larger ones by polars, split in two when refused.
+JSONL_PIECE_LINES = 256
+#: Refusals after which the whole file is read line by line (many bad lines: splitting would cost more).
+JSONL_MAX_SPLITS = 64
+
+
+def _read_jsonl_pieces(path: Path, raw: bytes, expected: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A file polars refused as a whole (a truncated or non-UTF-8 line, a non-object line, a blank line, mixed
+    types, a nested value): pieces polars accepts are read by polars, the rest line by line, so one bad line in
+    a million does not send every line through Python. A piece polars refuses is split in two until it is
+    accepted or small (:data:`JSONL_PIECE_LINES`). The result equals :func:`_read_jsonl_lines`' up to column
+    types: polars' pieces keep their numbers and booleans, where the line-by-line path keeps their JSON text;
+    the ingest coerces both the same way.
+    """
+    newlines = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == ord("\n"))
+    starts = np.concatenate([[0], newlines + 1])  # line i is raw[starts[i]:ends[i]]
+    ends = np.concatenate([newlines, [len(raw)]])
+    n = len(starts)
+    if not raw[starts[-1]:].strip():  # after the file's last newline: nothing (or blanks) to read
+        n -= 1
+
+    def piece(lo: int, hi: int) -> bytes:  # lines [lo, hi) joined by their newlines, as the file has them
+        return raw[starts[lo]:ends[hi - 1]] if hi > lo else b""
+
+    frames: list[pl.DataFrame] = []
+    rejects: list[pl.DataFrame] = []
+    splits = 0
+    # Line ranges [lo, hi), 0-based, taken in file order. The whole file was refused already; a writer that
+    # died mid-line leaves the last line bad, so all lines but the last are tried first.
+    todo = [(n - 1, n), (0, n - 1)]
+    while todo:
+        lo, hi = todo.pop()
+        if hi - lo > JSONL_PIECE_LINES and splits <= JSONL_MAX_SPLITS:
+            df = _polars_ndjson(piece(lo, hi), hi - lo, expected)
+            if df is not None:
+                frames.append(df.with_columns(pl.int_range(lo + 1, hi + 1, dtype=pl.Int64).alias(ROW)))
+                continue
+            splits += 1
+            mid = (lo + hi) // 2
+            todo += [(mid, hi), (lo, mid)]
+            continue
+        df, bad = _read_jsonl_lines(path, piece(lo, hi), first_line=lo + 1)
+        frames.append(df)
+        rejects.append(bad)
+    frames = [f for f in frames if f.height]
+    df = pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame({ROW: pl.Series([], dtype=pl.Int64)})
+    columns = [c for c in df.columns if c != ROW]
+    return df.select(*columns, ROW), pl.concat([empty_rejects(), *rejects])
+
+
+def _read_jsonl_lines(path: Path, raw: bytes, first_line: int = 1) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every line parsed by Python's json: good lines as text columns, bad lines as rejects with their number."""
     records: list[dict[str, Any]] = []
     rows: list[int] = []
     rejects: list[dict[str, Any]] = []
-    for number, line in enumerate(raw.split(b"\n"), start=1):
+    for number, line in enumerate(raw.split(b"\n"), start=first_line):
         if not line.strip():
             continue
         try:

@@ -348,6 +348,86 @@ def test_logs_every_line_unreadable(files, ingest, reconciled) -> None:
     assert bad["reason"].to_list()[1:] == ["line is a JSON list, not an object", "line is a JSON str, not an object"]
 
 
+def test_large_jsonl_with_bad_lines_reads_as_line_by_line_would(files, ingest, store, tmp_path, monkeypatch) -> None:
+    """A file polars refuses as a whole is read in pieces (polars where it accepts a piece, Python for the rest):
+    the stored rows and the quarantine equal those of reading every line with Python's json."""
+    from router import readers
+    from router.settings import Settings
+    from router.storage import open_store
+
+    lines = [json.dumps(files.log_record(i, quality=(i % 5) / 4)) for i in range(3000)]
+    lines[700] = lines[700][:-10]  # truncated, in the middle
+    lines[1200] = "[1, 2, 3]"  # not an object
+    lines[1500] = ""  # a blank line
+    lines[1800] = json.dumps(files.log_record(1800, task={"nested": True}))  # a nested value
+    lines[2100] = json.dumps(files.log_record(2100, quality="high"))  # another type than its column's
+    lines[2600] = json.dumps(files.log_record(2600, latency_ms=12.5))  # a key no other line has
+    data = ("\n".join(lines) + "\n" + json.dumps(files.log_record(3000))[:40]).encode()  # a truncated last line
+    data = data.replace(b'"Log prompt 2400"', b'"Log prompt \xff 2400"')  # invalid UTF-8
+    path = files.raw("big.jsonl", data)
+    monkeypatch.setattr(readers, "JSONL_PIECE_LINES", 16)  # pieces as small as a large file's would be
+
+    accepted: list[int] = []
+    real_polars = readers._polars_ndjson
+
+    def spied(raw: bytes, lines: int, expected: tuple[str, ...] = ()):
+        df = real_polars(raw, lines, expected)
+        if df is not None:
+            accepted.append(lines)
+        return df
+
+    monkeypatch.setattr(readers, "_polars_ndjson", spied)
+    pieces = ingest("logs", path)
+    assert sum(accepted) > 2800  # most lines were read by polars, in pieces
+    monkeypatch.setattr(readers, "_polars_ndjson", real_polars)
+
+    def stored(con) -> tuple[list, list]:
+        outcomes = table(con, "outcomes").sort("sample_key").select(
+            "sample_key", "model", "prompt_id", "quality", "cost_usd", "task", "ts", "latency_ms").rows()
+        quarantine = table(con, "quarantine").sort("row_number").select("row_number", "row_key", "reason").rows()
+        return outcomes, quarantine
+
+    every_line = readers._read_jsonl_lines  # every line through Python's json, as the reader once did
+    monkeypatch.setattr(readers, "_read_jsonl_pieces", lambda path, raw, expected=(): every_line(path, raw))
+    other = Settings(home=tmp_path / "line_by_line")
+    other.ensure_workspace()
+    with open_store(other) as con:
+        lines_result = ingest_mod.ingest_file(con, "logs", path, other)
+        assert stored(con) == stored(store)
+    assert (pieces.rows_in, pieces.rows_ok, pieces.rows_quarantined) == (
+        lines_result.rows_in, lines_result.rows_ok, lines_result.rows_quarantined) == (3000, 2995, 5)
+    outcomes, quarantine = stored(store)
+    assert [(row, reason.split(":")[0]) for row, _, reason in quarantine] == [
+        (701, "invalid JSON (truncated line?)"), (1201, "line is a JSON list, not an object"),
+        (2101, "quality is not a number"), (2401, "invalid UTF-8 at byte 79"), (3001, "invalid JSON (truncated line?)")]
+    assert _outcome(store, "req-1800", "alpha-7b")["task"] == '{"nested": true}'  # kept as its JSON text
+    assert _outcome(store, "req-2600", "alpha-7b")["latency_ms"] == 12.5
+    assert _outcome(store, "req-2599", "alpha-7b")["latency_ms"] is None
+    assert sorted({row[3] for row in outcomes}) == [0.0, 0.25, 0.5, 0.75, 1.0]
+
+
+def test_a_cut_last_line_costs_two_polars_reads(files, monkeypatch) -> None:
+    """The common bad line is the last one (the writer died mid-line): the reader does not read the file line by
+    line for it, nor retry it with other type inference, but reads all other lines with polars at once."""
+    from router import readers, schemas
+
+    reads: list[int | None] = []
+    real_read = pl.read_ndjson
+
+    def counted(source, *args, **kwargs):
+        reads.append(kwargs.get("infer_schema_length"))
+        return real_read(source, *args, **kwargs)
+
+    monkeypatch.setattr(pl, "read_ndjson", counted)
+    n = readers.JSONL_INFER_ROWS + 500
+    text = "\n".join(json.dumps(files.log_record(i)) for i in range(n)) + "\n" + json.dumps(files.log_record(n))[:30]
+    df, rejects = readers.read_jsonl(files.raw("cut.jsonl", text), (*schemas.LOGS.required, *schemas.LOGS.optional))
+    assert reads == [readers.JSONL_INFER_ROWS, readers.JSONL_INFER_ROWS]  # the whole file, then all but the last line
+    assert df.height == n and df[readers.ROW].to_list() == list(range(1, n + 1))
+    assert rejects[readers.ROW].to_list() == [n + 1]
+    assert rejects["reason"][0].startswith("invalid JSON (truncated line?)")
+
+
 def test_logs_timestamps_in_odd_zones(files, ingest, store, reconciled) -> None:
     stamps = ["2025-03-01T12:00:00Z", "2025-03-01T17:45:00+05:45", "2025-03-01T08:30:00.250-03:30",
               "2025-03-02T02:00:00+14:00", "2025-03-01 12:00:00", "2025-03-01T12:00:00-0000",
