@@ -500,7 +500,7 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
     return result
 
 
-def _confirm(check: CompiledCheck, docs_dir: Path | None, keep: int) -> tuple[ValidationReport, float]:
+def _gx_and_docs(check: CompiledCheck, docs_dir: Path | None, keep: int) -> tuple[ValidationReport, float]:
     """GX's half of the validation, then the Data Docs page (unless a docs_batch() defers it); seconds taken."""
     start = time.perf_counter()
     report = confirm_with_gx(check, docs_dir)
@@ -538,36 +538,31 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
             check = check_compiled(kind, staged.records, settings.gx_sample_rows, settings.seed)
             # GX validates its records (and renders their Data Docs page) while the batch is written; the
             # transaction commits only once GX has answered, and is redone if GX failed more records.
-            gx = pool.submit(_confirm, check, settings.gx_docs, settings.gx_docs_keep)
+            gx = pool.submit(_gx_and_docs, check, settings.gx_docs, settings.gx_docs_keep)
             staged.records = staged.records.with_columns(ids.result())
             lap("validate")
             compiled_issues = check.issues()
             compiled_bad = _concat_issues([staged.issues, compiled_issues])
-            report: ValidationReport | None = None
 
-            def confirm() -> pl.DataFrame:
-                nonlocal report
-                report, _ = gx.result()
-                return report.issues.join(compiled_issues, on=[INDEX, "reason"], how="anti")
+            def confirm() -> pl.DataFrame:  # what GX failed beyond the compiled checks, once it has answered
+                return gx.result()[0].issues.join(compiled_issues, on=[INDEX, "reason"], how="anti")
 
             try:
                 result = commit(con, staged, path, digest, compiled_bad, started, check.sample.height, confirm)
             except _Unconfirmed as more:
                 log.warning("%s: Great Expectations failed %d more records than the compiled checks; committing "
                             "again with them quarantined", path, more.issues[INDEX].n_unique())
-                bad = _concat_issues([staged.issues, report.issues])
+                bad = _concat_issues([staged.issues, gx.result()[0].issues])
                 result = commit(con, staged, path, digest, bad, started, check.sample.height)
-            finally:
-                gx_seconds = gx.result()[1] if gx.done() and gx.exception() is None else None
+            report, gx_seconds = gx.result()
         lap("commit")
     finally:
         # this file's Data Docs page if GX's thread did not build it, unless a docs_batch() builds them at its end
         publish_docs(settings.gx_docs, settings.gx_docs_keep)
     lap("docs")
-    assert report is not None  # set by confirm(), which commit() always calls
     result.gx_disagreements = report.disagreements
     result.seconds = lap.seconds
-    result.gx_seconds = None if gx_seconds is None else round(gx_seconds, 3)
+    result.gx_seconds = round(gx_seconds, 3)
     log.info("ingested %s: %d in, %d ok (%d new), %d quarantined; GX validated %d records", path, result.rows_in,
              result.rows_ok, result.rows_new, result.rows_quarantined, report.gx_rows)
     return result

@@ -216,11 +216,10 @@ class _Validator:
         except Exception:
             self.pending[:0] = pending  # retried at this process's next build
             raise
-        if pruned and self.docs_dir is not None:  # GX leaves the run folders of deleted results and pages
+        if pruned:  # GX leaves the run folders of deleted results and pages
             for folder in (self.docs_dir / RESULTS_FOLDER, self.docs_dir / "validations"):
                 _remove_empty_folders(folder)
         return len(pending)
-
 
     def _prune(self, keep: int, pending: set[Any]) -> int:
         """Delete the stored results beyond the newest ``keep`` (by run time), never a pending one. Listing the
