@@ -326,28 +326,37 @@ def ingest_floor(work: Path, n: int, fmt: str) -> dict[str, Any]:
     return {"seconds": seconds, "rows": rows}
 
 
-def ingest_bound(work: Path, n: int, fmt: str) -> dict[str, Any]:
+def ingest_bound(work: Path, n: int, fmt: str, ids: str = "hex") -> dict[str, Any]:
     """What any ingest into the store's schema must at least do, in DuckDB alone: read the file, hash every
     prompt, write ``prompts`` and ``outcomes`` in one transaction; no validation, no duplicate or conflict
-    checks, no quarantine. Its ratio to the floor is a lower bound for ``ours``' (``bound_ratio``)."""
+    checks, no quarantine. Its ratio to the floor is a lower bound for ``ours``' (``bound_ratio``).
+
+    ``ids="uhugeint"`` measures the same with 16-byte ids (the same 128 bits as a ``UHUGEINT`` instead of 32
+    hex characters) in both tables: ``bench/ingest_bound_ids.py`` compares the two."""
     from router.storage import execute, open_store, scalar
 
-    home = work / f"bound-{fmt}"
+    if ids not in ("hex", "uhugeint"):
+        raise ValueError(f"ids must be 'hex' or 'uhugeint', not {ids!r}")
+    home = work / f"bound-{fmt}-{ids}"
     shutil.rmtree(home, ignore_errors=True)
     s = _settings(home)
     reader = "read_json" if fmt == "jsonl" else "read_parquet"
     with open_store(s) as con:  # a migrated store: the real tables and constraints
+        if ids == "uhugeint":
+            execute(con, "bench/ingest_bound_ids_uhugeint")
         con.execute("CHECKPOINT")
         start = time.perf_counter()
         con.begin()
-        execute(con, f"bench/ingest_bound_stage_{reader}", {"path": str(work / f"logs.{fmt}")})
+        stage = f"bench/ingest_bound_stage_{reader}" + ("_uhugeint" if ids == "uhugeint" else "")
+        execute(con, stage, {"path": str(work / f"logs.{fmt}")})
         execute(con, "bench/ingest_bound_write_prompts")
         execute(con, "bench/ingest_bound_write_outcomes")
         con.commit()
         seconds = time.perf_counter() - start
         rows = scalar(con, "bench/ingest_bound_count")
+        id_type = scalar(con, "bench/ingest_bound_id_types")
     shutil.rmtree(home, ignore_errors=True)
-    return {"seconds": seconds, "rows": rows}
+    return {"seconds": seconds, "rows": rows, "id_type": id_type}
 
 
 def ingest_ours(work: Path, n: int, fmt: str) -> dict[str, Any]:

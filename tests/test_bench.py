@@ -75,3 +75,25 @@ def test_bench_only_one_and_unknown(tmp_path: Path) -> None:
     assert any(line.startswith("route") for line in lines)
     with pytest.raises(ValueError, match="unknown bench"):
         run_all("small", ["nope"], out, work_root=tmp_path / "work2")
+
+
+def test_ingest_bound_ids_script_compares_both_id_types(tmp_path: Path, settings) -> None:
+    """bench/ingest_bound_ids.py: both lower-bound variants store every row, with the id type they name, and the
+    script prints a ratio for each part. (``settings`` clears ROUTER_* and restores them: the bench sets its own.)"""
+    from router.bench import ingest_bound, ingest_setup
+
+    ingest_setup(tmp_path, 300, "parquet")
+    assert ingest_bound(tmp_path, 300, "parquet")["id_type"] == "VARCHAR"
+    wide = ingest_bound(tmp_path, 300, "parquet", "uhugeint")
+    assert wide["rows"] == 300 and wide["id_type"] == "UHUGEINT"
+    with pytest.raises(ValueError, match="ids must be"):
+        ingest_bound(tmp_path, 300, "parquet", "blob")
+    script = Path(__file__).parents[1] / "bench" / "ingest_bound_ids.py"
+    proc = subprocess.run([sys.executable, str(script), "--rows", "500", "--repeats", "1", "--format", "jsonl"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ratios = {line.split(" s ")[0].rsplit(None, 1)[0].strip(): float(line.rsplit(None, 1)[1])
+              for line in proc.stdout.splitlines() if "ratio to the floor" in line}
+    assert set(ratios) == {"floor", "bound, 32 hex chars", "bound, UHUGEINT", "read prompts",
+                           "read and hash prompts", "hashing alone"}
+    assert ratios["floor"] == 1.0 and ratios["bound, 32 hex chars"] > 0 and ratios["bound, UHUGEINT"] > 0
