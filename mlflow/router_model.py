@@ -1,7 +1,7 @@
 """MLflow pyfunc of the cost-aware router (models-from-code: MLflow executes this file to build the model).
 
 Input: a DataFrame with a ``prompt`` column (str) and an optional ``task`` column (str; used only by routers
-trained with task labels). Params: ``reward`` (``"linear"`` or ``"exponential"``), ``lambda`` (the linear
+trained with task labels), or a dict of such columns (``router.registry.prompt_inputs``). Params: ``reward`` (``"linear"`` or ``"exponential"``), ``lambda`` (the linear
 reward's willingness to pay, dollars per unit of quality) and ``tau`` (the exponential reward's cost scale,
 dollars). Output, one row per prompt: ``model`` (the chosen model), ``quality_hat`` and ``cost_hat`` (its
 predicted quality and cost), then ``q::<model>`` and ``c::<model>`` for every model of the pool.
@@ -18,14 +18,15 @@ the repository root would shadow the ``mlflow`` library whenever the root is on 
 from __future__ import annotations
 
 import mlflow
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 
 class RouterModel(PythonModel):
     """Prompts in, routing decisions out. See the module docstring for the contract.
 
-    ``predict`` has no type hints on purpose: MLflow would derive a second, hint-based input schema from them;
-    the logged signature (``router.registry``) is the single source of the contract.
+    ``predict``'s input is hinted as a pandas DataFrame, a hint MLflow accepts without deriving a schema from it:
+    the logged signature (``router.registry``) stays the single source of the contract.
     """
 
     def load_context(self, context):  # noqa: ANN001, ANN201
@@ -40,23 +41,14 @@ class RouterModel(PythonModel):
         if config.get("load_encoder", True):
             self.encoder = load_encoder(self.pool.encoder, self.pool.embedding_dim)
 
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
         import numpy as np
-        import pandas as pd
 
-        from router.registry import embed_prompts, route_frame
+        from router.registry import embed_prompts, prompt_inputs, route_frame
 
         if self.encoder is None:
             raise RuntimeError("this model was loaded without its encoder (model_config load_encoder=False)")
-        frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
-        if "prompt" not in frame.columns:
-            raise ValueError(f"input needs a 'prompt' column, got {list(frame.columns)}")
-        if frame["prompt"].isna().any():
-            raise ValueError("'prompt' must not be null")
-        prompts = [str(p) for p in frame["prompt"]]
-        tasks = None
-        if "task" in frame.columns:
-            tasks = np.asarray(["" if pd.isna(t) else str(t) for t in frame["task"]], dtype=object)
+        prompts, tasks = prompt_inputs(model_input)
         X = embed_prompts(self.encoder, prompts, self.batch_size)
         chars = np.asarray([len(p) for p in prompts], dtype=np.int64)
         return route_frame(self.router, self.pool, X, chars, params, tasks)

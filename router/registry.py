@@ -813,6 +813,38 @@ def embed_prompts(encoder: Any, prompts: Sequence[str], batch_size: int = 64) ->
     return np.asarray(vectors, dtype=np.float32)
 
 
+def prompt_inputs(model_input: Any) -> tuple[list[str], np.ndarray | None]:
+    """The pyfunc's input as (prompts, tasks or None): a DataFrame with a ``prompt`` column and an optional
+    ``task`` column, or anything ``pandas.DataFrame`` accepts.
+
+    MLflow turns a Python dict of columns (``{"prompt": ["a", "b"]}``) into **one** row whose cells are lists (the
+    REST ``inputs`` form arrives as arrays and becomes a proper frame); such a row is expanded back into one row
+    per prompt (columns of equal length).
+    Any other list-valued cell, or a missing or null prompt, is refused rather than routed as text.
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+    if "prompt" not in frame.columns:
+        raise ValueError(f"input needs a 'prompt' column, got {list(frame.columns)}")
+    listed = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any()]
+    if listed:
+        if len(frame) != 1:
+            raise ValueError(f"column(s) {listed} hold lists: pass one prompt per row (a DataFrame), or a dict of "
+                             "columns")
+        try:
+            frame = frame.explode(listed, ignore_index=True)
+        except ValueError as exc:
+            raise ValueError(f"columns {listed} must have the same number of values") from exc
+    if frame["prompt"].isna().any():
+        raise ValueError("'prompt' must not be null")
+    prompts = [str(p) for p in frame["prompt"]]
+    tasks = None
+    if "task" in frame.columns:
+        tasks = np.asarray(["" if pd.isna(t) else str(t) for t in frame["task"]], dtype=object)
+    return prompts, tasks
+
+
 def route_frame(
     router: Router,
     pool: ModelPool,

@@ -395,6 +395,8 @@ def test_champion_loads_by_alias_in_a_fresh_process(lifecycle: Lifecycle, tmp_pa
             "cheap": model.predict(frame, params={{"lambda": 1e-10}}).to_dict(orient="list"),
             "rich": model.predict(frame, params={{"lambda": 1e9}}).to_dict(orient="list"),
             "exp": model.predict(frame.assign(task="math"), params={{"reward": "exponential"}}).to_dict(orient="list"),
+            # a dict of columns is converted to a DataFrame by the signature before predict's hint is checked
+            "dict": model.predict(frame.to_dict(orient="list"), params={{"lambda": 1e9}}).to_dict(orient="list"),
         }}
         print("RESULT" + json.dumps(out))
         """
@@ -412,6 +414,7 @@ def test_champion_loads_by_alias_in_a_fresh_process(lifecycle: Lifecycle, tmp_pa
             assert frame["quality_hat"][i] == pytest.approx(frame[f"q::{chosen}"][i])
             assert frame["cost_hat"][i] == pytest.approx(frame[f"c::{chosen}"][i])
     cheap, rich = result["cheap"], result["rich"]
+    assert result["dict"] == rich
     for i in range(2):
         assert cheap["model"][i] == min(MODELS, key=lambda m: cheap[f"c::{m}"][i])
         assert rich["model"][i] == max(MODELS, key=lambda m: rich[f"q::{m}"][i])
@@ -520,3 +523,24 @@ def test_cli_models(lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, tmp_p
     rolled = runner.invoke(cli.app, ["models", "rollback"])
     assert rolled.exit_code == 0, rolled.output
     assert "v3" in rolled.output and registry.champion_version(settings) == 3
+
+
+def test_prompt_inputs_accepts_frames_and_dicts_of_columns_and_refuses_lists_in_cells() -> None:
+    """MLflow hands a dict of columns to predict as one row of lists: it is expanded, not routed as "['a', 'b']"."""
+    import pandas as pd
+
+    prompts, tasks = registry.prompt_inputs(pd.DataFrame({"prompt": ["a", "b"], "task": ["math", None]}))
+    assert prompts == ["a", "b"] and list(tasks) == ["math", ""]
+    one_row_of_lists = pd.DataFrame([{"prompt": ["a", "b", "c"], "task": ["x", "y", "z"]}])  # what MLflow makes
+    prompts, tasks = registry.prompt_inputs(one_row_of_lists)
+    assert prompts == ["a", "b", "c"] and list(tasks) == ["x", "y", "z"]
+    assert registry.prompt_inputs({"prompt": ["a", "b"]}) == (["a", "b"], None)
+    assert registry.prompt_inputs(pd.DataFrame([{"prompt": ["a", "b"], "task": "math"}]))[1].tolist() == ["math"] * 2
+    with pytest.raises(ValueError, match="same number of values"):
+        registry.prompt_inputs(pd.DataFrame([{"prompt": ["a", "b"], "task": ["x"]}]))
+    with pytest.raises(ValueError, match="hold lists"):
+        registry.prompt_inputs(pd.DataFrame({"prompt": [["a"], ["b"]]}))
+    with pytest.raises(ValueError, match="'prompt' column"):
+        registry.prompt_inputs(pd.DataFrame({"text": ["a"]}))
+    with pytest.raises(ValueError, match="must not be null"):
+        registry.prompt_inputs(pd.DataFrame({"prompt": ["a", None]}))
