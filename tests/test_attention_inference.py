@@ -109,3 +109,23 @@ def test_attention_weights_still_work(router: AttentionRouter) -> None:
     weights = router.attention_weights(data.X, data.prompt_chars, data.eval_names)
     assert weights.shape == (9, len(MODELS)) and weights.dtype == np.float64
     np.testing.assert_allclose(weights.sum(axis=1), 1.0, rtol=1e-6)
+
+
+def test_read_only_vectors_are_used_without_a_copy_or_a_warning(router: AttentionRouter) -> None:
+    """Vectors streamed from DuckDB/Arrow are read-only numpy arrays: same predictions, no torch warning, and the
+    input is left as it was."""
+    import warnings
+
+    data = _data(20, seed=17)
+    frozen = data.X.copy()
+    frozen.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        q, c = router.predict(frozen, data.prompt_chars, data.eval_names)
+        x, _ = router._features(frozen, data.prompt_chars, None)
+    q_ref, c_ref = router.predict(data.X, data.prompt_chars, data.eval_names)
+    np.testing.assert_array_equal(q, q_ref)
+    np.testing.assert_array_equal(c, c_ref)
+    np.testing.assert_array_equal(frozen, data.X)
+    if not router.config.use_task:  # without the task one-hot the features are the caller's memory itself
+        assert x.data_ptr() == frozen.ctypes.data

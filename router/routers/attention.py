@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar, Literal
@@ -303,6 +304,17 @@ def _stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Gene
     return held
 
 
+def _shared_tensor(array: np.ndarray) -> torch.Tensor:
+    """``array`` as a tensor sharing its memory. Vectors streamed from DuckDB/Arrow are read-only; nothing here
+    writes to its inputs (every in-place op works on tensors it allocated), so they are shared without a copy and
+    without torch's warning about non-writable arrays."""
+    if array.flags.writeable:
+        return torch.as_tensor(array)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        return torch.as_tensor(array)
+
+
 @register("attention")
 class AttentionRouter(Router):
     """Cross-attention router: learned model embeddings, one attention head, quality and cost heads.
@@ -329,7 +341,7 @@ class AttentionRouter(Router):
         self, X: np.ndarray, prompt_chars: np.ndarray, tasks: np.ndarray | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Model inputs: embedding (+ task one-hot when ``use_task``) and standardised log prompt length."""
-        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        x = _shared_tensor(np.asarray(X, dtype=np.float32))
         if x.ndim != 2 or x.shape[1] != self.d_embed:
             raise ValueError(f"X must be (n, {self.d_embed}), got {tuple(x.shape)}")
         if self.config.use_task:
