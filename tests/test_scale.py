@@ -5,6 +5,8 @@ results as the single-process path."""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -156,10 +158,20 @@ def test_unembedded_queries_wait(files, ingest, backlog_store, settings) -> None
     assert summary.routed == 120 and summary.skipped_unembedded == 1
 
 
-def test_dask_flows_match_single_process(files, ingest, store, settings, tmp_path, monkeypatch) -> None:
-    """Embed and route on a local Dask cluster (2 workers, threads) by hash range: same vectors, same decisions."""
+@pytest.fixture
+def prefect_ephemeral(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Flows in this process use Prefect's ephemeral server, stopped when the test ends: left to Prefect's exit
+    hook, it logs its stop to a stream pytest has already closed ("I/O operation on closed file")."""
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
     monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    yield
+    from prefect.server.api.server import SubprocessASGIServer
+
+    SubprocessASGIServer().stop()  # the ephemeral server is the instance without a fixed port
+
+
+def test_dask_flows_match_single_process(files, ingest, store, settings, tmp_path, prefect_ephemeral) -> None:
+    """Embed and route on a local Dask cluster (2 workers, threads) by hash range: same vectors, same decisions."""
     _backlog(files, ingest)
     encoder = FakeEncoder()
     # single-process reference in a copy of the store
