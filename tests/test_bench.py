@@ -35,6 +35,9 @@ def test_bench_small_writes_every_figure(tmp_path: Path) -> None:
         assert rec["rows"] > 0, name
         assert name in proc.stdout
     assert results["nightly_nothing_new"]["night"]["trained"] is False
+    embed = results["embed"]  # two interleaved runs a side; the fastest is the figure, and it encoded every prompt
+    assert len(embed["runs_s"]["floor"]) == len(embed["runs_s"]["ours"]) == 2 and embed["rows"] == 64
+    assert embed["ours_s"] == min(embed["runs_s"]["ours"]) and embed["floor_s"] == min(embed["runs_s"]["floor"])
     base = results["nightly_incremental"]["base_nights"]  # the nights before reuse the scratch night's vectors
     assert base["vectors_seeded"] > 0 and base["embedded"] == 0
     night = results["nightly_incremental"]["night"]  # seconds per step, which add up to the night's time
