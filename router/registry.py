@@ -819,8 +819,8 @@ def prompt_inputs(model_input: Any) -> tuple[list[str], np.ndarray | None]:
 
     MLflow turns a Python dict of columns (``{"prompt": ["a", "b"]}``) into **one** row whose cells are lists (the
     REST ``inputs`` form arrives as arrays and becomes a proper frame); such a row is expanded back into one row
-    per prompt (columns of equal length).
-    Any other list-valued cell, or a missing or null prompt, is refused rather than routed as text.
+    per prompt (columns of equal length). Any other list-valued cell, or a missing or null prompt, is refused
+    rather than routed as text.
     """
     import pandas as pd  # noqa: PLC0415
 
