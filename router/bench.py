@@ -67,6 +67,21 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
 
 
+def machine() -> dict[str, Any]:
+    """What the figures were measured on (recorded with each figure: ratios move with the CPU, see
+    docs/performance.md): the CPU's model name, the cores this process may use, the platform."""
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": cpu, "cores": cores, "platform": platform.platform()}
+
+
 def _settings(home: Path, **extra: Any):
     from router.settings import Settings
 
@@ -604,19 +619,19 @@ def run_bench(name: str, size: str, work_root: Path, echo: Callable[[str], None]
             # rows = input rows the night covers (all landed data); what was new is in night.rows_new
             out[figure]["rows"] = int(setup.get("rows") or 0)
     else:
-        floors, oursies = [], []
+        floor_runs, ours_runs = [], []
         bound = None
         for _ in range(bench.repeats):  # interleaved, so that a slow spell of the machine hits both sides
-            floors.append(_child(name, "floor", work, n))
+            floor_runs.append(_child(name, "floor", work, n))
             if bound is None and "bound" in phases:
                 bound = _child(name, "bound", work, n)
-            oursies.append(_child(name, "ours", work, n))
-        floor = min(floors, key=lambda run: run["seconds"])
-        ours = min(oursies, key=lambda run: run["seconds"])
+            ours_runs.append(_child(name, "ours", work, n))
+        floor = min(floor_runs, key=lambda run: run["seconds"])
+        ours = min(ours_runs, key=lambda run: run["seconds"])
         extra = {k: v for k, v in ours.items() if k not in ("seconds", "rows", "rss_mb")}
         if bench.repeats > 1:
-            extra["runs_s"] = {"floor": [round(r["seconds"], 3) for r in floors],
-                               "ours": [round(r["seconds"], 3) for r in oursies]}
+            extra["runs_s"] = {"floor": [round(r["seconds"], 3) for r in floor_runs],
+                               "ours": [round(r["seconds"], 3) for r in ours_runs]}
         if "gx_import_s" in ours:
             extra["cold_ratio"] = round((ours["seconds"] + ours["gx_import_s"]) / floor["seconds"], 3)
         if bound is not None:
@@ -649,6 +664,8 @@ def run_all(size: str = "full", only: list[str] | None = None, out: Path | None 
     from router.settings import Settings
 
     out = out or Settings().reports / "bench" / "latest.json"
+    where = machine()
+    echo(f"on {where['cpu']}, {where['cores']} cores ({where['platform']})")
     results: dict[str, dict] = {}
     own_tmp = work_root is None
     work_root = work_root or Path(tempfile.mkdtemp(prefix="router-bench-"))
@@ -658,6 +675,8 @@ def run_all(size: str = "full", only: list[str] | None = None, out: Path | None 
     finally:
         if own_tmp:
             shutil.rmtree(work_root, ignore_errors=True)
+    for rec in results.values():
+        rec["machine"] = where
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.read_text()) if out.exists() and only else {}
     out.write_text(json.dumps({**previous, **results}, indent=2, default=str))
