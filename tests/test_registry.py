@@ -395,7 +395,7 @@ def test_champion_loads_by_alias_in_a_fresh_process(lifecycle: Lifecycle, tmp_pa
             "cheap": model.predict(frame, params={{"lambda": 1e-10}}).to_dict(orient="list"),
             "rich": model.predict(frame, params={{"lambda": 1e9}}).to_dict(orient="list"),
             "exp": model.predict(frame.assign(task="math"), params={{"reward": "exponential"}}).to_dict(orient="list"),
-            # a dict of columns is converted to a DataFrame by the signature before predict's hint is checked
+            # a dict of columns: MLflow makes it one row of lists, the model expands it (prompt_inputs)
             "dict": model.predict(frame.to_dict(orient="list"), params={{"lambda": 1e9}}).to_dict(orient="list"),
         }}
         print("RESULT" + json.dumps(out))
