@@ -154,7 +154,7 @@ def embed_ours(work: Path, n: int) -> dict[str, Any]:
     model = _encoder_model(s)
     with open_store(s) as con:
         execute(con, "bench/delete_embeddings", {"encoder": s.encoder})  # a repeat encodes them again
-        con.execute("CHECKPOINT")
+        execute(con, "bench/checkpoint")
         start = time.perf_counter()
         r = embed_missing(con, s, model=model)
         seconds = time.perf_counter() - start
@@ -362,7 +362,7 @@ def ingest_bound(work: Path, n: int, fmt: str, ids: str = "hex") -> dict[str, An
     with open_store(s) as con:  # a migrated store: the real tables and constraints
         if ids == "uhugeint":
             execute(con, "bench/ingest_bound_ids_uhugeint")
-        con.execute("CHECKPOINT")
+        execute(con, "bench/checkpoint")
         start = time.perf_counter()
         con.begin()
         stage = f"bench/ingest_bound_stage_{reader}" + ("_uhugeint" if ids == "uhugeint" else "")
