@@ -160,6 +160,22 @@ _UTC_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 _NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
 
 
+def _utc_stamps(text: pl.Series) -> pl.Series:
+    """``text`` parsed where it is ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z``, else null (``sql/queries/ingest/utc_stamps.sql``).
+
+    DuckDB's cast is several times faster than polars' format parser (1M stamps: ~0.2 s against ~0.7 s) and gives
+    the same instant wherever it accepts a stamp of that form; what it refuses (an invalid date, hour 24, ...)
+    is left null here for the polars passes to decide, as before (tested against polars on a seeded sample).
+    """
+    order = pl.int_range(text.len(), dtype=pl.UInt32, eager=True).alias("_i")
+    with duckdb.connect() as con:  # in memory; a cast of a stamp with "Z" does not depend on the session's zone
+        register(con, "stamps", pl.DataFrame([order, text.alias("ts")]))
+        parsed = relation(con, "ingest/utc_stamps").pl()
+    if not parsed["_i"].equals(order):
+        parsed = parsed.sort("_i")  # a plain scan keeps the order; if not, restore it
+    return parsed["ts"].dt.convert_time_zone("UTC").alias(text.name)
+
+
 def _as_timestamp(df: pl.DataFrame, column: str) -> tuple[pl.Expr | pl.Series, pl.Expr | pl.Series]:
     """ISO-8601 with an offset or Z; naive timestamps are taken as UTC."""
     if column not in df.columns or df.schema[column] == pl.Null:
@@ -171,10 +187,13 @@ def _as_timestamp(df: pl.DataFrame, column: str) -> tuple[pl.Expr | pl.Series, p
         return value.dt.cast_time_unit("us"), pl.lit(False)
     text = df.get_column(column).cast(pl.String).str.strip_chars()
     present = text.is_not_null() & (text != "")
-    # Each pass parses only what the passes before it left: UTC with a "Z" (what most loggers write; a fixed
-    # format is much cheaper than offset-aware parsing), then any offset, then the naive formats.
-    value = text.str.to_datetime(_UTC_FORMAT, strict=False, time_unit="us").dt.replace_time_zone("UTC")
-    for parse in (lambda rest: rest.str.to_datetime(time_zone="UTC", strict=False, time_unit="us"),
+    # Each pass parses only what the passes before it left: UTC with a "Z" (what most loggers write), first by
+    # DuckDB (up to 6 fraction digits) then by polars' fixed format (a fixed format is much cheaper than
+    # offset-aware parsing), then any offset, then the naive formats.
+    value = _utc_stamps(text)
+    for parse in (lambda rest: rest.str.to_datetime(_UTC_FORMAT, strict=False, time_unit="us")
+                  .dt.replace_time_zone("UTC"),
+                  lambda rest: rest.str.to_datetime(time_zone="UTC", strict=False, time_unit="us"),
                   lambda rest: pl.select(pl.coalesce(
                       *[rest.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
                         for fmt in _NAIVE_FORMATS])).to_series()):
@@ -218,7 +237,9 @@ def _concat_issues(frames: list[pl.DataFrame]) -> pl.DataFrame:
 
 
 def _duplicate_issues(df: pl.DataFrame, keys: list[str], label: str) -> pl.DataFrame:
-    if df.height < 2 or not df.select(pl.struct(keys).is_duplicated().any()).item():  # the usual case: one pass
+    # The usual case, all keys distinct, in one pass over 64-bit hashes: distinct hashes mean distinct keys (a
+    # collision only sends the batch to the exact check below).
+    if df.height < 2 or df.select(pl.struct(keys).hash().n_unique()).item() == df.height:
         return pl.DataFrame(schema={INDEX: pl.Int64, "reason": pl.String})
     first = df.group_by(keys).agg(pl.col(ROW).min().alias("_first"))
     dup = df.join(first, on=keys, nulls_equal=False).filter(pl.col(ROW) != pl.col("_first"))

@@ -449,6 +449,43 @@ def test_logs_timestamps_in_odd_zones(files, ingest, store, reconciled) -> None:
     assert ts["req-8"] == datetime(2025, 3, 1, tzinfo=UTC)
 
 
+def test_fast_utc_pass_agrees_with_the_polars_format_it_precedes() -> None:
+    """The DuckDB first pass (``_utc_stamps``) may only parse "...Z" stamps to the instant polars' format gives, and
+    must leave to the later passes what it refuses: checked on seeded stamps with out-of-range fields."""
+    rng = np.random.default_rng(7)
+    n = 20_000
+
+    def field(width: int, high: int) -> np.ndarray:
+        return np.char.zfill(rng.integers(0, high + 1, n).astype(str), width)
+
+    years = np.where(rng.random(n) < 0.5, field(4, 9999), rng.choice(["0000", "1900", "1970", "2024", "2100"], n))
+    stamps = np.char.add(np.char.add(np.char.add(np.char.add(np.char.add(years, "-"), field(2, 14)), "-"),
+                                     field(2, 32)), "T")
+    seconds = field(2, 61)
+    stamps = np.char.add(np.char.add(np.char.add(np.char.add(np.char.add(stamps, field(2, 25)), ":"),
+                                                 field(2, 61)), ":"), seconds)
+    digits = rng.integers(0, 9, n)  # 0: no fraction; 7 and 8 digits are the fast pass's to refuse
+    fraction = np.array(["." + "".join(rng.choice(list("0123456789"), k)) if k else "" for k in digits])
+    text = pl.Series("ts", np.char.add(np.char.add(stamps, fraction), "Z").tolist() + ["", "2025-03-01T12:00Z", None])
+    fast = ingest_mod._utc_stamps(text)
+    slow = text.str.to_datetime(ingest_mod._UTC_FORMAT, strict=False, time_unit="us").dt.replace_time_zone("UTC")
+    assert fast.dtype == pl.Datetime("us", "UTC") and fast.len() == text.len()
+    parsed = fast.is_not_null()
+    assert (fast.filter(parsed) == slow.filter(parsed)).all()  # same instant wherever the fast pass parses
+    assert slow.filter(parsed).null_count() == 0  # never accepts what polars refuses
+    # What polars parses and the fast pass leaves: 7+ fraction digits, and second 60 (polars: the next minute).
+    left = (slow.is_not_null() & ~parsed).arg_true().to_numpy()
+    assert left.size > 0 and left.max() < n and ((digits[left] >= 7) | (seconds[left] == "60")).all()
+    assert 3_000 < parsed.sum() < n  # the sample holds many valid stamps, and many invalid ones
+    # The whole chain gives what polars' format alone gave on the sample; a stamp without seconds is left to the
+    # offset-aware pass, as before.
+    value, bad = ingest_mod._as_timestamp(text.to_frame(), "ts")
+    assert value.head(n).equals(slow.head(n), check_names=False, null_equal=True)
+    assert bad.head(n).to_list() == slow.head(n).is_null().to_list()
+    assert value.tail(3).to_list() == [None, datetime(2025, 3, 1, 12, tzinfo=UTC), None]
+    assert bad.tail(3).to_list() == [False, False, False]  # empty and missing are not "unparseable" here
+
+
 def test_logs_duplicate_request_ids_within_and_across_files(files, ingest, store, reconciled) -> None:
     records = [files.log_record(0), files.log_record(1), files.log_record(0, quality=0.9),
                files.log_record(0, model="gamma")]  # same request answered by two models: not a duplicate
