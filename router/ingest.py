@@ -16,7 +16,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,8 +33,8 @@ from router.readers import ROW, FileRejected, clip_json, data_suffix, empty_reje
 from router.settings import Settings
 from router.storage import query, register, relation, transaction
 from router.timing import Laps
-from router.validation import (INDEX, CompiledCheck, ValidationReport, check_compiled, confirm_with_gx, prepare,
-                               publish_docs)
+from router.validation import (INDEX, CompiledCheck, ValidationReport, check_compiled, confirm_with_gx, docs_batch,
+                               prepare, publish_docs)
 
 log = logging.getLogger(__name__)
 
@@ -587,3 +587,20 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
     log.info("ingested %s: %d in, %d ok (%d new), %d quarantined; GX validated %d records", path, result.rows_in,
              result.rows_ok, result.rows_new, result.rows_quarantined, report.gx_rows)
     return result
+
+
+def ingest_files(con: duckdb.DuckDBPyConnection, kind: str, files: list[Path], settings: Settings,
+                 source: str | None = None) -> Iterator[tuple[Path, IngestResult | IngestError]]:
+    """Ingest ``files`` in order, one transaction each, and build their Data Docs once at the end (one
+    :func:`~router.validation.docs_batch`; inside an outer batch, the outer one builds them).
+
+    Yields each file with its :class:`IngestResult`, or with the :class:`IngestError` that rejected it (the
+    store is unchanged by that file, and the next files go on): the caller reports either as it sees fit.
+    """
+    with docs_batch(settings.gx_docs, settings.gx_docs_keep):
+        for path in files:
+            try:
+                outcome: IngestResult | IngestError = ingest_file(con, kind, path, settings, source)
+            except IngestError as exc:
+                outcome = exc
+            yield path, outcome

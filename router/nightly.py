@@ -74,10 +74,11 @@ def stage_demo_data(settings: Settings) -> list[Path]:
 
 def ingest_landing(settings: Settings) -> IngestSummary:
     """Ingest every new file in the landing folders (already-ingested files are skipped by sha256)."""
-    from router.ingest import IngestError, discover, ingest_file
+    from router.ingest import IngestError, discover, ingest_files
     from router.validation import docs_batch
 
     summary = IngestSummary()
+    # One Data Docs build for the night, whatever the number of kinds and files.
     with faults.step("ingest"), open_store(settings) as con, docs_batch(settings.gx_docs, settings.gx_docs_keep):
         for kind in LANDING_KINDS:
             folder = settings.landing(kind)
@@ -85,14 +86,12 @@ def ingest_landing(settings: Settings) -> IngestSummary:
                 continue
             files, notes = discover([folder], kind, allow_pickle=settings.allow_pickle)
             summary.notes.extend(notes)
-            for path in files:
-                try:
-                    result = ingest_file(con, kind, path, settings)
-                except IngestError as exc:
-                    log.error("rejected %s", exc)
-                    summary.rejected.append(str(exc))
-                    continue
-                summary.files.append(asdict(result))
+            for _, outcome in ingest_files(con, kind, files, settings):
+                if isinstance(outcome, IngestError):
+                    log.error("rejected %s", outcome)
+                    summary.rejected.append(str(outcome))
+                else:
+                    summary.files.append(asdict(outcome))
     return summary
 
 

@@ -253,6 +253,27 @@ def test_gx_data_docs_keep_earlier_runs_and_build_once_per_batch(files, ingest, 
     assert len(list((docs / validation.RESULTS_FOLDER).rglob("*.json"))) == 3
 
 
+def test_ingest_files_reports_each_file_and_builds_the_docs_once(files, store, settings, counts, monkeypatch) -> None:
+    builds: list[int] = []
+    real_publish = validation._Validator.publish
+
+    def counted(self, keep: int = 0) -> int:
+        builds.append(real_publish(self, keep))
+        return builds[-1]
+
+    monkeypatch.setattr(validation._Validator, "publish", counted)
+    good = [files.logs("a.jsonl", n=2), files.logs("b.jsonl", records=[files.log_record(i) for i in range(5, 8)])]
+    broken = files.raw("broken.jsonl.gz", b"\x1f\x8b\x08 not really")
+    seen = []
+    for path, outcome in ingest_mod.ingest_files(store, "logs", [good[0], broken, good[1]], settings):
+        seen.append((path.name, outcome.rows_new if isinstance(outcome, ingest_mod.IngestResult) else str(outcome)))
+        assert builds == []  # no page is built while files are still being ingested
+    assert seen[0] == ("a.jsonl", 2) and seen[2] == ("b.jsonl", 3)
+    assert seen[1][0] == "broken.jsonl.gz" and "not a readable gzip file" in seen[1][1]  # and the next file went on
+    assert builds == [2]  # one build, for the two validated files
+    assert counts()["outcomes"] == 5
+
+
 def test_gx_data_docs_keep_the_newest_validations(files, ingest, settings) -> None:
     """ROUTER_GX_DOCS_KEEP bounds the site: each build deletes the oldest results, and their pages go with them;
     results still waiting for their page are never deleted, even when a batch holds more than the limit."""

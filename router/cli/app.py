@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -58,7 +59,7 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logg
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def fail(message: str, code: int = 1) -> None:
+def fail(message: str, code: int = 1) -> NoReturn:
     from rich.markup import escape
 
     err_console.print(f"[bold red]error:[/] {escape(message)}")

@@ -24,10 +24,9 @@ def ingest(
     """Ingest files into the store: validated, quarantined row by row, idempotent, one transaction per file."""
     from rich.progress import Progress
 
-    from router.ingest import IngestError, discover, ingest_file
+    from router.ingest import IngestError, discover, ingest_files
     from router.schemas import KINDS
     from router.storage import open_store
-    from router.validation import docs_batch
 
     if kind not in KINDS:
         fail(f"unknown kind {kind!r}: choose one of {', '.join(KINDS)}")
@@ -42,19 +41,17 @@ def ingest(
         fail(f"no {kind} files found in {', '.join(map(str, paths))}")
     table = Table("file", "status", "rows in", "ok", "new", "quarantined", title=f"ingest {kind}")
     errors = []
-    with (open_store(s) as con, docs_batch(s.gx_docs, s.gx_docs_keep),
-          Progress(console=err_console, transient=True) as progress):
+    with open_store(s) as con, Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"ingesting {kind}", total=len(files))
-        for path in files:
-            try:
-                r = ingest_file(con, kind, path, s, source=source)
+        for path, r in ingest_files(con, kind, files, s, source=source):
+            if isinstance(r, IngestError):
+                errors.append(str(r))
+                table.add_row(escape(path.name), "[red]rejected[/]", "", "", "", "")
+            else:
                 table.add_row(escape(path.name), r.status, str(r.rows_in), str(r.rows_ok), str(r.rows_new),
                               str(r.rows_quarantined))
                 for reason, count in list(r.reasons.items())[:5]:
                     table.add_row("", f"[yellow]{count}× {escape(reason)}[/]", "", "", "", "")
-            except IngestError as exc:
-                errors.append(str(exc))
-                table.add_row(escape(path.name), "[red]rejected[/]", "", "", "", "")
             progress.advance(task)
     console.print(table)
     for error in errors:

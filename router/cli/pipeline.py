@@ -38,22 +38,18 @@ def evaluate(
     Writes metrics.json, curves and report.md under $ROUTER_HOME/reports/<run_id>/ and reports/latest/.
     """
     from router.embeddings import embed_missing
-    from router.ingest import IngestError, discover, ingest_file
+    from router.ingest import IngestError, discover, ingest_files
     from router.pipeline import NotEnoughData, train_and_evaluate
     from router.storage import open_store
-    from router.validation import docs_batch
 
     s = settings()
     with open_store(s) as con:
         if data:
             files, _ = discover(list(data), "routerbench", allow_pickle=allow_pickle or s.allow_pickle)
-            with docs_batch(s.gx_docs, s.gx_docs_keep):
-                for path in files:
-                    try:
-                        r = ingest_file(con, "routerbench", path, s)
-                    except IngestError as exc:
-                        fail(str(exc))
-                    console.print(f"{path.name}: {r.status} ({r.rows_new} new, {r.rows_quarantined} quarantined)")
+            for path, r in ingest_files(con, "routerbench", files, s):
+                if isinstance(r, IngestError):
+                    fail(str(r))  # the files before it are stored; this one changed nothing
+                console.print(f"{path.name}: {r.status} ({r.rows_new} new, {r.rows_quarantined} quarantined)")
         e = embed_missing(con, s)
         console.print(f"embedded {e.embedded} new prompts ({e.already} cached)")
         try:
