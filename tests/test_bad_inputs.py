@@ -466,7 +466,15 @@ def test_fast_utc_pass_agrees_with_the_polars_format_it_precedes() -> None:
                                                  field(2, 61)), ":"), seconds)
     digits = rng.integers(0, 9, n)  # 0: no fraction; 7 and 8 digits are the fast pass's to refuse
     fraction = np.array(["." + "".join(rng.choice(list("0123456789"), k)) if k else "" for k in digits])
-    text = pl.Series("ts", np.char.add(np.char.add(stamps, fraction), "Z").tolist() + ["", "2025-03-01T12:00Z", None])
+    # Edge stamps a random draw rarely makes: hour 24 (DuckDB alone reads "24:00:00" as the next midnight), leap
+    # days and seconds; then what the later passes decide.
+    edges = ["2025-03-01T24:00:00Z", "2025-03-01T24:00:00.000Z", "2025-03-01T23:59:60Z", "2024-02-29T00:00:00Z",
+             "2100-02-29T00:00:00Z", "2000-02-29T23:59:59.999999Z", "0000-01-01T00:00:00Z", "2025-00-10T00:00:00Z"]
+    rest = ["", "2025-03-01T12:00Z", None]
+    text = pl.Series("ts", np.char.add(np.char.add(stamps, fraction), "Z").tolist() + edges + rest)
+    digits = np.concatenate([digits, np.zeros(len(edges), dtype=digits.dtype)])
+    seconds = np.concatenate([seconds, [e[17:19] for e in edges]])
+    n += len(edges)
     fast = ingest_mod._utc_stamps(text)
     slow = text.str.to_datetime(ingest_mod._UTC_FORMAT, strict=False, time_unit="us").dt.replace_time_zone("UTC")
     assert fast.dtype == pl.Datetime("us", "UTC") and fast.len() == text.len()
@@ -482,6 +490,11 @@ def test_fast_utc_pass_agrees_with_the_polars_format_it_precedes() -> None:
     value, bad = ingest_mod._as_timestamp(text.to_frame(), "ts")
     assert value.head(n).equals(slow.head(n), check_names=False, null_equal=True)
     assert bad.head(n).to_list() == slow.head(n).is_null().to_list()
+    at_edges = value.slice(n - len(edges), len(edges))
+    assert at_edges.is_null().to_list() == [True, True, False, False, True, False, False, True]
+    assert at_edges.gather([2, 3, 5]).to_list() == [  # the leap second is the next minute, as polars reads it
+        datetime(2025, 3, 2, tzinfo=UTC), datetime(2024, 2, 29, tzinfo=UTC),
+        datetime(2000, 2, 29, 23, 59, 59, 999999, tzinfo=UTC)]
     assert value.tail(3).to_list() == [None, datetime(2025, 3, 1, 12, tzinfo=UTC), None]
     assert bad.tail(3).to_list() == [False, False, False]  # empty and missing are not "unparseable" here
 
