@@ -164,7 +164,7 @@ def _utc_stamps(text: pl.Series) -> pl.Series:
     """``text`` parsed where it is ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` with an hour of 00-23, else null
     (``sql/queries/ingest/utc_stamps.sql``).
 
-    DuckDB's cast is several times faster than polars' format parser (1M stamps: ~0.2 s against ~0.7 s) and gives
+    DuckDB's cast is cheaper than polars' format parser (docs/performance.md: the Parquet ingest's read part) and gives
     the same instant wherever it accepts a stamp of that form; what it refuses (an invalid date, second 60, ...)
     is left null here for the polars passes to decide, as before. Hour 24 is kept out by the pattern: DuckDB
     reads "24:00:00" as the next midnight, polars refuses it (tested against polars on seeded and edge stamps).

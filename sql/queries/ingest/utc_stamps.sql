@@ -1,5 +1,5 @@
 -- First pass of timestamp parsing (router.ingest._as_timestamp): ISO-8601 UTC stamps of the form
--- YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z with an hour of 00-23, cast by DuckDB (several times faster than polars' format
+-- YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z with an hour of 00-23, cast by DuckDB (cheaper than polars' format
 -- parser). Anything else is NULL here and left to the polars passes after it (7+ fraction digits, offsets,
 -- naive forms; and hour 24, which DuckDB's cast reads as the next midnight but polars refuses).
 SELECT _i,
