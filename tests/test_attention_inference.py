@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
 
-from router.routers.attention import AttentionRouter
+from router.routers.attention import AttentionRouter, _EnsembleInference
 from router.routers.base import RoutingData
 
 MODELS = ("alpha", "beta", "gamma", "delta", "epsilon")
@@ -129,3 +133,81 @@ def test_read_only_vectors_are_used_without_a_copy_or_a_warning(router: Attentio
     np.testing.assert_array_equal(frozen, data.X)
     if not router.config.use_task:  # without the task one-hot the features are the caller's memory itself
         assert x.data_ptr() == frozen.ctypes.data
+
+
+@pytest.fixture
+def torch_threads() -> Iterator[None]:
+    """Let a test change torch's process-wide thread count; restore it afterwards."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_chunks_run_one_per_worker_thread_as_a_single_thread_would(
+    router: AttentionRouter, torch_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 3 torch threads the chunks are shared out among 3 workers, each running torch single-threaded; the
+    outputs are those of a one-thread run (to float32 rounding: a row mixed up between chunks or workers would be
+    far off), and the thread count is restored afterwards."""
+    data = _data(300, seed=21)
+    seen: list[tuple[str, int]] = []
+    chunk = _EnsembleInference._chunk
+
+    def spy(self: _EnsembleInference, x: torch.Tensor, *args: torch.Tensor) -> None:
+        seen.append((threading.current_thread().name, torch.get_num_threads()))
+        chunk(self, x, *args)
+
+    monkeypatch.setattr(_EnsembleInference, "_chunk", spy)
+    torch.set_num_threads(1)
+    alone = router.predict(data.X, data.prompt_chars, data.eval_names, batch_size=7)
+    assert {name for name, _ in seen} == {threading.current_thread().name} and len(seen) == 43
+    seen.clear()
+    torch.set_num_threads(3)
+    shared = router.predict(data.X, data.prompt_chars, data.eval_names, batch_size=7)
+    assert torch.get_num_threads() == 3
+    assert len(seen) == 43 and {threads for _, threads in seen} == {1}
+    assert all(name.startswith("attention-predict") for name, _ in seen) and len({n for n, _ in seen}) >= 2
+    for a, b in zip(alone, shared, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=0)
+    _assert_matches(router, data.X, data.prompt_chars, data.eval_names, batch_size=7)
+
+
+def test_a_failing_chunk_raises_and_restores_the_thread_count(
+    router: AttentionRouter, torch_threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chunk = _EnsembleInference._chunk
+    failed_in: list[str] = []
+
+    def failing(self: _EnsembleInference, x: torch.Tensor, *args: torch.Tensor) -> None:
+        if x.shape[0] == 3:  # the last, short chunk of 98 rows
+            failed_in.append(threading.current_thread().name)
+            raise MemoryError("chunk failed")
+        chunk(self, x, *args)
+
+    monkeypatch.setattr(_EnsembleInference, "_chunk", failing)
+    torch.set_num_threads(2)
+    data = _data(98, seed=4)
+    with pytest.raises(MemoryError, match="chunk failed"):
+        router.predict(data.X, data.prompt_chars, data.eval_names, batch_size=5)
+    assert len(failed_in) == 1 and failed_in[0].startswith("attention-predict")
+    assert torch.get_num_threads() == 2
+
+
+def test_concurrent_predictions_share_the_thread_setting(router: AttentionRouter, torch_threads: None) -> None:
+    """Predictions running at once in several threads of one process (a threaded Dask worker) each give their
+    own answer, and torch's thread count is the caller's again when the last one is done."""
+    torch.set_num_threads(2)
+    inputs = [_data(120 + 10 * i, seed=30 + i) for i in range(6)]
+    expected = [router.predict(d.X, d.prompt_chars, d.eval_names, batch_size=9) for d in inputs]
+    start = threading.Barrier(len(inputs))
+
+    def run(d: RoutingData) -> tuple[np.ndarray, np.ndarray]:
+        start.wait()
+        return router.predict(d.X, d.prompt_chars, d.eval_names, batch_size=9)
+
+    with ThreadPoolExecutor(len(inputs)) as pool:
+        got = list(pool.map(run, inputs))
+    assert torch.get_num_threads() == 2
+    for (q, c), (q_ref, c_ref) in zip(got, expected, strict=True):
+        np.testing.assert_allclose(q, q_ref, rtol=1e-6, atol=0)
+        np.testing.assert_allclose(c, c_ref, rtol=1e-6, atol=0)

@@ -20,7 +20,8 @@ prediction time (mean probability, mean log cost).
 Prediction does not call ``CrossAttentionNet.forward`` (which training uses) but :class:`_EnsembleInference`, an
 algebraically identical evaluation-mode pass that is several times faster on CPU: input-independent terms are
 computed once per call, the ensemble's encoders are one matrix product, and rows go through in cache-sized chunks
-with the large (rows, models, H) activations updated in place.
+with the large (rows, models, H) activations updated in place, one chunk per core at a time (data-parallel threads
+running single-threaded torch operations, rather than every operation split across the cores).
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar, Literal
 
@@ -46,14 +49,46 @@ __all__ = ["ARTIFACT_FORMAT", "AttentionConfig", "AttentionRouter", "CrossAttent
 #: Bumped whenever the artifact layout changes incompatibly.
 ARTIFACT_FORMAT = 1
 
-#: Float32 elements of one (rows, models, H) activation per prediction chunk (8 MiB; ~1,500 prompts for 11 models
-#: and H = 128). On 2 cores, 0.5-2k prompts per chunk run equally fast; much larger chunks make the element-wise
-#: passes memory-bound (4k: +25 %, 8k: +60 %), much smaller ones multiply the per-operation thread
-#: synchronisations, which is what slows down most when other processes compete for the cores.
-_CHUNK_ELEMENTS = 2**21
+#: Float32 elements of one (rows, models, H) activation per prediction chunk (1 MiB, one core's L2 cache on the
+#: AMD EPYC CI host; ~186 prompts for 11 models and H = 128). Each chunk runs on one core (see
+#: ``_EnsembleInference.__call__``), so its activations stay in that core's cache between the dozen element-wise
+#: passes and products over them (with 8 MiB chunks, each operation split across both cores, a matrix-vector
+#: product over one chunk's 16k (prompt, model) rows ran several times slower per row than over 4k rows).
+_CHUNK_ELEMENTS = 2**18
 
 #: In-place exact (erf) GELU, the same kernel as ``F.gelu(x)`` (which has no in-place or ``out=`` form).
 _gelu_ = torch.ops.aten.gelu_
+
+
+_POOL_LOCK = threading.Lock()
+_pool_users = 0
+_pool_threads = 1
+
+
+@contextlib.contextmanager
+def _one_thread_per_op() -> Iterator[int]:
+    """Set torch's intra-op threads to 1 for the duration and yield the count it had on entry: the number of
+    worker threads to run instead, each doing whole chunks with single-threaded operations.
+
+    ``torch.set_num_threads`` is process-wide, so concurrent callers (predictions in several threads of one
+    process, e.g. a threaded Dask worker) share one count: the first one in saves the setting, later ones reuse
+    it, and the last one out restores it, also when a prediction raises.
+    """
+    global _pool_users, _pool_threads
+    with _POOL_LOCK:
+        if _pool_users == 0:
+            _pool_threads = torch.get_num_threads()
+            if _pool_threads > 1:
+                torch.set_num_threads(1)
+        _pool_users += 1
+        threads = _pool_threads
+    try:
+        yield threads
+    finally:
+        with _POOL_LOCK:
+            _pool_users -= 1
+            if _pool_users == 0 and _pool_threads > 1:
+                torch.set_num_threads(_pool_threads)
 
 
 @dataclass(frozen=True)
@@ -233,13 +268,49 @@ class _EnsembleInference:
         self, x: torch.Tensor, ell: torch.Tensor, quality: torch.Tensor, log_cost: torch.Tensor, chunk: int
     ) -> None:
         """Write the ensemble's mean probability and mean standardised log cost of ``x`` (n, d_in), ``ell`` (n,)
-        into ``quality`` and ``log_cost`` (contiguous (n, m) float32), ``chunk`` rows at a time."""
+        into ``quality`` and ``log_cost`` (contiguous (n, m) float32), ``chunk`` rows at a time.
+
+        With more than one chunk and more than one torch thread, the chunks are shared out among that many
+        worker threads, each running torch single-threaded (:func:`_one_thread_per_op`): a chunk's activations
+        then stay in its core's cache, and the cores do not synchronise on every one of the ~80 small
+        operations per chunk. Rows are independent, so this changes no output beyond float32 rounding.
+        """
+        starts = range(0, x.shape[0], chunk)
+        if len(starts) <= 1:
+            self._run(x, ell, quality, log_cost, chunk, iter(starts))
+            return
+        with _one_thread_per_op() as threads:
+            if threads <= 1:
+                self._run(x, ell, quality, log_cost, chunk, iter(starts))
+                return
+            lock, shared = threading.Lock(), iter(starts)
+
+            def next_starts() -> Iterator[int]:  # the chunks not yet taken, handed out one at a time
+                while True:
+                    with lock:
+                        start = next(shared, None)
+                    if start is None:
+                        return
+                    yield start
+
+            def work() -> None:
+                with torch.inference_mode():  # thread-local: each worker enters it itself
+                    self._run(x, ell, quality, log_cost, chunk, next_starts())
+
+            workers = min(threads, len(starts))
+            with ThreadPoolExecutor(workers, thread_name_prefix="attention-predict") as pool:
+                for future in [pool.submit(work) for _ in range(workers)]:
+                    future.result()
+
+    def _run(self, x: torch.Tensor, ell: torch.Tensor, quality: torch.Tensor, log_cost: torch.Tensor, chunk: int,
+             starts: Iterator[int]) -> None:
+        """The chunks beginning at ``starts``, in this thread, through one pair of reused activation buffers
+        (avoids allocating and faulting in fresh pages per chunk)."""
         m, H = self.n_models, self.hidden
         rows = min(chunk, x.shape[0])
-        # Reused buffers for the two large activations (avoids allocating and faulting in fresh pages per chunk).
         z_buffer = torch.empty(rows * m * H, dtype=x.dtype)
         y_buffer = torch.empty_like(z_buffer)
-        for start in range(0, x.shape[0], chunk):
+        for start in starts:
             sl = slice(start, start + chunk)
             n = x[sl].shape[0]
             self._chunk(x[sl], ell[sl], quality[sl].view(-1), log_cost[sl].view(-1),
@@ -483,7 +554,7 @@ class AttentionRouter(Router):
         """Predicted quality in (0, 1) and cost in dollars (> 0), each (n, m), in ``self.models`` order.
 
         ``tasks`` (task label per row) is used only by a router fitted with ``use_task=True``. ``batch_size``:
-        prompts per forward chunk (default: as many as keep a (rows, m, hidden) activation at about 8 MiB); it
+        prompts per forward chunk (default: as many as keep a (rows, m, hidden) activation at about 1 MiB); it
         does not change the result beyond float32 rounding.
         """
         self._check_fitted()
