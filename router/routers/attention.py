@@ -14,8 +14,9 @@ Architecture (details and the reasons for them in ``docs/router.md``)::
 Quality is trained with binary cross-entropy and cost with a Huber loss on standardised log-dollars, both
 masked to the observed (prompt, model) pairs, so sparse logs (one model per prompt) train as well as dense
 benchmark rows. Training uses AdamW on mini-batches for a fixed number of epochs (optionally early stopping on
-a held-out slice of the training rows); an ensemble of ``n_members`` independently seeded networks is averaged at
-prediction time (mean probability, mean log cost).
+a held-out slice of the training rows); an ensemble of ``n_members`` independently seeded networks, trained in
+parallel threads (one member per core, each single-threaded, so the weights do not depend on the core count), is
+averaged at prediction time (mean probability, mean log cost).
 
 Prediction does not call ``CrossAttentionNet.forward`` (which training uses) but :class:`_EnsembleInference`, an
 algebraically identical evaluation-mode pass that is several times faster on CPU: input-independent terms are
@@ -154,6 +155,29 @@ class AttentionConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+class _MemberDropout(nn.Module):
+    """``nn.Dropout`` drawing from the member's own generator when one is set (during ``fit``), else from torch's
+    global one. Same operations as ``F.dropout`` on CPU (a Bernoulli(1 − p) mask divided by 1 − p, multiplied in),
+    so a generator holding the global generator's state draws the same masks. Members then train in parallel
+    threads without sharing (and racing on) the global generator. No parameters: artifacts are unchanged."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if self.generator is None:
+            return F.dropout(x, self.p, training=True)
+        noise = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator).div_(1.0 - self.p)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class CrossAttentionNet(nn.Module):
     """One ensemble member: prompt features + log length → (quality logit, standardised log cost), each (n, m)."""
 
@@ -161,7 +185,7 @@ class CrossAttentionNet(nn.Module):
         super().__init__()
         H, D, A = cfg.hidden, cfg.model_dim, cfg.attn_dim
         self.scale = 1.0 / math.sqrt(A)
-        self.encoder = nn.Sequential(nn.Linear(d_in, H), nn.GELU(), nn.Dropout(cfg.dropout), nn.LayerNorm(H))
+        self.encoder = nn.Sequential(nn.Linear(d_in, H), nn.GELU(), _MemberDropout(cfg.dropout), nn.LayerNorm(H))
         self.model_emb = nn.Parameter(torch.randn(n_models, D) * 0.1)
         # Single-head cross-attention: the prompt (one token) queries the pool of model embeddings.
         self.w_q = nn.Linear(H, A, bias=False)
@@ -173,12 +197,18 @@ class CrossAttentionNet(nn.Module):
         self.pair_model = nn.Linear(D, H, bias=False)
         self.inter_prompt = nn.Linear(H, H, bias=False)
         self.inter_model = nn.Linear(D, H, bias=False)
-        self.dropout = nn.Dropout(cfg.dropout)
+        self.dropout = _MemberDropout(cfg.dropout)
         self.quality_head = nn.Linear(H, 1)
         # Cost: per-model affine in log length (from the model embedding) + a non-linear residual.
         self.cost_affine = nn.Linear(D, 2)
         self.cost_hidden = nn.Linear(H + 1, H)
         self.cost_out = nn.Linear(H, 1)
+
+    def use_generator(self, generator: torch.Generator | None) -> None:
+        """Draw the dropout masks from ``generator`` (``None``: torch's global generator)."""
+        for module in self.modules():
+            if isinstance(module, _MemberDropout):
+                module.generator = generator
 
     def attention(self, h: torch.Tensor) -> torch.Tensor:
         """Attention weights (n, m) of each prompt over the model pool."""
@@ -466,12 +496,25 @@ class AttentionRouter(Router):
             "c": torch.as_tensor((log_cost - self.stats["logcost_mean"]) / self.stats["logcost_std"], dtype=torch.float32),
             "cm": torch.as_tensor(c_mask[rows], dtype=torch.float32),
         }
-        self.members, self.history = [], []
-        with _deterministic():
-            for k in range(cfg.n_members):
-                net, info = self._fit_member(tensors, labels[rows], seed + k)
-                self.members.append(net)
-                self.history.append(info)
+        # Members are initialised one after another from torch's global generator (seeded per member), then
+        # trained in parallel, one per worker thread running torch single-threaded, each drawing its dropout
+        # masks from its own generator, started where the global one stood after its initialisation. Every
+        # member's arithmetic is then single-threaded and its own, whatever the number of threads: the fitted
+        # weights do not depend on the core count or on the threads' timing.
+        members = [self._new_seeded_member(seed + k) for k in range(cfg.n_members)]
+
+        def train(k: int) -> tuple[CrossAttentionNet, dict[str, Any]]:
+            return self._fit_member(*members[k], tensors, labels[rows], seed + k)
+
+        with _deterministic(), _one_thread_per_op() as threads:
+            workers = min(threads, cfg.n_members)
+            if workers <= 1:
+                fitted = [train(k) for k in range(cfg.n_members)]
+            else:
+                with ThreadPoolExecutor(workers, thread_name_prefix="attention-fit") as pool:
+                    fitted = list(pool.map(train, range(cfg.n_members)))
+        self.members = [net for net, _ in fitted]
+        self.history = [info for _, info in fitted]
         return self
 
     def _loss(
@@ -488,8 +531,18 @@ class AttentionRouter(Router):
         c_loss = (huber * cm).sum() / cm.sum().clamp_min(1.0)
         return q_loss + cost_weight * c_loss
 
+    def _new_seeded_member(self, seed: int) -> tuple[CrossAttentionNet, torch.Generator]:
+        """A member initialised from torch's global generator seeded with ``seed``, and the generator for its
+        dropout masks: a copy of the global one's state after the initialisation."""
+        torch.manual_seed(seed)
+        net = self._new_member()
+        dropout = torch.Generator()
+        dropout.set_state(torch.get_rng_state())
+        return net, dropout
+
     def _fit_member(
-        self, t: Mapping[str, torch.Tensor], labels: np.ndarray, seed: int
+        self, net: CrossAttentionNet, dropout: torch.Generator, t: Mapping[str, torch.Tensor], labels: np.ndarray,
+        seed: int,
     ) -> tuple[CrossAttentionNet, dict[str, Any]]:
         cfg = self.config
         rng = np.random.default_rng(seed)
@@ -497,9 +550,8 @@ class AttentionRouter(Router):
         train_idx = torch.as_tensor(np.flatnonzero(~held))
         val_idx = torch.as_tensor(np.flatnonzero(held))
 
-        torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        net = self._new_member()
+        net.use_generator(dropout)
         optimiser = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
         best_loss, best_epoch, best_state = math.inf, 0, copy.deepcopy(net.state_dict())
@@ -530,6 +582,7 @@ class AttentionRouter(Router):
                 break
         if best_state is not None:
             net.load_state_dict(best_state)
+        net.use_generator(None)
         net.eval()
         info: dict[str, Any] = {"seed": float(seed), "epochs": float(epoch), "best_epoch": float(best_epoch),
                                 "val_loss": best_loss, "train_loss_curve": train_curve}

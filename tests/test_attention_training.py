@@ -1,0 +1,106 @@
+"""The attention router's members train in parallel threads with their own dropout generators: the fitted weights
+are those of a one-thread, one-member-after-another fit, bit for bit, whatever the number of threads."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from router.routers.attention import AttentionRouter, CrossAttentionNet, _MemberDropout
+from router.routers.base import RoutingData
+
+#: Dropout on, several members, a held-out slice with early stopping, task one-hot: every path of ``fit``.
+CONFIG = {"hidden": 24, "model_dim": 6, "attn_dim": 10, "max_epochs": 4, "n_members": 3, "batch_size": 16,
+          "dropout": 0.3, "val_fraction": 0.2, "patience": 2, "use_task": True}
+
+
+def _data(n: int, seed: int) -> RoutingData:
+    """Unit vectors, 0/1 quality and log-uniform costs for 4 models, a fifth of the pairs unobserved, 3 tasks."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 16)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    quality = (rng.random((n, 4)) < 0.6).astype(np.float32)
+    cost = np.exp(rng.uniform(np.log(1e-5), np.log(1e-2), size=(n, 4))).astype(np.float32)
+    quality[rng.random((n, 4)) < 0.2] = np.nan
+    cost[rng.random((n, 4)) < 0.2] = np.nan
+    tasks = rng.choice(["task_a", "task_b", "task_c"], size=n).astype(object)
+    return RoutingData(X, quality, cost, rng.integers(10, 5000, size=n), ["a", "b", "c", "d"], tasks)
+
+
+@pytest.fixture
+def torch_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def _weights(router: AttentionRouter) -> list[dict[str, torch.Tensor]]:
+    return [net.state_dict() for net in router.members]
+
+
+def test_fit_is_the_same_whatever_the_thread_count(torch_threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _data(200, seed=8)
+    trained_in: list[tuple[str, int]] = []
+    fit_member = AttentionRouter._fit_member
+
+    def spy(self: AttentionRouter, *args: object) -> object:
+        trained_in.append((threading.current_thread().name, torch.get_num_threads()))
+        return fit_member(self, *args)
+
+    monkeypatch.setattr(AttentionRouter, "_fit_member", spy)
+    fits = {}
+    for threads in (1, 2, 3):
+        torch.set_num_threads(threads)
+        trained_in.clear()
+        fits[threads] = AttentionRouter(**CONFIG).fit(data, seed=11)
+        assert torch.get_num_threads() == threads  # restored
+        names = {name for name, _ in trained_in}
+        assert len(trained_in) == 3 and {n for _, n in trained_in} == {1}
+        if threads == 1:
+            assert names == {threading.current_thread().name}
+        else:
+            assert all(name.startswith("attention-fit") for name in names)
+    one = fits[1]
+    for threads in (2, 3):
+        assert fits[threads].history == one.history
+        for a, b in zip(_weights(one), _weights(fits[threads]), strict=True):
+            for key in a:
+                torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+    for net in one.members:  # no generator is kept after the fit (artifacts and copies stay plain)
+        assert all(m.generator is None for m in net.modules() if isinstance(m, _MemberDropout))
+    # members differ from each other (each has its own seed and its own dropout stream)
+    assert not torch.equal(one.members[0].pair_prompt.weight, one.members[1].pair_prompt.weight)
+
+
+def test_member_dropout_draws_what_f_dropout_draws_from_the_same_state() -> None:
+    torch.manual_seed(123)
+    x = torch.randn(64, 11, 24)
+    state = torch.get_rng_state()
+    expected = F.dropout(x, 0.3, training=True)
+    module = _MemberDropout(0.3)
+    generator = torch.Generator()
+    generator.set_state(state)
+    module.generator = generator
+    torch.testing.assert_close(module(x), expected, rtol=0, atol=0)
+    assert (module(x) == 0).any()  # it is a different draw the second time, from the same stream
+    module.eval()
+    assert module(x) is x
+
+
+def test_a_fitted_member_predicts_the_same_after_a_deepcopy() -> None:
+    """Nets hold no generator once fitted, so they copy and compare like plain modules."""
+    import copy
+
+    router = AttentionRouter(**{**CONFIG, "n_members": 1}).fit(_data(60, seed=2), seed=1)
+    clone = copy.deepcopy(router.members[0])
+    assert isinstance(clone, CrossAttentionNet)
+    x = torch.randn(5, router.members[0].encoder[0].in_features)
+    ell = torch.randn(5)
+    with torch.no_grad():
+        for a, b in zip(router.members[0](x, ell), clone(x, ell), strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
