@@ -31,7 +31,7 @@ from router import schemas
 from router.files import sha256_file
 from router.readers import ROW, FileRejected, clip_json, data_suffix, empty_rejects, read_any
 from router.settings import Settings
-from router.storage import query, register, relation, transaction
+from router.storage import per_row, query, register, transaction
 from router.timing import Laps
 from router.validation import (INDEX, CompiledCheck, ValidationReport, check_compiled, confirm_with_gx, docs_batch,
                                prepare, publish_docs)
@@ -169,12 +169,9 @@ def _utc_stamps(text: pl.Series) -> pl.Series:
     is left null here for the polars passes to decide, as before. Hour 24 is kept out by the pattern: DuckDB
     reads "24:00:00" as the next midnight, polars refuses it (tested against polars on seeded and edge stamps).
     """
-    order = pl.int_range(text.len(), dtype=pl.UInt32, eager=True).alias("_i")
+    stamps = pl.DataFrame([pl.int_range(text.len(), dtype=pl.UInt32, eager=True).alias("_i"), text.alias("ts")])
     with duckdb.connect() as con:  # in memory; a cast of a stamp with "Z" does not depend on the session's zone
-        register(con, "stamps", pl.DataFrame([order, text.alias("ts")]))
-        parsed = relation(con, "ingest/utc_stamps").pl()
-    if not parsed["_i"].equals(order):
-        parsed = parsed.sort("_i")  # a plain scan keeps the order; if not, restore it
+        parsed = per_row(con, "stamps", stamps, "ingest/utc_stamps", "_i")
     return parsed["ts"].dt.convert_time_zone("UTC").alias(text.name)
 
 
@@ -445,13 +442,9 @@ def prompt_ids(con: duckdb.DuckDBPyConnection, records: pl.DataFrame) -> pl.Seri
     """
     cursor = con.cursor()
     try:
-        register(cursor, "staged_text", records.select(INDEX, "prompt"))
-        ids = relation(cursor, "ingest/prompt_ids").pl()
+        return per_row(cursor, "staged_text", records.select(INDEX, "prompt"), "ingest/prompt_ids", INDEX)["prompt_id"]
     finally:
         cursor.close()
-    if not ids[INDEX].equals(records[INDEX]):  # a plain scan keeps the frame's order; if not, realign
-        ids = records.select(INDEX).join(ids, on=INDEX, how="left", maintain_order="left")
-    return ids["prompt_id"]
 
 
 class _Unconfirmed(Exception):

@@ -208,6 +208,17 @@ def relation(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] |
     return con.sql(sql, params=bind(sql, params) or None)
 
 
+def per_row(con: duckdb.DuckDBPyConnection, name: str, frame: Any, query_name: str, key: str):
+    """Register ``frame`` as ``name`` and return the named query's result (one row per frame row, carrying its
+    ``key``) in the frame's row order. A plain scan of a registered frame keeps its order, which is checked on
+    ``key`` (a cheap comparison); should a plan ever reorder the rows, they are realigned by a join on ``key``."""
+    register(con, name, frame)
+    out = relation(con, query_name).pl()
+    if not out[key].equals(frame[key]):
+        out = frame.select(key).join(out, on=key, how="left", maintain_order="left")
+    return out
+
+
 def scalar(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] | None = None) -> Any:
     rows = execute(con, name, params)
     return rows[0][0] if rows else None

@@ -724,3 +724,39 @@ def test_jsonl_value_of_another_type_after_the_inference_window(files, ingest, s
     assert (result.rows_ok, result.rows_quarantined) == (59, 1)
     assert result.reasons == {"quality is not a number": 1}
     assert table(store, "outcomes").filter(pl.col("sample_key") == "req-55")["task"].to_list() == ["math"]
+
+
+def test_per_row_queries_come_back_in_the_frame_order_even_if_a_scan_reorders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``prompt_ids`` and the timestamp pass rely on DuckDB scanning a registered frame in its order; should a plan
+    ever return the rows in another order, ``storage.per_row`` realigns them on the key."""
+    import hashlib
+
+    import duckdb
+
+    from router import storage
+    from router.validation import INDEX
+
+    prompts = [f"prompt {i} " * (i % 3 + 1) for i in range(50)]
+    records = pl.DataFrame({INDEX: np.arange(100, 150), "prompt": prompts})  # keys are not row positions
+    stamps = pl.Series("ts", [f"2025-03-{d:02d}T12:00:00Z" for d in range(1, 29)] + ["2025-02-30T12:00:00Z"])
+    expected_ids = [hashlib.sha256(p.encode()).hexdigest()[:32] for p in prompts]
+    expected_ts = [datetime(2025, 3, d, 12, tzinfo=UTC) for d in range(1, 29)] + [None]
+    reversed_scans: list[str] = []
+    relation = storage.relation
+
+    class Reversed:
+        def __init__(self, rel: object, name: str) -> None:
+            self.rel, self.name = rel, name
+
+        def pl(self) -> pl.DataFrame:
+            reversed_scans.append(self.name)
+            return self.rel.pl().reverse()
+
+    for reorder in (False, True):
+        if reorder:
+            monkeypatch.setattr(storage, "relation", lambda con, name, params=None: Reversed(relation(con, name,
+                                                                                                       params), name))
+        with duckdb.connect() as con:
+            assert ingest_mod.prompt_ids(con, records).to_list() == expected_ids
+        assert ingest_mod._utc_stamps(stamps).to_list() == expected_ts
+    assert reversed_scans == ["ingest/prompt_ids", "ingest/utc_stamps"]
