@@ -16,12 +16,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from router.errors import RouterError
 from router.settings import PROJECT_ROOT, Settings
+
+if TYPE_CHECKING:
+    import polars as pl
 
 SQL_DIR = PROJECT_ROOT / "sql"
 _MIGRATION = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
@@ -208,7 +211,8 @@ def relation(con: duckdb.DuckDBPyConnection, name: str, params: dict[str, Any] |
     return con.sql(sql, params=bind(sql, params) or None)
 
 
-def per_row(con: duckdb.DuckDBPyConnection, name: str, frame: Any, query_name: str, key: str):
+def per_row(con: duckdb.DuckDBPyConnection, name: str, frame: pl.DataFrame, query_name: str, key: str
+            ) -> pl.DataFrame:
     """Register ``frame`` as ``name`` and return the named query's result (one row per frame row, carrying its
     ``key``) in the frame's row order. A plain scan of a registered frame keeps its order, which is checked on
     ``key`` (a cheap comparison); should a plan ever reorder the rows, they are realigned by a join on ``key``."""

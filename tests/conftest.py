@@ -7,6 +7,7 @@
   supported format (CSV, Parquet, JSONL, pickle, optionally gzip'd), or raw bytes for broken inputs.
 * ``ingest`` - ``ingest(kind, path)``: :func:`router.ingest.ingest_file` on that store.
 * ``counts`` - ``counts()``: row count of every table (compare before/after to prove nothing changed).
+* ``torch_threads`` - lets a test change torch's process-wide thread count; restored afterwards.
 
 Nothing is written to the current directory; the bundled encoder is used offline.
 """
@@ -83,6 +84,15 @@ def counts(store) -> Callable[[], dict[str, int]]:
     from router.storage import table_counts
 
     return lambda: table_counts(store)
+
+
+@pytest.fixture
+def torch_threads() -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

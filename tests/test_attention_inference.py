@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -133,14 +132,6 @@ def test_read_only_vectors_are_used_without_a_copy_or_a_warning(router: Attentio
     np.testing.assert_array_equal(frozen, data.X)
     if not router.config.use_task:  # without the task one-hot the features are the caller's memory itself
         assert x.data_ptr() == frozen.ctypes.data
-
-
-@pytest.fixture
-def torch_threads() -> Iterator[None]:
-    """Let a test change torch's process-wide thread count; restore it afterwards."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def test_chunks_run_one_per_worker_thread_as_a_single_thread_would(

@@ -4,7 +4,6 @@ are those of a one-thread, one-member-after-another fit, bit for bit, whatever t
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -30,13 +29,6 @@ def _data(n: int, seed: int) -> RoutingData:
     cost[rng.random((n, 4)) < 0.2] = np.nan
     tasks = rng.choice(["task_a", "task_b", "task_c"], size=n).astype(object)
     return RoutingData(X, quality, cost, rng.integers(10, 5000, size=n), ["a", "b", "c", "d"], tasks)
-
-
-@pytest.fixture
-def torch_threads() -> Iterator[None]:
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
 
 
 def _weights(router: AttentionRouter) -> list[dict[str, torch.Tensor]]:
