@@ -53,8 +53,8 @@ ARTIFACT_FORMAT = 1
 #: Float32 elements of one (rows, models, H) activation per prediction chunk (1 MiB, one core's L2 cache on the
 #: AMD EPYC CI host; ~186 prompts for 11 models and H = 128). Each chunk runs on one core (see
 #: ``_EnsembleInference.__call__``), so its activations stay in that core's cache between the dozen element-wise
-#: passes and products over them (with 8 MiB chunks, each operation split across both cores, a matrix-vector
-#: product over one chunk's 16k (prompt, model) rows ran several times slower per row than over 4k rows).
+#: passes and products over them, where 8 MiB chunks, each operation split across both cores, went to memory
+#: (the ``route_attention`` bench before and after: docs/performance.md, "Latest full set").
 _CHUNK_ELEMENTS = 2**18
 
 #: In-place exact (erf) GELU, the same kernel as ``F.gelu(x)`` (which has no in-place or ``out=`` form).
