@@ -447,6 +447,23 @@ def prompt_ids(con: duckdb.DuckDBPyConnection, records: pl.DataFrame) -> pl.Seri
         cursor.close()
 
 
+def first_occurrences(ids: pl.Series, hashes: pl.Series | None = None) -> pl.Series | None:
+    """Mask of the first record of each id, in order (``is_first_distinct``), or None when all are distinct.
+
+    Compared through 64-bit hashes of the ids (``hashes``, by default polars' ``hash()``), which is ~8 times
+    cheaper than on the text for 1M ids: distinct hashes mean distinct ids; when ids repeat, each repeat must
+    carry the same id as the first record with its hash, and if two different ids share a hash the exact
+    test on the text decides.
+    """
+    hashes = ids.hash() if hashes is None else hashes
+    if hashes.n_unique() == ids.len():
+        return None
+    first = hashes.is_first_distinct()
+    both = pl.DataFrame([hashes.alias("hash"), ids.alias("id")])
+    collided = both.filter(~first).join(both.filter(first), on="hash").filter(pl.col("id") != pl.col("id_right"))
+    return ids.is_first_distinct() if collided.height else first
+
+
 class _Unconfirmed(Exception):
     """Great Expectations failed records the compiled checks passed: the commit is redone with them."""
 
@@ -481,8 +498,8 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
             register(con, "staged", good)
         # One record per prompt: its first in the file, which names its task (in file order; a batch whose
         # prompts are all distinct is passed as it is, without copying it).
-        first = good["prompt_id"].is_first_distinct()
-        register(con, "staged_prompts", good if first.all() else good.filter(first))
+        first = first_occurrences(good["prompt_id"])
+        register(con, "staged_prompts", good if first is None else good.filter(first))
         con.execute(query("ingest/insert_prompts"), {"now": now, "source": staged.kind})
         if staged.kind == "backlog":
             new = con.execute(query("ingest/insert_backlog"), params).fetchall()[0][0]

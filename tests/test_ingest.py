@@ -395,6 +395,19 @@ def test_a_prompt_sent_many_times_is_stored_once_with_its_first_task(files, inge
         prompts.filter(pl.col("text") == "Same question")["prompt_id"].item()]
 
 
+@pytest.mark.parametrize("hashes", ["polars", "colliding"])
+def test_first_occurrences_is_exact_even_when_hashes_collide(hashes) -> None:
+    ids = pl.Series("prompt_id", ["b", "a", "b", "c", "a", "d", "c"])
+    # "colliding": every id gets the same hash, so only the exact test on the text can tell them apart
+    given = None if hashes == "polars" else pl.Series([7] * ids.len(), dtype=pl.UInt64)
+    first = ingest_mod.first_occurrences(ids, given)
+    assert first is not None and first.to_list() == [True, True, False, True, False, True, False]
+    assert ingest_mod.first_occurrences(pl.Series(["x", "y", "z"])) is None  # all distinct: nothing to filter
+    # distinct ids whose hashes collide are all kept, each once
+    pairs = pl.Series([5, 5, 9], dtype=pl.UInt64)
+    assert ingest_mod.first_occurrences(pl.Series(["p", "q", "p"]), pairs).to_list() == [True, True, False]
+
+
 def test_cli_style_folder_ingest_copies_are_skipped(files, ingest, counts, tmp_path) -> None:
     path = files.backlog("b1.jsonl", n=4)
     assert ingest("backlog", path).rows_new == 4
