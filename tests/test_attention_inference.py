@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 import torch
 
-from router.routers.attention import AttentionRouter, _EnsembleInference
+from router.routers.attention import AttentionRouter, _EnsembleInference, _on_cores
 from router.routers.base import RoutingData
 
 MODELS = ("alpha", "beta", "gamma", "delta", "epsilon")
@@ -182,6 +183,36 @@ def test_a_failing_chunk_raises_and_restores_the_thread_count(
         router.predict(data.X, data.prompt_chars, data.eval_names, batch_size=5)
     assert len(failed_in) == 1 and failed_in[0].startswith("attention-predict")
     assert torch.get_num_threads() == 2
+
+
+def test_work_on_cores_keeps_item_order_and_drops_the_rest_after_an_error(torch_threads: None) -> None:
+    """The helper behind prediction and training: results in item order from single-threaded workers; after a
+    failure the items not yet started are not run, and the caller's thread count comes back."""
+    torch.set_num_threads(2)
+
+    def where(i: int) -> tuple[int, str, int]:
+        time.sleep(0.001 * (i % 3))  # finish out of order
+        return i * i, threading.current_thread().name, torch.get_num_threads()
+
+    out = _on_cores(where, range(12), "cores-test")
+    assert [v for v, _, _ in out] == [i * i for i in range(12)]
+    assert {t for _, _, t in out} == {1} and all(name.startswith("cores-test") for _, name, _ in out)
+    assert torch.get_num_threads() == 2
+
+    started: list[int] = []
+
+    def failing(i: int) -> None:
+        started.append(i)
+        if i == 0:
+            raise ValueError("item 0 failed")
+        time.sleep(0.02)
+
+    with pytest.raises(ValueError, match="item 0 failed"):
+        _on_cores(failing, range(200), "cores-test")
+    assert 0 in started and len(started) < 20  # the other worker's item or two, not the 199 queued behind
+    assert torch.get_num_threads() == 2
+    torch.set_num_threads(1)  # one thread: the items run here, one after another
+    assert [name for _, name, _ in _on_cores(where, range(3), "cores-test")] == [threading.current_thread().name] * 3
 
 
 def test_concurrent_predictions_share_the_thread_setting(router: AttentionRouter, torch_threads: None) -> None:

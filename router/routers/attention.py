@@ -32,10 +32,10 @@ import copy
 import math
 import threading
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -69,7 +69,8 @@ _pool_threads = 1
 @contextlib.contextmanager
 def _one_thread_per_op() -> Iterator[int]:
     """Set torch's intra-op threads to 1 for the duration and yield the count it had on entry: the number of
-    worker threads to run instead, each doing whole chunks with single-threaded operations.
+    worker threads to run instead (:func:`_on_cores`), each doing whole pieces of work (prediction chunks,
+    ensemble members) with single-threaded operations.
 
     ``torch.set_num_threads`` is process-wide, so concurrent callers (predictions in several threads of one
     process, e.g. a threaded Dask worker) share one count: the first one in saves the setting, later ones reuse
@@ -90,6 +91,31 @@ def _one_thread_per_op() -> Iterator[int]:
             _pool_users -= 1
             if _pool_users == 0 and _pool_threads > 1:
                 torch.set_num_threads(_pool_threads)
+
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+def _on_cores(func: Callable[[_T], _R], items: Sequence[_T], name: str) -> list[_R]:
+    """``func`` of every item, in order, with torch single-threaded (:func:`_one_thread_per_op`): by as many
+    worker threads (named ``name``) as torch had intra-op threads, at most one per item, or one item after
+    another in this thread when that is one. Grad and inference modes are per thread: ``func`` sets its own.
+
+    The first error is raised here once the items already running are done; the items not yet started are
+    dropped.
+    """
+    with _one_thread_per_op() as threads:
+        workers = min(threads, len(items))
+        if workers <= 1:
+            return [func(item) for item in items]
+        with ThreadPoolExecutor(workers, thread_name_prefix=name) as pool:
+            futures = [pool.submit(func, item) for item in items]
+            try:
+                return [future.result() for future in futures]
+            finally:
+                for future in futures:
+                    future.cancel()  # those not started yet (after an error)
 
 
 @dataclass(frozen=True)
@@ -300,51 +326,34 @@ class _EnsembleInference:
         """Write the ensemble's mean probability and mean standardised log cost of ``x`` (n, d_in), ``ell`` (n,)
         into ``quality`` and ``log_cost`` (contiguous (n, m) float32), ``chunk`` rows at a time.
 
-        With more than one chunk and more than one torch thread, the chunks are shared out among that many
-        worker threads, each running torch single-threaded (:func:`_one_thread_per_op`): a chunk's activations
-        then stay in its core's cache, and the cores do not synchronise on every one of the ~80 small
-        operations per chunk. Rows are independent, so this changes no output beyond float32 rounding.
+        The chunks are shared out among as many worker threads as torch has intra-op threads, each running
+        torch single-threaded (:func:`_on_cores`): a chunk's activations then stay in its core's cache, and the
+        cores do not synchronise on every one of the ~80 small operations per chunk. Each thread reuses one pair
+        of activation buffers for all its chunks (no fresh pages to allocate and fault in per chunk). Rows are
+        independent, so this changes no output beyond float32 rounding. A single chunk (up to ~186 prompts, a
+        serving call) runs in the caller's thread with torch's intra-op threads as they are: with nothing to
+        share out, splitting its operations across the cores is the faster way once it holds a few dozen prompts.
         """
-        starts = range(0, x.shape[0], chunk)
-        if len(starts) <= 1:
-            self._run(x, ell, quality, log_cost, chunk, iter(starts))
-            return
-        with _one_thread_per_op() as threads:
-            if threads <= 1:
-                self._run(x, ell, quality, log_cost, chunk, iter(starts))
-                return
-            lock, shared = threading.Lock(), iter(starts)
-
-            def next_starts() -> Iterator[int]:  # the chunks not yet taken, handed out one at a time
-                while True:
-                    with lock:
-                        start = next(shared, None)
-                    if start is None:
-                        return
-                    yield start
-
-            def work() -> None:
-                with torch.inference_mode():  # thread-local: each worker enters it itself
-                    self._run(x, ell, quality, log_cost, chunk, next_starts())
-
-            workers = min(threads, len(starts))
-            with ThreadPoolExecutor(workers, thread_name_prefix="attention-predict") as pool:
-                for future in [pool.submit(work) for _ in range(workers)]:
-                    future.result()
-
-    def _run(self, x: torch.Tensor, ell: torch.Tensor, quality: torch.Tensor, log_cost: torch.Tensor, chunk: int,
-             starts: Iterator[int]) -> None:
-        """The chunks beginning at ``starts``, in this thread, through one pair of reused activation buffers
-        (avoids allocating and faulting in fresh pages per chunk)."""
         m, H = self.n_models, self.hidden
-        rows = min(chunk, x.shape[0])
-        z_buffer = torch.empty(rows * m * H, dtype=x.dtype)
-        y_buffer = torch.empty_like(z_buffer)
-        for start in starts:
+        size = min(chunk, x.shape[0]) * m * H
+        buffers = threading.local()
+
+        def run(start: int) -> None:
             sl = slice(start, start + chunk)
             n = x[sl].shape[0]
-            self._chunk(x[sl], ell[sl], quality[sl].view(-1), log_cost[sl].view(-1),
-                        z_buffer[: n * m * H].view(n, m, H), y_buffer[: n * m * H].view(n * m, H))
+            with torch.inference_mode():  # thread-local: a worker thread enters it itself
+                if not hasattr(buffers, "z"):
+                    buffers.z = torch.empty(size, dtype=x.dtype)
+                    buffers.y = torch.empty_like(buffers.z)
+                self._chunk(x[sl], ell[sl], quality[sl].view(-1), log_cost[sl].view(-1),
+                            buffers.z[: n * m * H].view(n, m, H), buffers.y[: n * m * H].view(n * m, H))
+
+        chunks = range(0, x.shape[0], chunk)
+        if len(chunks) > 1:
+            _on_cores(run, chunks, "attention-predict")
+        else:  # one chunk (a serving call): in this thread on torch's own threads, which is faster here
+            for start in chunks:
+                run(start)
 
     def _chunk(
         self, x: torch.Tensor, ell: torch.Tensor, quality: torch.Tensor, log_cost: torch.Tensor,
@@ -506,13 +515,8 @@ class AttentionRouter(Router):
         def train(k: int) -> tuple[CrossAttentionNet, dict[str, Any]]:
             return self._fit_member(*members[k], tensors, labels[rows], seed + k)
 
-        with _deterministic(), _one_thread_per_op() as threads:
-            workers = min(threads, cfg.n_members)
-            if workers <= 1:
-                fitted = [train(k) for k in range(cfg.n_members)]
-            else:
-                with ThreadPoolExecutor(workers, thread_name_prefix="attention-fit") as pool:
-                    fitted = list(pool.map(train, range(cfg.n_members)))
+        with _deterministic():
+            fitted = _on_cores(train, range(cfg.n_members), "attention-fit")
         self.members = [net for net, _ in fitted]
         self.history = [info for _, info in fitted]
         return self
