@@ -331,8 +331,8 @@ class _EnsembleInference:
         cores do not synchronise on every one of the ~80 small operations per chunk. Each thread reuses one pair
         of activation buffers for all its chunks (no fresh pages to allocate and fault in per chunk). Rows are
         independent, so this changes no output beyond float32 rounding. A single chunk (up to ~186 prompts, a
-        serving call) runs in the caller's thread with torch's intra-op threads as they are: with nothing to
-        share out, splitting its operations across the cores is the faster way once it holds a few dozen prompts.
+        serving call) has nothing to share out: it runs in the caller's thread with torch's intra-op threads as
+        they are, without switching the thread count.
         """
         m, H = self.n_models, self.hidden
         size = min(chunk, x.shape[0]) * m * H
@@ -351,7 +351,7 @@ class _EnsembleInference:
         chunks = range(0, x.shape[0], chunk)
         if len(chunks) > 1:
             _on_cores(run, chunks, "attention-predict")
-        else:  # one chunk (a serving call): in this thread on torch's own threads, which is faster here
+        else:  # zero or one chunk (a serving call): in this thread, on torch's own intra-op threads
             for start in chunks:
                 run(start)
 
