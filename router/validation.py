@@ -163,13 +163,17 @@ class _Validator:
             })
             self.context.validation_results_store_name = RESULTS_STORE
             self.docs_site = "router_data_docs"
+            from router.gx_views import INDEX_VIEW, SECTION_VIEW  # GX's views, compiling templates once
+
             self.context.add_data_docs_site(
                 site_name=self.docs_site,
                 site_config={
                     "class_name": "SiteBuilder",
                     "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir)},
+                    "site_section_builders": {section: {"view": SECTION_VIEW}
+                                              for section in ("expectations", "validations", "profiling")},
                     "site_index_builder": {"class_name": "DefaultSiteIndexBuilder",
-                                           "validation_results_limit": DOCS_INDEX_LIMIT},
+                                           "validation_results_limit": DOCS_INDEX_LIMIT, "view": INDEX_VIEW},
                 },
             )
         self.source = self.context.data_sources.add_pandas("router_ingest")
@@ -256,7 +260,8 @@ def _checkpoint(docs_dir: Path | None, kind: str | None):
 
 
 def prepare(docs_dir: Path | None, kind: str | None = None) -> threading.Thread:
-    """Import GX and build its context (and ``kind``'s checkpoint) in a background thread.
+    """Import GX and build its context (and ``kind``'s checkpoint) in a background thread; with Data Docs, also
+    compile their page templates (:func:`router.gx_views.precompile`).
 
     The ingest calls this before it reads a file, so the seconds of importing GX overlap reading and staging
     (which run in polars and DuckDB, outside the GIL). :func:`validate` waits for it. A failure here is left
@@ -265,6 +270,10 @@ def prepare(docs_dir: Path | None, kind: str | None = None) -> threading.Thread:
     def warm() -> None:
         try:
             _checkpoint(docs_dir, kind)
+            if docs_dir is not None:
+                from router.gx_views import precompile
+
+                precompile()  # the Data Docs templates, once per process (router.gx_views)
         except Exception:  # noqa: BLE001 - validate() raises it again, where it can be handled
             log.debug("GX warm-up failed", exc_info=True)
 

@@ -154,6 +154,65 @@ def test_a_slow_warm_up_is_waited_for_not_duplicated(tmp_path) -> None:
     assert len(list((docs / "validations" / "logs").rglob("*.html"))) == 1
 
 
+def test_data_docs_are_gx_pages_with_templates_compiled_once_per_process(tmp_path, monkeypatch) -> None:
+    """The Data Docs views share one compiled-template cache: after the warm-up a build compiles no template,
+    and every page is the HTML GX's own views render from the same document (but for the element ids and
+    times GX draws at each render)."""
+    import copy
+    import re
+
+    import jinja2
+    from great_expectations.render.view import DefaultJinjaIndexPageView, DefaultJinjaPageView
+
+    from router import gx_views
+
+    monkeypatch.setattr(gx_views, "TEMPLATES", gx_views.MemoryBytecodeCache())
+    docs = tmp_path / "docs"
+    monkeypatch.setattr(validation, "_VALIDATORS", {})  # a fresh GX context, configured with these views
+    validation.prepare(docs, "logs").join(timeout=120)
+    n_templates = len(gx_views.TEMPLATES)
+    assert n_templates == len(DefaultJinjaPageView().env.list_templates()) > 20
+
+    compiled: list[str] = []
+    rendered: list[tuple[type, dict, str]] = []
+    real_compile = jinja2.Environment.compile
+
+    def counting_compile(self, source, name=None, *args, **kwargs):
+        compiled.append(name)
+        return real_compile(self, source, name, *args, **kwargs)
+
+    def capture(cls):
+        real_render = cls.render
+
+        def render(self, document, *args, **kwargs):
+            original = copy.deepcopy(document)  # GX's render fills the document in
+            html = real_render(self, document, *args, **kwargs)
+            rendered.append((cls, original, html))
+            return html
+        return render
+
+    monkeypatch.setattr(jinja2.Environment, "compile", counting_compile)
+    for cls in (gx_views.SharedTemplatesPageView, gx_views.SharedTemplatesIndexPageView):
+        monkeypatch.setattr(cls, "render", capture(cls))
+    validate("logs", _logs_frame(), docs)
+    assert validation.publish_docs(docs) == 1
+    assert compiled == []
+    assert len(gx_views.TEMPLATES) == n_templates
+    assert [cls for cls, _, _ in rendered].count(gx_views.SharedTemplatesIndexPageView) == 1
+    assert len(rendered) == 3  # the suite page, the validation page, the index
+
+    def drawn_removed(html: str) -> str:
+        html = re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "<uuid>", html)
+        return re.sub(r"\d{8}T\d{6}\.\d{6}Z", "<time>", html)
+
+    monkeypatch.setattr(jinja2.Environment, "compile", real_compile)
+    for cls, document, html in rendered:
+        gx_view = DefaultJinjaIndexPageView if cls is gx_views.SharedTemplatesIndexPageView else DefaultJinjaPageView
+        assert drawn_removed(html) == drawn_removed(gx_view().render(document))
+    page = next((docs / "validations" / "logs").rglob("*.html")).read_text()
+    assert "values must be" in page or "expect_column_values_to_be_between" in page
+
+
 @pytest.mark.parametrize("kind", ["routerbench", "logs", "backlog"])
 def test_every_shipped_suite_compiles_completely(kind) -> None:
     """The shipped suites use only compiled types, so a large file is checked everywhere by the compiled form."""
