@@ -48,12 +48,14 @@ BENCHES: dict[str, Bench] = {
                    {"small": 64, "full": 768}, repeats=2),  # two ~30 s encodes move by ±10 % between runs
     "route": Bench("route", 3.0, "route an embedded backlog end to end vs DuckDB CREATE TABLE AS of the same rows "
                    "(a linear-head predictor: the pipeline's own cost)", {"small": 20_000, "full": 1_000_000}),
+    # The three below take seconds per run, so one slow spell of the shared host moves a single run's ratio by
+    # ±10 % or more: three interleaved runs each, the fastest of each side.
     "route_attention": Bench("route_attention", 3.0, "the same with the 5-member attention champion (model compute)",
-                             {"small": 5_000, "full": 100_000}),
+                             {"small": 5_000, "full": 100_000}, repeats=3),
     "ingest_jsonl": Bench("ingest_jsonl", 3.0, "ingest logs JSONL with validation vs DuckDB read_json into a table",
-                          {"small": 20_000, "full": 1_000_000}),
+                          {"small": 20_000, "full": 1_000_000}, repeats=3),
     "ingest_parquet": Bench("ingest_parquet", 3.0, "ingest logs Parquet with validation vs DuckDB read_parquet",
-                            {"small": 20_000, "full": 1_000_000}),
+                            {"small": 20_000, "full": 1_000_000}, repeats=3),
     "nightly": Bench("nightly", 0.25, "nightly steps after 10% new data / nothing new vs from scratch",
                      {"small": 40, "full": 0}, ("nightly_incremental", "nightly_nothing_new")),
     "train": Bench("train", 1.0, "fit the attention router (default config) at RouterBench size, vs 10 minutes",

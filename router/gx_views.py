@@ -32,6 +32,8 @@ class MemoryBytecodeCache(BytecodeCache):
     def __init__(self) -> None:
         self._code: dict[str, bytes] = {}
         self._lock = threading.Lock()
+        self.filling = threading.Lock()  # held by precompile()
+        self.precompiled = False  # every template compiled in by precompile()
 
     def load_bytecode(self, bucket: Bucket) -> None:
         with self._lock:
@@ -47,6 +49,7 @@ class MemoryBytecodeCache(BytecodeCache):
     def clear(self) -> None:
         with self._lock:
             self._code.clear()
+            self.precompiled = False
 
     def __len__(self) -> int:
         with self._lock:
@@ -77,8 +80,13 @@ INDEX_VIEW = {"module_name": __name__, "class_name": SharedTemplatesIndexPageVie
 
 
 def precompile() -> int:
-    """Compile every GX Data Docs template (pages and styles) into the shared cache; returns how many it holds."""
-    env = SharedTemplatesPageView().env
-    for name in env.list_templates():
-        env.get_template(name)
-    return len(TEMPLATES)
+    """Compile every GX Data Docs template (pages and styles) into the shared cache, once per cache (the
+    warm-up runs at every file's ingest); returns how many templates the cache holds."""
+    cache = TEMPLATES
+    with cache.filling:
+        if not cache.precompiled:
+            env = SharedTemplatesPageView().env
+            for name in env.list_templates():
+                env.get_template(name)
+            cache.precompiled = True
+    return len(cache)

@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import polars as pl
+import polars_hash  # noqa: F401 - registers the plugin's expression namespace (Expr.chash)
 
 from router.errors import RouterError
 from router import schemas
@@ -443,9 +444,7 @@ def prompt_ids(records: pl.DataFrame) -> pl.Series:
     where it has them): the same digests as DuckDB's ``sha256()``, which computed them before, for a third of
     the CPU time (docs/performance.md). The ingest runs it in a thread while the batch is validated.
     """
-    import polars_hash as plh  # registers the plugin's expression namespaces
-
-    return records.select(plh.col("prompt").chash.sha2_256().str.slice(0, 32).alias("prompt_id")).to_series()
+    return records.select(pl.col("prompt").chash.sha2_256().str.slice(0, 32).alias("prompt_id")).to_series()
 
 
 def first_occurrences(ids: pl.Series, hashes: pl.Series | None = None) -> pl.Series | None:
