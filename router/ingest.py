@@ -490,7 +490,9 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
         good = good.join(bad.select(INDEX).unique(), on=INDEX, how="anti", maintain_order="left")
     with transaction(con):
         register(con, "staged", good)
-        conflicts = con.sql(query(f"ingest/{'backlog' if staged.kind == 'backlog' else 'outcome'}_conflicts")).pl()
+        table = "backlog" if staged.kind == "backlog" else "outcome"
+        con.execute(query(f"ingest/{table}_hits"))  # the one pass over the stored keys
+        conflicts = con.sql(query(f"ingest/{table}_conflicts")).pl()
         if conflicts.height:
             bad = pl.concat([bad, conflicts.select(pl.col(INDEX).cast(pl.Int64), pl.col("reason"))])
             good = good.join(conflicts.select(INDEX), on=INDEX, how="anti", maintain_order="left")
@@ -526,6 +528,7 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
         })
         for name in ("staged", "staged_prompts", "staged_quarantine"):
             con.unregister(name)
+        con.execute(query("ingest/drop_hits"))
         added = confirm() if confirm is not None else None
         if added is not None and added.height:
             raise _Unconfirmed(added)  # rolls the transaction back

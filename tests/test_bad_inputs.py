@@ -514,6 +514,25 @@ def test_logs_duplicate_request_ids_within_and_across_files(files, ingest, store
     assert table(store, "outcomes").height == 3
 
 
+def test_conflicts_name_the_run_of_the_stored_row_they_contradict(files, ingest, store, reconciled) -> None:
+    """The ingest finds the stored keys once and reads the matched rows back by rowid: each conflict must name
+    the run of the very row it contradicts, identical repeats must be skipped, new rows stored once."""
+    run_a = ingest("logs", files.logs("a.jsonl", [files.log_record(i) for i in range(0, 40)]))
+    run_b = ingest("logs", files.logs("b.jsonl", [files.log_record(i) for i in range(40, 80)]))
+    assert (run_a.rows_new, run_b.rows_new) == (40, 40)
+    batch = ([files.log_record(i) for i in range(0, 80, 7)]  # identical repeats from both runs
+             + [files.log_record(i, cost_usd=9.0) for i in (3, 45, 78)]  # conflicts with run a, b, b
+             + [files.log_record(i) for i in range(80, 85)])  # new
+    result = ingest("logs", files.logs("c.jsonl", batch))
+    bad = reconciled(result)
+    assert (result.rows_ok, result.rows_new, result.rows_quarantined) == (len(batch) - 3, 5, 3)
+    assert bad.select("row_key", "reason").rows() == [
+        (f"req-{i} / alpha-7b", f"conflicts with the stored record from ingest run {run.run_id}")
+        for i, run in ((3, run_a), (45, run_b), (78, run_b))]
+    assert table(store, "outcomes").height == 85
+    assert _outcome(store, "req-45", "alpha-7b")["cost_usd"] == pytest.approx(0.046)
+
+
 def test_logs_gzip_and_broken_gzip(files, ingest, rejected, reconciled) -> None:
     result = ingest("logs", files.logs("day.jsonl.gz", n=3))
     assert reconciled(result).height == 0 and result.rows_new == 3

@@ -102,3 +102,19 @@ def test_ingest_bound_ids_script_compares_both_id_types(tmp_path: Path, settings
     assert set(ratios) == {"floor", "bound, 32 hex chars", "bound, UHUGEINT", "read prompts",
                            "read and hash prompts", "hashing alone"}
     assert ratios["floor"] == 1.0 and ratios["bound, 32 hex chars"] > 0 and ratios["bound, UHUGEINT"] > 0
+
+
+def test_ingest_history_script_stores_the_history_and_prints_its_ratio() -> None:
+    """bench/ingest_history.py: the history store holds what was asked, every timed ingest
+    adds only new rows (the script refuses otherwise), and the ratio printed is the two figures' quotient."""
+    script = Path(__file__).parents[1] / "bench" / "ingest_history.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+    proc = subprocess.run([sys.executable, str(script), "--rows", "150", "--history", "600", "--repeats", "2"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("150 new log rows (parquet); the history store holds 600 outcomes and 600 prompts")
+    best = {line.split()[0]: float(line.split()[-5]) for line in lines if "runs" in line}
+    assert set(best) == {"empty", "with"} and all(v > 0 for v in best.values())
+    ratio = float(lines[-1].rsplit(None, 1)[1])
+    assert ratio == pytest.approx(best["with"] / best["empty"], abs=0.01)
