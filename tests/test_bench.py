@@ -118,3 +118,22 @@ def test_ingest_history_script_stores_the_history_and_prints_its_ratio() -> None
     assert set(best) == {"empty", "with"} and all(v > 0 for v in best.values())
     ratio = float(lines[-1].rsplit(None, 1)[1])
     assert ratio == pytest.approx(best["with"] / best["empty"], abs=0.01)
+
+
+def test_snapshot_history_script_exports_the_decisions_it_stored() -> None:
+    """bench/snapshot_history.py: each store holds the decisions asked for, and the figures printed are
+    consistent (seconds per million and the ratio are the quotients of what it timed)."""
+    script = Path(__file__).parents[1] / "bench" / "snapshot_history.py"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
+    proc = subprocess.run([sys.executable, str(script), "--small", "2000", "--large", "6000", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if "stored decisions" in line]
+    assert [int(r[0].replace(",", "")) for r in rows] == [2000, 6000]
+    seconds = [float(r[3]) for r in rows]
+    assert all(s > 0 for s in seconds)
+    for r, s in zip(rows, seconds, strict=True):
+        assert float(r[5]) == pytest.approx(s / int(r[0].replace(",", "")) * 1e6, rel=0.05, abs=0.002)
+    ratio_line = proc.stdout.splitlines()[-1]
+    assert float(ratio_line.split(":")[1].split()[0]) == pytest.approx(seconds[1] / seconds[0], rel=0.05)
+    assert "(rows 3.00 x)" in ratio_line
