@@ -49,7 +49,8 @@ def main() -> None:
         figures = [export_seconds(work, rows, args.repeats) for rows in (args.small, args.large)]
     print(f"export_snapshots, fastest of {args.repeats}:")
     for seconds, stored in figures:
-        print(f"  {stored:>12,} stored decisions  {seconds:8.4f} s  {seconds / max(stored, 1) * 1e6:6.3f} s per million")
+        per_million = seconds / max(stored, 1) * 1e6
+        print(f"  {stored:>12,} stored decisions  {seconds:8.4f} s  {per_million:6.3f} s per million")
     (small, n_small), (large, n_large) = figures
     print(f"  ratio large / small: {large / small:.2f} (rows {n_large / max(n_small, 1):.2f} x)")
 

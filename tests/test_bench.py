@@ -115,9 +115,9 @@ def test_ingest_history_script_stores_the_history_and_prints_its_ratio() -> None
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("150 new log rows (parquet); the history store holds 600 outcomes and 600 prompts")
     best = {line.split()[0]: float(line.split()[-5]) for line in lines if "runs" in line}
-    assert set(best) == {"empty", "with"} and all(v > 0 for v in best.values())
+    assert set(best) == {"fresh", "with"} and all(v > 0 for v in best.values())
     ratio = float(lines[-1].rsplit(None, 1)[1])
-    assert ratio == pytest.approx(best["with"] / best["empty"], abs=0.01)
+    assert ratio == pytest.approx(best["with"] / best["fresh"], abs=0.01)
 
 
 def test_snapshot_history_script_exports_the_decisions_it_stored() -> None:
