@@ -28,6 +28,7 @@ def export_seconds(work: Path, rows: int, repeats: int) -> tuple[float, int]:
     s = _settings(work / f"home-{rows}")
     with open_store(s) as con:
         execute(con, "bench/synthetic_decisions", {"rows": rows})
+        execute(con, "bench/synthetic_backlog", {"first": 0, "queries": (rows + 2) // 3})
         execute(con, "bench/checkpoint")
         stored = int(scalar(con, "bench/decision_count"))
         runs = []

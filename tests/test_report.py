@@ -74,3 +74,49 @@ def test_copy_to_latest_replaces_previous_copy(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         copy_to_latest(root / "missing", root)
     assert (latest / "b.txt").read_text() == "two"
+
+
+def test_snapshots_are_the_views_with_latest_decisions_computed_once(store, ingest, tmp_path: Path) -> None:
+    """export_snapshots computes latest_decisions once into a temporary table that shadows the view while the
+    files are written: every snapshot must still hold exactly what its view returns, the table must be gone
+    afterwards (the views follow the stored tables again), and the next export must see what changed."""
+    import polars as pl
+    from polars.testing import assert_frame_equal
+
+    from router.snapshots import SNAPSHOTS, export_snapshots
+    from router.storage import execute, relation
+
+    execute(store, "bench/synthetic_decisions", {"rows": 300})  # 100 queries, 3 versions' decisions each
+    execute(store, "bench/synthetic_backlog", {"first": 0, "queries": 90})  # 10 of them not in the backlog yet
+    logs = tmp_path / "realised.jsonl"  # outcomes of two chosen models, so predicted_vs_realised has rows
+    logs.write_text("\n".join(json.dumps({"request_id": f"q{k}", "model": f"model-{(3 * k + 2) % 11}", "prompt": f"p{k}",
+                                          "quality": 1.0, "cost_usd": 0.01, "ts": "2026-01-02T00:00:00Z"})
+                               for k in (4, 95)))
+
+    def utc(frame: pl.DataFrame) -> pl.DataFrame:  # Parquet says "UTC" where the session says "Etc/UTC"
+        return frame.with_columns(pl.col(pl.Datetime(time_zone="*")).dt.convert_time_zone("UTC"))
+    assert ingest("logs", logs).rows_new == 2
+
+    def check_export(out: Path) -> dict[str, pl.DataFrame]:
+        written = export_snapshots(store, out)
+        assert set(written) == set(SNAPSHOTS)
+        files = {name: pl.read_parquet(path) for name, path in written.items()}
+        for name in SNAPSHOTS:  # the views, queried after the export, read the stored tables
+            direct = relation(store, f"snapshots/{name}").pl()
+            keys = direct.columns
+            assert files[name].columns == keys, name
+            assert_frame_equal(utc(files[name]).sort(keys), utc(direct).sort(keys), check_exact=False)
+        return files
+
+    first = check_export(tmp_path / "s1")
+    assert (first["routing_decisions"].height, first["latest_decisions"].height) == (300, 90)
+    assert first["predicted_vs_realised"]["query_id"].to_list() == ["q4"]
+    assert first["task_mix"]["queries"].sum() == 90
+
+    execute(store, "bench/synthetic_backlog", {"first": 90, "queries": 10})
+    assert relation(store, "snapshots/latest_decisions").pl().height == 100  # no table left shadowing the view
+    second = check_export(tmp_path / "s2")
+    assert second["latest_decisions"].height == 100 and second["task_mix"]["queries"].sum() == 100
+    assert second["predicted_vs_realised"]["query_id"].sort().to_list() == ["q4", "q95"]
+    latest = second["latest_decisions"].filter(pl.col("query_id") == "q4").row(0, named=True)
+    assert (latest["model_version"], latest["chosen_model"]) == ("v2", "model-3")  # the last of its decisions

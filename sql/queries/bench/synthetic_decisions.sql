@@ -1,6 +1,8 @@
--- bench/snapshot_history.py: $rows synthetic routing decisions (11 models, 3 model versions, random
--- predictions, one decision a second), so that the snapshot export can be timed against a long history.
+-- bench/snapshot_history.py: $rows synthetic routing decisions, three model versions' decisions for each of
+-- $rows / 3 backlog queries (11 models, 3 tasks, random predictions, one decision a second), and those
+-- queries in the backlog, so that the snapshot export (the decisions and the views built on
+-- latest_decisions) can be timed against a long history.
 INSERT INTO routing_decisions
-SELECT 'q' || i, 'v' || (i % 3), 'attention', 'model-' || (i % 11), random(), random() / 100, 'exponential',
-       1.0, random(), NULL, 'run-' || (i // 100000), TIMESTAMP '2026-01-01' + to_seconds(i)
+SELECT 'q' || (i // 3), 'v' || (i % 3), 'attention', 'model-' || (i % 11), random(), random() / 100,
+       'exponential', 1.0, random(), NULL, 'run-' || (i // 100000), TIMESTAMP '2026-01-01' + to_seconds(i)
 FROM range($rows) AS t(i);
