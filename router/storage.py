@@ -146,6 +146,7 @@ def connect(settings: Settings, *, read_only: bool = False, migrate_schema: bool
                 delay = min(delay * 2, 5.0)
                 continue
             raise _open_error(path, exc, waited) from exc
+    con.execute(query("session_settings"))
     if migrate_schema and not read_only:
         try:
             migrate(con, settings.sql_dir)

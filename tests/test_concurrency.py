@@ -115,6 +115,20 @@ def test_two_runs_started_at_once_never_interleave(settings, tmp_path: Path) -> 
 
 
 # ---------------------------------------------------------------------------------------------- the store
+def test_connections_draw_no_progress_bar(settings, store) -> None:
+    """A batch job's stdout is a log: DuckDB's progress bar (drawn for statements over two seconds) is off on
+    every connection the library opens, read-only ones included."""
+    from router.storage import connect
+
+    assert store.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
+    store.close()
+    reader = connect(settings, read_only=True)
+    try:
+        assert reader.execute("SELECT current_setting('enable_progress_bar')").fetchone()[0] is False
+    finally:
+        reader.close()
+
+
 def test_store_held_by_another_process_clear_error_retry_and_nothing_written(settings, store) -> None:
     from router.storage import StoreError, connect, table_counts
 
