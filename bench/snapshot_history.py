@@ -7,8 +7,9 @@ Usage::
     python bench/snapshot_history.py [--small 1000000] [--large 5000000] [--repeats 2]
 
 The decisions are synthetic rows of the real table (``sql/queries/bench/synthetic_decisions.sql``: 11 models,
-3 model versions, random predictions), generated in DuckDB; nothing else is stored. Each figure is the fastest
-of its repeats. ``routing_decisions`` is exported whole every run (the snapshot is the table), so this grows
+3 model versions' decisions per query, random predictions) and their queries are put in the backlog
+(``synthetic_backlog.sql``), so ``latest_decisions`` and the views on it are full; all generated in DuckDB.
+Each figure is the fastest of its repeats. ``routing_decisions`` is exported whole every run (the snapshot is the table), so this grows
 with the history of decisions: docs/performance.md records the figures.
 """
 

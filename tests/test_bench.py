@@ -105,8 +105,8 @@ def test_ingest_bound_ids_script_compares_both_id_types(tmp_path: Path, settings
 
 
 def test_ingest_history_script_stores_the_history_and_prints_its_ratio() -> None:
-    """bench/ingest_history.py: the history store holds what was asked, every timed ingest
-    adds only new rows (the script refuses otherwise), and the ratio printed is the two figures' quotient."""
+    """bench/ingest_history.py: the history store holds what was asked, every timed ingest adds only new rows
+    (the script refuses otherwise), and the ratio printed is the two figures' quotient."""
     script = Path(__file__).parents[1] / "bench" / "ingest_history.py"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
     proc = subprocess.run([sys.executable, str(script), "--rows", "150", "--history", "600", "--repeats", "2"],

@@ -89,13 +89,13 @@ def test_snapshots_are_the_views_with_latest_decisions_computed_once(store, inge
     execute(store, "bench/synthetic_decisions", {"rows": 300})  # 100 queries, 3 versions' decisions each
     execute(store, "bench/synthetic_backlog", {"first": 0, "queries": 90})  # 10 of them not in the backlog yet
     logs = tmp_path / "realised.jsonl"  # outcomes of two chosen models, so predicted_vs_realised has rows
-    logs.write_text("\n".join(json.dumps({"request_id": f"q{k}", "model": f"model-{(3 * k + 2) % 11}", "prompt": f"p{k}",
-                                          "quality": 1.0, "cost_usd": 0.01, "ts": "2026-01-02T00:00:00Z"})
-                               for k in (4, 95)))
+    logs.write_text("\n".join(json.dumps({"request_id": f"q{k}", "model": f"model-{(3 * k + 2) % 11}",
+                                          "prompt": f"p{k}", "quality": 1.0, "cost_usd": 0.01,
+                                          "ts": "2026-01-02T00:00:00Z"}) for k in (4, 95)))
+    assert ingest("logs", logs).rows_new == 2
 
     def utc(frame: pl.DataFrame) -> pl.DataFrame:  # Parquet says "UTC" where the session says "Etc/UTC"
         return frame.with_columns(pl.col(pl.Datetime(time_zone="*")).dt.convert_time_zone("UTC"))
-    assert ingest("logs", logs).rows_new == 2
 
     def check_export(out: Path) -> dict[str, pl.DataFrame]:
         written = export_snapshots(store, out)
