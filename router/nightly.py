@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from router import __version__, faults
-from router.settings import PROJECT_ROOT, Settings
+from router import __version__, faults, resources
+from router.settings import Settings
 from router.storage import NIGHTLY_WAIT_SECONDS, execute, transaction, wait_seconds
 from router.storage import open_store as _open_store
 
@@ -54,14 +54,8 @@ class IngestSummary:
 
 def stage_demo_data(settings: Settings) -> list[Path]:
     """Copy the shipped RouterBench subset and the demo backlog/logs into the landing folders."""
-    data = PROJECT_ROOT / "data"
-    plan = {
-        "routerbench": sorted((data / "routerbench_subset").glob("*.csv")),
-        "logs": [data / "demo" / "logs.jsonl"],
-        "backlog": [data / "demo" / "backlog.jsonl"],
-    }
     copied = []
-    for kind, files in plan.items():
+    for kind, files in resources.demo_files().items():
         target = settings.landing(kind)
         target.mkdir(parents=True, exist_ok=True)
         for src in files:
@@ -129,7 +123,7 @@ def embed(settings: Settings) -> dict[str, Any]:
 def data_key(settings: Settings, ingest_runs: list[str]) -> str:
     """Identity of a training run's inputs: the ingest runs, encoder, seed and the routers' code."""
     code = hashlib.sha256()
-    for path in sorted((PROJECT_ROOT / "router" / "routers").glob("*.py")):
+    for path in sorted((resources.package_dir() / "routers").glob("*.py")):
         code.update(path.read_bytes())
     payload = {"runs": sorted(ingest_runs), "encoder": settings.encoder, "seed": settings.seed,
                "version": __version__, "code": code.hexdigest()}

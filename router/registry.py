@@ -44,6 +44,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from router import resources
 from router.errors import RouterError
 from router.files import sha256_file
 from router.redact import mask, mask_uri
@@ -98,7 +99,7 @@ HISTORY_TAG = "champion_history"
 HISTORY_LIMIT = 100
 
 #: The models-from-code file MLflow executes to build the pyfunc.
-MODEL_CODE = PROJECT_ROOT / "mlflow" / "router_model.py"
+MODEL_CODE = resources.model_code()
 #: Name of the logged model inside a training run.
 MODEL_NAME = "model"
 #: Run tag holding the id of the logged model (``models:/<id>``), read by :func:`register_challenger`.
@@ -711,7 +712,7 @@ def _log_pyfunc(files: Mapping[str, Path], models: Sequence[str]) -> Any:
         name=MODEL_NAME,
         python_model=str(MODEL_CODE),
         artifacts={key: str(path) for key, path in files.items()},
-        code_paths=[str(PROJECT_ROOT / "router")],
+        code_paths=[str(resources.copy_code(files[POOL].parent / "code"))],
         pip_requirements=_pip_requirements(),
         signature=_signature(models),
         input_example=pd.DataFrame({"prompt": ["What is the capital of France?"]}),

