@@ -243,6 +243,7 @@ class AttentionRouter(Router):
     """
 
     name: ClassVar[str] = "attention"
+    artifact_format: ClassVar[int] = ARTIFACT_FORMAT
 
     def __init__(self, config: AttentionConfig | None = None, **overrides: Any) -> None:
         self.config = replace(config or AttentionConfig(), **overrides)
@@ -472,8 +473,7 @@ class AttentionRouter(Router):
     @classmethod
     def from_artifacts(cls, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> AttentionRouter:
         """Rebuild a fitted router from :meth:`to_artifacts` output (e.g. after a safetensors/JSON round trip)."""
-        if config.get("router") != cls.name or int(config.get("format", -1)) != ARTIFACT_FORMAT:
-            raise ValueError(f"not an {cls.name!r} artifact of format {ARTIFACT_FORMAT}: {config.get('router')!r}")
+        cls.check_artifact_config(config)
         router = cls(AttentionConfig.from_dict(config["hyperparameters"]))
         router.models = [str(m) for m in config["models"]]
         router.tasks = [str(t) for t in config["tasks"]]
