@@ -458,16 +458,8 @@ class AttentionRouter(Router):
             for k, net in enumerate(self.members)
             for name, value in net.state_dict().items()
         }
-        config = {
-            "router": self.name,
-            "format": ARTIFACT_FORMAT,
-            "hyperparameters": asdict(self.config),
-            "models": list(self.models),
-            "tasks": list(self.tasks),
-            "d_embed": self.d_embed,
-            "n_members": len(self.members),
-            "stats": dict(self.stats),
-        }
+        config = self.artifact_config(asdict(self.config), tasks=list(self.tasks), d_embed=self.d_embed,
+                                      n_members=len(self.members), stats=dict(self.stats))
         return tensors, config
 
     @classmethod

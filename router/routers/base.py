@@ -14,7 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
 
@@ -100,6 +100,21 @@ class Router(ABC):
         """Raise ``ValueError`` unless ``config`` names this router and its current artifact format."""
         if config.get("router") != cls.name or int(config.get("format", -1)) != cls.artifact_format:
             raise ValueError(f"not an {cls.name!r} artifact of format {cls.artifact_format}: {config.get('router')!r}")
+
+    def artifact_config(self, hyperparameters: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        """The config keys every router's artifacts hold (``router``, ``format``, ``hyperparameters``, ``models``),
+        then ``extra``."""
+        return {"router": self.name, "format": self.artifact_format, "hyperparameters": dict(hyperparameters),
+                "models": list(self.models), **extra}
+
+    @classmethod
+    def from_artifact_config(cls, config: Mapping[str, Any]) -> Self:
+        """A router of ``config``'s hyper-parameters and models, its fitted state still to be set
+        (:meth:`check_artifact_config` first)."""
+        cls.check_artifact_config(config)
+        router = cls(**config["hyperparameters"])
+        router.models = [str(m) for m in config["models"]]
+        return router
 
     models: list[str]
 

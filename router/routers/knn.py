@@ -102,19 +102,11 @@ class KNNRouter(Router):
         if not hasattr(self, "_X"):
             raise RuntimeError("KNNRouter is not fitted")
         tensors = {key: to_tensor(getattr(self, f"_{key}")) for key in _STATE}
-        config = {
-            "router": self.name,
-            "format": self.artifact_format,
-            "hyperparameters": {"k": self.k, "batch_size": self.batch_size},
-            "models": list(self.models),
-        }
-        return tensors, config
+        return tensors, self.artifact_config({"k": self.k, "batch_size": self.batch_size})
 
     @classmethod
     def from_artifacts(cls, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> KNNRouter:
-        cls.check_artifact_config(config)
-        router = cls(**config["hyperparameters"])
-        router.models = [str(m) for m in config["models"]]
+        router = cls.from_artifact_config(config)
         for key in _STATE:
             setattr(router, f"_{key}", tensors[key].numpy())
         return router

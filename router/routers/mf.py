@@ -156,22 +156,14 @@ class MFRouter(Router):
             raise RuntimeError("MFRouter is not fitted")
         tensors = {f"net.{k}": v.detach().cpu().contiguous().clone() for k, v in self._net.state_dict().items()}
         tensors["cost_coef"] = to_tensor(self._cost_coef)
-        config = {
-            "router": self.name,
-            "format": self.artifact_format,
-            "hyperparameters": {"rank": self.rank, "weight_decay": self.weight_decay, "lr": self.lr,
-                                "max_epochs": self.max_epochs, "patience": self.patience, "ridge": self.ridge,
-                                "min_cost_rows": self.min_cost_rows},
-            "models": list(self.models),
-            "d_in": int(self._net.proj.in_features),
-        }
-        return tensors, config
+        hyperparameters = {"rank": self.rank, "weight_decay": self.weight_decay, "lr": self.lr,
+                           "max_epochs": self.max_epochs, "patience": self.patience, "ridge": self.ridge,
+                           "min_cost_rows": self.min_cost_rows}
+        return tensors, self.artifact_config(hyperparameters, d_in=int(self._net.proj.in_features))
 
     @classmethod
     def from_artifacts(cls, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> MFRouter:
-        cls.check_artifact_config(config)
-        router = cls(**config["hyperparameters"])
-        router.models = [str(m) for m in config["models"]]
+        router = cls.from_artifact_config(config)
         net = _MF(int(config["d_in"]), len(router.models), router.rank)
         net.load_state_dict({k.removeprefix("net."): v for k, v in tensors.items() if k.startswith("net.")}, strict=True)
         router._net = net.eval()

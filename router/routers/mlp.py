@@ -109,22 +109,13 @@ class MLPRouter(Router):
                 "n_outputs": int(clf.n_outputs_), "n_features_in": int(clf.n_features_in_),
                 "classes": [int(c) for c in clf.classes_],
             })
-        config = {
-            "router": self.name,
-            "format": self.artifact_format,
-            "hyperparameters": {"hidden": list(self.hidden), "alpha": self.alpha, "max_iter": self.max_iter,
-                                "early_stopping": self.early_stopping, "min_rows": self.min_rows},
-            "models": list(self.models),
-            "classifiers": classifiers,
-        }
-        return tensors, config
+        hyperparameters = {"hidden": list(self.hidden), "alpha": self.alpha, "max_iter": self.max_iter,
+                           "early_stopping": self.early_stopping, "min_rows": self.min_rows}
+        return tensors, self.artifact_config(hyperparameters, classifiers=classifiers)
 
     @classmethod
     def from_artifacts(cls, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> MLPRouter:
-        cls.check_artifact_config(config)
-        hyper = dict(config["hyperparameters"])
-        router = cls(**{**hyper, "hidden": tuple(hyper["hidden"])})
-        router.models = [str(m) for m in config["models"]]
+        router = cls.from_artifact_config(config)  # ``hidden`` back to a tuple by ``__init__``
         router._quality_mean = tensors["quality_mean"].numpy()
         router._cost_mean = tensors["cost_mean"].numpy()
         router._classifiers = []
