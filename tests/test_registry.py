@@ -337,7 +337,8 @@ def test_a_baseline_router_is_packaged_and_served_through_the_pyfunc(tmp_path: P
     loaded = promotion.load_version(settings, version)
     assert isinstance(loaded.router, KNNRouter) and loaded.router.k == 5
     assert loaded.pool.router == "knn5" and loaded.pool.models == MODELS
-    assert _client(settings).get_run(run_id).data.metrics["aiq"] == pytest.approx(result.metrics["routers"]["knn5"]["aiq"])
+    logged_aiq = _client(settings).get_run(run_id).data.metrics["aiq"]
+    assert logged_aiq == pytest.approx(result.metrics["routers"]["knn5"]["aiq"])
 
     prompts = ["What is 7 plus 8?", "Translate the word 'garden' into French.", "Write a Python function that sums."]
     X = encode(open_encoder(BUNDLED_ENCODER, "cpu", embedding_dim=384, local_only=True), prompts, 64)

@@ -28,7 +28,9 @@ from mlflow.exceptions import MlflowException
 from router.errors import RegistryError
 from router.redact import mask
 from router.registry.gate import PromotionDecision, decide, recorded_decision
-from router.registry.packaging import CONFIG, MODEL_NAME, POOL, WEIGHTS, ModelPool, ModelPoolError, load_router_artifacts
+from router.registry.packaging import (
+    CONFIG, MODEL_NAME, POOL, WEIGHTS, ModelPool, ModelPoolError, load_router_artifacts,
+)
 from router.registry.serving import predict
 from router.registry.tracking import MODEL_ID_TAG, connect
 
@@ -171,7 +173,8 @@ def download_version(settings: Settings, version: int, dst_path: Path) -> Path:
 
 
 def load_version(settings: Settings, version: int) -> LoadedVersion:
-    """Download a version's artifacts and rebuild its router (checked by :func:`load_router_artifacts`)."""
+    """Download a version's artifacts and rebuild its router (checked by
+    :func:`~router.registry.packaging.load_router_artifacts`)."""
     from mlflow.models import Model  # noqa: PLC0415
 
     name = settings.registered_model
@@ -245,7 +248,8 @@ def gate(
     champion, ``challenger_aiq >= champion_aiq - settings.promotion_tolerance``; with none (first version), beat
     ``baseline_aiq`` (the best baseline router's AIQ, given by the caller; ``None`` = no bar).
 
-    The decision and both AIQs are written as ``gate.*`` tags on both versions (:meth:`PromotionDecision.tags`).
+    The decision and both AIQs are written as ``gate.*`` tags on both versions
+    (:meth:`~router.registry.gate.PromotionDecision.tags`).
     """
     name = settings.registered_model
     tolerance = float(settings.promotion_tolerance)

@@ -274,7 +274,7 @@ def log_training_run(
 
     Args:
         settings: where MLflow lives (``mlflow_uri``, ``mlflow_experiment``, ``mlflow_artifacts``), the encoder.
-        router: the fitted router; it must implement ``to_artifacts()`` / ``from_artifacts()``.
+        router: the fitted router (any registered one: saved through ``Router.to_artifacts``).
         metrics: ``router.evaluation.evaluate(...).metrics`` (or the ``EvaluationResult``): every router's
             AIQ / max perf / cost at max perf, overall (``<router>/aiq``) and per eval set
             (``<router>/aiq/<eval>``), and the best single model. Saved whole as ``metrics.json``.
@@ -293,9 +293,10 @@ def log_training_run(
     step (epoch, or ensemble member for per-member summaries).
 
     The logged model (name ``model``) is models-from-code (``mlflow/router_model.py``) with artifacts
-    ``weights`` (safetensors), ``config`` (the router's JSON config) and ``pool`` (:class:`ModelPool`), the
-    package ``router`` as code, explicit pip requirements, and a signature with the params of
-    :data:`DEFAULT_PARAMS`.
+    ``weights`` (safetensors), ``config`` (the router's JSON config) and ``pool``
+    (:class:`~router.registry.packaging.ModelPool`), the package ``router`` as code, explicit pip requirements, and
+    a signature with the params of :data:`~router.registry.serving.DEFAULT_PARAMS`
+    (:func:`~router.registry.packaging.log_pyfunc`).
     """
     metrics_dict: dict[str, Any] = dict(getattr(metrics, "metrics", metrics))
     registry_name = router_registry_name(router)

@@ -19,10 +19,11 @@ parallel threads (one member per core, each single-threaded, so the weights do n
 averaged at prediction time (mean probability, mean log cost).
 
 Prediction does not call ``CrossAttentionNet.forward`` (which training uses) but
-:class:`~router.routers.attention_inference.EnsembleInference`, an algebraically identical evaluation-mode pass that is several times faster on CPU: input-independent terms are
-computed once per call, the ensemble's encoders are one matrix product, and rows go through in cache-sized chunks
-with the large (rows, models, H) activations updated in place, one chunk per core at a time (data-parallel threads
-running single-threaded torch operations, rather than every operation split across the cores).
+:class:`~router.routers.attention_inference.EnsembleInference`, an algebraically identical evaluation-mode pass
+that is several times faster on CPU: input-independent terms are computed once per call, the ensemble's encoders
+are one matrix product, and rows go through in cache-sized chunks with the large (rows, models, H) activations
+updated in place, one chunk per core at a time (data-parallel threads running single-threaded torch operations,
+rather than every operation split across the cores).
 """
 
 from __future__ import annotations

@@ -165,7 +165,8 @@ class MFRouter(Router):
     def from_artifacts(cls, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> MFRouter:
         router = cls.from_artifact_config(config)
         net = _MF(int(config["d_in"]), len(router.models), router.rank)
-        net.load_state_dict({k.removeprefix("net."): v for k, v in tensors.items() if k.startswith("net.")}, strict=True)
+        state = {k.removeprefix("net."): v for k, v in tensors.items() if k.startswith("net.")}
+        net.load_state_dict(state, strict=True)
         router._net = net.eval()
         router._cost_coef = tensors["cost_coef"].numpy()
         return router
