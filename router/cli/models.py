@@ -2,7 +2,7 @@
 
 ``list`` shows every version with its aliases; ``promote VERSION`` points ``champion`` at a version after checking
 its model pool against the store's; ``rollback`` moves ``champion`` back to the previous champion. All three only
-read or move MLflow aliases (see ``router.registry``); nothing is retrained or copied.
+read or move MLflow aliases (see ``router.registry.promotion``); nothing is retrained or copied.
 """
 
 from __future__ import annotations
@@ -25,13 +25,14 @@ def list_versions() -> None:
     """List every version of the registered model, newest first, with its aliases, AIQ and gate decision."""
     from rich.table import Table
 
-    from router import registry
+    from router.errors import RegistryError
+    from router.registry import promotion
 
     s = settings()
     try:
-        versions = registry.list_versions(s)
-        history = registry.champion_history(s)
-    except registry.RegistryError as exc:
+        versions = promotion.list_versions(s)
+        history = promotion.champion_history(s)
+    except RegistryError as exc:
         fail(str(exc))
         return
     if not versions:
@@ -46,7 +47,7 @@ def list_versions() -> None:
     table.add_column("models", justify="right")
     table.add_column("run")
     for v in versions:
-        aliases = ", ".join(f"[bold green]{a}[/]" if a == registry.CHAMPION else a for a in v.aliases)
+        aliases = ", ".join(f"[bold green]{a}[/]" if a == promotion.CHAMPION else a for a in v.aliases)
         table.add_row(
             str(v.version),
             aliases or "-",
@@ -67,7 +68,8 @@ def promote(
     reason: str = typer.Option("manual promotion", "--reason", help="recorded on the version (promotion_reason tag)"),
 ) -> None:
     """Point the champion alias at VERSION (its model pool must match the store's models)."""
-    from router import registry
+    from router.errors import RegistryError
+    from router.registry import promotion
     from router.dataset import model_pool
     from router.storage import StoreError, open_store
 
@@ -82,27 +84,28 @@ def promote(
         fail(f"the store at {s.database} holds no models; ingest data first")
         return
     try:
-        previous = registry.promote(s, version, store_models, reason=reason)
-    except registry.RegistryError as exc:
+        previous = promotion.promote(s, version, store_models, reason=reason)
+    except RegistryError as exc:
         fail(str(exc))
         return
     if previous == version:
-        console.print(f"v{version} is already {registry.CHAMPION}; nothing moved")
+        console.print(f"v{version} is already {promotion.CHAMPION}; nothing moved")
     else:
         before = "none" if previous is None else f"v{previous}"
-        console.print(f"{registry.CHAMPION}: {before} → [bold green]v{version}[/]")
+        console.print(f"{promotion.CHAMPION}: {before} → [bold green]v{version}[/]")
 
 
 @models_app.command("rollback")
 def rollback() -> None:
     """Move the champion alias back to the previous champion (from the champion_history tag)."""
-    from router import registry
+    from router.errors import RegistryError
+    from router.registry import promotion
 
     s = settings()
     try:
-        current, target = registry.rollback(s)
-    except registry.RegistryError as exc:
+        current, target = promotion.rollback(s)
+    except RegistryError as exc:
         fail(str(exc))
         return
     before = "none" if current is None else f"v{current}"
-    console.print(f"{registry.CHAMPION}: {before} → [bold green]v{target}[/] (rolled back)")
+    console.print(f"{promotion.CHAMPION}: {before} → [bold green]v{target}[/] (rolled back)")

@@ -3,15 +3,23 @@
 A router sees prompt embeddings (plus the prompt length, which matters for cost) and returns, for every
 (prompt, model) pair, a predicted quality in [0, 1] and a predicted cost in dollars. Choosing a model from
 those predictions is the reward's job (``router.rewards``), so every router is evaluated the same way.
+
+Every router also saves its fitted state as named tensors and a JSON-able config (:meth:`Router.to_artifacts`)
+and is rebuilt from them (:meth:`Router.from_artifacts`): ``router.registry.packaging`` writes them as a
+safetensors file and a JSON file (no pickle), whatever the router.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass
@@ -71,4 +79,48 @@ class Router(ABC):
         task labels ignore it.
         """
 
+    @abstractmethod
+    def to_artifacts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The fitted state: named tensors (contiguous, on the CPU, ready for ``safetensors.torch.save_file``) and
+        a JSON-able config holding ``router`` (:attr:`name`), ``format`` (:attr:`artifact_format`),
+        ``hyperparameters`` and ``models``, from which :meth:`from_artifacts` rebuilds a router whose predictions
+        are identical. Raises ``RuntimeError`` on a router that is not fitted."""
+
+    @classmethod
+    @abstractmethod
+    def from_artifacts(cls, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> Router:
+        """A fitted router rebuilt from :meth:`to_artifacts` output (e.g. after a safetensors/JSON round trip).
+        Raises ``ValueError`` when ``config`` is not this router's artifact of its current format."""
+
+    #: Bumped by a router whenever its artifact layout changes incompatibly.
+    artifact_format: ClassVar[int] = 1
+
+    @classmethod
+    def check_artifact_config(cls, config: Mapping[str, Any]) -> None:
+        """Raise ``ValueError`` unless ``config`` names this router and its current artifact format."""
+        if config.get("router") != cls.name or int(config.get("format", -1)) != cls.artifact_format:
+            raise ValueError(f"not an {cls.name!r} artifact of format {cls.artifact_format}: {config.get('router')!r}")
+
+    def artifact_config(self, hyperparameters: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+        """The config keys every router's artifacts hold (``router``, ``format``, ``hyperparameters``, ``models``),
+        then ``extra``."""
+        return {"router": self.name, "format": self.artifact_format, "hyperparameters": dict(hyperparameters),
+                "models": list(self.models), **extra}
+
+    @classmethod
+    def from_artifact_config(cls, config: Mapping[str, Any]) -> Self:
+        """A router of ``config``'s hyper-parameters and models, its fitted state still to be set
+        (:meth:`check_artifact_config` first)."""
+        cls.check_artifact_config(config)
+        router = cls(**config["hyperparameters"])
+        router.models = [str(m) for m in config["models"]]
+        return router
+
     models: list[str]
+
+
+def to_tensor(array: np.ndarray) -> torch.Tensor:
+    """A contiguous CPU tensor holding a copy of ``array`` (same dtype): a router's fitted NumPy state as artifacts."""
+    import torch  # noqa: PLC0415 - only routers that save NumPy state need it here
+
+    return torch.from_numpy(np.array(array, copy=True, order="C"))

@@ -8,14 +8,21 @@ training mean is used.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from router.routers import register
-from router.routers.base import Router, RoutingData
+from router.routers.base import Router, RoutingData, to_tensor
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["KNNRouter", "masked_neighbour_mean"]
+
+#: The fitted arrays of :class:`KNNRouter`, saved as tensors of these names (the training prompts themselves).
+_STATE = ("X", "quality", "cost", "quality_mean", "cost_mean")
 
 
 def _normalise(X: np.ndarray) -> np.ndarray:
@@ -88,6 +95,21 @@ class KNNRouter(Router):
         quality = masked_neighbour_mean(self._quality, idx, self._quality_mean)
         cost = masked_neighbour_mean(self._cost, idx, self._cost_mean)
         return np.clip(quality, 0.0, 1.0), cost
+
+    def to_artifacts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The training prompts' embeddings, scores and costs and the per-model means as tensors (their own
+        dtypes); the config holds ``k`` and ``batch_size``."""
+        if not hasattr(self, "_X"):
+            raise RuntimeError("KNNRouter is not fitted")
+        tensors = {key: to_tensor(getattr(self, f"_{key}")) for key in _STATE}
+        return tensors, self.artifact_config({"k": self.k, "batch_size": self.batch_size})
+
+    @classmethod
+    def from_artifacts(cls, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> KNNRouter:
+        router = cls.from_artifact_config(config)
+        for key in _STATE:
+            setattr(router, f"_{key}", tensors[key].numpy())
+        return router
 
 
 def _nan_column_mean(values: np.ndarray, default: float) -> np.ndarray:

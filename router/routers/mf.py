@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -21,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from router.routers import register
-from router.routers.base import Router, RoutingData
+from router.routers.base import Router, RoutingData, to_tensor
 
 __all__ = ["MFRouter"]
 
@@ -147,3 +148,25 @@ class MFRouter(Router):
         quality = torch.sigmoid(logits).double().numpy()
         log_cost = self._cost_design(X, prompt_chars) @ self._cost_coef
         return quality, np.maximum(np.exp(log_cost) - _COST_EPS, _COST_EPS)
+
+    def to_artifacts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The quality network's parameters (``net.<name>``) and the cost regressions' coefficients
+        (``cost_coef``, (d + 2, m) float64)."""
+        if not hasattr(self, "_net"):
+            raise RuntimeError("MFRouter is not fitted")
+        tensors = {f"net.{k}": v.detach().cpu().contiguous().clone() for k, v in self._net.state_dict().items()}
+        tensors["cost_coef"] = to_tensor(self._cost_coef)
+        hyperparameters = {"rank": self.rank, "weight_decay": self.weight_decay, "lr": self.lr,
+                           "max_epochs": self.max_epochs, "patience": self.patience, "ridge": self.ridge,
+                           "min_cost_rows": self.min_cost_rows}
+        return tensors, self.artifact_config(hyperparameters, d_in=int(self._net.proj.in_features))
+
+    @classmethod
+    def from_artifacts(cls, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> MFRouter:
+        router = cls.from_artifact_config(config)
+        net = _MF(int(config["d_in"]), len(router.models), router.rank)
+        state = {k.removeprefix("net."): v for k, v in tensors.items() if k.startswith("net.")}
+        net.load_state_dict(state, strict=True)
+        router._net = net.eval()
+        router._cost_coef = tensors["cost_coef"].numpy()
+        return router

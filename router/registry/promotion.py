@@ -1,0 +1,428 @@
+"""The registered model's versions and aliases: register, gate, promote, roll back, list, load.
+
+:func:`register_challenger` turns a logged model into a new version aliased ``challenger``; :func:`gate`
+evaluates the challenger and the ``champion`` on the same held-out data and hands the figures to the pure rule
+(``router.registry.gate.decide``), then records the decision as tags and moves ``champion`` if it says so;
+:func:`promote`, :func:`rollback` and :func:`list_versions` back ``routerctl models``.
+
+Promotion only ever moves aliases; a model version is never copied. Previous champions are kept, newest
+last, as a JSON list in the registered model's ``champion_history`` tag, which :func:`rollback` pops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import mlflow
+import numpy as np
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from router.errors import RegistryError
+from router.redact import mask
+from router.registry.gate import PromotionDecision, decide, recorded_decision
+from router.registry.packaging import (
+    CONFIG, MODEL_NAME, POOL, WEIGHTS, ModelPool, ModelPoolError, load_router_artifacts,
+)
+from router.registry.serving import predict
+from router.registry.tracking import MODEL_ID_TAG, connect
+
+if TYPE_CHECKING:
+    from router.routers.base import Router, RoutingData
+    from router.settings import Settings
+
+__all__ = ["CHALLENGER", "CHAMPION", "HISTORY_TAG", "LoadedVersion", "PoolMismatchError", "VersionInfo",
+           "alias_version", "champion_history", "champion_version", "download_version", "evaluate_version", "gate",
+           "list_versions", "load_version", "promote", "register_challenger", "rollback"]
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+#: Registered-model tag holding the previous champions (JSON list of versions, newest last).
+HISTORY_TAG = "champion_history"
+HISTORY_LIMIT = 100
+
+
+class PoolMismatchError(RegistryError):
+    """A model version routes to a different set of models than the store holds."""
+
+
+@dataclass(frozen=True)
+class LoadedVersion:
+    """A registered version's router rebuilt from its artifacts (no encoder, no MLflow pyfunc wrapper)."""
+
+    version: int
+    router: Router
+    pool: ModelPool
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """One row of :func:`list_versions`."""
+
+    version: int
+    aliases: tuple[str, ...]
+    created_at: datetime
+    run_id: str | None
+    status: str
+    router: str | None
+    encoder: str | None
+    n_models: int | None
+    aiq: float | None  # the training run's test AIQ (tag ``aiq``)
+    gate: str | None  # the gate's decision on this version (tag ``gate.decision``), if it was gated
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def _require_model(client: MlflowClient, name: str) -> Any:
+    try:
+        return client.get_registered_model(name)
+    except MlflowException as exc:
+        raise RegistryError(f"no registered model {name!r} at this tracking URI; train one first") from exc
+
+
+def _get_version(client: MlflowClient, name: str, version: int) -> Any:
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as exc:
+        raise RegistryError(f"{name!r} has no version {version}") from exc
+
+
+def register_challenger(settings: Settings, run_id: str, *, description: str | None = None) -> int:
+    """Register the model logged by training run ``run_id`` as a new version; alias it ``challenger``.
+
+    The version is tagged with the run's router, encoder, model count and test AIQ (``aiq``) so that
+    :func:`list_versions` can show them without downloading anything. Returns the version number.
+    """
+    name = settings.registered_model
+    with connect(settings) as client:
+        run = client.get_run(run_id)
+        model_id = run.data.tags.get(MODEL_ID_TAG)
+        source = f"models:/{model_id}" if model_id else f"runs:/{run_id}/{MODEL_NAME}"
+        try:
+            client.get_registered_model(name)
+        except MlflowException:
+            client.create_registered_model(
+                name, description="Cost-aware LLM router (pyfunc): prompt in, routing decision out."
+            )
+        p = run.data.params
+        tags = {
+            "router": p.get("router", ""),
+            "encoder": p.get("encoder", ""),
+            "n_models": p.get("n_models", ""),
+        }
+        if "aiq" in run.data.metrics:
+            tags["aiq"] = repr(float(run.data.metrics["aiq"]))
+        mv = client.create_model_version(
+            name, source=source, run_id=run_id, tags=tags, description=description, model_id=model_id
+        )
+        client.set_registered_model_alias(name, CHALLENGER, mv.version)
+        log.info("registered %s version %s from run %s as %s", name, mv.version, run_id, CHALLENGER)
+        return int(mv.version)
+
+
+def champion_version(settings: Settings) -> int | None:
+    """The version the ``champion`` alias points at, or ``None``."""
+    with connect(settings) as client:
+        return alias_version(client, settings.registered_model, CHAMPION)
+
+
+def alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
+    try:
+        return int(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no model / no such alias
+            return None
+        # anything else (server error, lost connection) is not "no champion": never route or gate on a guess
+        raise RegistryError(f"cannot read alias {alias!r} of {name!r}: {mask(str(exc))}") from None
+
+
+def champion_history(settings: Settings) -> list[int]:
+    """Previous champions, oldest first (the registered model's ``champion_history`` tag)."""
+    with connect(settings) as client:
+        return _history(client, settings.registered_model)
+
+
+def _history(client: MlflowClient, name: str) -> list[int]:
+    try:
+        raw = client.get_registered_model(name).tags.get(HISTORY_TAG)
+    except MlflowException:
+        return []
+    if not raw:
+        return []
+    try:
+        return [int(v) for v in json.loads(raw)]
+    except (ValueError, TypeError) as exc:
+        raise RegistryError(f"tag {HISTORY_TAG!r} of {name!r} is not a JSON list of versions: {raw!r}") from exc
+
+
+def download_version(settings: Settings, version: int, dst_path: Path) -> Path:
+    """Download a version's model folder (``MLmodel``, ``artifacts/``, ``code/``) into ``dst_path``."""
+    name = settings.registered_model
+    with connect(settings) as client:
+        _get_version(client, name, version)
+        dst_path.mkdir(parents=True, exist_ok=True)
+        return Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(dst_path)))
+
+
+def load_version(settings: Settings, version: int) -> LoadedVersion:
+    """Download a version's artifacts and rebuild its router (checked by
+    :func:`~router.registry.packaging.load_router_artifacts`)."""
+    from mlflow.models import Model  # noqa: PLC0415
+
+    name = settings.registered_model
+    with tempfile.TemporaryDirectory(prefix="router-version-") as tmp:
+        local = download_version(settings, version, Path(tmp))
+        flavor = Model.load(str(local)).flavors.get("python_function", {})
+        artifacts = flavor.get("artifacts", {})
+        try:
+            paths = {key: local / artifacts[key]["path"] for key in (WEIGHTS, CONFIG, POOL)}
+        except KeyError as exc:
+            raise ModelPoolError(f"version {version} of {name!r} lacks the {exc.args[0]!r} artifact") from exc
+        router, pool = load_router_artifacts(paths[WEIGHTS], paths[CONFIG], paths[POOL])
+        return LoadedVersion(version=int(version), router=router, pool=pool)
+
+
+def _predict_on(loaded: LoadedVersion, data: RoutingData) -> tuple[np.ndarray, np.ndarray]:
+    """``(q_hat, c_hat)`` on ``data`` with columns in ``data.models`` order (the pool must cover them)."""
+    missing = [m for m in data.models if m not in loaded.pool.models]
+    if missing:
+        raise PoolMismatchError(f"version {loaded.version} cannot score models {missing} (pool {loaded.pool.models})")
+    if data.X.shape[1] != loaded.pool.embedding_dim:
+        raise PoolMismatchError(
+            f"version {loaded.version} expects {loaded.pool.embedding_dim}-dim embeddings, data has {data.X.shape[1]}"
+        )
+    q_hat, c_hat = predict(loaded.router, data.X, data.prompt_chars, data.eval_names)
+    order = [loaded.pool.models.index(m) for m in data.models]
+    return q_hat[:, order], c_hat[:, order]
+
+
+def _aiqs(predictions: Mapping[str, tuple[np.ndarray, np.ndarray]], data: RoutingData, reward: str) -> dict[str, float]:
+    from router.evaluation import evaluate  # noqa: PLC0415
+
+    result = evaluate(
+        {name: (q, c, reward) for name, (q, c) in predictions.items()},
+        data.quality,
+        data.cost,
+        data.eval_names,
+        data.models,
+    )
+    return {name: float(result.metrics["routers"][name]["aiq"]) for name in predictions}
+
+
+def evaluate_version(settings: Settings, version: int, test_data: RoutingData, *, reward: str = "linear") -> float:
+    """AIQ (mean over eval sets, RouterBench protocol) of a registered version on ``test_data``.
+
+    Loads the version's artifacts (not the pyfunc: ``test_data.X`` is already embedded), predicts, and
+    evaluates with :func:`router.evaluation.evaluate` under ``reward``.
+    """
+    loaded = load_version(settings, version)
+    q_hat, c_hat = _predict_on(loaded, test_data)
+    if not (np.isfinite(q_hat).all() and np.isfinite(c_hat).all()):
+        raise RegistryError(f"version {version} predicts non-finite values on the test data")
+    return _aiqs({"router": (q_hat, c_hat)}, test_data, reward)["router"]
+
+
+def gate(
+    settings: Settings,
+    challenger_version: int,
+    test_data: RoutingData,
+    baseline_aiq: float | None = None,
+    *,
+    reward: str = "linear",
+) -> PromotionDecision:
+    """Decide whether ``challenger_version`` replaces the champion; promote it if so.
+
+    Both the challenger and the current champion are evaluated now, on ``test_data``, in one
+    :func:`router.evaluation.evaluate` call (same rows, same AIQ ``max_cost``). The challenger's sanity checks: its
+    artifacts load and validate, its pool covers exactly ``test_data.models``, and its predictions on
+    ``test_data`` are finite. A champion that can no longer be evaluated on ``test_data`` (its pool no longer
+    matches the store) is treated as absent. The figures go to :func:`router.registry.gate.decide`: against a
+    champion, ``challenger_aiq >= champion_aiq - settings.promotion_tolerance``; with none (first version), beat
+    ``baseline_aiq`` (the best baseline router's AIQ, given by the caller; ``None`` = no bar).
+
+    The decision and both AIQs are written as ``gate.*`` tags on both versions
+    (:meth:`~router.registry.gate.PromotionDecision.tags`).
+    """
+    name = settings.registered_model
+    tolerance = float(settings.promotion_tolerance)
+    with connect(settings) as client:
+        _get_version(client, name, challenger_version)
+        champion = alias_version(client, name, CHAMPION)
+
+    checks: dict[str, bool] = {"loads": False, "pool_matches": False, "finite": False}
+    predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    problem = ""
+    try:
+        loaded = load_version(settings, challenger_version)
+        checks["loads"] = True
+        extra = sorted(set(loaded.pool.models) - set(test_data.models))
+        missing = sorted(set(test_data.models) - set(loaded.pool.models))
+        checks["pool_matches"] = not extra and not missing
+        if not checks["pool_matches"]:
+            problem = f"pool mismatch: missing {missing}, not in the data {extra}"
+        else:
+            q_hat, c_hat = _predict_on(loaded, test_data)
+            checks["finite"] = bool(np.isfinite(q_hat).all() and np.isfinite(c_hat).all())
+            if checks["finite"]:
+                predictions["challenger"] = (q_hat, c_hat)
+            else:
+                problem = "non-finite predictions on the test data"
+    except Exception as exc:  # noqa: BLE001 - whatever breaks loading, the gate records a rejection
+        problem = f"cannot load: {exc}"
+    champion_note = ""
+    if all(checks.values()) and champion is not None and champion != challenger_version:
+        try:
+            c_loaded = load_version(settings, champion)
+            predictions["champion"] = _predict_on(c_loaded, test_data)
+            if not all(np.isfinite(a).all() for a in predictions["champion"]):
+                del predictions["champion"]
+                champion_note = f"champion v{champion} predicts non-finite values; treated as absent"
+        except Exception as exc:  # noqa: BLE001 - a champion that no longer loads must not block the gate
+            champion_note = f"champion v{champion} cannot be evaluated on this data ({exc}); treated as absent"
+    aiqs = _aiqs(predictions, test_data, reward) if predictions else {}
+    challenger_aiq = aiqs.get("challenger")
+    champion_aiq = aiqs.get("champion", challenger_aiq if champion == challenger_version else None)
+
+    verdict = decide(
+        challenger_aiq, champion_aiq, baseline_aiq, tolerance, challenger_version=challenger_version,
+        champion_version=champion, checks=checks, problem=problem, champion_note=champion_note,
+    )
+    promoted, reason = verdict.promoted, verdict.reason
+
+    decision = PromotionDecision(
+        promoted=promoted,
+        challenger_version=int(challenger_version),
+        champion_version=champion,
+        challenger_aiq=challenger_aiq,
+        champion_aiq=champion_aiq,
+        baseline_aiq=None if baseline_aiq is None else float(baseline_aiq),
+        tolerance=tolerance,
+        checks=checks,
+        reason=reason,
+        reward=reward,
+    )
+    with connect(settings) as client:
+        for version in {challenger_version, champion} - {None}:
+            for key, value in decision.tags().items():
+                client.set_model_version_tag(name, str(version), key, value)
+    if promoted and champion != challenger_version:
+        _move_champion(settings, challenger_version, reason=f"gate: {reason}")
+    log.info("gate v%s: %s (%s)", challenger_version, decision.decision, reason)
+    return decision
+
+
+def promote(settings: Settings, version: int, expected_models: Sequence[str], *, reason: str = "manual") -> int | None:
+    """Point ``champion`` at ``version``; return the previous champion (pushed onto ``champion_history``).
+
+    Refuses (:class:`PoolMismatchError`) a version whose model pool is not exactly ``expected_models`` (the
+    store's models), and (:class:`ModelPoolError`) one whose artifacts do not validate. Only the alias moves.
+    """
+    loaded = load_version(settings, version)
+    expected = [str(m) for m in expected_models]
+    missing = sorted(set(expected) - set(loaded.pool.models))
+    extra = sorted(set(loaded.pool.models) - set(expected))
+    if missing or extra:
+        raise PoolMismatchError(
+            f"refusing to promote version {version}: its model pool does not match the store's. "
+            f"Models in the store it cannot route to: {missing or 'none'}; models it routes to that the store "
+            f"lacks: {extra or 'none'}. Retrain on the current store and gate the new version instead."
+        )
+    return _move_champion(settings, version, reason=reason)
+
+
+def _move_champion(settings: Settings, version: int, *, reason: str, record: bool = True) -> int | None:
+    name = settings.registered_model
+    with connect(settings) as client:
+        _get_version(client, name, version)
+        previous = alias_version(client, name, CHAMPION)
+        if previous == version:
+            return previous
+        if record and previous is not None:
+            history = [*_history(client, name), previous][-HISTORY_LIMIT:]
+            client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+        client.set_registered_model_alias(name, CHAMPION, str(version))
+        now = datetime.now(UTC).isoformat(timespec="seconds")
+        client.set_model_version_tag(name, str(version), "promoted_at", now)
+        client.set_model_version_tag(name, str(version), "promotion_reason", reason[:4000])
+        log.info("%s: champion v%s -> v%s (%s)", name, previous, version, reason)
+        return previous
+
+
+def rollback(settings: Settings) -> tuple[int | None, int]:
+    """Move ``champion`` back to the previous champion; return ``(from_version, to_version)``.
+
+    Pops the newest entry of ``champion_history`` (skipping versions deleted since). The demoted version is
+    tagged ``rolled_back_at``; it is not deleted and keeps its other aliases.
+    """
+    name = settings.registered_model
+    with connect(settings) as client:
+        _require_model(client, name)
+        current = alias_version(client, name, CHAMPION)
+        history = _history(client, name)
+        while history:
+            target = history.pop()
+            if target == current:
+                continue
+            try:
+                client.get_model_version(name, str(target))
+            except MlflowException:
+                log.warning("skipping deleted version %s in %s", target, HISTORY_TAG)
+                continue
+            client.set_registered_model_alias(name, CHAMPION, str(target))
+            client.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+            if current is not None:
+                client.set_model_version_tag(name, str(current), "rolled_back_at", now)
+            client.set_model_version_tag(name, str(target), "promoted_at", now)
+            client.set_model_version_tag(name, str(target), "promotion_reason", f"rollback from v{current}")
+            log.info("%s: rolled champion back v%s -> v%s", name, current, target)
+            return current, target
+        raise RegistryError(f"{name!r} has no previous champion to roll back to")
+
+
+def list_versions(settings: Settings) -> list[VersionInfo]:
+    """Every version of the registered model, newest first, with its aliases and key tags."""
+    name = settings.registered_model
+    with connect(settings) as client:
+        try:
+            model = client.get_registered_model(name)
+        except MlflowException:
+            return []
+        aliases: dict[int, list[str]] = {}
+        for alias, version in (model.aliases or {}).items():
+            aliases.setdefault(int(version), []).append(alias)
+        infos = []
+        for mv in client.search_model_versions(f"name = '{name}'"):
+            tags = dict(mv.tags or {})
+            version = int(mv.version)
+            infos.append(
+                VersionInfo(
+                    version=version,
+                    aliases=tuple(sorted(aliases.get(version, []))),
+                    created_at=datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=UTC),
+                    run_id=mv.run_id,
+                    status=str(mv.status),
+                    router=tags.get("router") or None,
+                    encoder=tags.get("encoder") or None,
+                    n_models=int(tags["n_models"]) if tags.get("n_models", "").isdigit() else None,
+                    aiq=_float_or_none(tags.get("aiq")),
+                    gate=recorded_decision(tags, version),
+                    tags=tags,
+                )
+            )
+        return sorted(infos, key=lambda v: v.version, reverse=True)
+
+
+def _float_or_none(value: str | None) -> float | None:
+    try:
+        return None if value in (None, "") else float(value)
+    except ValueError:
+        return None

@@ -1,0 +1,120 @@
+"""The served model's computation, without MLflow: its input, params and output.
+
+``mlflow/router_model.py`` (the pyfunc MLflow executes) is a thin shell over :func:`pool_encoder`,
+:func:`prompt_inputs` and :func:`route_frame`, so every check it makes is unit-tested with the library.
+:data:`DEFAULT_PARAMS` and the output column prefixes are also the logged signature's
+(``router.registry.packaging``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sentence_transformers import SentenceTransformer
+
+    from router.registry.packaging import ModelPool
+    from router.routers.base import Router
+
+__all__ = ["COST_PREFIX", "DEFAULT_PARAMS", "QUALITY_PREFIX", "pool_encoder", "predict", "prompt_inputs",
+           "route_frame"]
+
+#: Inference params of the pyfunc and their defaults (also the signature's ``ParamSchema``).
+#: ``reward`` picks the reward of ``router.rewards``; ``lambda`` is the linear reward's willingness to pay
+#: (dollars per unit of quality), ``tau`` the exponential reward's cost scale (dollars).
+DEFAULT_PARAMS: dict[str, Any] = {"reward": "linear", "lambda": 1.0, "tau": 1e-3}
+
+#: Output column prefixes: ``q::<model>`` predicted quality and ``c::<model>`` predicted cost of every model.
+QUALITY_PREFIX, COST_PREFIX = "q::", "c::"
+
+
+def predict(
+    router: Router, X: np.ndarray, prompt_chars: np.ndarray, tasks: Any = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``router.predict`` as float64 arrays (task labels go to every router; most ignore them)."""
+    q_hat, c_hat = router.predict(X, prompt_chars, tasks)
+    return np.asarray(q_hat, dtype=np.float64), np.asarray(c_hat, dtype=np.float64)
+
+
+def pool_encoder(pool: ModelPool) -> SentenceTransformer:
+    """The prompt encoder a model's pool names, loaded from local files only, on CPU; its width must be the pool's
+    ``embedding_dim`` (:func:`router.encoder.open_encoder`: the one encoder loader)."""
+    from router.encoder import open_encoder  # noqa: PLC0415 - sentence-transformers only when serving
+
+    return open_encoder(pool.encoder, "cpu", embedding_dim=pool.embedding_dim, local_only=True)
+
+
+def prompt_inputs(model_input: Any) -> tuple[list[str], np.ndarray | None]:
+    """The pyfunc's input as (prompts, tasks or None): a DataFrame with a ``prompt`` column and an optional
+    ``task`` column, or anything ``pandas.DataFrame`` accepts.
+
+    MLflow turns a Python dict of columns (``{"prompt": ["a", "b"]}``) into **one** row whose cells are lists (the
+    REST ``inputs`` form arrives as arrays and becomes a proper frame); such a row is expanded back into one row
+    per prompt (columns of equal length). Any other list-valued cell, or a missing or null prompt, is refused
+    rather than routed as text.
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+    if "prompt" not in frame.columns:
+        raise ValueError(f"input needs a 'prompt' column, got {list(frame.columns)}")
+    listed = [c for c in frame.columns if frame[c].map(lambda v: isinstance(v, (list, tuple, np.ndarray))).any()]
+    if listed:
+        if len(frame) != 1:
+            raise ValueError(f"column(s) {listed} hold lists: pass one prompt per row (a DataFrame), or a dict of "
+                             "columns")
+        try:
+            frame = frame.explode(listed, ignore_index=True)
+        except ValueError as exc:
+            raise ValueError(f"columns {listed} must have the same number of values") from exc
+    if frame["prompt"].isna().any():
+        raise ValueError("'prompt' must not be null")
+    prompts = [str(p) for p in frame["prompt"]]
+    tasks = None
+    if "task" in frame.columns:
+        tasks = np.asarray(["" if pd.isna(t) else str(t) for t in frame["task"]], dtype=object)
+    return prompts, tasks
+
+
+def route_frame(
+    router: Router,
+    pool: ModelPool,
+    X: np.ndarray,
+    prompt_chars: np.ndarray,
+    params: Mapping[str, Any] | None = None,
+    tasks: Sequence[str] | np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Routing decisions as the pyfunc returns them (one row per prompt).
+
+    Columns: ``model`` (chosen), ``quality_hat`` / ``cost_hat`` (predicted for the choice), then
+    ``q::<model>`` and ``c::<model>`` for every model of the pool, in pool order. ``params``: ``reward``
+    (``linear``/``exponential``) and its parameter (``lambda`` / ``tau``); missing ones take
+    :data:`DEFAULT_PARAMS`. ``tasks`` (a label per prompt) reach only routers whose ``predict`` takes them.
+    """
+    import pandas as pd  # noqa: PLC0415
+
+    from router.rewards import get_reward  # noqa: PLC0415
+
+    chosen_params = {**DEFAULT_PARAMS, **{k: v for k, v in (params or {}).items() if v is not None}}
+    reward = get_reward(str(chosen_params["reward"]))
+    param = float(chosen_params[reward.param_name])
+    q_hat, c_hat = predict(router, np.asarray(X, dtype=np.float32), np.asarray(prompt_chars), tasks)
+    rows = np.arange(q_hat.shape[0])
+    if rows.size:
+        choice = reward.choose(q_hat, c_hat, param)
+    else:
+        choice = np.zeros(0, dtype=np.int64)
+    columns: dict[str, Any] = {
+        "model": np.asarray(pool.models, dtype=object)[choice],
+        "quality_hat": q_hat[rows, choice],
+        "cost_hat": c_hat[rows, choice],
+    }
+    for j, m in enumerate(pool.models):
+        columns[f"{QUALITY_PREFIX}{m}"] = q_hat[:, j]
+    for j, m in enumerate(pool.models):
+        columns[f"{COST_PREFIX}{m}"] = c_hat[:, j]
+    return pd.DataFrame(columns)
