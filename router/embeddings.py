@@ -124,13 +124,6 @@ def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
     return result
 
 
-def vectors_for(con: duckdb.DuckDBPyConnection, encoder: str, prompt_ids: list[str]) -> dict[str, np.ndarray]:
-    con.register("wanted_prompts", pl.DataFrame({"prompt_id": prompt_ids}, schema={"prompt_id": pl.String}))
-    frame = relation(con, "embed/vectors_for", {"encoder": encoder}).pl()
-    con.unregister("wanted_prompts")
-    return dict(zip(frame["prompt_id"].to_list(), stack(frame["vector"]), strict=True))
-
-
 def stack(vectors: pl.Series) -> np.ndarray:
     """A polars list/array column of equal-length vectors → (n, dim) float32."""
     if vectors.len() == 0:

