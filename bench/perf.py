@@ -108,7 +108,7 @@ def _embed_texts(n: int) -> list[str]:
     if n > len(texts):
         import polars as pl
 
-        from router.ingest import unwrap_prompt
+        from router.coercion import unwrap_prompt
 
         for path in sorted((DATA / "routerbench_subset").glob("*_train.csv")):
             texts += [unwrap_prompt(t) for t in pl.read_csv(path, columns=["prompt"])["prompt"].to_list()]
