@@ -444,47 +444,19 @@ def _land(src: Path, home: Path) -> None:
 
 
 def _night(home: Path) -> dict[str, Any]:
-    """One night with the library's steps (``router.nightly``), in the order of ``flows/nightly.py``, without
-    Prefect (its ephemeral server start-up would dominate a nothing-new night: see docs/performance.md)."""
-    from dataclasses import asdict
-
+    """One night: every step of ``router.nightly.STEPS`` in order (what the Prefect flow runs), without Prefect
+    (its ephemeral server start-up would dominate a nothing-new night: see docs/performance.md)."""
     from router import nightly as steps
-    from router.night_report import write_night_report
-    from router.snapshots import export_snapshots
-    from router.storage import open_store
     from router.timing import Laps
 
     s = _settings(home)
     started = datetime.now(UTC).replace(tzinfo=None)
-    run_id = f"bench-{started:%H%M%S%f}"
     lap = Laps()
-    ingested = steps.ingest_landing(s)
-    ingest = {**asdict(ingested), "rows_new": ingested.rows_new, "rows_quarantined": ingested.rows_quarantined}
-    validation = asdict(steps.check_ingest(ingested))
-    lap("ingest")
-    embedding = steps.embed(s)
-    lap("embed")
-    step = steps.train(s)
-    if step.skipped:
-        training = {"skipped": True, "data_key": step.data_key, **(step.previous or {})}
-    else:
-        name, baseline = step.run.best_baseline()
-        training = {"skipped": False, "data_key": step.data_key, "run_id": step.run.run_id,
-                    "report_dir": str(step.run.report_dir), "attention_aiq": step.run.aiq("attention"),
-                    "best_baseline": name, "baseline_aiq": baseline}
-    lap("train")
-    promotion = asdict(steps.register_and_promote(s, step, run_id))
-    lap("register")
-    routing = steps.route(s, flow_run_id=run_id)
-    lap("route")
-    with open_store(s) as con:
-        write_night_report(con, s.reports, flow_run_id=run_id, started=started, night=started.date(),
-                           ingest=ingest, validation=validation, embed=embedding, train=training,
-                           promotion=promotion, routing=routing)
-        export_snapshots(con, s.snapshots)
-    lap("report")
-    return {"rows_new": ingested.rows_new, "embedded": embedding["embedded"], "trained": not step.skipped,
-            "routed": routing.get("routed", 0), "steps_s": lap.seconds, "encode_s": round(embedding["seconds"], 3),
+    night = steps.run_night(steps.Night(s, f"bench-{started:%H%M%S%f}", started), after_step=lap)
+    r = night.results
+    step = r["train"]
+    return {"rows_new": r["ingest"]["rows_new"], "embedded": r["embed"]["embedded"], "trained": not step.skipped,
+            "routed": r["route"].get("routed", 0), "steps_s": lap.seconds, "encode_s": round(r["embed"]["seconds"], 3),
             "fit_s": {k: round(v, 3) for k, v in step.run.seconds.items()} if not step.skipped else {}}
 
 

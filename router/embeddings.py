@@ -25,7 +25,6 @@ from router.settings import Settings
 from router.storage import query, relation, scalar, transaction
 
 log = logging.getLogger(__name__)
-CHUNK = 2048  # prompts per committed chunk
 
 
 @dataclass
@@ -110,8 +109,8 @@ def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
     model = model or load_encoder(settings, device)
     start = time.perf_counter()
     done = 0
-    for offset in range(0, todo.height, CHUNK):
-        chunk = todo.slice(offset, CHUNK)
+    for offset in range(0, todo.height, settings.embed_chunk_size):  # one transaction per chunk
+        chunk = todo.slice(offset, settings.embed_chunk_size)
         vectors = encode(model, chunk["text"].to_list(), settings.embed_batch_size)
         store_vectors(con, encoder, chunk["prompt_id"], vectors)
         done += chunk.height

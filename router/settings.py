@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     encoder: str = Field(default=BUNDLED_ENCODER, description="sentence-transformers model name or local path")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     embed_batch_size: int = Field(default=64, ge=1)
+    embed_chunk_size: int = Field(default=2048, ge=1, description="prompts embedded per committed transaction")
     seed: int = 42
     allow_pickle: bool = Field(default=False, description="unpickle .pkl files found inside folders (code execution!)")
     route_batch_size: int = Field(default=50_000, ge=1)

@@ -42,7 +42,9 @@ def test_bench_small_writes_every_figure(tmp_path: Path) -> None:
     base = results["nightly_incremental"]["base_nights"]  # the nights before reuse the scratch night's vectors
     assert base["vectors_seeded"] > 0 and base["embedded"] == 0
     night = results["nightly_incremental"]["night"]  # seconds per step, which add up to the night's time
-    assert list(night["steps_s"]) == ["ingest", "embed", "train", "register", "route", "report"]
+    from router.nightly import STEPS
+
+    assert list(night["steps_s"]) == [step.name for step in STEPS]  # the library's step list, in its order
     assert 0.75 * night["seconds"] <= sum(night["steps_s"].values()) <= night["seconds"]
     assert 0 < night["encode_s"] <= night["steps_s"]["embed"] and "fit.attention" in night["fit_s"]
     for name in ("ingest_jsonl", "ingest_parquet"):  # GX validated every record of the small file
