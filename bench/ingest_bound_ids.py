@@ -1,13 +1,13 @@
 """What the ingest's lower bound is made of, and whether 16-byte prompt ids would shrink it: the bound
-(``router.bench.ingest_bound``: read the log file, hash every prompt, write ``prompts`` and ``outcomes`` in one
+(``bench.perf.ingest_bound``: read the log file, hash every prompt, write ``prompts`` and ``outcomes`` in one
 transaction) with the store's 32-hex-character ids and with the same 128 bits as ``UHUGEINT``, and the time
 DuckDB takes to hash the prompts, each as a ratio to the ingest bench's floor (DuckDB's reader into one table).
 
 Usage::
 
-    python bench/ingest_bound_ids.py [--rows 1000000] [--format parquet|jsonl] [--repeats 3]
+    python -m bench.ingest_bound_ids [--rows 1000000] [--format parquet|jsonl] [--repeats 3]
 
-The file is the ingest bench's (``router.bench.ingest_setup``: real demo log rows, one prompt each). The
+The file is the ingest bench's (``bench.perf.ingest_setup``: real demo log rows, one prompt each). The
 variants run interleaved, ``--repeats`` times, in this process; each figure is the fastest of its repeats.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 
 import duckdb
 
-from router.bench import ingest_bound, ingest_floor, ingest_setup
-from router.storage import execute
+from bench.perf import ingest_bound, ingest_floor, ingest_setup
+from bench.store import execute
 
 
 def query_seconds(path: Path, name: str) -> float:
@@ -54,8 +54,8 @@ def main() -> None:
                 if out["rows"] != args.rows:
                     raise RuntimeError(f"{label}: stored {out['rows']} rows of {args.rows}")
                 runs[label].append(out["seconds"])
-            runs["read prompts"].append(query_seconds(path, f"bench/ingest_bound_read_{reader}"))
-            runs["read and hash prompts"].append(query_seconds(path, f"bench/ingest_bound_hash_{reader}"))
+            runs["read prompts"].append(query_seconds(path, f"ingest_bound_read_{reader}"))
+            runs["read and hash prompts"].append(query_seconds(path, f"ingest_bound_hash_{reader}"))
     best = {label: min(seconds) for label, seconds in runs.items()}
     floor = best["floor"]
     print(f"{args.rows:,} log rows ({fmt}), fastest of {args.repeats}:")

@@ -3,9 +3,9 @@ store and into a store that already holds ``--history`` log rows, as a ratio (wi
 
 Usage::
 
-    python bench/ingest_history.py [--rows 10000] [--history 3000000] [--repeats 3]
+    python -m bench.ingest_history [--rows 10000] [--history 3000000] [--repeats 3]
 
-The files are the ingest bench's (``router.bench.ingest_setup``: real demo log rows, one prompt each), each
+The files are the ingest bench's (``bench.perf.ingest_setup``: real demo log rows, one prompt each), each
 copy with its own request ids and prompt texts, so every ingest adds new rows. The history is loaded first
 (untimed, in files of at most 1M rows); then each repeat ingests a new file into a fresh store and another
 into the history store, interleaved; each figure is the fastest of its repeats. The fresh store first gets a
@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from router import validation
-from router.bench import _settings, ingest_setup
+from bench.perf import _settings, ingest_setup
 from router.ingest import ingest_file
 from router.storage import open_store, table_counts
 

@@ -4,9 +4,9 @@ line (polars' fast path); prints the seconds and the ratios.
 
 Usage::
 
-    python bench/jsonl_bad_lines.py [--rows 200000]
+    python -m bench.jsonl_bad_lines [--rows 200000]
 
-The file is the ingest bench's (``router.bench.ingest_setup``: real demo log rows, one prompt each).
+The file is the ingest bench's (``bench.perf.ingest_setup``: real demo log rows, one prompt each).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from router import readers, schemas
-from router.bench import ingest_setup
+from bench.perf import ingest_setup
 
 
 def timed(read):

@@ -2,12 +2,12 @@
 
 Usage::
 
-    python bench/router_experiments.py /tmp/rb/subset.npz --threads 2            # test table
-    python bench/router_experiments.py /tmp/rb/subset.npz --threads 2 --scale 36000   # + s/epoch at 36k prompts
-    python -m router.tuning /tmp/rb/subset.npz --threads 2                        # validation grid (train only)
+    python -m bench.router_experiments /tmp/rb/subset.npz --threads 2            # test table
+    python -m bench.router_experiments /tmp/rb/subset.npz --threads 2 --scale 36000   # + s/epoch at 36k prompts
+    python -m bench.tuning /tmp/rb/subset.npz --threads 2                        # validation grid (train only)
 
 The ``.npz`` holds ``X`` (n, d) embeddings, ``Q``/``C`` (n, m) true scores/costs, ``chars``, ``models``,
-``split`` ("train"/"test") and ``eval_name`` (see ``router.tuning.load_npz``). Routers are fitted on the train
+``split`` ("train"/"test") and ``eval_name`` (see ``bench.tuning.load_npz``). Routers are fitted on the train
 rows with their registered defaults and seed 42, and evaluated on the test rows with RouterBench's protocol
 (``router.evaluation``, linear reward).
 """
@@ -25,7 +25,7 @@ import torch
 from router.evaluation import evaluate
 from router.routers import ROUTERS, get_router
 from router.routers.base import RoutingData
-from router.tuning import load_npz
+from bench.tuning import load_npz
 
 BASELINES = ("knn5", "knn10", "knn40", "mlp")
 

@@ -4,9 +4,9 @@ the ratio large / small.
 
 Usage::
 
-    python bench/snapshot_history.py [--small 1000000] [--large 5000000] [--repeats 2]
+    python -m bench.snapshot_history [--small 1000000] [--large 5000000] [--repeats 2]
 
-The decisions are synthetic rows of the real table (``sql/queries/bench/synthetic_decisions.sql``: 11 models,
+The decisions are synthetic rows of the real table (``bench/sql/synthetic_decisions.sql``: 11 models,
 3 model versions' decisions per query, random predictions) and their queries are put in the backlog
 (``synthetic_backlog.sql``), so ``latest_decisions`` and the views on it are full; all generated in DuckDB.
 Each figure is the fastest of its repeats. ``routing_decisions`` is exported whole every run (the snapshot is the table), so this grows
@@ -20,18 +20,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from router.bench import _settings
+from bench.perf import _settings
 from router.snapshots import export_snapshots
-from router.storage import execute, open_store, scalar
+from bench.store import execute, scalar
+from router.storage import open_store
 
 
 def export_seconds(work: Path, rows: int, repeats: int) -> tuple[float, int]:
     s = _settings(work / f"home-{rows}")
     with open_store(s) as con:
-        execute(con, "bench/synthetic_decisions", {"rows": rows})
-        execute(con, "bench/synthetic_backlog", {"first": 0, "queries": (rows + 2) // 3})
-        execute(con, "bench/checkpoint")
-        stored = int(scalar(con, "bench/decision_count"))
+        execute(con, "synthetic_decisions", {"rows": rows})
+        execute(con, "synthetic_backlog", {"first": 0, "queries": (rows + 2) // 3})
+        execute(con, "checkpoint")
+        stored = int(scalar(con, "decision_count"))
         runs = []
         for _ in range(repeats):
             start = time.perf_counter()

@@ -3,7 +3,7 @@
 
 Usage::
 
-    python bench/vector_storage.py [--rows 100000]
+    python -m bench.vector_storage [--rows 100000]
 
 The vectors are seeded random unit 384-d vectors (the default encoder's dimension); their values do not
 change how DuckDB lays them out.
@@ -19,9 +19,10 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from router.storage import execute, register
+from bench.store import execute
+from router.storage import register
 
-DIM = 384  # the fixed size in sql/queries/bench/vector_storage_array.sql
+DIM = 384  # the fixed size in bench/sql/vector_storage_array.sql
 
 
 def size_mb(folder: Path, layout: str, frame: pl.DataFrame) -> float:
@@ -29,7 +30,7 @@ def size_mb(folder: Path, layout: str, frame: pl.DataFrame) -> float:
     con = duckdb.connect(str(path))
     try:
         register(con, "bench_vectors", frame)
-        execute(con, f"bench/vector_storage_{layout}")
+        execute(con, f"vector_storage_{layout}")
     finally:
         con.close()
     return path.stat().st_size / 1e6

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from router.ingest import unwrap_prompt
+from router.coercion import unwrap_prompt
 from router.schemas import COST_SUFFIX
 
 HERE = Path(__file__).parent

@@ -1,12 +1,15 @@
-"""``routerctl``'s entry point: the library's commands plus ``nightly``, which runs the Prefect flow.
+"""``routerctl``'s entry point: the library's commands plus ``nightly``, which runs the Prefect flow, and
+``bench``, which runs the checkout's benchmarks (``bench/``, developer tooling outside the library).
 
-Kept here so that the ``router`` library never imports Prefect; ``flows`` is imported only when the command
-runs (``routerctl --help`` stays instant).
+Kept here so that the ``router`` library never imports Prefect nor ``bench``; ``flows`` is imported only when
+the command runs (``routerctl --help`` stays instant).
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import typer
 
@@ -56,6 +59,27 @@ def nightly(
     console.print(f"\nreport:   {result['report']}/report.md")
     console.print(f"store:    {s.database}  (analysts: Parquet snapshots in {s.snapshots})")
     console.print(f"MLflow UI: mlflow ui --backend-store-uri {mask_uri(s.mlflow_uri)} --port 5000")
+
+
+
+@app.command()
+def bench(
+    size: str = typer.Option("full", help="small (CI smoke, ~2 min) | full (~15 min on 2 cores)"),
+    only: list[str] = typer.Option(None, "--only", help="run only this bench (repeatable): embed, route, "
+                                   "route_attention, ingest_jsonl, ingest_parquet, nightly, train"),
+) -> None:
+    """Run a checkout's benchmarks (python -m bench.perf); print one line per figure; write
+    $ROUTER_HOME/reports/bench/latest.json."""
+    from router.settings import PROJECT_ROOT
+
+    if not (PROJECT_ROOT / "bench" / "perf.py").is_file():
+        fail(f"routerctl bench runs the benchmarks of a source checkout; this install has no bench/ folder "
+             f"({PROJECT_ROOT / 'bench'})")
+    s = settings()
+    argv = [sys.executable, "-m", "bench.perf", "--size", size, "--out", str(s.reports / "bench" / "latest.json")]
+    for name in only or []:
+        argv += ["--only", name]
+    raise typer.Exit(subprocess.run(argv, cwd=PROJECT_ROOT, check=False).returncode)
 
 
 __all__ = ["app"]

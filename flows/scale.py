@@ -9,7 +9,9 @@ first 32 bits hold about equal numbers of prompts (``router.routing.hash_ranges`
 the flow's own process reads each range's inputs (texts to encode; units and vectors to predict), ships them
 to the workers, which only compute (``encode`` / ``predict``) and return arrays; the flow's process writes
 the results (vectors per range in one transaction each; decisions in batches, as the single-process path
-does). Results are the same as ``routerctl embed`` / ``routerctl route`` (tested in ``tests/test_scale.py``).
+does). What is computed is what ``routerctl embed`` / ``routerctl route`` compute, in other batches: with the
+real encoder and router, floats may differ in the last bits (and a decision only where two models tie to those
+bits); with deterministic stand-ins the vectors and decisions are equal to the last bit (``tests/test_scale.py``).
 
 Workers need this project installed (same image) and, for embedding, the encoder on their disk. Process
 workers should report to a real Prefect server (``PREFECT_API_URL``): without one each worker process starts

@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
 log = logging.getLogger(__name__)
-CHUNK = 2048  # prompts per committed chunk
 
 
 @dataclass
@@ -88,8 +87,8 @@ def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
     model = model or load_encoder(settings, device)
     start = time.perf_counter()
     done = 0
-    for offset in range(0, todo.height, CHUNK):
-        chunk = todo.slice(offset, CHUNK)
+    for offset in range(0, todo.height, settings.embed_chunk_size):  # one transaction per chunk
+        chunk = todo.slice(offset, settings.embed_chunk_size)
         vectors = encode(model, chunk["text"].to_list(), settings.embed_batch_size)
         store_vectors(con, encoder, chunk["prompt_id"], vectors)
         done += chunk.height
@@ -100,13 +99,6 @@ def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
     log.info("embedded %d prompts with %s on %s in %.1f s (%.1f prompts/s)", done, encoder, device, seconds,
              result.per_second)
     return result
-
-
-def vectors_for(con: duckdb.DuckDBPyConnection, encoder: str, prompt_ids: list[str]) -> dict[str, np.ndarray]:
-    con.register("wanted_prompts", pl.DataFrame({"prompt_id": prompt_ids}, schema={"prompt_id": pl.String}))
-    frame = relation(con, "embed/vectors_for", {"encoder": encoder}).pl()
-    con.unregister("wanted_prompts")
-    return dict(zip(frame["prompt_id"].to_list(), stack(frame["vector"]), strict=True))
 
 
 def stack(vectors: pl.Series) -> np.ndarray:

@@ -11,9 +11,7 @@ on the command line, or when ``allow_pickle`` is set; pickles merely found insid
 
 from __future__ import annotations
 
-import ast
 import logging
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,12 +25,14 @@ import numpy as np
 import polars as pl
 import polars_hash  # noqa: F401 - registers the plugin's expression namespace (Expr.chash)
 
+from router.coercion import (as_float, as_text, as_timestamp, concat_issues, duplicate_issues, flagged,
+                             prompt_text, unwrap_prompt)
 from router.errors import RouterError
 from router import schemas
 from router.files import sha256_file
 from router.readers import ROW, FileRejected, clip_json, data_suffix, empty_rejects, read_any
 from router.settings import Settings
-from router.storage import per_row, query, register, transaction
+from router.storage import query, register, transaction
 from router.timing import Laps
 from router.validation import (INDEX, CompiledCheck, ValidationReport, check_compiled, confirm_with_gx, docs_batch,
                                prepare, publish_docs)
@@ -128,125 +128,6 @@ def discover(paths: list[Path], kind: str, *, allow_pickle: bool = False) -> tup
     return found, notes
 
 
-# ------------------------------------------------------------------------------------------------ coercion
-def _as_float(df: pl.DataFrame, column: str) -> tuple[pl.Expr, pl.Expr]:
-    """(value as Float64 with NaN → null, flag: a present value that is not a number)."""
-    if column not in df.columns:
-        return pl.lit(None, dtype=pl.Float64), pl.lit(False)
-    dtype = df.schema[column]
-    col = pl.col(column)
-    if dtype == pl.Boolean:
-        value = col.cast(pl.Float64)
-    elif dtype.is_numeric():
-        value = col.cast(pl.Float64)
-    elif dtype == pl.Null:
-        return pl.lit(None, dtype=pl.Float64), pl.lit(False)
-    else:
-        text = col.cast(pl.String).str.strip_chars()
-        text = pl.when(text.str.to_lowercase().is_in(["", "nan", "none", "null", "na"])).then(None).otherwise(text)
-        text = text.replace({"True": "1", "False": "0", "true": "1", "false": "0"})
-        value = text.cast(pl.Float64, strict=False)
-        bad = text.is_not_null() & value.is_null()
-        return value.fill_nan(None), bad
-    return value.fill_nan(None), pl.lit(False)
-
-
-def _as_text(df: pl.DataFrame, column: str) -> pl.Expr:
-    if column not in df.columns or df.schema[column] == pl.Null:
-        return pl.lit(None, dtype=pl.String)
-    return pl.col(column).cast(pl.String)
-
-
-_UTC_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
-_NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
-
-
-def _utc_stamps(text: pl.Series) -> pl.Series:
-    """``text`` parsed where it is ``YYYY-MM-DDTHH:MM:SS[.ffffff]Z`` with an hour of 00-23, else null
-    (``sql/queries/ingest/utc_stamps.sql``).
-
-    DuckDB's cast is cheaper than polars' format parser (docs/performance.md: the Parquet ingest's read part) and gives
-    the same instant wherever it accepts a stamp of that form; what it refuses (an invalid date, second 60, ...)
-    is left null here for the polars passes to decide, as before. Hour 24 is kept out by the pattern: DuckDB
-    reads "24:00:00" as the next midnight, polars refuses it (tested against polars on seeded and edge stamps).
-    """
-    stamps = pl.DataFrame([pl.int_range(text.len(), dtype=pl.UInt32, eager=True).alias("_i"), text.alias("ts")])
-    with duckdb.connect() as con:  # in memory; a cast of a stamp with "Z" does not depend on the session's zone
-        parsed = per_row(con, "stamps", stamps, "ingest/utc_stamps", "_i")
-    return parsed["ts"].dt.convert_time_zone("UTC").alias(text.name)
-
-
-def _as_timestamp(df: pl.DataFrame, column: str) -> tuple[pl.Expr | pl.Series, pl.Expr | pl.Series]:
-    """ISO-8601 with an offset or Z; naive timestamps are taken as UTC."""
-    if column not in df.columns or df.schema[column] == pl.Null:
-        return pl.lit(None, dtype=pl.Datetime("us", "UTC")), pl.lit(False)
-    dtype = df.schema[column]
-    if isinstance(dtype, pl.Datetime):
-        value = pl.col(column)
-        value = value.dt.replace_time_zone("UTC") if dtype.time_zone is None else value.dt.convert_time_zone("UTC")
-        return value.dt.cast_time_unit("us"), pl.lit(False)
-    text = df.get_column(column).cast(pl.String).str.strip_chars()
-    present = text.is_not_null() & (text != "")
-    # Each pass parses only what the passes before it left: UTC with a "Z" (what most loggers write), first by
-    # DuckDB (up to 6 fraction digits) then by polars' fixed format (a fixed format is much cheaper than
-    # offset-aware parsing), then any offset, then the naive formats.
-    value = _utc_stamps(text)
-    for parse in (lambda rest: rest.str.to_datetime(_UTC_FORMAT, strict=False, time_unit="us")
-                  .dt.replace_time_zone("UTC"),
-                  lambda rest: rest.str.to_datetime(time_zone="UTC", strict=False, time_unit="us"),
-                  lambda rest: pl.select(pl.coalesce(
-                      *[rest.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
-                        for fmt in _NAIVE_FORMATS])).to_series()):
-        retry = value.is_null() & present
-        if not retry.any():
-            break
-        value = value.scatter(retry.arg_true(), parse(text.filter(retry)))
-    return value, present & value.is_null()
-
-
-def _prompt_text(expr: pl.Expr) -> pl.Expr:
-    """Whitespace-only prompts become "" (caught as empty by validation)."""
-    return pl.when(expr.str.strip_chars() == "").then(pl.lit("")).otherwise(expr)
-
-
-_LIST_LITERAL = re.compile(r"^\s*\[\s*(['\"]).*\1\s*\]\s*$", re.S)
-
-
-def unwrap_prompt(text: str | None) -> str | None:
-    """RouterBench stores prompts as the repr of a list of strings ("['...']"): join the list's items."""
-    if text is None or not _LIST_LITERAL.match(text):
-        return text
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return text
-    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
-        return "\n".join(value)
-    return text
-
-
-def _issues(df: pl.DataFrame, flag: str, reason: str) -> pl.DataFrame:
-    return df.filter(pl.col(flag)).select(pl.col(INDEX), pl.lit(reason).alias("reason"))
-
-
-def _concat_issues(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    frames = [f for f in frames if f.height]
-    if not frames:
-        return pl.DataFrame(schema={INDEX: pl.Int64, "reason": pl.String})
-    return pl.concat(frames)
-
-
-def _duplicate_issues(df: pl.DataFrame, keys: list[str], label: str) -> pl.DataFrame:
-    # The usual case, all keys distinct, in one pass over 64-bit hashes: distinct hashes mean distinct keys (a
-    # collision only sends the batch to the exact check below).
-    if df.height < 2 or df.select(pl.struct(keys).hash().n_unique()).item() == df.height:
-        return pl.DataFrame(schema={INDEX: pl.Int64, "reason": pl.String})
-    first = df.group_by(keys).agg(pl.col(ROW).min().alias("_first"))
-    dup = df.join(first, on=keys, nulls_equal=False).filter(pl.col(ROW) != pl.col("_first"))
-    return dup.select(pl.col(INDEX), pl.format("duplicate {} within file (first at row {})", pl.lit(label),
-                                               pl.col("_first")).alias("reason"))
-
-
 # ------------------------------------------------------------------------------------------------ staging
 def split_for(file: Path, df: pl.DataFrame) -> pl.Series:
     """train/test from the file name, else a 70/30 split per eval_name with seed 42 (stored with each row)."""
@@ -270,8 +151,8 @@ def _sample_key(df: pl.DataFrame) -> pl.Expr:
     index (the unnamed first column, or the pickle's index) tells them apart: key = ``sample_id#index``."""
     index = next((c for c in schemas.ROUTERBENCH_INDEX if c in df.columns), None)
     if index is None:
-        return _as_text(df, "sample_id")
-    return pl.concat_str([_as_text(df, "sample_id"), _as_text(df, index)], separator="#")
+        return as_text(df, "sample_id")
+    return pl.concat_str([as_text(df, "sample_id"), as_text(df, index)], separator="#")
 
 
 def stage_routerbench(df: pl.DataFrame, file: Path, source: str) -> Staged:
@@ -280,29 +161,29 @@ def stage_routerbench(df: pl.DataFrame, file: Path, source: str) -> Staged:
     base = df.select(
         pl.col(ROW),
         _sample_key(df).alias("sample_key"),
-        _prompt_text(_as_text(df, "prompt").map_elements(unwrap_prompt, return_dtype=pl.String)).alias("prompt"),
-        _as_text(df, "eval_name").alias("task"),
+        prompt_text(as_text(df, "prompt").map_elements(unwrap_prompt, return_dtype=pl.String)).alias("prompt"),
+        as_text(df, "eval_name").alias("task"),
     ).with_columns(split_for(file, df))
     parts = []
     for model in models:
-        quality, bad_q = _as_float(df, model)
-        cost, bad_c = _as_float(df, model + schemas.COST_SUFFIX)
+        quality, bad_q = as_float(df, model)
+        cost, bad_c = as_float(df, model + schemas.COST_SUFFIX)
         values = df.select(
             pl.lit(model).alias("model"),
             quality.alias("quality"),
             cost.alias("cost_usd"),
             bad_q.alias("_bad_quality"),
             bad_c.alias("_bad_cost"),
-            _as_text(df, model).alias("_raw_quality"),
-            _as_text(df, model + schemas.COST_SUFFIX).alias("_raw_cost"),
+            as_text(df, model).alias("_raw_quality"),
+            as_text(df, model + schemas.COST_SUFFIX).alias("_raw_cost"),
         )
         parts.append(pl.concat([base, values], how="horizontal"))
     records = pl.concat(parts).with_columns(pl.lit(source).alias("source"))
     records = _finish(records).with_row_index(INDEX).with_columns(pl.col(INDEX).cast(pl.Int64))
-    issues = _concat_issues([
-        _issues(records, "_bad_quality", "score is not a number"),
-        _issues(records, "_bad_cost", "cost is not a number"),
-        _duplicate_issues(records, ["sample_key", "model"], "(sample_id, model)"),
+    issues = concat_issues([
+        flagged(records, "_bad_quality", "score is not a number"),
+        flagged(records, "_bad_cost", "cost is not a number"),
+        duplicate_issues(records, ["sample_key", "model"], "(sample_id, model)"),
     ])
     return Staged("routerbench", records, issues, empty_rejects(), models, df.height)
 
@@ -310,26 +191,26 @@ def stage_routerbench(df: pl.DataFrame, file: Path, source: str) -> Staged:
 def stage_logs(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
     df = _only_rejects(df, rejects, schemas.LOGS)
     schemas.check_long_columns(schemas.LOGS, [c for c in df.columns if c != ROW], str(file))
-    quality, bad_q = _as_float(df, "quality")
-    cost, bad_c = _as_float(df, "cost_usd")
-    latency, bad_l = _as_float(df, "latency_ms")
-    tok_in, bad_ti = _as_float(df, "tokens_in")
-    tok_out, bad_to = _as_float(df, "tokens_out")
-    ts, bad_ts = _as_timestamp(df, "ts")
+    quality, bad_q = as_float(df, "quality")
+    cost, bad_c = as_float(df, "cost_usd")
+    latency, bad_l = as_float(df, "latency_ms")
+    tok_in, bad_ti = as_float(df, "tokens_in")
+    tok_out, bad_to = as_float(df, "tokens_out")
+    ts, bad_ts = as_timestamp(df, "ts")
     records = df.select(
         pl.col(ROW),
         pl.lit("logs").alias("source"),
-        _as_text(df, "request_id").alias("sample_key"),
-        _as_text(df, "model").str.strip_chars().alias("model"),
-        _prompt_text(_as_text(df, "prompt")).alias("prompt"),
-        _as_text(df, "task").alias("task"),
+        as_text(df, "request_id").alias("sample_key"),
+        as_text(df, "model").str.strip_chars().alias("model"),
+        prompt_text(as_text(df, "prompt")).alias("prompt"),
+        as_text(df, "task").alias("task"),
         quality.alias("quality"), cost.alias("cost_usd"), ts.alias("ts"),
         latency.alias("latency_ms"),
         tok_in.alias("tokens_in"), tok_out.alias("tokens_out"),
         pl.lit("train").alias("split"),
         bad_q.alias("_bad_quality"), bad_c.alias("_bad_cost"), bad_ts.alias("_bad_ts"),
         (bad_l | bad_ti | bad_to).alias("_bad_other"),
-        _as_text(df, "quality").alias("_raw_quality"), _as_text(df, "cost_usd").alias("_raw_cost"),
+        as_text(df, "quality").alias("_raw_quality"), as_text(df, "cost_usd").alias("_raw_cost"),
     )
     bad_tokens = (
         (pl.col("tokens_in").is_not_null() & (pl.col("tokens_in") != pl.col("tokens_in").round()))
@@ -337,13 +218,13 @@ def stage_logs(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
     )
     records = records.with_columns(bad_tokens.alias("_bad_tokens"))
     records = _finish(records).with_row_index(INDEX).with_columns(pl.col(INDEX).cast(pl.Int64))
-    issues = _concat_issues([
-        _issues(records, "_bad_quality", "quality is not a number"),
-        _issues(records, "_bad_cost", "cost_usd is not a number"),
-        _issues(records, "_bad_ts", "ts is not an ISO-8601 timestamp"),
-        _issues(records, "_bad_other", "latency_ms/tokens_in/tokens_out is not a number"),
-        _issues(records, "_bad_tokens", "tokens_in/tokens_out is not a whole number"),
-        _duplicate_issues(records, ["sample_key", "model"], "(request_id, model)"),
+    issues = concat_issues([
+        flagged(records, "_bad_quality", "quality is not a number"),
+        flagged(records, "_bad_cost", "cost_usd is not a number"),
+        flagged(records, "_bad_ts", "ts is not an ISO-8601 timestamp"),
+        flagged(records, "_bad_other", "latency_ms/tokens_in/tokens_out is not a number"),
+        flagged(records, "_bad_tokens", "tokens_in/tokens_out is not a whole number"),
+        duplicate_issues(records, ["sample_key", "model"], "(request_id, model)"),
     ])
     return Staged("logs", records, issues, rejects, [], df.height + rejects.height)
 
@@ -351,18 +232,18 @@ def stage_logs(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
 def stage_backlog(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
     df = _only_rejects(df, rejects, schemas.BACKLOG)
     schemas.check_long_columns(schemas.BACKLOG, [c for c in df.columns if c != ROW], str(file))
-    submitted, bad_ts = _as_timestamp(df, "submitted_at")
+    submitted, bad_ts = as_timestamp(df, "submitted_at")
     records = df.select(
         pl.col(ROW),
-        _as_text(df, "query_id").alias("query_id"),
-        _prompt_text(_as_text(df, "prompt")).alias("prompt"),
-        _as_text(df, "task").alias("task"),
+        as_text(df, "query_id").alias("query_id"),
+        prompt_text(as_text(df, "prompt")).alias("prompt"),
+        as_text(df, "task").alias("task"),
         submitted.alias("submitted_at"),
         bad_ts.alias("_bad_ts"),
     ).with_row_index(INDEX).with_columns(pl.col(INDEX).cast(pl.Int64))
-    issues = _concat_issues([
-        _issues(records, "_bad_ts", "submitted_at is not an ISO-8601 timestamp"),
-        _duplicate_issues(records, ["query_id"], "query_id"),
+    issues = concat_issues([
+        flagged(records, "_bad_ts", "submitted_at is not an ISO-8601 timestamp"),
+        duplicate_issues(records, ["query_id"], "query_id"),
     ])
     return Staged("backlog", records, issues, rejects, [], df.height + rejects.height)
 
@@ -577,7 +458,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
             staged.records = staged.records.with_columns(ids.result())
             lap("validate")
             compiled_issues = check.issues()
-            compiled_bad = _concat_issues([staged.issues, compiled_issues])
+            compiled_bad = concat_issues([staged.issues, compiled_issues])
 
             def confirm() -> pl.DataFrame:  # what GX failed beyond the compiled checks, once it has answered
                 return gx.result()[0].issues.join(compiled_issues, on=[INDEX, "reason"], how="anti")
@@ -587,7 +468,7 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
             except _Unconfirmed as more:
                 log.warning("%s: Great Expectations failed %d more records than the compiled checks; committing "
                             "again with them quarantined", path, more.issues[INDEX].n_unique())
-                bad = _concat_issues([staged.issues, gx.result()[0].issues])
+                bad = concat_issues([staged.issues, gx.result()[0].issues])
                 result = commit(con, staged, path, digest, bad, started, check.sample.height)
             report, gx_seconds = gx.result()
         lap("commit")

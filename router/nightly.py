@@ -1,12 +1,15 @@
 """The nightly pipeline's steps, as plain functions (the Prefect flows in ``flows/`` only orchestrate them).
 
-ingest → validate → embed → train → register and promote → route backlog → report. Each step opens the store,
+ingest → validate → embed → train → register and promote → route backlog → report → doctor, in that order
+in :data:`STEPS`, the one list the Prefect flow, the benchmark's night and the fault tests all iterate (each
+a :class:`Step`: name, function of the :class:`Night`, what it reads and writes). Each step opens the store,
 does its work in transactions and closes it, so a crash leaves no half-written step behind and a re-run
 picks up where it stopped: ingest skips files already stored, embedding skips cached prompts, training is
 skipped when its inputs (``data_key``) have not changed, routing skips queries the champion already decided.
 Registration resumes too: a run killed after MLflow logged or registered the model reuses that run/version
 (found by its ``data_key`` param) instead of registering a duplicate. ``docs/reliability.md`` lists the fault
-points (``router.faults``) the tests kill the steps at, and what a re-run does after each.
+points (``router.faults``) the tests kill the steps at, and what a re-run does after each; every step also
+has a boundary point ``<step>.done`` (its work finished, the next step not started).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -136,6 +140,15 @@ class TrainStep:
     data_key: str
     run: Any = None  # router.pipeline.TrainRun when trained
     previous: dict[str, Any] | None = None  # the earlier training run with the same data_key
+
+    def summary(self) -> dict[str, Any]:
+        """What the night's report shows of the training step."""
+        if self.skipped:
+            return {"skipped": True, "data_key": self.data_key, **(self.previous or {})}
+        name, baseline = self.run.best_baseline()
+        return {"skipped": False, "data_key": self.data_key, "run_id": self.run.run_id,
+                "report_dir": str(self.run.report_dir), "attention_aiq": self.run.aiq("attention"),
+                "best_baseline": name, "baseline_aiq": baseline, "seconds": sum(self.run.seconds.values())}
 
 
 def train(settings: Settings) -> TrainStep:
@@ -304,3 +317,126 @@ def doctor(settings: Settings, *, check_registry: bool = True) -> dict[str, Any]
     from router.doctor import run_checks
 
     return run_checks(settings, check_registry=check_registry, wait=wait_seconds(NIGHTLY_WAIT_SECONDS)).as_dict()
+
+
+# ---------------------------------------------------------------------------------------------- the night
+@dataclass
+class Night:
+    """One run of :data:`STEPS`: its settings, id, start and routing options, and each finished step's result
+    by step name (what later steps read)."""
+
+    settings: Settings
+    flow_run_id: str
+    started: datetime
+    reward: str | None = None
+    reward_param: float | None = None
+    budget: float | None = None
+    results: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of the night: ``run(night)`` returns its result; ``reads``/``writes`` name the store tables,
+    folders, registry and earlier steps' results it uses and changes."""
+
+    name: str
+    run: Callable[[Night], Any]
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    what: str
+
+
+def _ingest(night: Night) -> dict[str, Any]:
+    summary = ingest_landing(night.settings)
+    for note in summary.notes:
+        log.warning(note)
+    return {**asdict(summary), "rows_new": summary.rows_new, "rows_quarantined": summary.rows_quarantined}
+
+
+def _validate(night: Night) -> dict[str, Any]:
+    ingested = night.results["ingest"]
+    result = check_ingest(IngestSummary(ingested["files"], ingested["rejected"], ingested["notes"]))
+    if not result.ok:
+        log.warning("validation problems: %s", "; ".join(result.problems))
+    return asdict(result)
+
+
+def _register(night: Night) -> dict[str, Any]:
+    return asdict(register_and_promote(night.settings, night.results["train"], night.flow_run_id))
+
+
+def _route(night: Night) -> dict[str, Any]:
+    return route(night.settings, reward=night.reward, reward_param=night.reward_param, budget=night.budget,
+                 flow_run_id=night.flow_run_id)
+
+
+def _report(night: Night) -> str:
+    """The night's report (``reports/<night>/``) and the analysts' Parquet snapshots; returns the report's folder."""
+    from router.night_report import write_night_report
+    from router.snapshots import export_snapshots
+
+    s, r = night.settings, night.results
+    with open_store(s) as con:
+        out = write_night_report(con, s.reports, flow_run_id=night.flow_run_id, started=night.started,
+                                 night=night.started.date(), ingest=r["ingest"], validation=r["validate"],
+                                 embed=r["embed"], train=r["train"].summary(), promotion=r["register"],
+                                 routing=r["route"])
+        export_snapshots(con, s.snapshots)
+    return str(out)
+
+
+def _doctor(night: Night) -> dict[str, Any]:
+    """The store's checks, appended to the report. A doctor that cannot run is itself a problem: reported,
+    not raised, so the report is complete either way (the caller fails the run when ``ok`` is false)."""
+    from router.night_report import append_doctor
+    from router.redact import mask
+
+    try:
+        result = doctor(night.settings)
+    except Exception as exc:  # noqa: BLE001 - a doctor that cannot run is itself a problem worth reporting
+        result = {"ok": False, "problems": [f"doctor could not run: {mask(str(exc))}"], "checks": []}
+    append_doctor(Path(night.results["report"]), night.settings.reports, result)
+    if not result.get("ok"):
+        log.error("doctor found problems: %s", "; ".join(result.get("problems", [])))
+    return result
+
+
+STEPS: tuple[Step, ...] = (
+    Step("ingest", _ingest, ("landing/{routerbench,logs,backlog}", "ingest_runs"),
+         ("prompts", "outcomes", "models", "backlog", "quarantine", "ingest_runs", "gx_docs/"),
+         "ingest new files from the landing folders (validated, bad rows quarantined)"),
+    Step("validate", _validate, ("ingest",), (),
+         "flag rejected files and files with more than half their records quarantined"),
+    Step("embed", lambda night: embed(night.settings), ("prompts", "embeddings"), ("embeddings",),
+         "embed the prompts that have no vector for the encoder"),
+    Step("train", lambda night: train(night.settings), ("outcomes", "prompts", "embeddings", "training_runs"),
+         ("reports/training/",), "fit every router and evaluate them (skipped when the inputs are unchanged)"),
+    Step("register", _register, ("train", "MLflow registry"), ("MLflow registry", "promotions", "training_runs"),
+         "log to MLflow, register the challenger and gate it against the champion"),
+    Step("route", _route, ("backlog", "embeddings", "routing_decisions", "MLflow champion"), ("routing_decisions",),
+         "route every backlog query the champion has not decided yet"),
+    Step("report", _report, ("the store", "ingest", "validate", "embed", "train", "register", "route"),
+         ("nightly_runs", "reports/<night>/", "snapshots/"),
+         "write the night's report and the analysts' Parquet snapshots"),
+    Step("doctor", _doctor, ("the store", "MLflow registry", "report"), ("reports/<night>/",),
+         "the store's integrity checks, appended to the report"),
+)
+STEP: dict[str, Step] = {step.name: step for step in STEPS}
+
+
+def run_step(step: Step, night: Night) -> Any:
+    """Run ``step`` on ``night`` and keep its result; ``<step>.done`` is its boundary fault point."""
+    with faults.step(step.name):
+        result = step.run(night)
+        night.results[step.name] = result
+        faults.point("done")
+    return result
+
+
+def run_night(night: Night, after_step: Callable[[str], None] | None = None) -> Night:
+    """Every step of :data:`STEPS` in order, without an orchestrator; ``after_step(name)`` after each."""
+    for step in STEPS:
+        run_step(step, night)
+        if after_step is not None:
+            after_step(step.name)
+    return night

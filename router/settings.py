@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     encoder: str = Field(default=BUNDLED_ENCODER, description="sentence-transformers model name or local path")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     embed_batch_size: int = Field(default=64, ge=1)
+    embed_chunk_size: int = Field(default=2048, ge=1, description="prompts embedded per committed transaction")
     seed: int = 42
     allow_pickle: bool = Field(default=False, description="unpickle .pkl files found inside folders (code execution!)")
     route_batch_size: int = Field(default=50_000, ge=1)
@@ -125,6 +126,3 @@ class Settings(BaseSettings):
         for path in (self.workspace, self.database.parent, self.mlflow_artifacts, self.prefect, self.reports):
             path.mkdir(parents=True, exist_ok=True)
 
-
-def get_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ import io
 import json
 import os
 import pickle
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,12 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+#: The checkout's root, for ``bench`` (developer tooling, not installed): appended, so ``router`` and ``flows``
+#: still resolve as they would without it.
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
 
 #: Made-up model pool: nothing in the code knows these names.
 MODELS = ("alpha-7b", "beta/chat-v2", "gamma")

@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 
 from conftest import MODELS, table
+from router import coercion
 from router import ingest as ingest_mod
 from router.ingest import IngestError, discover
 
@@ -450,7 +451,7 @@ def test_logs_timestamps_in_odd_zones(files, ingest, store, reconciled) -> None:
 
 
 def test_fast_utc_pass_agrees_with_the_polars_format_it_precedes() -> None:
-    """The DuckDB first pass (``_utc_stamps``) may only parse "...Z" stamps to the instant polars' format gives, and
+    """The DuckDB first pass (``utc_stamps``) may only parse "...Z" stamps to the instant polars' format gives, and
     must leave to the later passes what it refuses: checked on seeded stamps with out-of-range fields."""
     rng = np.random.default_rng(7)
     n = 20_000
@@ -475,8 +476,8 @@ def test_fast_utc_pass_agrees_with_the_polars_format_it_precedes() -> None:
     digits = np.concatenate([digits, np.zeros(len(edges), dtype=digits.dtype)])
     seconds = np.concatenate([seconds, [e[17:19] for e in edges]])
     n += len(edges)
-    fast = ingest_mod._utc_stamps(text)
-    slow = text.str.to_datetime(ingest_mod._UTC_FORMAT, strict=False, time_unit="us").dt.replace_time_zone("UTC")
+    fast = coercion.utc_stamps(text)
+    slow = text.str.to_datetime(coercion.UTC_FORMAT, strict=False, time_unit="us").dt.replace_time_zone("UTC")
     assert fast.dtype == pl.Datetime("us", "UTC") and fast.len() == text.len()
     parsed = fast.is_not_null()
     assert (fast.filter(parsed) == slow.filter(parsed)).all()  # same instant wherever the fast pass parses
@@ -487,7 +488,7 @@ def test_fast_utc_pass_agrees_with_the_polars_format_it_precedes() -> None:
     assert 3_000 < parsed.sum() < n  # the sample holds many valid stamps, and many invalid ones
     # The whole chain gives what polars' format alone gave on the sample; a stamp without seconds is left to the
     # offset-aware pass, as before.
-    value, bad = ingest_mod._as_timestamp(text.to_frame(), "ts")
+    value, bad = coercion.as_timestamp(text.to_frame(), "ts")
     assert value.head(n).equals(slow.head(n), check_names=False, null_equal=True)
     assert bad.head(n).to_list() == slow.head(n).is_null().to_list()
     at_edges = value.slice(n - len(edges), len(edges))
@@ -767,7 +768,7 @@ def test_per_row_queries_come_back_in_the_frame_order_even_if_a_scan_reorders(mo
         if reorder:
             monkeypatch.setattr(storage, "relation", lambda con, name, params=None: Reversed(relation(con, name,
                                                                                                        params), name))
-        assert ingest_mod._utc_stamps(stamps).to_list() == expected_ts
+        assert coercion.utc_stamps(stamps).to_list() == expected_ts
     assert reversed_scans == ["ingest/utc_stamps"]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
 ROUTERCTL = str(Path(sys.executable).with_name("routerctl"))
 FIGURES = {"embed", "route", "route_attention", "ingest_jsonl", "ingest_parquet", "nightly_incremental",
            "nightly_nothing_new", "train"}
@@ -41,7 +42,9 @@ def test_bench_small_writes_every_figure(tmp_path: Path) -> None:
     base = results["nightly_incremental"]["base_nights"]  # the nights before reuse the scratch night's vectors
     assert base["vectors_seeded"] > 0 and base["embedded"] == 0
     night = results["nightly_incremental"]["night"]  # seconds per step, which add up to the night's time
-    assert list(night["steps_s"]) == ["ingest", "embed", "train", "register", "route", "report"]
+    from router.nightly import STEPS
+
+    assert list(night["steps_s"]) == [step.name for step in STEPS]  # the library's step list, in its order
     assert 0.75 * night["seconds"] <= sum(night["steps_s"].values()) <= night["seconds"]
     assert 0 < night["encode_s"] <= night["steps_s"]["embed"] and "fit.attention" in night["fit_s"]
     for name in ("ingest_jsonl", "ingest_parquet"):  # GX validated every record of the small file
@@ -68,7 +71,7 @@ def _assert_ratio_of_rounded(ratio: float, num: float, den: float) -> None:
 
 def test_bench_only_one_and_unknown(tmp_path: Path) -> None:
     """One cheap bench in process: the JSON shape, and an unknown name is refused."""
-    from router.bench import run_all
+    from bench.perf import run_all
 
     out = tmp_path / "latest.json"
     lines: list[str] = []
@@ -83,9 +86,9 @@ def test_bench_only_one_and_unknown(tmp_path: Path) -> None:
 
 
 def test_ingest_bound_ids_script_compares_both_id_types(tmp_path: Path, settings) -> None:
-    """bench/ingest_bound_ids.py: both lower-bound variants store every row, with the id type they name, and the
+    """python -m bench.ingest_bound_ids: both lower-bound variants store every row, with the id type they name, and the
     script prints a ratio for each part. (``settings`` clears ROUTER_* and restores them: the bench sets its own.)"""
-    from router.bench import ingest_bound, ingest_setup
+    from bench.perf import ingest_bound, ingest_setup
 
     ingest_setup(tmp_path, 300, "parquet")
     assert ingest_bound(tmp_path, 300, "parquet")["id_type"] == "VARCHAR"
@@ -93,9 +96,8 @@ def test_ingest_bound_ids_script_compares_both_id_types(tmp_path: Path, settings
     assert wide["rows"] == 300 and wide["id_type"] == "UHUGEINT"
     with pytest.raises(ValueError, match="ids must be"):
         ingest_bound(tmp_path, 300, "parquet", "blob")
-    script = Path(__file__).parents[1] / "bench" / "ingest_bound_ids.py"
-    proc = subprocess.run([sys.executable, str(script), "--rows", "500", "--repeats", "1", "--format", "jsonl"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "bench.ingest_bound_ids", "--rows", "500", "--repeats", "1", "--format", "jsonl"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ratios = {line.split(" s ")[0].rsplit(None, 1)[0].strip(): float(line.rsplit(None, 1)[1])
               for line in proc.stdout.splitlines() if "ratio to the floor" in line}
@@ -105,12 +107,11 @@ def test_ingest_bound_ids_script_compares_both_id_types(tmp_path: Path, settings
 
 
 def test_ingest_history_script_stores_the_history_and_prints_its_ratio() -> None:
-    """bench/ingest_history.py: the history store holds what was asked, every timed ingest adds only new rows
+    """python -m bench.ingest_history: the history store holds what was asked, every timed ingest adds only new rows
     (the script refuses otherwise), and the ratio printed is the two figures' quotient."""
-    script = Path(__file__).parents[1] / "bench" / "ingest_history.py"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
-    proc = subprocess.run([sys.executable, str(script), "--rows", "150", "--history", "600", "--repeats", "2"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run([sys.executable, "-m", "bench.ingest_history", "--rows", "150", "--history", "600", "--repeats", "2"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("150 new log rows (parquet); the history store holds 600 outcomes and 600 prompts")
@@ -121,12 +122,11 @@ def test_ingest_history_script_stores_the_history_and_prints_its_ratio() -> None
 
 
 def test_snapshot_history_script_exports_the_decisions_it_stored() -> None:
-    """bench/snapshot_history.py: each store holds the decisions asked for, and the figures printed are
+    """python -m bench.snapshot_history: each store holds the decisions asked for, and the figures printed are
     consistent (seconds per million and the ratio are the quotients of what it timed)."""
-    script = Path(__file__).parents[1] / "bench" / "snapshot_history.py"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")}
-    proc = subprocess.run([sys.executable, str(script), "--small", "2000", "--large", "6000", "--repeats", "1"],
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = subprocess.run([sys.executable, "-m", "bench.snapshot_history", "--small", "2000", "--large", "6000", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line.split() for line in proc.stdout.splitlines() if "stored decisions" in line]
     assert [int(r[0].replace(",", "")) for r in rows] == [2000, 6000]
@@ -137,3 +137,60 @@ def test_snapshot_history_script_exports_the_decisions_it_stored() -> None:
     ratio_line = proc.stdout.splitlines()[-1]
     assert float(ratio_line.split(":")[1].split()[0]) == pytest.approx(seconds[1] / seconds[0], rel=0.05)
     assert "(rows 3.00 x)" in ratio_line
+
+
+def test_the_library_imports_nothing_from_bench() -> None:
+    """``bench/`` is developer tooling of a checkout, absent from an install: ``router/`` never imports it."""
+    import re
+
+    pattern = re.compile(r"^\s*(from|import)\s+bench(\.|\s|$)", re.M)
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "router").rglob("*.py") if pattern.search(p.read_text())]
+    assert offenders == []
+    assert not (ROOT / "router" / "bench.py").exists() and not (ROOT / "sql" / "queries" / "bench").exists()
+
+
+def test_routerctl_bench_refuses_an_unknown_bench_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROUTER_")} | {"ROUTER_HOME": str(tmp_path)}
+    proc = subprocess.run([ROUTERCTL, "bench", "--size", "small", "--only", "nope"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 2
+    assert "unknown bench ['nope']" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "reports" / "bench" / "latest.json").exists()
+
+
+def test_routerctl_bench_without_a_bench_folder_fails_with_one_line(tmp_path: Path, monkeypatch, settings) -> None:
+    """An installed wheel has no ``bench/``: the command says so in one line instead of a traceback."""
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    monkeypatch.setattr("router.settings.PROJECT_ROOT", tmp_path)
+    result = CliRunner().invoke(app, ["bench", "--size", "small"])
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())  # one error message (the console wraps it at its width)
+    assert message.startswith("error: routerctl bench runs the benchmarks of a source checkout"), result.output
+    assert str(tmp_path / "bench") in message.replace(" ", "") and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_subset_builder_writes_what_tuning_reads(tmp_path: Path, settings) -> None:
+    """``python -m bench.subset`` (what ``bench.tuning`` needs): the shipped rows, embedded, split as training
+    splits them, with each prompt's scores from its CSV row."""
+    import numpy as np
+    import polars as pl
+
+    from bench.subset import SOURCE, main
+    from bench.tuning import load_npz
+
+    out = tmp_path / "subset.npz"
+    assert main([str(out), "--rows", "4", "--home", str(tmp_path / "ws")]) == {"train": 12, "test": 12}
+    train, test = load_npz(out)
+    assert (train.n, test.n) == (12, 12) and train.X.shape == (12, 384) and train.models == test.models
+    assert np.allclose(np.linalg.norm(train.X, axis=1), 1.0, atol=1e-4)
+    csv = pl.read_csv(SOURCE / "mbpp_train.csv", infer_schema_length=0).head(4)
+    model = "gpt-4-1106-preview"
+    mbpp = train.eval_names == "mbpp"
+    assert mbpp.sum() == 4 and not np.isnan(train.quality).any() and not np.isnan(train.cost).any()
+    assert sorted(train.quality[mbpp, train.models.index(model)].tolist()) == sorted(
+        csv[model].cast(pl.Float32).to_list())
+    assert (train.prompt_chars > 0).all() and (test.prompt_chars > 0).all()

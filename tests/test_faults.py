@@ -1,14 +1,15 @@
-"""kill -9 during every step of a night, then re-run: the store is never half-written and the recovered night
-ends exactly like a clean one.
+"""kill -9 inside and between the steps of a night, then re-run: the store is never half-written and the
+recovered night ends exactly like a clean one.
 
 Night 1 (setup, in this process): a few dozen real RouterBench prompts (arc_challenge + mbpp, the 11 real model
 columns), trained and registered; its version is made champion by hand if the gate did not promote it (the
 tiny data rarely beats the baselines). Night 2 lands production logs (new outcomes: training reruns) and two
-backlog files. The clean night 2 runs in this process; the faulty one runs in subprocesses that SIGKILL
-themselves at a named point (``router.faults``, ``ROUTER_FAULT_POINT``): during ingest, embed, train,
-registration and routing, each re-run resuming the previous one. After each kill we check that no partial
-batch is visible and nothing is duplicated; at the end the two stores, the MLflow registries and the decisions
-must be equal.
+backlog files. The clean night 2 runs ``router.nightly.STEPS`` in this process; the faulty one is
+``routerctl nightly`` itself (the Prefect flow over the same list), in subprocesses that SIGKILL themselves at a
+named point (``router.faults``, ``ROUTER_FAULT_POINT``): inside a step's transaction or work where it has such a
+point, and at every step's boundary (``<step>.done``), each re-run resuming the previous one. After each kill we
+check that no partial batch is visible and nothing is duplicated; at the end the two stores, the MLflow
+registries and the decisions must be equal.
 
 Also here, because they need a trained night: an unreachable MLflow server (with credentials in its URI) fails
 registration and routing cleanly, masked, with the store untouched.
@@ -24,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -32,26 +34,25 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
-CHUNK = 8  # prompts per committed embedding chunk (several chunks on tiny data)
-BATCH = 8  # backlog queries per committed routing batch
+ROUTERCTL = str(Path(sys.executable).with_name("routerctl"))
+CHUNK = 8  # prompts per committed embedding chunk (several chunks on tiny data): ROUTER_EMBED_CHUNK_SIZE
+BATCH = 8  # backlog queries per committed routing batch: ROUTER_ROUTE_BATCH_SIZE
 SECRET = "s3cr3t-t0ken"
 
 
 # ---------------------------------------------------------------------------------------------- the night
-def run_night(home: Path) -> dict:
-    """Every step of ``router.nightly`` in order (what the Prefect flow orchestrates), on ``home``."""
-    import router.embeddings as embeddings
-    from router import nightly
+def _settings(home: Path, **extra):
     from router.settings import Settings
 
-    embeddings.CHUNK = CHUNK
-    s = Settings(home=home, route_batch_size=BATCH)
-    nightly.ingest_landing(s)
-    nightly.embed(s)
-    step = nightly.train(s)
-    promotion = nightly.register_and_promote(s, step, flow_run_id="night")
-    routing = nightly.route(s, flow_run_id="night")
-    return {"step": step, "promotion": promotion, "routing": routing}
+    return Settings(home=home, embed_chunk_size=CHUNK, route_batch_size=BATCH, **extra)
+
+
+def run_night(home: Path):
+    """``router.nightly.STEPS`` in order, in this process, on ``home``: the night's results by step name."""
+    from router import nightly
+
+    night = nightly.Night(_settings(home), f"night-{home.name}", datetime.now(UTC).replace(tzinfo=None))
+    return nightly.run_night(night).results
 
 
 def _land_night1(home: Path) -> None:
@@ -75,15 +76,33 @@ def _land_night2(home: Path) -> None:
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTER_", "MLFLOW_"))}
-    env.update(ROUTER_HOME=str(home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **extra)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTER_", "MLFLOW_", "PREFECT_"))}
+    env.update(ROUTER_HOME=str(home), ROUTER_EMBED_CHUNK_SIZE=str(CHUNK), ROUTER_ROUTE_BATCH_SIZE=str(BATCH),
+               HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", **extra)
     return env
 
 
-def _night_in_subprocess(home: Path, fault: str | None) -> subprocess.CompletedProcess:
+def _routerctl_nightly(home: Path, fault: str | None) -> tuple[int, str]:
+    """``routerctl nightly`` on ``home`` (Prefect's ephemeral server, its home beside the workspace); with
+    ``fault``, killed at that point. Returns the exit status and the output. The process runs in its own
+    session: a SIGKILL leaves its ephemeral Prefect server behind, which is killed with the session."""
     extra = {"ROUTER_FAULT_POINT": fault} if fault else {}
-    return subprocess.run([sys.executable, __file__, str(home)], env=_env(home, **extra), capture_output=True,
-                          text=True, timeout=300)
+    prefect = {"PREFECT_HOME": str(home.parent / f"prefect-{home.name}"),
+               "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    log = home.parent / f"{home.name}-{fault or 'rerun'}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([ROUTERCTL, "nightly"], env=_env(home, **extra, **prefect), stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=home.parent)
+        try:
+            code = proc.wait(timeout=600)
+        finally:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+    return code, log.read_text()
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -140,13 +159,12 @@ def _versions(home: Path) -> list[tuple[int, str | None]]:
 def night1(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from router.registry import promotion
     from router.dataset import model_pool
-    from router.settings import Settings
     from router.storage import open_store
 
     home = tmp_path_factory.mktemp("faults") / "night1"
     _land_night1(home)
     run_night(home)
-    s = Settings(home=home)
+    s = _settings(home)
     if promotion.champion_version(s) is None:  # the platform team promotes v1 by hand
         with open_store(s, read_only=True) as con:
             promotion.promote(s, 1, model_pool(con), reason="test setup")
@@ -158,55 +176,83 @@ def night1(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def clean(night1: Path) -> dict:
     home = _copy(night1, night1.parent / "clean")
     _land_night2(home)
-    result = run_night(home)
-    assert not result["step"].skipped and result["routing"]["routed"] == 24
-    return {"home": home, **result}
+    results = run_night(home)
+    assert not results["train"].skipped and results["route"]["routed"] == 24
+    return {"home": home, **results}
 
 
 # -------------------------------------------------------------------------------------------------- tests
-def test_kill_minus_9_in_every_step_then_rerun_ends_like_a_clean_night(night1: Path, clean: dict) -> None:
+#: Where a step can die half-way (inside its transaction, or between its work and its record): killed there
+#: first, then at the step's boundary.
+INSIDE = {"ingest": "ingest.commit#2", "embed": "embed.commit#2", "train": "train.fitted",
+          "register": "register.gated", "route": "route.commit#2"}
+
+
+def _unembedded(home: Path) -> int:
+    return _rows(home, "SELECT count(*) FROM prompts p WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
+                       "WHERE e.prompt_id = p.prompt_id)")[0][0]
+
+
+def _latest_report(home: Path) -> str:
+    reports = sorted((home / "reports").glob("20*/report.md"), key=lambda p: p.stat().st_mtime)
+    return reports[-1].read_text() if reports else ""
+
+
+def test_kill_minus_9_in_and_between_every_step_then_rerun_ends_like_a_clean_night(night1: Path, clean: dict
+                                                                                     ) -> None:
+    from router.nightly import STEPS
+
     home = _copy(night1, night1.parent / "faulty")
     _land_night2(home)
     before = _counts(home)
+    seen: dict[str, dict[str, int]] = {}
 
-    def killed(fault: str) -> None:
-        proc = _night_in_subprocess(home, fault)
-        assert proc.returncode == -signal.SIGKILL, (fault, proc.returncode, proc.stderr[-3000:])
-        assert f"kill at {fault}" in proc.stderr
+    def check(point: str, now: dict[str, int]) -> None:
+        """What the store holds after a kill at ``point`` (every earlier point was killed at before it)."""
+        if point == "ingest.commit#2":  # the logs file committed, the first backlog file not: none of it visible
+            assert now["ingest_runs"] == before["ingest_runs"] + 1
+            assert now["outcomes"] == before["outcomes"] + 8 and now["backlog"] == 0
+        elif point == "ingest.done":  # the re-run ingested both backlog files; nothing embedded yet
+            assert now["backlog"] == 24 and now["ingest_runs"] == before["ingest_runs"] + 3
+            assert now["embeddings"] == before["embeddings"]
+        elif point == "validate.done":  # validation writes nothing
+            assert now == seen["ingest.done"]
+        elif point == "embed.commit#2":  # one chunk of vectors committed, the second killed before its commit
+            assert now["embeddings"] == before["embeddings"] + CHUNK
+        elif point in ("embed.done", "train.fitted", "train.done"):  # every prompt embedded; nothing registered
+            assert _unembedded(home) == 0
+            assert now["training_runs"] == before["training_runs"] and [v for v, _ in _versions(home)] == [1]
+        elif point == "register.gated":  # v2 registered and gated in MLflow, the store not yet told
+            assert [v for v, _ in _versions(home)] == [1, 2]
+            assert (now["promotions"], now["training_runs"]) == (before["promotions"], before["training_runs"])
+        elif point == "register.done":  # registration resumed: recorded once, no second version
+            assert [v for v, _ in _versions(home)] == [1, 2]
+            assert (now["promotions"], now["training_runs"]) == (before["promotions"] + 1,
+                                                                 before["training_runs"] + 1)
+            assert now["routing_decisions"] == 0
+        elif point == "route.commit#2":  # the first batch committed, the second killed before its commit
+            assert now["routing_decisions"] == BATCH and now["promotions"] == before["promotions"] + 1
+        elif point == "route.done":
+            assert now["routing_decisions"] == 24
+        elif point == "report.done":  # the night's report written, the doctor's section not yet
+            assert now == seen["route.done"] and "## Doctor" not in _latest_report(home)
+        elif point == "doctor.done":
+            assert now == seen["route.done"] and "## Doctor" in _latest_report(home)
+        else:
+            raise AssertionError(f"no check for {point}")
+
+    points = [p for step in STEPS for p in ([INSIDE[step.name]] if step.name in INSIDE else []) + [f"{step.name}.done"]]
+    assert points[-1] == "doctor.done" and len(points) == len(STEPS) + len(INSIDE)
+    for point in points:
+        code, output = _routerctl_nightly(home, point)
+        assert code == -signal.SIGKILL, (point, code, output[-3000:])
+        assert f"kill at {point}" in output
         _consistent(home)
+        seen[point] = _counts(home)
+        check(point, seen[point])
 
-    # ingest: the logs file committed, the first backlog file killed before its commit: none of it visible
-    killed("ingest.commit#2")
-    now = _counts(home)
-    assert now["ingest_runs"] == before["ingest_runs"] + 1
-    assert now["outcomes"] == before["outcomes"] + 8 and now["backlog"] == 0
-
-    # embed: re-run ingests both backlog files, commits one chunk of vectors, dies in the second
-    killed("embed.commit#2")
-    now = _counts(home)
-    assert now["backlog"] == 24 and now["ingest_runs"] == before["ingest_runs"] + 3
-    assert now["embeddings"] == before["embeddings"] + CHUNK
-
-    # train: routers fitted, nothing registered or recorded
-    killed("train.fitted")
-    assert _counts(home)["training_runs"] == before["training_runs"]
-    assert _rows(home, "SELECT count(*) FROM prompts p WHERE NOT EXISTS (SELECT 1 FROM embeddings e "
-                       "WHERE e.prompt_id = p.prompt_id)") == [(0,)]
-    assert [v for v, _ in _versions(home)] == [1]
-
-    # registration: v2 registered and gated in MLflow, the store not yet told
-    killed("register.gated")
-    assert [v for v, _ in _versions(home)] == [1, 2]
-    now = _counts(home)
-    assert (now["promotions"], now["training_runs"]) == (before["promotions"], before["training_runs"])
-
-    # routing: the first batch committed, the second killed before its commit
-    killed("route.commit#2")
-    assert _counts(home)["routing_decisions"] == BATCH
-    assert _counts(home)["promotions"] == before["promotions"] + 1  # registration resumed, recorded once
-
-    proc = _night_in_subprocess(home, None)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    code, output = _routerctl_nightly(home, None)
+    assert code == 0, output[-3000:]
     _consistent(home)
 
     # the recovered night equals the clean one: same rows, same registry, same decisions
@@ -232,20 +278,19 @@ def test_mlflow_unreachable_fails_cleanly_masked_and_writes_nothing(
         clean: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     from router import nightly
     from router.registry import tracking
-    from router.settings import Settings
 
     home = _copy(clean["home"], tmp_path / "ws")
     (home / "landing" / "backlog" / "b3.jsonl").write_text(
         "\n".join((DATA / "demo" / "backlog.jsonl").read_text().splitlines()[24:30]) + "\n")
     uri = f"http://router:{SECRET}@127.0.0.1:{_closed_port()}"
     monkeypatch.setenv("ROUTER_MLFLOW_CONNECT_ATTEMPTS", "2")
-    s = Settings(home=home, mlflow_tracking_uri=uri, route_batch_size=BATCH)
+    s = _settings(home, mlflow_tracking_uri=uri)
     nightly.ingest_landing(s)
     before, decisions = _counts(home), _decisions(home)
     caplog.set_level(logging.INFO)
 
     with pytest.raises(tracking.RegistryUnavailable) as info:  # registration of a (re)trained router
-        nightly.register_and_promote(s, clean["step"], flow_run_id="no-mlflow")
+        nightly.register_and_promote(s, clean["train"], flow_run_id="no-mlflow")
     message = str(info.value)
     assert "unreachable" in message and "127.0.0.1" in message and "tried 2 times" in message
     with pytest.raises(tracking.RegistryUnavailable) as info:  # routing needs the champion: not "no champion"
@@ -332,8 +377,3 @@ def test_read_only_workspace_clear_error_and_store_intact(settings, files, store
     assert hashlib.sha256(db.read_bytes()).hexdigest() == digest
     assert _counts(settings.workspace)["outcomes"] == 0
 
-
-if __name__ == "__main__":  # the subprocess side of the fault tests: one night on the workspace given
-    logging.basicConfig(level=logging.WARNING)
-    out = run_night(Path(sys.argv[1]))
-    print(json.dumps({"routed": out["routing"].get("routed")}))

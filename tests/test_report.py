@@ -84,10 +84,11 @@ def test_snapshots_are_the_views_with_latest_decisions_computed_once(store, inge
     from polars.testing import assert_frame_equal
 
     from router.snapshots import SNAPSHOTS, export_snapshots
-    from router.storage import execute, relation
+    from bench.store import execute  # the benches' synthetic rows of the real tables
+    from router.storage import relation
 
-    execute(store, "bench/synthetic_decisions", {"rows": 300})  # 100 queries, 3 versions' decisions each
-    execute(store, "bench/synthetic_backlog", {"first": 0, "queries": 90})  # 10 of them not in the backlog yet
+    execute(store, "synthetic_decisions", {"rows": 300})  # 100 queries, 3 versions' decisions each
+    execute(store, "synthetic_backlog", {"first": 0, "queries": 90})  # 10 of them not in the backlog yet
     logs = tmp_path / "realised.jsonl"  # outcomes of two chosen models, so predicted_vs_realised has rows
     logs.write_text("\n".join(json.dumps({"request_id": f"q{k}", "model": f"model-{(3 * k + 2) % 11}",
                                           "prompt": f"p{k}", "quality": 1.0, "cost_usd": 0.01,
@@ -113,7 +114,7 @@ def test_snapshots_are_the_views_with_latest_decisions_computed_once(store, inge
     assert first["predicted_vs_realised"]["query_id"].to_list() == ["q4"]
     assert first["task_mix"]["queries"].sum() == 90
 
-    execute(store, "bench/synthetic_backlog", {"first": 90, "queries": 10})
+    execute(store, "synthetic_backlog", {"first": 90, "queries": 10})
     assert relation(store, "snapshots/latest_decisions").pl().height == 100  # no table left shadowing the view
     second = check_export(tmp_path / "s2")
     assert second["latest_decisions"].height == 100 and second["task_mix"]["queries"].sum() == 100

@@ -1,6 +1,7 @@
 """``routerctl``: the command line. Heavy libraries are imported inside commands so ``--help`` is instant.
 
-Each command group lives in its own module and is mounted here.
+Each command group lives in its own module and is mounted here; ``nightly`` and ``bench`` are added by
+``flows/cli.py`` (the ``routerctl`` entry point).
 """
 
 from __future__ import annotations
@@ -8,7 +9,6 @@ from __future__ import annotations
 from router.cli.app import app
 from router.cli import data as _data  # noqa: F401  (registers ingest/embed/status)
 from router.cli import pipeline as _pipeline  # noqa: F401  (registers evaluate)
-from router.cli import bench as _bench  # noqa: F401  (registers bench)
 from router.cli import doctor as _doctor  # noqa: F401  (registers doctor)
 
 try:  # command groups added by later modules register themselves on import

@@ -31,7 +31,6 @@ def doctor(
         report = run_checks(s, check_registry=registry)
     except StoreError as exc:
         fail(str(exc), code=EXIT_CANNOT_CHECK)
-        return
     if as_json:
         console.print_json(json.dumps(report.as_dict(), default=str))
     else:

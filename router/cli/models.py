@@ -34,7 +34,6 @@ def list_versions() -> None:
         history = promotion.champion_history(s)
     except RegistryError as exc:
         fail(str(exc))
-        return
     if not versions:
         console.print(f"no versions of [bold]{s.registered_model}[/] at {mask_uri(s.mlflow_uri)}")
         return
@@ -79,15 +78,12 @@ def promote(
             store_models = model_pool(con)
     except StoreError as exc:
         fail(f"cannot read the store's model pool: {exc}")
-        return
     if not store_models:
         fail(f"the store at {s.database} holds no models; ingest data first")
-        return
     try:
         previous = promotion.promote(s, version, store_models, reason=reason)
     except RegistryError as exc:
         fail(str(exc))
-        return
     if previous == version:
         console.print(f"v{version} is already {promotion.CHAMPION}; nothing moved")
     else:
@@ -106,6 +102,5 @@ def rollback() -> None:
         current, target = promotion.rollback(s)
     except RegistryError as exc:
         fail(str(exc))
-        return
     before = "none" if current is None else f"v{current}"
     console.print(f"{promotion.CHAMPION}: {before} → [bold green]v{target}[/] (rolled back)")

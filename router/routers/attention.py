@@ -53,7 +53,7 @@ ARTIFACT_FORMAT = 1
 
 @dataclass(frozen=True)
 class AttentionConfig:
-    """Hyper-parameters of :class:`AttentionRouter` (defaults chosen by ``router.tuning``; see ``docs/router.md``).
+    """Hyper-parameters of :class:`AttentionRouter` (defaults chosen by ``bench/tuning.py``; see ``docs/router.md``).
 
     Attributes:
         hidden: width ``H`` of the prompt encoder and of the pair representation.

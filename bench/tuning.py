@@ -8,7 +8,7 @@ makes single-slice AIQ differences mostly noise. The test split is never read he
 
 Run it on an ``.npz`` laid out like RouterBench's embedded subset (see :func:`load_npz`)::
 
-    python -m router.tuning /tmp/rb/subset.npz --threads 2
+    python -m bench.tuning /tmp/rb/subset.npz --threads 2
 
 The defaults baked into :class:`router.routers.attention.AttentionConfig` are the best row of that table
 (``docs/router.md`` lists the numbers).
