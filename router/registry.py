@@ -639,6 +639,12 @@ def _metric_values(metrics: Mapping[str, Any], primary: str) -> dict[str, float]
     for key in ("perf", "cost"):
         if key in best:
             out[_metric_key("best_single_model", key)] = float(best[key])
+    pooled = metrics.get("pooled") or {}  # the whole test split as one backlog: pooled/<router>/<key>
+    for name, values in (pooled.get("routers") or {}).items():
+        out.update({_metric_key("pooled", name, k): float(v) for k, v in values.items() if v is not None})
+    for key in ("perf", "cost"):
+        if key in (pooled.get("best_single_model") or {}):
+            out[_metric_key("pooled", "best_single_model", key)] = float(pooled["best_single_model"][key])
     for key in ("n_train", "n_test"):
         if key in metrics:
             out[key] = float(metrics[key])

@@ -285,6 +285,10 @@ def test_training_run_records_params_metrics_and_artifacts(lifecycle: Lifecycle)
     for ev in ("code", "math", "translate"):
         assert metrics[f"attention/aiq/{ev}"] == pytest.approx(lifecycle.metrics[1]["per_eval"][ev]["attention"]["aiq"])
     assert "oracle/aiq" in metrics and "zero_router/aiq" in metrics
+    pooled = lifecycle.metrics[1]["pooled"]
+    assert metrics["pooled/attention/aiq"] == pytest.approx(pooled["routers"]["attention"]["aiq"])
+    assert metrics["pooled/oracle/aiq"] == pytest.approx(pooled["routers"]["oracle"]["aiq"])
+    assert metrics["pooled/best_single_model/cost"] == pytest.approx(pooled["best_single_model"]["cost"])
     assert "train/epochs" in metrics  # the attention router's per-member training summary (router.history)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"metrics.json", "data_snapshot.json", "report", "curves"} <= artifacts

@@ -26,6 +26,18 @@ def print_metrics(metrics: dict, title: str) -> None:
     best = metrics["best_single_model"]
     table.caption = f"best single model: {best['name']} (perf {best['perf']:.4f}, cost ${best['cost']:.4f})"
     console.print(table)
+    pooled = metrics.get("pooled")
+    if pooled:
+        best = pooled["best_single_model"]
+        table = Table("router", "AIQ", "max perf", "cost ratio at best quality", "cost ratio at 95%",
+                      "quality at half cost", title=f"{title}: whole test split as one backlog")
+        for name, m in sorted(pooled["routers"].items(), key=lambda kv: -kv[1]["aiq"]):
+            table.add_row(name, f"{m['aiq']:.4f}", f"{m['max_perf']:.4f}",
+                          *("never" if m[k] is None else f"{m[k]:.3f}"
+                            for k in ("cost_ratio_at_best_quality", "cost_ratio_at_95")),
+                          "–" if m["quality_at_half_cost"] is None else f"{m['quality_at_half_cost']:.4f}")
+        table.caption = f"best single model: {best['name']} (perf {best['perf']:.4f}, cost ${best['cost']:.4f})"
+        console.print(table)
 
 
 @app.command()
