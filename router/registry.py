@@ -52,6 +52,7 @@ from router.settings import BUNDLED_ENCODER, PROJECT_ROOT
 if TYPE_CHECKING:
     import pandas as pd
 
+    from router.policy import Calibration
     from router.routers.base import Router, RoutingData
     from router.settings import Settings
 
@@ -210,6 +211,7 @@ class LoadedVersion:
     version: int
     router: Router
     pool: ModelPool
+    policy: dict[str, Any] | None = None  # the quality-target calibration (router.policy), if the version has one
 
 
 @dataclass(frozen=True)
@@ -538,6 +540,7 @@ def log_training_run(
     metrics_name: str | None = None,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    policy: Calibration | None = None,
 ) -> str:
     """Log one training run to MLflow and the fitted router as a pyfunc model; return the run id.
 
@@ -557,6 +560,9 @@ def log_training_run(
         metrics_name: this router's key in ``metrics["routers"]`` (default: its registry name, e.g.
             ``attention``); its AIQ and max perf are also logged as the run's headline ``aiq`` / ``max_perf``.
         run_name, tags: passed to MLflow.
+
+    ``policy`` (a :class:`router.policy.Calibration`) is logged as ``policy.*`` params and tags and
+    ``policy.json``, and becomes the pyfunc's ``model_config["policy"]`` and its signature's default params.
 
     If the router exposes a training history (``router.history``), it is logged as ``train/<key>`` metrics by
     step (epoch, or ensemble member for per-member summaries).
@@ -602,7 +608,11 @@ def log_training_run(
             if design_doc.is_file():
                 mlflow.log_artifact(str(design_doc), artifact_path="design")
                 mlflow.set_tag("design_doc.sha256", sha256_file(design_doc))
-            model_info = _log_pyfunc(files, router.models)
+            if policy is not None:  # the default routing policy travels with the version (router.policy)
+                mlflow.log_params({k: _param_value(v) for k, v in policy.params().items()})
+                mlflow.set_tags({k: _param_value(v) for k, v in policy.params().items()})
+                mlflow.log_dict(policy.as_dict(), "policy.json")
+            model_info = _log_pyfunc(files, router.models, policy)
             mlflow.set_tag(MODEL_ID_TAG, model_info.model_id)
             return run.info.run_id
 
@@ -689,10 +699,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _signature(models: Sequence[str]) -> Any:
+def _signature(models: Sequence[str], defaults: Mapping[str, Any] | None = None) -> Any:
     from mlflow.models import ModelSignature  # noqa: PLC0415
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema  # noqa: PLC0415
 
+    defaults = {**DEFAULT_PARAMS, **(defaults or {})}
     outputs = [ColSpec("string", "model"), ColSpec("double", "quality_hat"), ColSpec("double", "cost_hat")]
     outputs += [ColSpec("double", f"{QUALITY_PREFIX}{m}") for m in models]
     outputs += [ColSpec("double", f"{COST_PREFIX}{m}") for m in models]
@@ -701,15 +712,15 @@ def _signature(models: Sequence[str]) -> Any:
         outputs=Schema(outputs),
         params=ParamSchema(
             [
-                ParamSpec("reward", "string", DEFAULT_PARAMS["reward"]),
-                ParamSpec("lambda", "double", DEFAULT_PARAMS["lambda"]),
-                ParamSpec("tau", "double", DEFAULT_PARAMS["tau"]),
+                ParamSpec("reward", "string", defaults["reward"]),
+                ParamSpec("lambda", "double", float(defaults["lambda"])),
+                ParamSpec("tau", "double", float(defaults["tau"])),
             ]
         ),
     )
 
 
-def _log_pyfunc(files: Mapping[str, Path], models: Sequence[str]) -> Any:
+def _log_pyfunc(files: Mapping[str, Path], models: Sequence[str], policy: Calibration | None = None) -> Any:
     import pandas as pd  # noqa: PLC0415
 
     pool = ModelPool.model_validate_json(files[POOL].read_text())
@@ -719,7 +730,8 @@ def _log_pyfunc(files: Mapping[str, Path], models: Sequence[str]) -> Any:
         artifacts={key: str(path) for key, path in files.items()},
         code_paths=[str(PROJECT_ROOT / "router")],
         pip_requirements=_pip_requirements(),
-        signature=_signature(models),
+        signature=_signature(models, policy.defaults() if policy is not None else None),
+        model_config={"policy": policy.as_dict()} if policy is not None else None,
         input_example=pd.DataFrame({"prompt": ["What is the capital of France?"]}),
         metadata={
             "router": pool.router,
@@ -933,6 +945,7 @@ def register_challenger(settings: Settings, run_id: str, *, description: str | N
         }
         if "aiq" in run.data.metrics:
             tags["aiq"] = repr(float(run.data.metrics["aiq"]))
+        tags.update({k: v for k, v in p.items() if k.startswith("policy.")})  # the calibrated default policy
         mv = client.create_model_version(
             name, source=source, run_id=run_id, tags=tags, description=description, model_id=model_id
         )
@@ -999,7 +1012,8 @@ def load_version(settings: Settings, version: int) -> LoadedVersion:
         except KeyError as exc:
             raise ModelPoolError(f"version {version} of {name!r} lacks the {exc.args[0]!r} artifact") from exc
         router, pool = load_router_artifacts(paths[WEIGHTS], paths[CONFIG], paths[POOL])
-        return LoadedVersion(version=int(version), router=router, pool=pool)
+        policy = (flavor.get("config") or {}).get("policy")  # the model_config: router.policy.Calibration.as_dict()
+        return LoadedVersion(version=int(version), router=router, pool=pool, policy=policy)
 
 
 def _predict_on(loaded: LoadedVersion, data: RoutingData) -> tuple[np.ndarray, np.ndarray]:

@@ -74,6 +74,8 @@ class RoutingSummary:
     budget_usd: float | None = None
     model_mix: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    reference_model: str | None = None  # the best single model the night's savings are stated against
+    reference_spend_usd: float | None = None  # predicted spend had every routed query gone to it (same cost head)
 
 
 @dataclass
@@ -239,8 +241,10 @@ class Decisions:
     Without a budget each batch is decided as it arrives and only its decision is kept; with a budget the
     predictions are kept until the parameter is fitted on all of them."""
 
-    def __init__(self, models: Sequence[str], reward: Reward, reward_param: float | None, budget: float | None):
+    def __init__(self, models: Sequence[str], reward: Reward, reward_param: float | None, budget: float | None,
+                 reference_model: str | None = None):
         self.models = list(models)
+        self.reference = self.models.index(reference_model) if reference_model in self.models else None
         self.reward = reward
         self.reward_param = reward_param
         self.budget = budget
@@ -268,6 +272,8 @@ class Decisions:
             pl.Series("predicted_quality", np.asarray(q[rows, chosen], dtype=np.float64)),
             pl.Series("predicted_cost_usd", np.asarray(c[rows, chosen], dtype=np.float64)),
             pl.Series("reward_value", value.astype(np.float64)),
+            pl.Series("reference_cost_usd", np.asarray(c[:, self.reference], dtype=np.float64)
+                      if self.reference is not None else np.full(chosen.size, np.nan)),
         )
 
     def fit_budget(self) -> tuple[float, float, float]:
@@ -287,7 +293,8 @@ class Decisions:
 
     def frame(self) -> pl.DataFrame:
         schema = {"prompt_id": pl.String, "task": pl.String, "n_queries": pl.Int64, "chosen": pl.Int32,
-                  "predicted_quality": pl.Float64, "predicted_cost_usd": pl.Float64, "reward_value": pl.Float64}
+                  "predicted_quality": pl.Float64, "predicted_cost_usd": pl.Float64, "reward_value": pl.Float64,
+                  "reference_cost_usd": pl.Float64}
         return pl.concat(self.decided) if self.decided else pl.DataFrame(schema=schema)
 
 
@@ -320,6 +327,8 @@ def write_decisions(con: duckdb.DuckDBPyConnection, decided: pl.DataFrame, model
         counts = np.bincount(decided["chosen"].to_numpy(), weights=w, minlength=len(models))
         mix = sorted(((models[i], int(n)) for i, n in enumerate(counts) if n > 0), key=lambda kv: -kv[1])
         summary.model_mix = dict(mix)
+        if summary.reference_model:
+            summary.reference_spend_usd = float(w @ decided["reference_cost_usd"].to_numpy())
     return summary
 
 
@@ -365,13 +374,20 @@ def finish(con: duckdb.DuckDBPyConnection, decisions: Decisions, summary: Routin
 def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model_version: str, router_name: str,
                   encoder: str, reward_name: str = "linear", reward_param: float | None = None,
                   budget: float | None = None, batch_size: int = 50_000, flow_run_id: str | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> RoutingSummary:
-    """Route every pending backlog query with ``predictor`` and store the decisions."""
+                  progress: Callable[[int, int], None] | None = None,
+                  reference_model: str | None = None) -> RoutingSummary:
+    """Route every pending backlog query with ``predictor`` and store the decisions.
+
+    With a ``reference_model`` (one of the predictor's models), the summary also gives the predicted spend had
+    every routed query gone to it (``reference_spend_usd``, from the same cost predictions)."""
     start = time.perf_counter()
     with bounded_memory(con):
         pending, unembedded = stage_pending(con, encoder, model_version)
         reward, summary = start_summary(reward_name, reward_param, budget, model_version, unembedded)
-        decisions = Decisions(predictor.models, reward, summary.reward_param if budget is None else None, budget)
+        decisions = Decisions(predictor.models, reward, summary.reward_param if budget is None else None, budget,
+                              reference_model)
+        if decisions.reference is not None:
+            summary.reference_model = reference_model
         if pending > unembedded:
             for units in iter_units(con, encoder, batch_size):
                 decisions.add(units, *predict_units(predictor, units))
