@@ -131,6 +131,19 @@ def route_backlog(reward: str | None = None, reward_param: float | None = None, 
     return route_task(reward, reward_param, budget, flow_run_id or _flow_run_id())
 
 
+@task(name="routing-scenarios", retries=1, retry_delay_seconds=10, timeout_seconds=6 * 3600, cache_policy=NO_CACHE)
+def scenarios_task(reward: str | None) -> dict[str, Any]:
+    from router.scenarios import scenarios_step
+
+    return scenarios_step(_settings(), reward=reward)
+
+
+@flow(name="scenarios")
+def scenarios(reward: str | None = None) -> dict[str, Any]:
+    """What-if scenarios of the backlog over the reward's sweep, for analysts (no decisions written)."""
+    return scenarios_task(reward)
+
+
 @flow(name="report")
 def report(started: datetime, flow_run_id: str, ingest_summary: dict[str, Any], validation: dict[str, Any],
            embedding: dict[str, Any], training: dict[str, Any], promotion: dict[str, Any],
@@ -211,6 +224,7 @@ def nightly(reward: str | None = None, reward_param: float | None = None, budget
         training = _training_summary(step)
         promotion = register_and_promote(step, run_id)
         routing = route_backlog(reward, reward_param, budget, run_id)
+        scenarios(reward)
         out = report(started, run_id, ingested, validation, embedding, training, promotion, routing)
         checked = doctor(out, started)
     if not checked.get("ok"):

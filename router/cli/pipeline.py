@@ -117,3 +117,21 @@ def route(
         console.print(Choice(**{k: policy[k] for k in Choice.__dataclass_fields__}).describe())
     elif policy.get("reason"):
         console.print(f"quality end of the sweep: {policy['reason']}")
+
+
+@app.command()
+def scenarios(
+    reward: str = typer.Option(None, help="linear | exponential (default: ROUTER_ROUTE_REWARD, linear)"),
+) -> None:
+    """What-if routing for analysts: predicted spend, quality and model mix of the pending (else whole) backlog at
+    every value of the reward's sweep; writes routing_scenarios (no decisions), a Parquet snapshot and a PNG."""
+    from router.scenarios import scenarios_step
+
+    check_reward(reward)
+    s = settings()
+    summary = scenarios_step(s, reward=reward)
+    if summary.get("model_version") is None:
+        fail("no champion registered: run the nightly pipeline or `routerctl models promote VERSION`")
+    console.print(f"scenario run {summary['run_id']}: {summary['points']} points for {summary['queries']} "
+                  f"{summary['backlog']} backlog queries (champion v{summary['model_version']}, {summary['reward']})")
+    console.print(f"plot: {summary['plot']}; view latest_scenarios, snapshot {s.snapshots / 'latest_scenarios.parquet'}")
