@@ -313,6 +313,7 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
             encoder=settings.encoder, reward_name=reward, reward_param=reward_param, budget=budget,
             batch_size=settings.route_batch_size, flow_run_id=flow_run_id,
             reference_model=(loaded.policy or {}).get("reference_model"),
+            quality_target=policy.get("quality_target") if policy.get("kind") == "quality_target" else None,
         )
     return {**asdict(summary), "policy": policy}
 

@@ -31,7 +31,7 @@ def night(store, ingest, files):  # noqa: ANN001, ANN201
     rows = [(q, "1", "night-1", m) for q, m in CHOSEN.items()] + [("q-0", "0", "night-0", "gamma")]
     for query_id, version, flow_run, model in rows:
         store.execute("INSERT INTO routing_decisions VALUES (?, ?, 'r', ?, 0.5, 0.001, 'linear', 1.0, 0.0, NULL, ?, "
-                      "now()::TIMESTAMP)", [query_id, version, model, flow_run])
+                      "now()::TIMESTAMP, 'lambda=1')", [query_id, version, model, flow_run])
     return store
 
 

@@ -65,7 +65,7 @@ def test_run_scenarios_stores_points_and_mix_and_writes_no_decision(store, inges
 
     # Once the backlog is decided, a scenario run covers every query ("all") and becomes the latest.
     store.execute("INSERT INTO routing_decisions SELECT query_id, '1', 'r', 'cheap', 0.5, 0.001, 'linear', 1.0, "
-                  "0.0, NULL, NULL, now()::TIMESTAMP FROM backlog")
+                  "0.0, NULL, NULL, now()::TIMESTAMP, 'lambda=1' FROM backlog")
     again = run_scenarios(store, _Fixed(), model_version="1", encoder="enc", reward_name="linear", policy_param=None,
                           reference_model=None)
     assert (again.backlog, again.queries) == ("all", 3)

@@ -29,7 +29,7 @@ CREATE TABLE routing_scenario_mix (
 
 -- The newest scenario run, one row per point, with its model mix as a JSON object {model: share}.
 CREATE VIEW latest_scenarios AS
-SELECT s.*, (SELECT json_group_object(m.model, m.share)
+SELECT s.*, (SELECT CAST(json_group_object(m.model, m.share) AS VARCHAR)
              FROM routing_scenario_mix m
              WHERE m.scenario_run_id = s.scenario_run_id AND m.point = s.point
                AND m.reward_param = s.reward_param) AS model_shares
