@@ -134,4 +134,5 @@ def scenarios(
         fail("no champion registered: run the nightly pipeline or `routerctl models promote VERSION`")
     console.print(f"scenario run {summary['run_id']}: {summary['points']} points for {summary['queries']} "
                   f"{summary['backlog']} backlog queries (champion v{summary['model_version']}, {summary['reward']})")
-    console.print(f"plot: {summary['plot']}; view latest_scenarios, snapshot {s.snapshots / 'latest_scenarios.parquet'}")
+    console.print(f"plot: {summary['plot']}; view latest_scenarios, snapshot "
+                  f"{s.snapshots / 'latest_scenarios.parquet'}")
