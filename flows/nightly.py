@@ -59,6 +59,7 @@ TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "train": {"timeout_seconds": 2 * 3600},
     "register": {"retries": 2, "retry_delay_seconds": 15, "timeout_seconds": 1800},
     "route": {"retries": 1, "retry_delay_seconds": 10, "timeout_seconds": 6 * 3600},
+    "scenarios": {"retries": 1, "retry_delay_seconds": 10, "timeout_seconds": 6 * 3600},
     "report": {},
     "doctor": {},
 }
@@ -141,8 +142,8 @@ def route_backlog(reward: str | None = None, reward_param: float | None = None, 
 @flow(name="nightly", log_prints=True)
 def nightly(reward: str | None = None, reward_param: float | None = None, budget: float | None = None,
             demo: bool = False) -> dict[str, Any]:
-    """The whole night: every step of ``router.nightly.STEPS`` in order (ingest → validate → embed → train →
-    register/promote → route backlog → report → doctor), each in its sub-flow; then the report artifact.
+    """The whole night: every step of ``router.nightly.STEPS`` in order, each in its sub-flow; then the report
+    artifact.
 
     Raises :class:`~router.doctor.DoctorFailed` (the flow run ends failed) when the doctor finds problems, after
     the report (with the doctor's section) and the artifact are written.

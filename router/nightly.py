@@ -1,6 +1,6 @@
 """The nightly pipeline's steps, as plain functions (the Prefect flows in ``flows/`` only orchestrate them).
 
-ingest → validate → embed → train → register and promote → route backlog → report → doctor, in that order
+ingest → validate → embed → train → register and promote → route backlog → scenarios → report → doctor, in that order
 in :data:`STEPS`, the one list the Prefect flow, the benchmark's night and the fault tests all iterate (each
 a :class:`Step`: name, function of the :class:`Night`, what it reads and writes). Each step opens the store,
 does its work in transactions and closes it, so a crash leaves no half-written step behind and a re-run
@@ -140,6 +140,7 @@ class TrainStep:
     data_key: str
     run: Any = None  # router.pipeline.TrainRun when trained
     previous: dict[str, Any] | None = None  # the earlier training run with the same data_key
+    calibration: Any = None  # router.policy.Calibration of the attention router, when trained
 
     def summary(self) -> dict[str, Any]:
         """What the night's report shows of the training step."""
@@ -165,7 +166,9 @@ def train(settings: Settings) -> TrainStep:
         with faults.step("train"):
             run = train_and_evaluate(con, settings, dataset=f"store {settings.database.name}")
             faults.point("fitted")
-    return TrainStep(False, key, run=run)
+    from router.policy import calibrate_training_run  # the default routing policy, on the train split only
+
+    return TrainStep(False, key, run=run, calibration=calibrate_training_run(settings, run))
 
 
 # --------------------------------------------------------------------------------------------- register
@@ -193,7 +196,7 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
             mlflow_run_id = tracking.log_training_run(
                 settings, run.routers[ATTENTION], run.evaluation, run.report_dir, run.snapshot.as_params(),
                 {"data_key": step.data_key, "flow_run_id": flow_run_id or ""}, train_data=run.train,
-                run_name=f"train-{run.run_id}",
+                run_name=f"train-{run.run_id}", policy=step.calibration,
             )
         faults.point("logged")
         if version is None:
@@ -280,11 +283,14 @@ def _decision_from_record(record: dict[str, Any]):
 
 
 def route(settings: Settings, *, reward: str | None = None, reward_param: float | None = None,
-          budget: float | None = None, flow_run_id: str | None = None) -> dict[str, Any]:
+          budget: float | None = None, quality_target: float | None = None,
+          flow_run_id: str | None = None) -> dict[str, Any]:
     """Route the pending backlog with the registry's champion (loaded once).
 
     Arguments left out come from the settings (``ROUTER_ROUTE_REWARD``, ``ROUTER_ROUTE_LAMBDA``,
-    ``ROUTER_ROUTE_BUDGET_USD``), so a scheduled run is configured like everything else.
+    ``ROUTER_ROUTE_BUDGET_USD``, ``ROUTER_ROUTE_QUALITY_TARGET``), so a scheduled run is configured like
+    everything else. A λ or a budget overrides the default policy, the quality target (``router.policy``),
+    which reads the parameter off the champion's stored calibration.
     """
     reward = reward or settings.route_reward
     if reward_param is None and budget is None:
@@ -302,13 +308,21 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
     if loaded.pool.encoder != settings.encoder:
         raise RuntimeError(f"champion v{version} was trained with encoder {loaded.pool.encoder!r} but the store "
                            f"embeds with {settings.encoder!r}: retrain, or set ROUTER_ENCODER")
+    policy = {"kind": "budget"} if budget is not None else {"kind": "lambda"}
+    if reward_param is None and budget is None:
+        from router.policy import resolve
+
+        target = settings.route_quality_target if quality_target is None else quality_target
+        reward_param, policy = resolve(loaded.policy, reward, target)
     with faults.step("route"), open_store(settings) as con:
         summary = route_backlog(
             con, loaded.router, model_version=str(version), router_name=settings.registered_model,
             encoder=settings.encoder, reward_name=reward, reward_param=reward_param, budget=budget,
             batch_size=settings.route_batch_size, flow_run_id=flow_run_id,
+            reference_model=(loaded.policy or {}).get("reference_model"),
+            quality_target=policy.get("quality_target") if policy.get("kind") == "quality_target" else None,
         )
-    return asdict(summary)
+    return {**asdict(summary), "policy": policy}
 
 
 # ------------------------------------------------------------------------------------------------- doctor
@@ -370,6 +384,12 @@ def _route(night: Night) -> dict[str, Any]:
                  flow_run_id=night.flow_run_id)
 
 
+def _scenarios(night: Night) -> dict[str, Any]:
+    from router.scenarios import scenarios_step
+
+    return scenarios_step(night.settings, reward=night.reward)
+
+
 def _report(night: Night) -> str:
     """The night's report (``reports/<night>/``) and the analysts' Parquet snapshots; returns the report's folder."""
     from router.night_report import write_night_report
@@ -415,6 +435,9 @@ STEPS: tuple[Step, ...] = (
          "log to MLflow, register the challenger and gate it against the champion"),
     Step("route", _route, ("backlog", "embeddings", "routing_decisions", "MLflow champion"), ("routing_decisions",),
          "route every backlog query the champion has not decided yet"),
+    Step("scenarios", _scenarios, ("backlog", "embeddings", "MLflow champion"),
+         ("routing_scenarios", "routing_scenario_mix", "snapshots/", "reports/scenarios/"),
+         "what-if routing of the backlog over the reward's sweep, for analysts (no decisions written)"),
     Step("report", _report, ("the store", "ingest", "validate", "embed", "train", "register", "route"),
          ("nightly_runs", "reports/<night>/", "snapshots/"),
          "write the night's report and the analysts' Parquet snapshots"),

@@ -19,10 +19,11 @@ from matplotlib.figure import Figure
 
 from router.evaluation import ORACLE, ZERO_ROUTER, Curve, EvaluationResult
 
-__all__ = ["copy_to_latest", "plot_eval", "write_report"]
+__all__ = ["copy_to_latest", "plot_eval", "plot_pooled", "write_report"]
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
+POOLED_PLOT = "pooled.png"
 
 
 def _slug(text: str) -> str:
@@ -51,11 +52,23 @@ def plot_eval(result: EvaluationResult, eval_name: str, path: Path) -> Path:
     points as markers; ``zero_router`` is a dashed grey hull through the single models, which are labelled
     black crosses; the oracle is a star. The cost axis is logarithmic when every plotted cost is positive.
     """
-    curves = result.curves[eval_name]
-    singles = result.single_models[eval_name]
-    max_cost = float(result.metrics["aiq_max_cost"][eval_name])
-    dataset = result.metrics.get("dataset", "")
+    return _plot_curves(result.curves[eval_name], result.single_models[eval_name],
+                        float(result.metrics["aiq_max_cost"][eval_name]), result.metrics.get("dataset", ""),
+                        eval_name, path)
 
+
+def plot_pooled(result: EvaluationResult, path: Path) -> Path:
+    """The pooled quality–cost plot (whole test split as one backlog), drawn like :func:`plot_eval`, with the
+    best single model ringed and dashed guides at its quality and cost."""
+    pooled = result.metrics["pooled"]
+    best = pooled["best_single_model"]
+    return _plot_curves(result.pooled, result.pooled_single_models, float(pooled["aiq_max_cost"]),
+                        result.metrics.get("dataset", ""), "whole test split", path,
+                        best=(float(best["cost"]), float(best["perf"]), str(best["name"])))
+
+
+def _plot_curves(curves: dict[str, Curve], singles: dict[str, Curve], max_cost: float, dataset: str,
+                 eval_name: str, path: Path, best: tuple[float, float, str] | None = None) -> Path:
     fig = Figure(figsize=(10, 6.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -78,6 +91,12 @@ def plot_eval(result: EvaluationResult, eval_name: str, path: Path) -> Path:
         cost, perf = single.points[0]
         ax.scatter([cost], [perf], marker="x", s=40, color="black", zorder=4)
         ax.annotate(model, (cost, perf), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    if best is not None:
+        cost, perf, name = best
+        ax.scatter([cost], [perf], s=160, facecolors="none", edgecolors="red", linewidths=1.6, zorder=6,
+                   label=f"best single model: {name}")
+        ax.axhline(perf, color="red", lw=0.8, ls="--", alpha=0.6)
+        ax.axvline(cost, color="red", lw=0.8, ls="--", alpha=0.6)
     oracle = curves[ORACLE]
     ax.scatter(
         oracle.points[:, 0], oracle.points[:, 1], marker="*", s=220, color="gold", edgecolors="black", zorder=5,
@@ -87,7 +106,7 @@ def plot_eval(result: EvaluationResult, eval_name: str, path: Path) -> Path:
     all_costs = np.concatenate([c.points[:, 0] for c in curves.values()])
     if (all_costs > 0).all():
         ax.set_xscale("log")
-    ax.set_xlabel("total cost on the eval set ($)")
+    ax.set_xlabel("total cost on the eval set ($)" if best is None else "total cost on the test split ($)")
     ax.set_ylabel("mean true quality")
     ax.set_title(f"{dataset} — {eval_name}" if dataset else eval_name)
     ax.grid(True, which="both", alpha=0.3)
@@ -115,6 +134,34 @@ def _router_table(rows: dict[str, dict[str, float]], rewards: dict[str, str]) ->
     return lines
 
 
+def _ratio(value: float | None) -> str:
+    return "never" if value is None else f"{value:.3f}"
+
+
+def _pooled_table(result: EvaluationResult) -> list[str]:
+    pooled = result.metrics["pooled"]
+    best = pooled["best_single_model"]
+    lines = [
+        f"The whole test split as one backlog (perf = mean true quality over all {result.metrics['n_test']} test "
+        f"prompts, cost = their total cost; AIQ cost range 0 … ${pooled['aiq_max_cost']:.4g}). Best single "
+        f"model: {_md(best['name'])} (perf {best['perf']:.4f}, cost ${best['cost']:.4g}). Cost ratios are the "
+        "cheapest point of the router's hull reaching that quality, divided by the best single model's cost.",
+        "",
+        "| router | reward | AIQ | max perf | cost at max perf ($) | cost ratio at best quality "
+        "| cost ratio at 95% | quality at half cost |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = sorted(pooled["routers"].items(), key=lambda kv: (-kv[1]["aiq"], kv[0]))
+    for name, m in rows:
+        half = m["quality_at_half_cost"]
+        lines.append(
+            f"| {_md(name)} | {_md(result.rewards.get(name, '—'))} | {m['aiq']:.4f} | {m['max_perf']:.4f} "
+            f"| {m['max_perf_cost']:.4g} | {_ratio(m['cost_ratio_at_best_quality'])} "
+            f"| {_ratio(m['cost_ratio_at_95'])} | {'–' if half is None else f'{half:.4f}'} |"
+        )
+    return lines
+
+
 def _render_markdown(result: EvaluationResult, plots: dict[str, str]) -> str:
     m = result.metrics
     best = m["best_single_model"]
@@ -132,6 +179,12 @@ def _render_markdown(result: EvaluationResult, plots: dict[str, str]) -> str:
         "## All eval sets (mean)",
         "",
         *_router_table(m["routers"], result.rewards),
+        "",
+        "## Pooled: the whole test split as one backlog",
+        "",
+        *_pooled_table(result),
+        "",
+        f"![pooled]({POOLED_PLOT})",
         "",
         "## Per eval set",
     ]
@@ -160,7 +213,8 @@ def write_report(result: EvaluationResult, out_dir: Path) -> dict[str, Path]:
     """Write ``metrics.json``, one PNG per eval set and ``report.md`` into ``out_dir`` (created if missing).
 
     Returns:
-        The written paths: ``"metrics"``, ``"report"`` and ``"plot:<eval_name>"`` per eval set.
+        The written paths: ``"metrics"``, ``"report"``, ``"plot:<eval_name>"`` per eval set and
+        ``"plot:pooled"`` (``pooled.png``, the whole test split as one backlog).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -173,6 +227,7 @@ def write_report(result: EvaluationResult, out_dir: Path) -> dict[str, Path]:
     plots = _plot_files(result.eval_names)
     for ev in result.eval_names:
         written[f"plot:{ev}"] = plot_eval(result, ev, out / plots[ev])
+    written["plot:pooled"] = plot_pooled(result, out / POOLED_PLOT)
 
     report_path = out / REPORT_FILE
     report_path.write_text(_render_markdown(result, plots), encoding="utf-8")

@@ -1,8 +1,9 @@
 """Batch routing of the stored backlog.
 
-Every backlog query not yet decided by the given model version is routed and stored in
-``routing_decisions``. A decision is keyed by (query_id, model_version), so re-running adds nothing and a new
-champion decides the backlog again.
+Every backlog query not yet decided by the given model version under the given policy is routed and stored in
+``routing_decisions``. A decision is keyed by (query_id, model_version, policy), so re-running adds nothing, a
+new champion decides the backlog again, and another policy (``quality_target=0.95`` after ``quality_target=1``)
+keeps its own set beside the first (:func:`policy_label`).
 
 How it scales (``docs/performance.md``):
 
@@ -74,6 +75,9 @@ class RoutingSummary:
     budget_usd: float | None = None
     model_mix: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    policy: str = ""  # how the parameter was chosen: quality_target=<t> | lambda=<λ> | budget=<usd>
+    reference_model: str | None = None  # the best single model the night's savings are stated against
+    reference_spend_usd: float | None = None  # predicted spend had every routed query gone to it (same cost head)
 
 
 @dataclass
@@ -117,9 +121,20 @@ def bounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         execute(con, "routing/reset_memory")
 
 
-def stage_pending(con: duckdb.DuckDBPyConnection, encoder: str, version: str) -> tuple[int, int]:
-    """Compute the pending queries of ``version`` once (temp table); returns (pending, pending unembedded)."""
-    execute(con, "routing/stage_pending", {"encoder": encoder, "version": version})
+def policy_label(reward_param: float | None, budget: float | None, quality_target: float | None = None) -> str:
+    """The ``policy`` key of decisions: ``quality_target=<t>``, else ``budget=<usd>``, else ``lambda=<λ>``."""
+    if quality_target is not None:
+        return f"quality_target={quality_target:g}"
+    if budget is not None:
+        return f"budget={budget:g}"
+    return f"lambda={reward_param:g}"
+
+
+def stage_pending(con: duckdb.DuckDBPyConnection, encoder: str, version: str, policy: str | None = None
+                  ) -> tuple[int, int]:
+    """Compute the pending queries of ``version`` under ``policy`` (``None``: not decided by any policy) once
+    (temp table); returns (pending, pending unembedded)."""
+    execute(con, "routing/stage_pending", {"encoder": encoder, "version": version, "policy": policy})
     pending, unembedded = execute(con, "routing/pending_counts")[0]
     return int(pending), int(unembedded)
 
@@ -239,8 +254,10 @@ class Decisions:
     Without a budget each batch is decided as it arrives and only its decision is kept; with a budget the
     predictions are kept until the parameter is fitted on all of them."""
 
-    def __init__(self, models: Sequence[str], reward: Reward, reward_param: float | None, budget: float | None):
+    def __init__(self, models: Sequence[str], reward: Reward, reward_param: float | None, budget: float | None,
+                 reference_model: str | None = None):
         self.models = list(models)
+        self.reference = self.models.index(reference_model) if reference_model in self.models else None
         self.reward = reward
         self.reward_param = reward_param
         self.budget = budget
@@ -268,6 +285,8 @@ class Decisions:
             pl.Series("predicted_quality", np.asarray(q[rows, chosen], dtype=np.float64)),
             pl.Series("predicted_cost_usd", np.asarray(c[rows, chosen], dtype=np.float64)),
             pl.Series("reward_value", value.astype(np.float64)),
+            pl.Series("reference_cost_usd", np.asarray(c[:, self.reference], dtype=np.float64)
+                      if self.reference is not None else np.full(chosen.size, np.nan)),
         )
 
     def fit_budget(self) -> tuple[float, float, float]:
@@ -287,7 +306,8 @@ class Decisions:
 
     def frame(self) -> pl.DataFrame:
         schema = {"prompt_id": pl.String, "task": pl.String, "n_queries": pl.Int64, "chosen": pl.Int32,
-                  "predicted_quality": pl.Float64, "predicted_cost_usd": pl.Float64, "reward_value": pl.Float64}
+                  "predicted_quality": pl.Float64, "predicted_cost_usd": pl.Float64, "reward_value": pl.Float64,
+                  "reference_cost_usd": pl.Float64}
         return pl.concat(self.decided) if self.decided else pl.DataFrame(schema=schema)
 
 
@@ -297,6 +317,7 @@ def write_decisions(con: duckdb.DuckDBPyConnection, decided: pl.DataFrame, model
     """Store the decisions of every pending query (joined from its unit's decision) and fill ``summary``."""
     staged_models = pl.DataFrame({"idx": np.arange(len(models), dtype=np.int32), "name": list(models)})
     params = {"version": summary.model_version, "router": router_name, "reward": summary.reward,
+              "policy": summary.policy or policy_label(summary.reward_param, summary.budget_usd),
               "reward_param": float(summary.reward_param), "budget": summary.budget_usd,
               "flow_run_id": flow_run_id}
     con.register("staged_models", staged_models)
@@ -320,6 +341,8 @@ def write_decisions(con: duckdb.DuckDBPyConnection, decided: pl.DataFrame, model
         counts = np.bincount(decided["chosen"].to_numpy(), weights=w, minlength=len(models))
         mix = sorted(((models[i], int(n)) for i, n in enumerate(counts) if n > 0), key=lambda kv: -kv[1])
         summary.model_mix = dict(mix)
+        if summary.reference_model:
+            summary.reference_spend_usd = float(w @ decided["reference_cost_usd"].to_numpy())
     return summary
 
 
@@ -365,13 +388,25 @@ def finish(con: duckdb.DuckDBPyConnection, decisions: Decisions, summary: Routin
 def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model_version: str, router_name: str,
                   encoder: str, reward_name: str = "linear", reward_param: float | None = None,
                   budget: float | None = None, batch_size: int = 50_000, flow_run_id: str | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> RoutingSummary:
-    """Route every pending backlog query with ``predictor`` and store the decisions."""
+                  progress: Callable[[int, int], None] | None = None,
+                  reference_model: str | None = None, quality_target: float | None = None) -> RoutingSummary:
+    """Route every pending backlog query with ``predictor`` and store the decisions.
+
+    With a ``reference_model`` (one of the predictor's models), the summary also gives the predicted spend had
+    every routed query gone to it (``reference_spend_usd``, from the same cost predictions). ``quality_target``
+    names the policy that chose ``reward_param`` (the decisions' ``policy`` key, :func:`policy_label`)."""
     start = time.perf_counter()
     with bounded_memory(con):
-        pending, unembedded = stage_pending(con, encoder, model_version)
+        reward = get_reward(reward_name)
+        param = reward_param if reward_param is not None or budget is not None else float(reward.sweep()[-1])
+        label = policy_label(param, budget, quality_target)
+        pending, unembedded = stage_pending(con, encoder, model_version, label)
         reward, summary = start_summary(reward_name, reward_param, budget, model_version, unembedded)
-        decisions = Decisions(predictor.models, reward, summary.reward_param if budget is None else None, budget)
+        summary.policy = label
+        decisions = Decisions(predictor.models, reward, summary.reward_param if budget is None else None, budget,
+                              reference_model)
+        if decisions.reference is not None:
+            summary.reference_model = reference_model
         if pending > unembedded:
             for units in iter_units(con, encoder, batch_size):
                 decisions.add(units, *predict_units(predictor, units))

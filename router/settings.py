@@ -57,9 +57,14 @@ class Settings(BaseSettings):
     route_batch_size: int = Field(default=50_000, ge=1)
     route_reward: Literal["linear", "exponential"] = "linear"
     route_lambda: float | None = Field(default=None, gt=0, description="reward parameter for routing the backlog "
-                                       "(λ for linear, τ for exponential); default: the quality end of the sweep")
+                                       "(λ for linear, τ for exponential); overrides the quality-target policy")
     route_budget_usd: float | None = Field(default=None, gt=0, description="route the backlog so its predicted "
                                            "spend fits this budget (overrides route_lambda)")
+    route_quality_target: float = Field(default=1.0, gt=0, description="default policy when neither a λ nor a "
+                                        "budget is set: the cheapest reward parameter whose calibrated pooled "
+                                        "quality reaches this × the best single model's (router.policy)")
+    route_calibration_folds: int = Field(default=5, ge=2, description="cross-fitting folds of the train split "
+                                         "when a version's quality-target policy is calibrated")
 
     @classmethod
     def settings_customise_sources(

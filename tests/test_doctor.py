@@ -32,8 +32,8 @@ INSERT INTO backlog VALUES ('q1', 'p3', NULL, NULL, 'r-back', {NOW}), ('q2', 'p1
 INSERT INTO embeddings VALUES ('p1', $enc, 2, [1.0, 0.0], {NOW}), ('p2', $enc, 2, [0.0, 1.0], {NOW}),
                               ('p3', $enc, 2, [0.6, 0.8], {NOW}), ('p1', 'older-encoder', 2, [1.0, 0.0], {NOW});
 INSERT INTO routing_decisions VALUES
-    ('q1', '1', 'xattn-router', 'm1', 0.9, 0.001, 'linear', 1.0, 0.899, NULL, 'night', {NOW}),
-    ('q2', '1', 'xattn-router', 'm2', 0.8, 0.002, 'linear', 1.0, 0.798, NULL, 'night', {NOW});
+    ('q1', '1', 'xattn-router', 'm1', 0.9, 0.001, 'linear', 1.0, 0.899, NULL, 'night', {NOW}, 'lambda=1'),
+    ('q2', '1', 'xattn-router', 'm2', 0.8, 0.002, 'linear', 1.0, 0.798, NULL, 'night', {NOW}, 'lambda=1');
 """
 
 
@@ -75,7 +75,7 @@ def test_a_healthy_store_passes(settings, healthy) -> None:
     assert {n: c.status for n, c in checks.items()} == {
         "schema": OK, "orphans": OK, "keys": OK, "embeddings": OK, "embeddings (other encoder)": INFO,
         "decision versions": OK, "ingest runs": OK, "quarantine": INFO}
-    assert checks["schema"].detail == "version 5 (latest migration)"
+    assert checks["schema"].detail == "version 7 (latest migration)"
     assert checks["embeddings"].detail == f"3 of 3 prompts embedded with {settings.encoder}"
     assert checks["embeddings (other encoder)"].detail == "1 of 3 prompts embedded with older-encoder"
     assert checks["decision versions"].detail == "2 decisions by 1 registered version(s)"
@@ -99,8 +99,8 @@ DAMAGE = {
                    "1 runs do not reconcile: bench.csv (5 in ≠ 3 ok + 1 quarantined, 1 quarantine rows)"),
     "quarantine row lost": ("DELETE FROM quarantine", "ingest runs",
                             "bench.csv (5 in ≠ 4 ok + 1 quarantined, 0 quarantine rows)"),
-    "schema behind": ("DELETE FROM schema_migrations WHERE version = 5", "schema",
-                      "schema version 4, latest migration 5"),
+    "schema behind": ("DELETE FROM schema_migrations WHERE version = 7", "schema",
+                      "schema version 6, latest migration 7"),
     "prompt stored twice": ("INSERT INTO prompts SELECT * FROM prompts WHERE prompt_id = 'p1'", "keys",
                             "1 duplicated keys in prompts (prompt_id) (e.g. p1)"),
     "outcome stored twice": ("INSERT INTO outcomes SELECT * FROM outcomes WHERE sample_key = 's1' AND model = 'm1'",

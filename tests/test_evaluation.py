@@ -5,7 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from router.evaluation import EvaluationResult, aiq, evaluate, max_perf_point, nondecreasing_hull, oracle_choice
+from router.evaluation import (
+    EvaluationResult,
+    aiq,
+    evaluate,
+    hull_cost_at,
+    hull_perf_at,
+    max_perf_point,
+    nondecreasing_hull,
+    oracle_choice,
+)
 
 # ------------------------------------------------------------------------------------------------------- hull
 
@@ -107,7 +116,9 @@ def _evaluate(c_true: np.ndarray = C_TRUE, **predictions: tuple[np.ndarray, np.n
 
 def test_metrics_json_shape() -> None:
     metrics = _evaluate().metrics
-    assert list(metrics) == ["dataset", "n_train", "n_test", "routers", "per_eval", "aiq_max_cost", "best_single_model"]
+    assert list(metrics) == [
+        "dataset", "n_train", "n_test", "routers", "per_eval", "aiq_max_cost", "best_single_model", "pooled",
+    ]
     assert (metrics["dataset"], metrics["n_train"], metrics["n_test"]) == ("toy", 7, 3)
     assert list(metrics["routers"]) == ["r", "zero_router", "oracle"]
     assert list(metrics["per_eval"]) == ["x", "y"]
@@ -187,3 +198,92 @@ def test_invalid_inputs_raise() -> None:
         _evaluate(r=(Q_HAT[:2], C_TRUE[:2], "linear"))
     with pytest.raises(ValueError, match=">= 0"):
         _evaluate(c_true=-C_TRUE)
+
+
+# ------------------------------------------------------------------------------------------------ pooled block
+#
+# Same toy data, the three test prompts as one backlog (rows p0, p2, p1):
+#   single models (cost, perf): A (1+.5+1, (1+0+0)/3) = (2.5, 1/3); B (5, 2/3) (NaN = 0); C (11, 1) → best: C.
+#   oracle: p0 → A (1), p2 → B (1), p1 → C (4): (6, 1).   max_cost = 11 (C).
+#   router r: λ ≤ 1.5 A A A (2.5, 1/3); λ = 2 A B A (3, 2/3); λ ≥ 10 A C C (8, 1).
+#   zero_router hull (2.5, 1/3) → (5, 2/3) → (11, 1): AIQ = [2.5·1/2 + 6·(5/3)/2] / 11 = 6.25/11;
+#     reaches 1 at 11 (ratio 1), 0.95 at 5 + (0.95 − 2/3)·18 = 10.1; at cost 5.5: 2/3 + 0.5/18.
+#   oracle AIQ = 1·(11 − 6)/11; ratios 6/11; nothing costs 5.5 or less → quality at half cost None.
+#   r hull (2.5, 1/3) → (3, 2/3) → (8, 1): AIQ = [0.5·1/2 + 5·(5/3)/2 + 3] / 11 = (0.25 + 25/6 + 3)/11;
+#     reaches 1 at 8, 0.95 at 3 + (0.95 − 2/3)·15 = 7.25; at 5.5: 2/3 + 2.5/15.
+
+
+def test_pooled_block_by_hand() -> None:
+    pooled = _evaluate().metrics["pooled"]
+    assert list(pooled) == ["aiq_max_cost", "best_single_model", "routers"]
+    assert pooled["aiq_max_cost"] == pytest.approx(11.0)
+    assert pooled["best_single_model"] == pytest.approx({"name": "C", "perf": 1.0, "cost": 11.0})
+    assert list(pooled["routers"]) == ["r", "zero_router", "oracle"]
+    keys = ["aiq", "max_perf", "max_perf_cost", "cost_ratio_at_best_quality", "cost_ratio_at_95",
+            "quality_at_half_cost"]
+    assert all(list(v) == keys for v in pooled["routers"].values())
+    assert pooled["routers"]["zero_router"] == pytest.approx({
+        "aiq": 6.25 / 11, "max_perf": 1.0, "max_perf_cost": 11.0, "cost_ratio_at_best_quality": 1.0,
+        "cost_ratio_at_95": 10.1 / 11, "quality_at_half_cost": 2 / 3 + 0.5 / 18})
+    oracle = pooled["routers"]["oracle"]
+    assert oracle["quality_at_half_cost"] is None
+    assert {k: v for k, v in oracle.items() if v is not None} == pytest.approx({
+        "aiq": 5 / 11, "max_perf": 1.0, "max_perf_cost": 6.0, "cost_ratio_at_best_quality": 6 / 11,
+        "cost_ratio_at_95": 6 / 11})
+    assert pooled["routers"]["r"] == pytest.approx({
+        "aiq": (0.25 + 25 / 6 + 3) / 11, "max_perf": 1.0, "max_perf_cost": 8.0, "cost_ratio_at_best_quality": 8 / 11,
+        "cost_ratio_at_95": 7.25 / 11, "quality_at_half_cost": 2 / 3 + 2.5 / 15})
+
+
+def test_hull_cost_and_perf_at() -> None:
+    hull = np.array([[1.0, 0.2], [3.0, 0.6], [7.0, 0.8]])
+    assert hull_cost_at(hull, 0.1) == 1.0 and hull_cost_at(hull, 0.2) == 1.0
+    assert hull_cost_at(hull, 0.4) == pytest.approx(2.0)
+    assert hull_cost_at(hull, 0.7) == pytest.approx(5.0)
+    assert hull_cost_at(hull, 0.8) == 7.0 and hull_cost_at(hull, 0.81) is None
+    assert hull_perf_at(hull, 0.5) is None
+    assert hull_perf_at(hull, 2.0) == pytest.approx(0.4) and hull_perf_at(hull, 100.0) == pytest.approx(0.8)
+
+
+def _independent_pooled_aiq(points: list[tuple[float, float]], max_cost: float) -> float:
+    """AIQ written from its definition, not from router.evaluation: the area under the best perf reachable at
+    each cost by mixing two raw points (or one point alone), made non-decreasing, on a fine grid."""
+    grid = np.linspace(0.0, max_cost, 200_001)
+    best = np.full(grid.size, -np.inf)
+    for x1, y1 in points:
+        best = np.where(grid >= x1, np.maximum(best, y1), best)  # the point alone, and anything costlier
+        for x2, y2 in points:
+            if x2 > x1:
+                inside = (grid >= x1) & (grid <= x2)
+                mix = y1 + (y2 - y1) * (grid - x1) / (x2 - x1)
+                best = np.where(inside, np.maximum(best, mix), best)
+    best = np.maximum.accumulate(np.where(np.isfinite(best), best, 0.0))
+    return float(np.sum((best[1:] + best[:-1]) / 2 * np.diff(grid)) / max_cost)
+
+
+def test_pooled_reference_aiqs_match_an_independent_recomputation() -> None:
+    rng = np.random.default_rng(7)
+    n, m = 40, 4
+    q = (rng.random((n, m)) < [0.3, 0.5, 0.6, 0.8]).astype(float)
+    q[rng.random((n, m)) < 0.05] = np.nan
+    c = rng.random((n, m)) * [0.01, 0.05, 0.1, 0.4]
+    evals = np.where(np.arange(n) % 3 == 0, "a", "b")
+    metrics = evaluate({"r": (np.nan_to_num(q, nan=0.5), c, "linear")}, q, c, evals, list("ABCD")).metrics
+    pooled = metrics["pooled"]
+
+    s = np.nan_to_num(q, nan=0.0)
+    singles = [(float(c[:, j].sum()), float(s[:, j].mean())) for j in range(m)]
+    oracle_cost = oracle_perf = 0.0
+    for i in range(n):  # best true score, ties to the cheapest true cost
+        j = min(range(m), key=lambda k: (-s[i, k], c[i, k]))
+        oracle_cost, oracle_perf = oracle_cost + c[i, j], oracle_perf + s[i, j] / n
+    assert pooled["aiq_max_cost"] >= max(x for x, _ in singles)
+    max_cost = pooled["aiq_max_cost"]
+    assert pooled["routers"]["zero_router"]["aiq"] == pytest.approx(_independent_pooled_aiq(singles, max_cost),
+                                                                     abs=1e-6)
+    assert pooled["routers"]["oracle"]["aiq"] == pytest.approx(
+        _independent_pooled_aiq([(oracle_cost, oracle_perf)], max_cost), abs=1e-6)
+    best = max(range(m), key=lambda j: (singles[j][1], -singles[j][0]))
+    assert pooled["best_single_model"] == pytest.approx(
+        {"name": "ABCD"[best], "perf": singles[best][1], "cost": singles[best][0]})
+    assert pooled["routers"]["zero_router"]["cost_ratio_at_best_quality"] == pytest.approx(1.0)

@@ -32,6 +32,7 @@ pytest.importorskip("router.routers.attention")
 from router.encoder import encode, open_encoder  # noqa: E402
 from router.errors import RegistryError  # noqa: E402
 from router.evaluation import evaluate  # noqa: E402
+from router.policy import Calibration, calibration_curve  # noqa: E402
 from router.registry import packaging, promotion, serving, tracking  # noqa: E402
 from router.registry.gate import PromotionDecision  # noqa: E402
 from router.routers.attention import AttentionRouter  # noqa: E402
@@ -113,7 +114,8 @@ def make_settings(root: Path) -> Settings:
 
 
 def train_and_register(
-    settings: Settings, router: AttentionRouter, train: RoutingData, test: RoutingData, report_dir: Path | None = None
+    settings: Settings, router: AttentionRouter, train: RoutingData, test: RoutingData, report_dir: Path | None = None,
+    policy: Calibration | None = None,
 ) -> tuple[str, int, dict]:
     q_hat, c_hat = router.predict(test.X, test.prompt_chars)
     result = evaluate({"attention": (q_hat, c_hat, "linear")}, test.quality, test.cost, test.eval_names, test.models)
@@ -123,7 +125,7 @@ def train_and_register(
         write_report(result, report_dir)
     snapshot = {"rows": {"train": train.n, "test": test.n}, "ingest_run_ids": ["ingest-a", "ingest-b"]}
     run_id = tracking.log_training_run(
-        settings, router, result, report_dir, snapshot, {"seed": 1}, train_data=train, run_name="test"
+        settings, router, result, report_dir, snapshot, {"seed": 1}, train_data=train, run_name="test", policy=policy
     )
     return run_id, promotion.register_challenger(settings, run_id), result.metrics
 
@@ -162,7 +164,9 @@ def lifecycle(tmp_path_factory: pytest.TempPathFactory) -> Lifecycle:
         decisions["v2"] = promotion.gate(settings, v2, data.test)
 
         better = fit(data.train)
-        run, v3, metrics[3] = train_and_register(settings, better, data.train, data.test)
+        q_hat, c_hat = better.predict(data.train.X, data.train.prompt_chars)  # (in-sample: wiring, not quality)
+        policy = calibration_curve(q_hat, c_hat, data.train.quality, data.train.cost, MODELS, "linear")
+        run, v3, metrics[3] = train_and_register(settings, better, data.train, data.test, policy=policy)
         runs[v3], routers[v3] = run, better
         decisions["v3"] = promotion.gate(settings, v3, data.test)
     assert (v1, v2, v3) == (1, 2, 3)
@@ -289,6 +293,10 @@ def test_training_run_records_params_metrics_and_artifacts(lifecycle: Lifecycle)
     for ev in ("code", "math", "translate"):
         assert metrics[f"attention/aiq/{ev}"] == pytest.approx(lifecycle.metrics[1]["per_eval"][ev]["attention"]["aiq"])
     assert "oracle/aiq" in metrics and "zero_router/aiq" in metrics
+    pooled = lifecycle.metrics[1]["pooled"]
+    assert metrics["pooled/attention/aiq"] == pytest.approx(pooled["routers"]["attention"]["aiq"])
+    assert metrics["pooled/oracle/aiq"] == pytest.approx(pooled["routers"]["oracle"]["aiq"])
+    assert metrics["pooled/best_single_model/cost"] == pytest.approx(pooled["best_single_model"]["cost"])
     assert "train/epochs" in metrics  # the attention router's per-member training summary (router.history)
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"metrics.json", "data_snapshot.json", "report", "curves"} <= artifacts
@@ -317,6 +325,14 @@ def test_registered_model_layout(lifecycle: Lifecycle, tmp_path: Path) -> None:
     info = mlflow.models.Model.load(str(local))
     assert info.signature.params is not None
     assert {p.name for p in info.signature.params.params} == {"reward", "lambda", "tau"}
+    # v3 carries its calibrated default policy: signature defaults, model_config, version tags, load_version
+    loaded = promotion.load_version(settings, 3)
+    policy = Calibration.from_dict(loaded.policy)
+    defaults = {p.name: p.default for p in info.signature.params.params}
+    assert defaults["reward"] == "linear" and defaults["lambda"] == policy.pick().reward_param
+    assert _tags(settings, 3)["policy.reward_param"] == str(policy.pick().reward_param)
+    assert _tags(settings, 3)["policy.quality_target"] == "1.0"
+    assert promotion.load_version(settings, 2).policy is None
     assert [c.name for c in info.signature.inputs.inputs] == ["prompt", "task"]
     assert info.metadata["encoder"] == BUNDLED_ENCODER
 

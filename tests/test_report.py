@@ -29,11 +29,11 @@ def result() -> EvaluationResult:
 def test_write_report_files(result: EvaluationResult, tmp_path: Path) -> None:
     out = tmp_path / "run"
     written = write_report(result, out)
-    assert set(written) == {"metrics", "report", "plot:gsm8k", "plot:mmlu/high school"}
+    assert set(written) == {"metrics", "report", "plot:gsm8k", "plot:mmlu/high school", "plot:pooled"}
     for path in written.values():
         assert path.parent == out and path.is_file()
-    for ev in result.eval_names:
-        assert written[f"plot:{ev}"].read_bytes().startswith(PNG_SIGNATURE)
+    for key in [*(f"plot:{ev}" for ev in result.eval_names), "plot:pooled"]:
+        assert written[key].read_bytes().startswith(PNG_SIGNATURE)
     assert written["plot:mmlu/high school"].name == "eval_mmlu_high_school.png"
 
     metrics = json.loads(written["metrics"].read_text())
@@ -45,7 +45,7 @@ def test_write_report_files(result: EvaluationResult, tmp_path: Path) -> None:
 
 def test_report_markdown_is_sorted_by_aiq_and_links_plots(result: EvaluationResult, tmp_path: Path) -> None:
     text = write_report(result, tmp_path)["report"].read_text()
-    overall = text.split("## All eval sets (mean)")[1].split("## Per eval set")[0]
+    overall = text.split("## All eval sets (mean)")[1].split("## Pooled")[0]
     rows = [line for line in overall.splitlines() if line.startswith("| ") and not line.startswith("| router")]
     names = [row.split("|")[1].strip() for row in rows]
     expected = sorted(result.metrics["routers"], key=lambda k: -result.metrics["routers"][k]["aiq"])
@@ -54,6 +54,16 @@ def test_report_markdown_is_sorted_by_aiq_and_links_plots(result: EvaluationResu
     assert f"| good | linear | {good['aiq']:.4f} | {good['max_perf']:.4f} |" in text
     assert "](eval_gsm8k.png)" in text and "](eval_mmlu_high_school.png)" in text
     assert f"best single model: {result.metrics['best_single_model']['name']}" in text
+
+    pooled = result.metrics["pooled"]
+    section = text.split("## Pooled: the whole test split as one backlog")[1].split("## Per eval set")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| router")]
+    assert [row.split("|")[1].strip() for row in rows] == sorted(pooled["routers"],
+                                                                 key=lambda k: -pooled["routers"][k]["aiq"])
+    zero = pooled["routers"]["zero_router"]
+    assert f"| zero_router | — | {zero['aiq']:.4f} | {zero['max_perf']:.4f} |" in section
+    assert f"{zero['cost_ratio_at_best_quality']:.3f}" in section
+    assert f"Best single model: {pooled['best_single_model']['name']}" in section and "](pooled.png)" in section
 
 
 def test_copy_to_latest_replaces_previous_copy(tmp_path: Path) -> None:

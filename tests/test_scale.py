@@ -216,3 +216,35 @@ def test_dask_flows_match_single_process(files, ingest, store, settings, tmp_pat
     finally:
         con.close()
     assert decisions.drop("budget_usd").equals(ref_decisions.drop("budget_usd"))
+
+
+def test_policies_side_by_side_and_the_docs_comparison(backlog_store, settings) -> None:
+    """Decisions are keyed by (query, version, policy): a second policy keeps the first's decisions, a re-run of
+    either adds nothing, latest_decisions shows the newest run, and docs/analysts.md's comparison runs."""
+    import re
+
+    predictor = FakePredictor()
+    kwargs = {"model_version": "1", "router_name": "r", "encoder": settings.encoder}
+    first = routing.route_backlog(backlog_store, predictor, reward_param=1e9, quality_target=1.0, **kwargs)
+    second = routing.route_backlog(backlog_store, predictor, reward_param=1e-3, quality_target=0.95, **kwargs)
+    again = routing.route_backlog(backlog_store, predictor, reward_param=1e9, quality_target=1.0, **kwargs)
+    assert (first.policy, second.policy) == ("quality_target=1", "quality_target=0.95")
+    assert first.routed == second.routed == 120 and again.routed == 0
+    rows = backlog_store.sql("SELECT policy, count(*) FROM routing_decisions GROUP BY ALL ORDER BY 1").fetchall()
+    assert rows == [("quality_target=0.95", 120), ("quality_target=1", 120)]
+    latest = backlog_store.sql("SELECT DISTINCT reward_param FROM latest_decisions").fetchall()
+    assert latest == [(1e-3,)]
+
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "analysts.md").read_text()
+    block = next(b for b in re.findall(r"```sql\n(.*?)```", docs, flags=re.S) if "both_runs" in b)
+    got = {r[0]: r for r in backlog_store.sql(block).fetchall()}
+    ref = {p: backlog_store.sql(f"SELECT count(*), sum(predicted_cost_usd) FROM routing_decisions "
+                                f"WHERE policy = '{p}'").fetchall()[0] for p in got}
+    assert set(got) == {"quality_target=1", "quality_target=0.95"}
+    differ = backlog_store.sql("SELECT count(*) FROM routing_decisions a JOIN routing_decisions b USING (query_id) "
+                               "WHERE a.policy = 'quality_target=1' AND b.policy = 'quality_target=0.95' "
+                               "AND a.chosen_model <> b.chosen_model").fetchall()[0][0]
+    assert differ > 0
+    for policy, (_, queries, spend, _, routed_differently) in got.items():
+        assert queries == ref[policy][0] == 120 and spend == pytest.approx(ref[policy][1], abs=1e-4)
+        assert routed_differently == differ

@@ -26,6 +26,18 @@ def print_metrics(metrics: dict, title: str) -> None:
     best = metrics["best_single_model"]
     table.caption = f"best single model: {best['name']} (perf {best['perf']:.4f}, cost ${best['cost']:.4f})"
     console.print(table)
+    pooled = metrics.get("pooled")
+    if pooled:
+        best = pooled["best_single_model"]
+        table = Table("router", "AIQ", "max perf", "cost ratio at best quality", "cost ratio at 95%",
+                      "quality at half cost", title=f"{title}: whole test split as one backlog")
+        for name, m in sorted(pooled["routers"].items(), key=lambda kv: -kv[1]["aiq"]):
+            table.add_row(name, f"{m['aiq']:.4f}", f"{m['max_perf']:.4f}",
+                          *("never" if m[k] is None else f"{m[k]:.3f}"
+                            for k in ("cost_ratio_at_best_quality", "cost_ratio_at_95")),
+                          "–" if m["quality_at_half_cost"] is None else f"{m['quality_at_half_cost']:.4f}")
+        table.caption = f"best single model: {best['name']} (perf {best['perf']:.4f}, cost ${best['cost']:.4f})"
+        console.print(table)
 
 
 @app.command()
@@ -64,19 +76,26 @@ def evaluate(
 def route(
     reward: str = typer.Option(None, help="linear | exponential (default: ROUTER_ROUTE_REWARD, linear)"),
     lambda_: float = typer.Option(None, "--lambda", help="reward parameter (λ for linear, τ for exponential); "
-                                  "default: the quality end of the reward's sweep"),
+                                  "overrides the quality target (--lambda 1e9: always the best predicted model)"),
     budget: float = typer.Option(None, "--budget", help="choose λ so the predicted spend of the backlog fits (USD)"),
+    quality_target: float = typer.Option(None, "--quality-target",
+                                         help="the cheapest λ whose calibrated pooled quality reaches this × the "
+                                         "best single model's (default: ROUTER_ROUTE_QUALITY_TARGET, 1.0)"),
 ) -> None:
-    """Route every backlog query the champion has not decided yet; decisions go to routing_decisions."""
+    """Route every backlog query the champion has not decided yet; decisions go to routing_decisions.
+
+    Default policy: a quality target, read off the champion's calibration (see docs/rewards.md)."""
     from router.nightly import route as route_step
     from router.routing import BudgetError
 
-    if lambda_ is not None and budget is not None:
-        fail("give --lambda or --budget, not both")
+    if sum(v is not None for v in (lambda_, budget, quality_target)) > 1:
+        fail("give one of --lambda, --budget, --quality-target")
+    if quality_target is not None and not quality_target > 0:
+        fail(f"--quality-target must be positive, got {quality_target}")
     check_reward(reward)
     s = settings()
     try:
-        summary = route_step(s, reward=reward, reward_param=lambda_, budget=budget)
+        summary = route_step(s, reward=reward, reward_param=lambda_, budget=budget, quality_target=quality_target)
     except BudgetError as exc:
         fail(str(exc))
     if summary.get("model_version") is None:
@@ -91,3 +110,29 @@ def route(
         spend += f" within budget ${summary['budget_usd']:.4f}"
     table.caption = f"{spend}; mean predicted quality {summary['predicted_quality']:.4f}"
     console.print(table)
+    policy = summary.get("policy") or {}
+    if policy.get("kind") == "quality_target":
+        from router.policy import Choice
+
+        console.print(Choice(**{k: policy[k] for k in Choice.__dataclass_fields__}).describe())
+    elif policy.get("reason"):
+        console.print(f"quality end of the sweep: {policy['reason']}")
+
+
+@app.command()
+def scenarios(
+    reward: str = typer.Option(None, help="linear | exponential (default: ROUTER_ROUTE_REWARD, linear)"),
+) -> None:
+    """What-if routing for analysts: predicted spend, quality and model mix of the pending (else whole) backlog at
+    every value of the reward's sweep; writes routing_scenarios (no decisions), a Parquet snapshot and a PNG."""
+    from router.scenarios import scenarios_step
+
+    check_reward(reward)
+    s = settings()
+    summary = scenarios_step(s, reward=reward)
+    if summary.get("model_version") is None:
+        fail("no champion registered: run the nightly pipeline or `routerctl models promote VERSION`")
+    console.print(f"scenario run {summary['run_id']}: {summary['points']} points for {summary['queries']} "
+                  f"{summary['backlog']} backlog queries (champion v{summary['model_version']}, {summary['reward']})")
+    console.print(f"plot: {summary['plot']}; view latest_scenarios, snapshot "
+                  f"{s.snapshots / 'latest_scenarios.parquet'}")

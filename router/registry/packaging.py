@@ -26,6 +26,7 @@ from router.files import sha256_file
 from router.registry.serving import COST_PREFIX, DEFAULT_PARAMS, QUALITY_PREFIX, predict
 
 if TYPE_CHECKING:
+    from router.policy import Calibration
     from router.routers.base import Router, RoutingData
 
 __all__ = ["ARTIFACT_FILES", "CONFIG", "MODEL_CODE", "MODEL_NAME", "POOL", "WEIGHTS", "ModelPool", "ModelPoolError",
@@ -183,10 +184,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
-def _signature(models: Sequence[str]) -> Any:
+def _signature(models: Sequence[str], defaults: Mapping[str, Any] | None = None) -> Any:
     from mlflow.models import ModelSignature  # noqa: PLC0415
     from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema  # noqa: PLC0415
 
+    defaults = {**DEFAULT_PARAMS, **(defaults or {})}
     outputs = [ColSpec("string", "model"), ColSpec("double", "quality_hat"), ColSpec("double", "cost_hat")]
     outputs += [ColSpec("double", f"{QUALITY_PREFIX}{m}") for m in models]
     outputs += [ColSpec("double", f"{COST_PREFIX}{m}") for m in models]
@@ -195,15 +197,15 @@ def _signature(models: Sequence[str]) -> Any:
         outputs=Schema(outputs),
         params=ParamSchema(
             [
-                ParamSpec("reward", "string", DEFAULT_PARAMS["reward"]),
-                ParamSpec("lambda", "double", DEFAULT_PARAMS["lambda"]),
-                ParamSpec("tau", "double", DEFAULT_PARAMS["tau"]),
+                ParamSpec("reward", "string", defaults["reward"]),
+                ParamSpec("lambda", "double", float(defaults["lambda"])),
+                ParamSpec("tau", "double", float(defaults["tau"])),
             ]
         ),
     )
 
 
-def log_pyfunc(files: Mapping[str, Path], models: Sequence[str]) -> Any:
+def log_pyfunc(files: Mapping[str, Path], models: Sequence[str], policy: Calibration | None = None) -> Any:
     """Log the files of :func:`write_model_files` as the models-from-code pyfunc ``model`` into the active run,
     with the ``router`` package as code, pinned pip requirements and the signature; return MLflow's model info."""
     import pandas as pd  # noqa: PLC0415
@@ -215,7 +217,8 @@ def log_pyfunc(files: Mapping[str, Path], models: Sequence[str]) -> Any:
         artifacts={key: str(path) for key, path in files.items()},
         code_paths=[str(resources.copy_code(files[POOL].parent / "code"))],
         pip_requirements=_pip_requirements(),
-        signature=_signature(models),
+        signature=_signature(models, policy.defaults() if policy is not None else None),
+        model_config={"policy": policy.as_dict()} if policy is not None else None,
         input_example=pd.DataFrame({"prompt": ["What is the capital of France?"]}),
         metadata={
             "router": pool.router,

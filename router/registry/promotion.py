@@ -62,6 +62,7 @@ class LoadedVersion:
     version: int
     router: Router
     pool: ModelPool
+    policy: dict[str, Any] | None = None  # the quality-target calibration (router.policy), if the version has one
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ def register_challenger(settings: Settings, run_id: str, *, description: str | N
         }
         if "aiq" in run.data.metrics:
             tags["aiq"] = repr(float(run.data.metrics["aiq"]))
+        tags.update({k: v for k, v in p.items() if k.startswith("policy.")})  # the calibrated default policy
         mv = client.create_model_version(
             name, source=source, run_id=run_id, tags=tags, description=description, model_id=model_id
         )
@@ -187,7 +189,8 @@ def load_version(settings: Settings, version: int) -> LoadedVersion:
         except KeyError as exc:
             raise ModelPoolError(f"version {version} of {name!r} lacks the {exc.args[0]!r} artifact") from exc
         router, pool = load_router_artifacts(paths[WEIGHTS], paths[CONFIG], paths[POOL])
-        return LoadedVersion(version=int(version), router=router, pool=pool)
+        policy = (flavor.get("config") or {}).get("policy")  # the model_config: router.policy.Calibration.as_dict()
+        return LoadedVersion(version=int(version), router=router, pool=pool, policy=policy)
 
 
 def _predict_on(loaded: LoadedVersion, data: RoutingData) -> tuple[np.ndarray, np.ndarray]:

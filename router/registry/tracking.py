@@ -34,6 +34,7 @@ from router.registry.packaging import log_pyfunc, router_registry_name, write_mo
 from router.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
+    from router.policy import Calibration
     from router.routers.base import Router, RoutingData
     from router.settings import Settings
 
@@ -269,6 +270,7 @@ def log_training_run(
     metrics_name: str | None = None,
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
+    policy: Calibration | None = None,
 ) -> str:
     """Log one training run to MLflow and the fitted router as a pyfunc model; return the run id.
 
@@ -288,6 +290,9 @@ def log_training_run(
         metrics_name: this router's key in ``metrics["routers"]`` (default: its registry name, e.g.
             ``attention``); its AIQ and max perf are also logged as the run's headline ``aiq`` / ``max_perf``.
         run_name, tags: passed to MLflow.
+
+    ``policy`` (a :class:`router.policy.Calibration`) is logged as ``policy.*`` params and tags and
+    ``policy.json``, and becomes the pyfunc's ``model_config["policy"]`` and its signature's default params.
 
     If the router exposes a training history (``router.history``), it is logged as ``train/<key>`` metrics by
     step (epoch, or ensemble member for per-member summaries).
@@ -334,7 +339,11 @@ def log_training_run(
             if design_doc.is_file():
                 mlflow.log_artifact(str(design_doc), artifact_path="design")
                 mlflow.set_tag("design_doc.sha256", sha256_file(design_doc))
-            model_info = log_pyfunc(files, router.models)
+            if policy is not None:  # the default routing policy travels with the version (router.policy)
+                mlflow.log_params({k: _param_value(v) for k, v in policy.params().items()})
+                mlflow.set_tags({k: _param_value(v) for k, v in policy.params().items()})
+                mlflow.log_dict(policy.as_dict(), "policy.json")
+            model_info = log_pyfunc(files, router.models, policy)
             mlflow.set_tag(MODEL_ID_TAG, model_info.model_id)
             return run.info.run_id
 
@@ -371,6 +380,12 @@ def _metric_values(metrics: Mapping[str, Any], primary: str) -> dict[str, float]
     for key in ("perf", "cost"):
         if key in best:
             out[_metric_key("best_single_model", key)] = float(best[key])
+    pooled = metrics.get("pooled") or {}  # the whole test split as one backlog: pooled/<router>/<key>
+    for name, values in (pooled.get("routers") or {}).items():
+        out.update({_metric_key("pooled", name, k): float(v) for k, v in values.items() if v is not None})
+    for key in ("perf", "cost"):
+        if key in (pooled.get("best_single_model") or {}):
+            out[_metric_key("pooled", "best_single_model", key)] = float(pooled["best_single_model"][key])
     for key in ("n_train", "n_test"):
         if key in metrics:
             out[key] = float(metrics[key])

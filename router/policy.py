@@ -1,0 +1,255 @@
+"""The default routing policy: a quality target, calibrated when a version is trained.
+
+A quality target ``t`` (``ROUTER_ROUTE_QUALITY_TARGET`` / ``--quality-target``, default 1.0) asks for the cheapest
+reward parameter whose expected pooled quality reaches ``t`` × the best single model's. The parameter cannot be
+read off the router's own predictions (they are optimistic about themselves) nor off the test split (that would be
+tuning on test), so it is **calibrated on the train split with cross-fitted predictions**: the train rows with
+every model's outcome observed are cut into ``folds`` folds (per task, by a seeded permutation); for each fold a
+fresh router of the same kind is fitted on the other train rows and predicts that fold. On those out-of-fold
+predictions, for every value of a fine grid of the reward's parameter (:func:`router.routing.budget_grid`, the
+grid a budget is fitted on), the chosen models' **true** mean quality and total cost are measured and divided by
+the best single model's on the same rows. That curve is the :class:`Calibration`: stored with the registered
+version (MLflow params/tags, ``policy.json``, the pyfunc's ``model_config`` and its signature's defaults), so batch
+routing, ``mlflow models serve`` and any later target read the same numbers.
+
+:meth:`Calibration.pick` resolves a target: the cheapest grid point whose calibrated quality ratio reaches it (ties
+to the smaller parameter); when none does, the cheapest point of the best calibrated quality (``reached`` is then
+false and said so wherever the policy is reported). :func:`split_figures` reports the chosen point honestly on the
+test split (the final router's predictions; quality and cost against the best single model there).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from router.rewards import get_reward
+from router.routers.base import Router, RoutingData
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_FOLDS",
+    "DEFAULT_QUALITY_TARGET",
+    "Calibration",
+    "Choice",
+    "calibrate",
+    "calibration_curve",
+    "cross_fitted",
+    "split_figures",
+]
+
+DEFAULT_QUALITY_TARGET = 1.0
+DEFAULT_FOLDS = 5
+#: Fewer dense calibration rows than this and no calibration is made (the quality end of the sweep is used).
+MIN_ROWS = 30
+#: A calibrated quality within this (relative) of the target counts as reaching it (float sums of equal scores).
+_RTOL = 1e-9
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One resolved policy: the reward parameter for a quality target, with its calibrated figures."""
+
+    reward: str
+    quality_target: float
+    reward_param: float
+    reached: bool  # the calibrated quality ratio reaches the target
+    quality_ratio: float  # calibrated (out-of-fold) quality / the best single model's
+    cost_ratio: float  # calibrated total cost / the best single model's
+    reference_model: str
+
+    def describe(self) -> str:
+        how = "reaches" if self.reached else "falls short of"
+        return (f"quality target {self.quality_target:g} × {self.reference_model}: {self.reward} parameter "
+                f"{self.reward_param:.4g} ({how} it on held-out train predictions: quality ratio "
+                f"{self.quality_ratio:.3f} at cost ratio {self.cost_ratio:.3f})")
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Calibrated quality and cost ratios of every grid value of one reward (see the module docstring)."""
+
+    reward: str
+    reference_model: str  # best single model on the calibration rows
+    n_rows: int
+    folds: int
+    grid: list[float]
+    quality_ratio: list[float]
+    cost_ratio: list[float]
+    quality_target: float = DEFAULT_QUALITY_TARGET  # the target the version was registered with
+    test: dict[str, Any] = field(default_factory=dict)  # split_figures() of the registered target
+
+    def pick(self, target: float | None = None) -> Choice:
+        target = self.quality_target if target is None else float(target)
+        if not (np.isfinite(target) and target > 0):
+            raise ValueError(f"quality target must be a positive number, got {target!r}")
+        grid, q, c = (np.asarray(v, dtype=np.float64) for v in (self.grid, self.quality_ratio, self.cost_ratio))
+        ok = q >= target * (1.0 - _RTOL)
+        reached = bool(ok.any())
+        candidates = np.flatnonzero(ok) if reached else np.flatnonzero(q >= q.max() * (1.0 - _RTOL))
+        k = int(candidates[np.lexsort((grid[candidates], c[candidates]))[0]])  # cheapest, then smaller param
+        return Choice(self.reward, target, float(grid[k]), reached, float(q[k]), float(c[k]), self.reference_model)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Calibration:
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    def params(self) -> dict[str, Any]:
+        """``policy.*`` MLflow params/tags of the registered target's choice."""
+        choice = self.pick()
+        out = {"policy.kind": "quality_target", "policy.quality_target": choice.quality_target,
+               "policy.reward": choice.reward, "policy.reward_param": choice.reward_param,
+               "policy.reached": choice.reached, "policy.reference_model": choice.reference_model,
+               "policy.calibration_rows": self.n_rows, "policy.calibration_folds": self.folds,
+               "policy.calibrated_quality_ratio": choice.quality_ratio,
+               "policy.calibrated_cost_ratio": choice.cost_ratio}
+        out.update({f"policy.test.{k}": v for k, v in self.test.items()})
+        return out
+
+    def defaults(self) -> dict[str, Any]:
+        """The pyfunc's default inference params: this reward and its calibrated parameter."""
+        reward = get_reward(self.reward)
+        return {"reward": self.reward, reward.param_name: self.pick().reward_param}
+
+
+def _pooled_ratios(choices: np.ndarray, quality: np.ndarray, cost: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per row of ``choices`` ``(p, n)``: (mean true quality, total true cost) / the best single model's, and it.
+
+    The best single model: highest mean quality (NaN = 0), ties to the lower total cost, then the lower column."""
+    s = np.nan_to_num(quality, nan=0.0)
+    rows = np.arange(s.shape[0])
+    perf = s[rows, choices].mean(axis=1)
+    spent = cost[rows, choices].sum(axis=1)
+    single_perf, single_cost = s.mean(axis=0), cost.sum(axis=0)
+    best = int(np.lexsort((np.arange(s.shape[1]), single_cost, -single_perf))[0])
+    ref_perf, ref_cost = float(single_perf[best]), float(single_cost[best])
+    q_ratio = perf / ref_perf if ref_perf > 0 else np.where(perf > 0, np.inf, 1.0)
+    c_ratio = spent / ref_cost if ref_cost > 0 else np.where(spent > 0, np.inf, 0.0)
+    return q_ratio, c_ratio, best
+
+
+def calibration_curve(q_hat: np.ndarray, c_hat: np.ndarray, quality: np.ndarray, cost: np.ndarray,
+                      models: list[str], reward_name: str, *, grid: np.ndarray | None = None,
+                      folds: int = 0) -> Calibration:
+    """The :class:`Calibration` of predictions ``q_hat``/``c_hat`` against true ``quality``/``cost`` (dense costs),
+    over ``grid`` (default: the budget grid of the reward)."""
+    from router.routing import budget_grid
+
+    reward = get_reward(reward_name)
+    grid = budget_grid(reward) if grid is None else np.asarray(grid, dtype=np.float64)
+    cost = np.asarray(cost, dtype=np.float64)
+    if np.isnan(cost).any():
+        raise ValueError("calibration needs dense true costs")
+    choices = np.stack([reward.choose(q_hat, c_hat, float(p)) for p in grid])
+    q_ratio, c_ratio, best = _pooled_ratios(choices, np.asarray(quality, dtype=np.float64), cost)
+    return Calibration(reward_name, models[best], int(quality.shape[0]), int(folds), [float(g) for g in grid],
+                       [float(v) for v in q_ratio], [float(v) for v in c_ratio])
+
+
+def fold_ids(tasks: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """A fold id per row: within each task, a seeded permutation dealt round-robin (folds of equal task mix)."""
+    rng = np.random.default_rng(seed)
+    out = np.empty(len(tasks), dtype=np.int64)
+    tasks = np.asarray(tasks).astype(str)
+    for task in np.unique(tasks):
+        idx = np.flatnonzero(tasks == task)
+        out[rng.permutation(idx)] = np.arange(idx.size) % folds
+    return out
+
+
+def cross_fitted(make: Callable[[], Router], data: RoutingData, folds: int, seed: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Out-of-fold ``(q_hat, c_hat, rows)`` on the dense rows of ``data`` (every model's cost observed).
+
+    Each fold is predicted by a router fitted on every other train row (sparse rows included)."""
+    dense = np.flatnonzero(~np.isnan(data.cost).any(axis=1))
+    fold = fold_ids(data.eval_names[dense], folds, seed)
+    m = len(data.models)
+    q_hat, c_hat = np.empty((dense.size, m)), np.empty((dense.size, m))
+    for k in range(folds):
+        held = dense[fold == k]
+        if held.size == 0:
+            continue
+        keep = np.setdiff1d(np.arange(data.n), held)
+        router = make().fit(data.subset(keep), seed=seed)
+        q, c = router.predict(data.X[held], data.prompt_chars[held], data.eval_names[held])
+        q_hat[fold == k], c_hat[fold == k] = q, c
+        log.info("calibration fold %d/%d: fitted on %d rows, predicted %d", k + 1, folds, keep.size, held.size)
+    return q_hat, c_hat, dense
+
+
+def calibrate(make: Callable[[], Router], train: RoutingData, reward_name: str, *,
+              quality_target: float = DEFAULT_QUALITY_TARGET, folds: int = DEFAULT_FOLDS,
+              seed: int = 42) -> Calibration | None:
+    """Cross-fitted calibration on the train split (``None`` when it has fewer than ``MIN_ROWS`` dense rows)."""
+    dense = int((~np.isnan(train.cost).any(axis=1)).sum())
+    if dense < max(MIN_ROWS, folds):
+        log.warning("only %d train rows with every model's outcome: no quality-target calibration", dense)
+        return None
+    q_hat, c_hat, rows = cross_fitted(make, train, folds, seed)
+    cal = calibration_curve(q_hat, c_hat, train.quality[rows], train.cost[rows], list(train.models), reward_name,
+                            folds=folds)
+    return Calibration(**{**cal.as_dict(), "quality_target": float(quality_target)})
+
+
+def split_figures(choice: Choice, q_hat: np.ndarray, c_hat: np.ndarray, test: RoutingData) -> dict[str, Any]:
+    """The chosen parameter on the test split as one backlog: quality and cost vs the best single model there."""
+    reward = get_reward(choice.reward)
+    chosen = reward.choose(q_hat, c_hat, choice.reward_param)
+    s = np.nan_to_num(np.asarray(test.quality, dtype=np.float64), nan=0.0)
+    cost = np.asarray(test.cost, dtype=np.float64)
+    q_ratio, c_ratio, best = _pooled_ratios(chosen[None, :], s, cost)
+    rows = np.arange(test.n)
+    return {"rows": int(test.n), "reference_model": test.models[best],
+            "quality": float(s[rows, chosen].mean()), "cost": float(cost[rows, chosen].sum()),
+            "reference_quality": float(s[:, best].mean()), "reference_cost": float(cost[:, best].sum()),
+            "quality_ratio": float(q_ratio[0]), "cost_ratio": float(c_ratio[0])}
+
+
+def calibrate_training_run(settings: Any, run: Any) -> Calibration | None:
+    """The calibration of a training run's attention router (``router.pipeline.TrainRun``) for
+    ``settings.route_reward`` and ``settings.route_quality_target``, with its test-split figures."""
+    from dataclasses import replace
+
+    from router.pipeline import ATTENTION, predict
+    from router.routers import get_router
+
+    cal = calibrate(lambda: get_router(ATTENTION), run.train, settings.route_reward,
+                    quality_target=settings.route_quality_target, folds=settings.route_calibration_folds,
+                    seed=settings.seed)
+    if cal is None:
+        return None
+    test = split_figures(cal.pick(), *predict(run.routers[ATTENTION], run.test), run.test)
+    cal = replace(cal, test=test)
+    log.info("%s; on the test split: quality ratio %.3f at cost ratio %.3f", cal.pick().describe(),
+             test["quality_ratio"], test["cost_ratio"])
+    return cal
+
+
+def resolve(stored: Mapping[str, Any] | None, reward: str, target: float) -> tuple[float | None, dict[str, Any]]:
+    """(reward parameter, policy description) of a quality target for a version's stored calibration.
+
+    Without a calibration for ``reward`` the parameter is ``None`` (the caller routes at the quality end of the
+    sweep) and the description says why."""
+    if not stored:
+        log.warning("the champion has no quality-target calibration: routing at the quality end of the sweep")
+        return None, {"kind": "quality_end", "reason": "the champion has no quality-target calibration"}
+    cal = Calibration.from_dict(stored)
+    if cal.reward != reward:
+        log.warning("the champion is calibrated for the %s reward, not %s: routing at the quality end of the sweep",
+                    cal.reward, reward)
+        return None, {"kind": "quality_end", "reason": f"the champion is calibrated for the {cal.reward} reward"}
+    choice = cal.pick(target)
+    info = {"kind": "quality_target", **asdict(choice), "calibration_rows": cal.n_rows}
+    if np.isclose(target, cal.quality_target) and cal.test:
+        info["test"] = dict(cal.test)
+    return choice.reward_param, info

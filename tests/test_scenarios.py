@@ -1,0 +1,73 @@
+"""What-if routing scenarios (router.scenarios): sweep totals by hand, stored rows, view, no decisions written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from router.rewards import get_reward
+from router.scenarios import run_scenarios, scenario_points
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_scenario_points_by_hand() -> None:
+    # Two units (weights 2 and 1), models cheap (q .5, c 1) and rich (q .9, c 3) on both.
+    # cheap → rich when λ·.4 > 2, i.e. λ > 5: λ = 1 all cheap (spend 3, quality .5); λ = 10 all rich (9, .9).
+    q = np.array([[0.5, 0.9], [0.5, 0.9]])
+    c = np.array([[1.0, 3.0], [1.0, 3.0]])
+    spend, quality, counts = scenario_points(get_reward("linear"), np.array([1.0, 10.0]), q, c, np.array([2.0, 1.0]))
+    np.testing.assert_allclose(spend, [3.0, 9.0])
+    np.testing.assert_allclose(quality, [0.5, 0.9])
+    np.testing.assert_allclose(counts, [[3, 0], [0, 3]])
+
+
+class _Fixed:
+    """Predicts from the first embedding coordinate: prompts with x0 = 1 are hard for the cheap model."""
+
+    models = ["cheap", "rich"]
+
+    def predict(self, X, prompt_chars, tasks=None):  # noqa: ANN001, ANN201
+        hard = np.asarray(X)[:, 0] > 0.5
+        q = np.column_stack([np.where(hard, 0.1, 0.89), np.full(len(X), 0.9)])
+        return q, np.tile([0.001, 0.01], (len(X), 1))
+
+
+def test_run_scenarios_stores_points_and_mix_and_writes_no_decision(store, ingest, files, tmp_path: Path) -> None:
+    records = [files.backlog_record(0), files.backlog_record(1), files.backlog_record(2, prompt="Backlog prompt 1")]
+    ingest("backlog", files.backlog(records=records))  # q-1 and q-2 share a prompt: one unit of weight 2
+    store.execute("INSERT INTO embeddings SELECT DISTINCT prompt_id, 'enc', 2, "
+                  "CASE WHEN prompt_id = (SELECT prompt_id FROM backlog WHERE query_id = 'q-0') "
+                  "THEN [1.0, 0.0] ELSE [0.0, 1.0] END, now()::TIMESTAMP FROM backlog")
+    run = run_scenarios(store, _Fixed(), model_version="1", encoder="enc", reward_name="linear", policy_param=50.0,
+                        reference_model="rich", out_dir=tmp_path / "out")
+    assert (run.backlog, run.queries) == ("pending", 3)
+    assert run.plot is not None and run.plot.read_bytes().startswith(PNG_SIGNATURE)
+    assert store.execute("SELECT count(*) FROM routing_decisions").fetchone()[0] == 0
+
+    rows = store.execute("SELECT point, reward_param, predicted_spend_usd, predicted_quality, model_shares "
+                         "FROM latest_scenarios ORDER BY point, reward_param").fetchall()
+    assert [r[0] for r in rows].count("sweep") == 32 and len(rows) == 34
+    by_point = {(r[0], r[1]): r for r in rows}
+    # q-0 (hard): rich when λ·.8 > .009 (λ > .01125); q-1/q-2 (easy): rich when λ·.01 > .009 (λ > .9).
+    cheap_end = by_point[("sweep", 1e-10)]
+    assert cheap_end[2] == pytest.approx(0.003) and cheap_end[3] == pytest.approx(0.89 * 2 / 3 + 0.1 / 3)
+    assert json.loads(cheap_end[4]) == {"cheap": 1.0}
+    middle = by_point[("sweep", 0.5)]  # q-0 rich, the easy pair cheap
+    assert middle[2] == pytest.approx(0.012) and json.loads(middle[4]) == pytest.approx({"cheap": 2 / 3,
+                                                                                        "rich": 1 / 3})
+    policy, reference = by_point[("policy", 50.0)], by_point[("reference", 0.0)]
+    assert policy[2] == pytest.approx(0.03) and reference[2] == pytest.approx(0.03)
+    assert reference[3] == pytest.approx(0.9) and json.loads(reference[4]) == {"rich": 1.0}
+
+    # Once the backlog is decided, a scenario run covers every query ("all") and becomes the latest.
+    store.execute("INSERT INTO routing_decisions SELECT query_id, '1', 'r', 'cheap', 0.5, 0.001, 'linear', 1.0, "
+                  "0.0, NULL, NULL, now()::TIMESTAMP, 'lambda=1' FROM backlog")
+    again = run_scenarios(store, _Fixed(), model_version="1", encoder="enc", reward_name="linear", policy_param=None,
+                          reference_model=None)
+    assert (again.backlog, again.queries) == ("all", 3)
+    latest = store.execute("SELECT DISTINCT scenario_run_id, backlog FROM latest_scenarios").fetchall()
+    assert latest == [(again.run_id, "all")]
