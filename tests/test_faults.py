@@ -301,6 +301,43 @@ def test_mlflow_unreachable_fails_cleanly_masked_and_writes_nothing(
     assert _versions(home) == _versions(clean["home"])
 
 
+def test_a_gate_that_cannot_load_the_champion_fails_closed_and_the_next_run_gates_again(
+        night1: Path, clean: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transient error loading the champion fails the register step: no rejection and no promotion over a
+    champion treated as absent, no store record, so the data key blocks nothing; the retry resumes the same
+    MLflow run and version and gates it as a clean night does."""
+    from router import nightly
+    from router.registry import promotion, tracking
+
+    home = _copy(night1, tmp_path / "ws")
+    _land_night2(home)
+    s = _settings(home)
+    nightly.ingest_landing(s)
+    nightly.embed(s)
+    champion = promotion.champion_version(s)
+    real = promotion.load_version
+
+    def flaky(settings, version: int):  # noqa: ANN001, ANN202
+        if version == champion:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        return real(settings, version)
+
+    monkeypatch.setattr(promotion, "load_version", flaky)
+    before = _counts(home)
+    with pytest.raises(tracking.RegistryUnavailable, match=f"did not complete: .*champion v{champion}.*reset by peer"):
+        nightly.register_and_promote(s, clean["train"], flow_run_id="flaky")
+    assert _counts(home) == before  # no promotion row, no training run: the data key is not taken
+    assert _versions(home) == [*_versions(night1), (champion + 1, None)]  # registered, no gate decision
+    assert promotion.champion_version(s) == champion
+
+    monkeypatch.setattr(promotion, "load_version", real)
+    again = nightly.register_and_promote(s, clean["train"], flow_run_id="retry")
+    assert again.version == champion + 1 and _versions(home) == _versions(clean["home"])
+    assert promotion.champion_version(s) == promotion.champion_version(_settings(clean["home"]))
+    after = _counts(home)
+    assert (after["promotions"], after["training_runs"]) == (before["promotions"] + 1, before["training_runs"] + 1)
+
+
 def test_disk_full_inside_a_transaction_rolls_back_and_a_rerun_completes(settings, files, store, counts,
                                                                           monkeypatch) -> None:
     """ENOSPC injected just before the COMMIT of the second landing file (``ROUTER_FAULT_ACTION=enospc``)."""

@@ -533,6 +533,70 @@ def test_gate_tolerance_setting(lifecycle: Lifecycle, tmp_path: Path) -> None:
     assert promotion.champion_version(source) == 3
 
 
+def _gate_tags(settings: Settings, *versions: int) -> dict[int, dict[str, str]]:
+    return {v: {k: t for k, t in _tags(settings, v).items() if k.startswith("gate.")} for v in versions}
+
+
+@pytest.mark.parametrize("which", ["challenger", "champion"])
+def test_a_transient_error_loading_a_model_fails_the_gate_closed(
+        lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, which: str) -> None:
+    """Neither a rejection of the challenger nor a champion treated as absent: the gate raises, records nothing,
+    and the same gate run again decides as it would have (v2, worse than champion v3, is rejected)."""
+    from mlflow.exceptions import MlflowException
+
+    settings, data = lifecycle.settings, splits()
+    assert promotion.champion_version(settings) == 3
+    victim = {"challenger": 2, "champion": 3}[which]
+    real = promotion.load_version
+
+    def flaky(s: Settings, version: int):  # noqa: ANN202
+        if version == victim:
+            raise MlflowException("API request to http://mlflow:5000/api/2.0/mlflow/... failed: connection reset")
+        return real(s, version)
+
+    before = _gate_tags(settings, 2, 3)
+    monkeypatch.setattr(promotion, "load_version", flaky)
+    where = "the challenger" if which == "challenger" else "champion v3"
+    with pytest.raises(tracking.RegistryUnavailable, match=f"gate of v2 did not complete: .*{where}.*connection reset"):
+        promotion.gate(settings, 2, data.test)
+    assert _gate_tags(settings, 2, 3) == before and promotion.champion_version(settings) == 3
+    monkeypatch.setattr(promotion, "load_version", real)
+    decision = promotion.gate(settings, 2, data.test)
+    assert not decision.promoted and decision.champion_version == 3 and decision.champion_aiq is not None
+
+
+@pytest.mark.parametrize("fail_at", ["first", "last"])
+def test_a_failed_tag_write_fails_the_gate_and_moves_no_alias(
+        lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, fail_at: str) -> None:
+    """The tags of a gate are written before the alias moves: a write that fails (the first one, or the last,
+    on the champion) fails the gate with the alias where it was; run again, the gate completes."""
+    from mlflow.exceptions import MlflowException
+
+    settings, data = lifecycle.settings, splits()
+    source = settings.model_copy(update={"promotion_tolerance": 1.0})  # v2 would be promoted over v3
+    n_tags = len(lifecycle.decisions["v2"].tags())
+    calls: list[tuple[str, str]] = []
+    real = mlflow.MlflowClient.set_model_version_tag
+
+    def failing(self, name: str, version: str, key: str, value: str) -> None:  # noqa: ANN001
+        calls.append((version, key))
+        if len(calls) == (1 if fail_at == "first" else 2 * n_tags):
+            raise MlflowException("write failed: database is locked")
+        real(self, name, version, key, value)
+
+    monkeypatch.setattr(mlflow.MlflowClient, "set_model_version_tag", failing)
+    with pytest.raises(MlflowException, match="database is locked"):
+        promotion.gate(source, 2, data.test)
+    assert promotion.champion_version(settings) == 3
+    monkeypatch.setattr(mlflow.MlflowClient, "set_model_version_tag", real)
+    decision = promotion.gate(source, 2, data.test)
+    try:
+        assert decision.promoted and promotion.champion_version(settings) == 2
+        assert json.loads(_tags(settings, 3)["gate.v2"])["decision"] == "promoted"
+    finally:
+        assert promotion.rollback(settings) == (2, 3)
+
+
 # ------------------------------------------------------------------------------------------------------ CLI
 
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +33,7 @@ from router.registry.packaging import (
     CONFIG, MODEL_NAME, POOL, WEIGHTS, ModelPool, ModelPoolError, load_router_artifacts,
 )
 from router.registry.serving import predict
-from router.registry.tracking import MODEL_ID_TAG, connect
+from router.registry.tracking import MODEL_ID_TAG, RegistryUnavailable, connect
 
 if TYPE_CHECKING:
     from router.routers.base import Router, RoutingData
@@ -233,6 +234,26 @@ def evaluate_version(settings: Settings, version: int, test_data: RoutingData, *
     return _aiqs({"router": (q_hat, c_hat)}, test_data, reward)["router"]
 
 
+#: What makes a version itself unusable on the gate's data (its artifacts fail their checks, its pool does not
+#: fit): a challenger with one is rejected, a champion with one is treated as absent. Any other error while
+#: loading or scoring either version (MLflow or the artifact store unreachable, a download cut short, a bug)
+#: fails the gate instead: nothing is recorded, and the next run gates the same version again.
+VERSION_FAULTS = (ModelPoolError, PoolMismatchError)
+
+
+@contextmanager
+def _fails_closed(challenger_version: int, what: str) -> Iterator[None]:
+    try:
+        yield
+    except RegistryUnavailable:
+        raise
+    except Exception as exc:
+        raise RegistryUnavailable(
+            f"the gate of v{challenger_version} did not complete: loading or scoring {what} failed "
+            f"({type(exc).__name__}: {mask(str(exc))}); no decision was recorded, the next run gates it again"
+        ) from exc
+
+
 def gate(
     settings: Settings,
     challenger_version: int,
@@ -263,33 +284,35 @@ def gate(
     checks: dict[str, bool] = {"loads": False, "pool_matches": False, "finite": False}
     predictions: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     problem = ""
-    try:
-        loaded = load_version(settings, challenger_version)
-        checks["loads"] = True
-        extra = sorted(set(loaded.pool.models) - set(test_data.models))
-        missing = sorted(set(test_data.models) - set(loaded.pool.models))
-        checks["pool_matches"] = not extra and not missing
-        if not checks["pool_matches"]:
-            problem = f"pool mismatch: missing {missing}, not in the data {extra}"
-        else:
-            q_hat, c_hat = _predict_on(loaded, test_data)
-            checks["finite"] = bool(np.isfinite(q_hat).all() and np.isfinite(c_hat).all())
-            if checks["finite"]:
-                predictions["challenger"] = (q_hat, c_hat)
+    with _fails_closed(challenger_version, "the challenger"):
+        try:
+            loaded = load_version(settings, challenger_version)
+            checks["loads"] = True
+            extra = sorted(set(loaded.pool.models) - set(test_data.models))
+            missing = sorted(set(test_data.models) - set(loaded.pool.models))
+            checks["pool_matches"] = not extra and not missing
+            if not checks["pool_matches"]:
+                problem = f"pool mismatch: missing {missing}, not in the data {extra}"
             else:
-                problem = "non-finite predictions on the test data"
-    except Exception as exc:  # noqa: BLE001 - whatever breaks loading, the gate records a rejection
-        problem = f"cannot load: {exc}"
+                q_hat, c_hat = _predict_on(loaded, test_data)
+                checks["finite"] = bool(np.isfinite(q_hat).all() and np.isfinite(c_hat).all())
+                if checks["finite"]:
+                    predictions["challenger"] = (q_hat, c_hat)
+                else:
+                    problem = "non-finite predictions on the test data"
+        except VERSION_FAULTS as exc:  # the version's own artifacts are unusable: a rejection
+            problem = f"cannot load: {exc}"
     champion_note = ""
     if all(checks.values()) and champion is not None and champion != challenger_version:
-        try:
-            c_loaded = load_version(settings, champion)
-            predictions["champion"] = _predict_on(c_loaded, test_data)
-            if not all(np.isfinite(a).all() for a in predictions["champion"]):
-                del predictions["champion"]
-                champion_note = f"champion v{champion} predicts non-finite values; treated as absent"
-        except Exception as exc:  # noqa: BLE001 - a champion that no longer loads must not block the gate
-            champion_note = f"champion v{champion} cannot be evaluated on this data ({exc}); treated as absent"
+        with _fails_closed(challenger_version, f"champion v{champion}"):
+            try:
+                c_loaded = load_version(settings, champion)
+                predictions["champion"] = _predict_on(c_loaded, test_data)
+                if not all(np.isfinite(a).all() for a in predictions["champion"]):
+                    del predictions["champion"]
+                    champion_note = f"champion v{champion} predicts non-finite values; treated as absent"
+            except VERSION_FAULTS as exc:  # its pool or artifacts no longer fit the store: it cannot compete
+                champion_note = f"champion v{champion} cannot be evaluated on this data ({exc}); treated as absent"
     aiqs = _aiqs(predictions, test_data, reward) if predictions else {}
     challenger_aiq = aiqs.get("challenger")
     champion_aiq = aiqs.get("champion", challenger_aiq if champion == challenger_version else None)
