@@ -100,7 +100,7 @@ def test_a_rejected_file_exits_non_zero_naming_the_file(cli, files) -> None:
         (["ingest", "weather", "x.csv"], "unknown kind 'weather'"),
         (["ingest", "logs", "does/not/exist.jsonl"], "does/not/exist.jsonl: no such file or folder"),
         (["route", "--reward", "expo"], "unknown reward 'expo': choose one of exponential, linear"),
-        (["route", "--lambda", "1", "--budget", "2"], "give --lambda or --budget, not both"),
+        (["route", "--lambda", "1", "--budget", "2"], "give one of --lambda, --budget, --quality-target"),
     ],
 )
 def test_ingest_usage_errors(cli, args, message) -> None:
