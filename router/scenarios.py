@@ -102,7 +102,8 @@ def plot_scenarios(run: ScenarioRun, path: Path) -> Path:
             ax.scatter(row["predicted_spend_usd"], row["predicted_quality"], zorder=5, label=name, **style)
     if (pts["predicted_spend_usd"] > 0).all():
         ax.set_xscale("log")
-    ax.set_xlabel(f"predicted spend of the {run.backlog} backlog ($, {run.queries} queries)")
+    which = "pending backlog" if run.backlog == "pending" else "whole backlog"
+    ax.set_xlabel(f"predicted spend of the {which} ($, {run.queries} queries)")
     ax.set_ylabel("mean predicted quality")
     ax.set_title(f"What-if routing scenarios, champion v{run.model_version}")
     ax.grid(True, which="both", alpha=0.3)
