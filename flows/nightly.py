@@ -13,6 +13,7 @@ from flows.env import configure
 
 SETTINGS = configure()
 
+import logging  # noqa: E402
 from dataclasses import asdict  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from typing import Any  # noqa: E402
@@ -27,6 +28,24 @@ from router.locking import workspace_lock  # noqa: E402
 from router.settings import Settings  # noqa: E402
 from router.doctor import DoctorFailed  # noqa: E402
 from router.storage import NIGHTLY_WAIT_SECONDS, open_store, wait_seconds  # noqa: E402
+
+
+class _ExpectedErrorsWithoutTraceback(logging.Filter):
+    """An expected failure (:class:`~router.errors.RouterError`: bad input, busy store, ...) is logged by Prefect as
+    its message alone; a traceback there would read as a bug. Bugs keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from router.errors import is_expected
+
+        if record.exc_info and record.exc_info[1] is not None and is_expected(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+for _name in ("prefect.flow_runs", "prefect.task_runs"):
+    logging.getLogger(_name).addFilter(_ExpectedErrorsWithoutTraceback())
+if logging.getLogger("router").getEffectiveLevel() > logging.INFO:  # a worker's root logger is at WARNING
+    logging.getLogger("router").setLevel(logging.INFO)
 
 
 def _settings() -> Settings:

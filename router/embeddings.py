@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from router.errors import RouterError
 from router.settings import Settings
 from router.storage import query, relation, scalar, transaction
 
@@ -47,7 +48,7 @@ def resolve_device(setting: str) -> str:
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if setting == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("ROUTER_DEVICE=cuda but no CUDA device is available")
+        raise RouterError("ROUTER_DEVICE=cuda but torch sees no CUDA device here: set ROUTER_DEVICE=auto or cpu")
     return setting
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from router import __version__, faults
+from router.errors import RouterError
 from router.settings import PROJECT_ROOT, Settings
 from router.storage import NIGHTLY_WAIT_SECONDS, execute, transaction, wait_seconds
 from router.storage import open_store as _open_store
@@ -146,7 +147,7 @@ class TrainStep:
 
 def train(settings: Settings) -> TrainStep:
     from router.dataset import snapshot
-    from router.pipeline import train_and_evaluate
+    from router.pipeline import NotEnoughData, train_and_evaluate
 
     with open_store(settings) as con:
         key = data_key(settings, snapshot(con).ingest_runs)
@@ -156,7 +157,12 @@ def train(settings: Settings) -> TrainStep:
             log.info("training inputs unchanged (data_key %s): skipping training", key)
             return TrainStep(True, key, previous=dict(zip(cols, previous[0], strict=True)))
         with faults.step("train"):
-            run = train_and_evaluate(con, settings, dataset=f"store {settings.database.name}")
+            try:
+                run = train_and_evaluate(con, settings, dataset=f"store {settings.database.name}")
+            except NotEnoughData as exc:  # the night embedded what it had: the missing piece is RouterBench data
+                raise NotEnoughData(f"{exc.args[0].split(':')[0]}: the store holds no RouterBench training "
+                                    f"data. Put RouterBench files in {settings.landing('routerbench')} (or run "
+                                    "`routerctl nightly --demo`) and run the nightly again") from None
             faults.point("fitted")
     return TrainStep(False, key, run=run)
 
@@ -293,7 +299,7 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
         return {"routed": 0, "model_version": None, "reason": "no champion"}
     loaded = registry.load_version(settings, version)
     if loaded.pool.encoder != settings.encoder:
-        raise RuntimeError(f"champion v{version} was trained with encoder {loaded.pool.encoder!r} but the store "
+        raise RouterError(f"champion v{version} was trained with encoder {loaded.pool.encoder!r} but the store "
                            f"embeds with {settings.encoder!r}: retrain, or set ROUTER_ENCODER")
     with faults.step("route"), open_store(settings) as con:
         summary = route_backlog(

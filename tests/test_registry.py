@@ -512,7 +512,7 @@ def test_cli_models(lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, tmp_p
     assert "champion" in listing.output and "test-router" in listing.output
 
     refused = runner.invoke(cli.app, ["models", "promote", "1"])
-    assert refused.exit_code == 1 and "brand-new" in refused.output
+    assert refused.exit_code == 2 and "brand-new" in refused.output
     assert registry.champion_version(settings) == 3
 
     with open_store(store) as con:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from router.cli.app import app, console, fail, settings
+from router.cli.app import app, console, existing_store, fail, settings, writing
 from router.redact import mask_uri
 
 models_app = typer.Typer(
@@ -20,6 +20,19 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 
 
+def _existing_registry():
+    """The settings, once it is known that a local (sqlite) registry exists: listing never creates one."""
+    from router.errors import RouterError
+
+    s = settings(create=False)
+    missing = s.missing_registry()
+    if missing:
+        raise RouterError(f"no MLflow registry at {mask_uri(missing)} (ROUTER_HOME={s.workspace}): nothing has "
+                          "been trained there. Check ROUTER_HOME or ROUTER_MLFLOW_TRACKING_URI, or run "
+                          "`routerctl nightly`")
+    return s
+
+
 @models_app.command("list")
 def list_versions() -> None:
     """List every version of the registered model, newest first, with its aliases, AIQ and gate decision."""
@@ -27,13 +40,9 @@ def list_versions() -> None:
 
     from router import registry
 
-    s = settings()
-    try:
-        versions = registry.list_versions(s)
-        history = registry.champion_history(s)
-    except registry.RegistryError as exc:
-        fail(str(exc))
-        return
+    s = _existing_registry()
+    versions = registry.list_versions(s)
+    history = registry.champion_history(s)
     if not versions:
         console.print(f"no versions of [bold]{s.registered_model}[/] at {mask_uri(s.mlflow_uri)}")
         return
@@ -69,23 +78,15 @@ def promote(
     """Point the champion alias at VERSION (its model pool must match the store's models)."""
     from router import registry
     from router.dataset import model_pool
-    from router.storage import StoreError, open_store
+    from router.storage import open_store
 
-    s = settings()
-    try:
+    s = existing_store()
+    with writing(s):
         with open_store(s, read_only=True) as con:
             store_models = model_pool(con)
-    except StoreError as exc:
-        fail(f"cannot read the store's model pool: {exc}")
-        return
-    if not store_models:
-        fail(f"the store at {s.database} holds no models; ingest data first")
-        return
-    try:
+        if not store_models:
+            fail(f"the store at {s.database} holds no models; ingest data first")
         previous = registry.promote(s, version, store_models, reason=reason)
-    except registry.RegistryError as exc:
-        fail(str(exc))
-        return
     if previous == version:
         console.print(f"v{version} is already {registry.CHAMPION}; nothing moved")
     else:
@@ -98,11 +99,8 @@ def rollback() -> None:
     """Move the champion alias back to the previous champion (from the champion_history tag)."""
     from router import registry
 
-    s = settings()
-    try:
+    s = _existing_registry()
+    with writing(s):
         current, target = registry.rollback(s)
-    except registry.RegistryError as exc:
-        fail(str(exc))
-        return
     before = "none" if current is None else f"v{current}"
     console.print(f"{registry.CHAMPION}: {before} → [bold green]v{target}[/] (rolled back)")

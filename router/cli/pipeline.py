@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from router.cli.app import app, console, fail, settings
+from router.cli.app import app, console, existing_store, fail, positive, settings, writing
+from router.rewards import REWARDS
 
-
-def check_reward(reward: str | None) -> None:
-    """Refuse an unknown reward name with the list of valid ones (before any work starts)."""
-    from router.rewards import REWARDS
-
-    if reward is not None and reward not in REWARDS:
-        fail(f"unknown reward {reward!r}: choose one of {', '.join(sorted(REWARDS))}")
+#: The registered rewards (``router.rewards.REWARDS``), as a choice.
+Reward = Enum("Reward", {name: name for name in sorted(REWARDS)}, type=str)
 
 
 def print_metrics(metrics: dict, title: str) -> None:
@@ -39,46 +36,40 @@ def evaluate(
     """
     from router.embeddings import embed_missing
     from router.ingest import IngestError, discover, ingest_files
-    from router.pipeline import NotEnoughData, train_and_evaluate
+    from router.pipeline import train_and_evaluate
     from router.storage import open_store
 
     s = settings()
-    with open_store(s) as con:
+    with writing(s), open_store(s) as con:
         if data:
             files, _ = discover(list(data), "routerbench", allow_pickle=allow_pickle or s.allow_pickle)
             for path, r in ingest_files(con, "routerbench", files, s):
                 if isinstance(r, IngestError):
-                    fail(str(r))  # the files before it are stored; this one changed nothing
+                    raise r  # the files before it are stored; this one changed nothing
                 console.print(f"{path.name}: {r.status} ({r.rows_new} new, {r.rows_quarantined} quarantined)")
         e = embed_missing(con, s)
         console.print(f"embedded {e.embedded} new prompts ({e.already} cached)")
-        try:
-            run = train_and_evaluate(con, s, dataset=", ".join(map(str, data)) if data else str(s.database))
-        except NotEnoughData as exc:
-            fail(str(exc))
+        run = train_and_evaluate(con, s, dataset=", ".join(map(str, data)) if data else str(s.database))
     print_metrics(run.metrics, f"RouterBench protocol, {run.train.n} train / {run.test.n} test prompts")
     console.print(f"report: {run.report_dir}/report.md (also {s.reports / 'latest'})")
 
 
 @app.command()
 def route(
-    reward: str = typer.Option(None, help="linear | exponential (default: ROUTER_ROUTE_REWARD, linear)"),
-    lambda_: float = typer.Option(None, "--lambda", help="reward parameter (λ for linear, τ for exponential); "
-                                  "default: the quality end of the reward's sweep"),
-    budget: float = typer.Option(None, "--budget", help="choose λ so the predicted spend of the backlog fits (USD)"),
+    reward: Reward = typer.Option(None, help="reward (default: ROUTER_ROUTE_REWARD, linear)"),
+    lambda_: float = typer.Option(None, "--lambda", callback=positive, help="reward parameter (λ for linear, τ "
+                                  "for exponential; > 0); default: the quality end of the reward's sweep"),
+    budget: float = typer.Option(None, "--budget", callback=positive,
+                                 help="choose λ so the predicted spend of the backlog fits (USD, > 0)"),
 ) -> None:
     """Route every backlog query the champion has not decided yet; decisions go to routing_decisions."""
     from router.nightly import route as route_step
-    from router.routing import BudgetError
 
     if lambda_ is not None and budget is not None:
         fail("give --lambda or --budget, not both")
-    check_reward(reward)
-    s = settings()
-    try:
-        summary = route_step(s, reward=reward, reward_param=lambda_, budget=budget)
-    except BudgetError as exc:
-        fail(str(exc))
+    s = existing_store()
+    with writing(s):
+        summary = route_step(s, reward=reward and reward.value, reward_param=lambda_, budget=budget)
     if summary.get("model_version") is None:
         fail("no champion registered: run the nightly pipeline or `routerctl models promote VERSION`")
     table = Table("model", "queries", title=(
