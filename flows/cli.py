@@ -81,13 +81,16 @@ def nightly(
 
         stage_demo_data(s)
     _first_run_check(s)
-    from flows.env import configure
+    from flows.env import configure, stop_ephemeral_server
 
     configure(s)
     _check_prefect_server()
     from flows.nightly import nightly as nightly_flow
 
-    result = nightly_flow(reward=reward and reward.value, reward_param=lambda_, budget=budget, demo=demo)
+    try:
+        result = nightly_flow(reward=reward and reward.value, reward_param=lambda_, budget=budget, demo=demo)
+    finally:
+        stop_ephemeral_server()
     routing = result["routing"]
     console.print_json(json.dumps({k: result[k] for k in ("flow_run_id", "ingest", "decision")} |
                                   {"routed": routing.get("routed"), "champion": routing.get("model_version")},

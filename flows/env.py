@@ -27,3 +27,15 @@ def configure(settings: Settings | None = None) -> Settings:
     os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return settings
+
+
+def stop_ephemeral_server() -> None:
+    """Stop the temporary Prefect server this process started, if any, now rather than at interpreter exit
+    (where its shutdown logs to streams already closed: "I/O operation on closed file")."""
+    import sys
+
+    module = sys.modules.get("prefect.server.api.server")
+    if module is None:
+        return
+    for server in list(module.SubprocessASGIServer._instances.values()):
+        server.stop()
