@@ -377,7 +377,7 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
             predicted = Progress(log, f"routing with v{model_version}: predicted", unit="distinct prompts")
             for units in iter_units(con, encoder, batch_size):
                 decisions.add(units, *predict_units(predictor, units))
-                predicted.advance(units.height)
+                predicted.advance(units.n)
         stored = Progress(log, f"routing with v{model_version}: decisions stored", pending, "queries")
         finish(con, decisions, summary, router_name=router_name, flow_run_id=flow_run_id, batch_size=batch_size,
                pending=pending, progress=progress or stored.update)
