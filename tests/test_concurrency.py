@@ -205,7 +205,7 @@ def test_connections_draw_no_progress_bar(settings, store) -> None:
         reader.close()
 
 
-def test_store_held_by_another_process_clear_error_retry_and_nothing_written(settings, store) -> None:
+def test_store_held_by_another_process_clear_error_retry_and_nothing_written(settings, store, monkeypatch) -> None:
     from router.storage import StoreError, connect, table_counts
 
     before = table_counts(store)
@@ -233,12 +233,12 @@ def test_store_held_by_another_process_clear_error_retry_and_nothing_written(set
     # a transient holder: the connect waits it out (ROUTER_STORE_WAIT_SECONDS) and then works
     holder = _spawn(HOLD_STORE, str(settings.database), "1.5")
     try:
-        os.environ["ROUTER_STORE_WAIT_SECONDS"] = "30"
+        monkeypatch.setenv("ROUTER_STORE_WAIT_SECONDS", "30")
         start = time.monotonic()
         con = connect(settings)
         waited = time.monotonic() - start
     finally:
-        os.environ.pop("ROUTER_STORE_WAIT_SECONDS", None)
+        monkeypatch.delenv("ROUTER_STORE_WAIT_SECONDS")
         holder.wait(timeout=30)
     try:
         assert waited > 0.5 and table_counts(con) == before
