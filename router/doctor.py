@@ -215,4 +215,5 @@ class DoctorFailed(CheckFailed, RuntimeError):
     exit 1)."""
 
 
-__all__ = ["INFO", "OK", "PENDING", "PROBLEM", "Check", "DoctorFailed", "DoctorReport", "StoreError", "report_lines", "run_checks"]
+__all__ = ["INFO", "OK", "PENDING", "PROBLEM", "Check", "DoctorFailed", "DoctorReport", "StoreError", "report_lines",
+           "run_checks"]

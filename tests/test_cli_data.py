@@ -9,26 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-import flows.cli  # noqa: F401  (registers `nightly` on the same app)
-from router.cli import app
-from router.cli.app import console, err_console
 
 ROUTERCTL = Path(sys.executable).with_name("routerctl")
-
-
-@pytest.fixture
-def cli(settings, monkeypatch):
-    """Run ``routerctl ARGS`` in-process against the ``settings`` workspace; wide consoles so paths never wrap."""
-    monkeypatch.setattr(console, "width", 250)
-    monkeypatch.setattr(err_console, "width", 250)
-    runner = CliRunner()
-
-    def run(*args: str):
-        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-    return run
 
 
 def _row(output: str, name: str) -> list[str]:

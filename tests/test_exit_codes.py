@@ -11,22 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-import flows.cli  # noqa: F401  (registers `nightly` on the same app)
 from router import errors
-from router.cli import app
-from router.cli.app import console, err_console
 
 ROUTERCTL = Path(sys.executable).with_name("routerctl")
-
-
-@pytest.fixture
-def cli(settings, monkeypatch):
-    monkeypatch.setattr(console, "width", 250)
-    monkeypatch.setattr(err_console, "width", 250)
-    runner = CliRunner()
-    return lambda *args: runner.invoke(app, [str(a) for a in args])
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:

@@ -70,8 +70,8 @@ def embed() -> None:
     from router.storage import open_store
 
     s = settings()
-    with writing(s), open_store(s) as con, Progress(*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
-                                        TimeRemainingColumn(), console=err_console, transient=True) as progress:
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with writing(s), open_store(s) as con, Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(f"embedding with {s.encoder}", total=None)
         result = embed_missing(con, s, progress=lambda done, total: progress.update(task, completed=done, total=total))
     console.print(
