@@ -59,6 +59,7 @@ def load_encoder(settings: Settings, device: str | None = None):
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar in a job's log
     from sentence_transformers import SentenceTransformer
 
     device = device or resolve_device(settings.device)
