@@ -1,11 +1,10 @@
 """``routerctl doctor``: integrity checks of the store (and of its decisions against the MLflow registry).
 
 Run at the end of every nightly run (its result goes into the night's report) and by hand. Each check is
-``ok``, ``pending``, ``problem`` or ``info``; any problem makes the command exit 1 (and the nightly flow run end
-failed, after its report is written). The queries are in ``sql/queries/doctor/*.sql``.
-
-Each check is ``ok``, ``pending`` (work the next nightly step will do: prompts to embed, backlog queries to
-route, a challenger to gate; never a failure), ``problem`` (damage: the command exits 1) or ``info``.
+``ok``, ``pending`` (work the next nightly step will do: prompts to embed, backlog queries to route, a
+challenger to gate; never a failure), ``problem`` (damage) or ``info``. Any problem makes the command exit 1
+(and the nightly flow run end failed, after its report is written). The queries are in
+``sql/queries/doctor/*.sql``.
 
 * **schema** — the store's schema version equals the latest migration in ``sql/migrations``.
 * **orphans** — outcomes, backlog queries or embeddings without their prompt; decisions without their backlog
