@@ -1,7 +1,9 @@
 """Prefect environment defaults, applied before Prefect is imported.
 
 Prefect reads its settings at import time. Unless the user set them, its home goes inside the workspace,
-analytics are off, and the ephemeral server gets enough time to start on a small machine. Setting
+analytics are off, the ephemeral server gets enough time to start on a small machine, and the library's
+``router`` loggers are attached to Prefect runs (``PREFECT_LOGGING_EXTRA_LOGGERS``): ingest counts, gate
+decisions and progress lines reach a deployed flow run's logs, not only the terminal. Setting
 ``PREFECT_API_URL`` (e.g. to the server in ``docker/compose.yaml``) is all it takes to run against a server.
 """
 
@@ -18,8 +20,22 @@ def configure(settings: Settings | None = None) -> Settings:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.5")
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "router")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # library use outside a run
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return settings
+
+
+def stop_ephemeral_server() -> None:
+    """Stop the temporary Prefect server this process started, if any, now rather than at interpreter exit
+    (where its shutdown logs to streams already closed: "I/O operation on closed file")."""
+    import sys
+
+    module = sys.modules.get("prefect.server.api.server")
+    if module is None:
+        return
+    for server in list(module.SubprocessASGIServer._instances.values()):
+        server.stop()

@@ -14,6 +14,7 @@ from flows.env import configure
 
 SETTINGS = configure()
 
+import logging  # noqa: E402
 from datetime import UTC, datetime, timedelta  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -32,6 +33,24 @@ from router.storage import NIGHTLY_WAIT_SECONDS, open_store, scalar, wait_second
 #: The nights running in this process, by flow run id: the steps' tasks get the id, not the night (its results
 #: hold fitted routers, which are no flow or task parameters).
 _NIGHTS: dict[str, steps.Night] = {}
+
+
+class _ExpectedErrorsWithoutTraceback(logging.Filter):
+    """An expected failure (:class:`~router.errors.RouterError`: bad input, busy store, ...) is logged by Prefect as
+    its message alone; a traceback there would read as a bug. Bugs keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from router.errors import is_expected
+
+        if record.exc_info and record.exc_info[1] is not None and is_expected(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+for _name in ("prefect.flow_runs", "prefect.task_runs"):
+    logging.getLogger(_name).addFilter(_ExpectedErrorsWithoutTraceback())
+if logging.getLogger("router").getEffectiveLevel() > logging.INFO:  # a worker's root logger is at WARNING
+    logging.getLogger("router").setLevel(logging.INFO)
 
 
 def _settings() -> Settings:

@@ -1,16 +1,20 @@
 """``routerctl doctor``: integrity checks of the store (and of its decisions against the MLflow registry).
 
 Run at the end of every nightly run (its result goes into the night's report) and by hand. Each check is
-``ok``, ``problem`` or ``info``; any problem makes the command exit 1 (and the nightly flow run end failed,
-after its report is written). The queries are in ``sql/queries/doctor/*.sql``.
+``ok``, ``pending`` (work the next nightly step will do: prompts to embed, backlog queries to route, a
+challenger to gate; never a failure), ``problem`` (damage) or ``info``. Any problem makes the command exit 1
+(and the nightly flow run end failed, after its report is written). The queries are in
+``sql/queries/doctor/*.sql``.
 
 * **schema** — the store's schema version equals the latest migration in ``sql/migrations``.
 * **orphans** — outcomes, backlog queries or embeddings without their prompt; decisions without their backlog
   query; outcomes, backlog or quarantine rows without their ingest run (a half-written ingest).
 * **keys** — natural keys are unique: ``prompts.prompt_id``, ``outcomes (source, sample_key, model)``,
   ``backlog.query_id`` (no PRIMARY KEY constraints since migration 005: the ingest keeps them unique).
-* **embeddings** — prompts without a vector for the configured encoder (a problem: routing skips them);
-  coverage of every other encoder present (information).
+* **embeddings** — prompts without a vector for the configured encoder (pending: the next embed step adds
+  them); coverage of every other encoder present (information).
+* **backlog** — backlog queries no version has decided yet (pending: the next route step routes them).
+* **challenger** — a version holding the ``challenger`` alias that the gate has not decided on (pending).
 * **decision versions** — every ``model_version`` in ``routing_decisions`` is a registered version of the
   registered model; an unreachable registry is itself a problem ("registry unreachable").
 * **ingest runs** — every run reconciles: ``rows_in = rows_ok + rows_quarantined``, and as many quarantine rows
@@ -25,18 +29,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from router.errors import RouterError
+from router.errors import CheckFailed
 from router.redact import mask, mask_uri
 from router.settings import Settings
 from router.storage import StoreError, connect, execute, migrations, schema_version
 
-OK, PROBLEM, INFO = "ok", "problem", "info"
+OK, PENDING, PROBLEM, INFO = "ok", "pending", "problem", "info"
 
 
 @dataclass
 class Check:
     name: str
-    status: str  # ok | problem | info
+    status: str  # ok | pending | problem | info
     detail: str
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -54,8 +58,13 @@ class DoctorReport:
     def problems(self) -> list[Check]:
         return [c for c in self.checks if c.status == PROBLEM]
 
+    @property
+    def pending(self) -> list[Check]:
+        return [c for c in self.checks if c.status == PENDING]
+
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "store": self.store, "problems": [f"{c.name}: {c.detail}" for c in self.problems],
+                "pending": [f"{c.name}: {c.detail}" for c in self.pending],
                 "checks": [asdict(c) for c in self.checks]}
 
     def markdown(self) -> list[str]:
@@ -109,26 +118,51 @@ def _embeddings(con, encoder: str) -> list[Check]:
         configured = r["encoder"] == encoder
         detail = f"{r['embedded']} of {r['prompts']} prompts embedded with {r['encoder']}"
         if configured and r["missing"]:
-            checks.append(Check("embeddings", PROBLEM, f"{detail}; {r['missing']} prompts lack a vector for the "
-                                                       "configured encoder (run `routerctl embed`)", [r]))
+            checks.append(Check("embeddings", PENDING, f"{detail}; {r['missing']} prompts wait for the next embed "
+                                                       "step (the nightly run, or `routerctl embed`)", [r]))
         else:
             checks.append(Check("embeddings" if configured else "embeddings (other encoder)",
                                 OK if configured else INFO, detail, [r]))
     return checks
 
 
-def _decision_versions(con, settings: Settings, check_registry: bool) -> Check:
+def _backlog(con) -> Check:
+    waiting = int(execute(con, "doctor/unrouted_backlog")[0][0])
+    if waiting:
+        return Check("backlog", PENDING, f"{waiting} backlog queries wait for the next route step (the nightly "
+                                         "run, or `routerctl route`)", [{"unrouted": waiting}])
+    return Check("backlog", OK, "every backlog query has a decision", [{"unrouted": 0}])
+
+
+def _registry_checks(con, settings: Settings, check_registry: bool) -> list[Check]:
+    """The decisions' versions against the registry, and a challenger waiting for its gate."""
     used = [{"model_version": v, "router": r, "decisions": int(n)}
             for v, r, n in execute(con, "doctor/decision_versions")]
     if not check_registry:
-        return Check("decision versions", INFO, f"{len(used)} versions made decisions; registry not checked", used)
+        return [Check("decision versions", INFO, f"{len(used)} versions made decisions; registry not checked",
+                      used)]
+    if settings.missing_registry():  # nothing registered yet; opening it would create an empty registry
+        return [_decision_versions(settings, used, set()), _challenger([])]
     from router.registry import promotion  # imports MLflow: only when asked
 
     try:
-        registered = {v.version for v in promotion.list_versions(settings)}
+        versions = promotion.list_versions(settings)
     except Exception as exc:  # noqa: BLE001 - unreachable server, broken sqlite file, ...: report, don't crash
-        return Check("decision versions", PROBLEM,
-                     f"registry unreachable at {mask_uri(settings.mlflow_registry)}: {mask(str(exc))}", used)
+        return [Check("decision versions", PROBLEM,
+                      f"registry unreachable at {mask_uri(settings.mlflow_registry)}: {mask(str(exc))}", used)]
+    return [_decision_versions(settings, used, {v.version for v in versions}),
+            _challenger([v for v in versions if promotion.CHALLENGER in v.aliases and not v.gate])]
+
+
+def _challenger(ungated: list[Any]) -> Check:
+    if ungated:
+        listed = ", ".join(f"v{v.version}" for v in ungated)
+        return Check("challenger", PENDING, f"{listed} waits for the next gate (the nightly run)",
+                     [{"version": v.version} for v in ungated])
+    return Check("challenger", OK, "no challenger waits for the gate")
+
+
+def _decision_versions(settings: Settings, used: list[dict[str, Any]], registered: set[int]) -> Check:
     unknown = [u for u in used if not str(u["model_version"]).isdigit() or int(u["model_version"]) not in registered]
     if unknown:
         listed = ", ".join(f"v{u['model_version']} ({u['decisions']} decisions)" for u in unknown)
@@ -164,7 +198,8 @@ def run_checks(settings: Settings, *, check_registry: bool = True, wait: float |
             checks.append(_orphans(con))
             checks.append(_keys(con))
             checks.extend(_embeddings(con, settings.encoder))
-            checks.append(_decision_versions(con, settings, check_registry))
+            checks.append(_backlog(con))
+            checks.extend(_registry_checks(con, settings, check_registry))
             checks.append(_ingest_runs(con))
             checks.append(_quarantine(con))
     finally:
@@ -174,8 +209,10 @@ def run_checks(settings: Settings, *, check_registry: bool = True, wait: float |
 
 
 
-class DoctorFailed(RouterError, RuntimeError):
-    """The nightly run finished and wrote its report, but the doctor found problems (the run is marked failed)."""
+class DoctorFailed(CheckFailed, RuntimeError):
+    """The nightly run finished and wrote its report, but the doctor found problems (the run is marked failed;
+    exit 1)."""
 
 
-__all__ = ["Check", "DoctorFailed", "DoctorReport", "StoreError", "report_lines", "run_checks"]
+__all__ = ["INFO", "OK", "PENDING", "PROBLEM", "Check", "DoctorFailed", "DoctorReport", "StoreError", "report_lines",
+           "run_checks"]

@@ -24,6 +24,7 @@ import numpy as np
 import polars as pl
 
 from router.encoder import encode, open_encoder, resolve_device
+from router.progress import Progress
 from router.settings import Settings
 from router.storage import query, relation, scalar, transaction
 
@@ -87,9 +88,16 @@ def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
     model = model or load_encoder(settings, device)
     start = time.perf_counter()
     done = 0
+    lines = Progress(log, f"embedding with {encoder} on {device}", todo.height, "prompts")
+    step = 4 * settings.embed_batch_size  # progress between the encoder's calls, well under a chunk's minute
     for offset in range(0, todo.height, settings.embed_chunk_size):  # one transaction per chunk
         chunk = todo.slice(offset, settings.embed_chunk_size)
-        vectors = encode(model, chunk["text"].to_list(), settings.embed_batch_size)
+        texts = chunk["text"].to_list()
+        parts = []
+        for lo in range(0, len(texts), step):
+            parts.append(encode(model, texts[lo:lo + step], settings.embed_batch_size))
+            lines.update(done + min(lo + step, len(texts)))
+        vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
         store_vectors(con, encoder, chunk["prompt_id"], vectors)
         done += chunk.height
         if progress:

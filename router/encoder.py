@@ -34,7 +34,7 @@ def resolve_device(setting: str) -> str:
     if setting == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if setting == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("ROUTER_DEVICE=cuda but no CUDA device is available")
+        raise EncoderError("ROUTER_DEVICE=cuda but torch sees no CUDA device here: set ROUTER_DEVICE=auto or cpu")
     return setting
 
 
@@ -71,6 +71,7 @@ def open_encoder(
             os.environ[key] = "1"
         else:
             os.environ.setdefault(key, "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Loading weights" bar in a job's log
     from sentence_transformers import SentenceTransformer  # noqa: PLC0415
 
     source = resolve_encoder(name, local_only=local_only)

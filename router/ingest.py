@@ -12,6 +12,7 @@ on the command line, or when ``allow_pickle`` is set; pickles merely found insid
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -344,6 +345,20 @@ def first_occurrences(ids: pl.Series, hashes: pl.Series | None = None) -> pl.Ser
     return ids.is_first_distinct() if collided.height else first
 
 
+#: One file's transaction at a time in this process: two threads ingesting the same file (each on its own
+#: connection) would each see the other's rows as not yet stored. Across processes, DuckDB's one-writer file
+#: lock and the CLI's workspace lock (``router.locking``) keep writers apart.
+_COMMITS = threading.Lock()
+
+
+def _already_ingested(con: duckdb.DuckDBPyConnection, kind: str, path: Path, digest: str) -> IngestResult | None:
+    seen = con.execute(query("ingest/find_run_by_sha"), {"sha256": digest, "kind": kind}).fetchall()
+    if not seen:
+        return None
+    return IngestResult(str(path), kind, "skipped", run_id=seen[0][0],
+                        message=f"already ingested (same sha256) as run {seen[0][0]} from {seen[0][1]}")
+
+
 class _Unconfirmed(Exception):
     """Great Expectations failed records the compiled checks passed: the commit is redone with them."""
 
@@ -369,7 +384,10 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
         good = good.with_columns(prompt_ids(good))
     if bad.height:
         good = good.join(bad.select(INDEX).unique(), on=INDEX, how="anti", maintain_order="left")
-    with transaction(con):
+    with _COMMITS, transaction(con):
+        skipped = _already_ingested(con, staged.kind, path, digest)  # by another thread since the first check
+        if skipped is not None:
+            return skipped
         register(con, "staged", good)
         table = "backlog" if staged.kind == "backlog" else "outcome"
         con.execute(query(f"ingest/{table}_hits"))  # the one pass over the stored keys
@@ -435,10 +453,9 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
     lap = Laps()
     before = _fingerprint(path)
     digest = sha256_file(path)
-    seen = con.execute(query("ingest/find_run_by_sha"), {"sha256": digest, "kind": kind}).fetchall()
-    if seen:
-        return IngestResult(str(path), kind, "skipped", run_id=seen[0][0],
-                            message=f"already ingested (same sha256) as run {seen[0][0]} from {seen[0][1]}")
+    skipped = _already_ingested(con, kind, path, digest)
+    if skipped is not None:
+        return skipped
     prepare(settings.gx_docs, kind)  # GX imports in the background while the file is read and staged
     try:
         staged = stage(kind, path, source)
@@ -472,6 +489,8 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
                 result = commit(con, staged, path, digest, bad, started, check.sample.height)
             report, gx_seconds = gx.result()
         lap("commit")
+        if result.status == "skipped":
+            return result
     finally:
         # this file's Data Docs page if GX's thread did not build it, unless a docs_batch() builds them at its end
         publish_docs(settings.gx_docs, settings.gx_docs_keep)

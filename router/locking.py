@@ -15,11 +15,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from router.errors import RouterError
+from router.errors import BUSY, RouterError
 
 
 class LockBusy(RouterError, RuntimeError):
-    """Another run holds the workspace lock."""
+    """Another run holds the workspace lock (exit 3)."""
+
+    exit_code = BUSY
 
 
 @contextmanager

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from router import __version__, faults, resources
+from router.errors import RouterError
 from router.settings import Settings
 from router.storage import NIGHTLY_WAIT_SECONDS, execute, transaction, wait_seconds
 from router.storage import open_store as _open_store
@@ -154,7 +155,7 @@ class TrainStep:
 
 def train(settings: Settings) -> TrainStep:
     from router.dataset import snapshot
-    from router.pipeline import train_and_evaluate
+    from router.pipeline import NotEnoughData, train_and_evaluate
 
     with open_store(settings) as con:
         key = data_key(settings, snapshot(con).ingest_runs)
@@ -164,7 +165,12 @@ def train(settings: Settings) -> TrainStep:
             log.info("training inputs unchanged (data_key %s): skipping training", key)
             return TrainStep(True, key, previous=dict(zip(cols, previous[0], strict=True)))
         with faults.step("train"):
-            run = train_and_evaluate(con, settings, dataset=f"store {settings.database.name}")
+            try:
+                run = train_and_evaluate(con, settings, dataset=f"store {settings.database.name}")
+            except NotEnoughData as exc:  # the night embedded what it had: the missing piece is RouterBench data
+                raise NotEnoughData(f"{exc.args[0].split(':')[0]}: the store holds no RouterBench training "
+                                    f"data. Put RouterBench files in {settings.landing('routerbench')} (or run "
+                                    "`routerctl nightly --demo`) and run the nightly again") from None
             faults.point("fitted")
     from router.policy import calibrate_training_run  # the default routing policy, on the train split only
 
@@ -306,7 +312,7 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
         return {"routed": 0, "model_version": None, "reason": "no champion"}
     loaded = promotion.load_version(settings, version)
     if loaded.pool.encoder != settings.encoder:
-        raise RuntimeError(f"champion v{version} was trained with encoder {loaded.pool.encoder!r} but the store "
+        raise RouterError(f"champion v{version} was trained with encoder {loaded.pool.encoder!r} but the store "
                            f"embeds with {settings.encoder!r}: retrain, or set ROUTER_ENCODER")
     policy = {"kind": "budget"} if budget is not None else {"kind": "lambda"}
     if reward_param is None and budget is None:

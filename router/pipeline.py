@@ -93,7 +93,9 @@ def train_and_evaluate(con: duckdb.DuckDBPyConnection, settings: Settings, *, da
     snap = snapshot(con)
     routers: dict[str, Router] = {}
     seconds: dict[str, float] = {}
-    for name in dict.fromkeys(fitted for fitted, _ in evaluated.values()):
+    names = list(dict.fromkeys(fitted for fitted, _ in evaluated.values()))
+    for k, name in enumerate(names, 1):
+        log.info("fitting router %d/%d: %s on %d train prompts", k, len(names), name, train.n)
         start = time.perf_counter()
         routers[name] = get_router(name).fit(train, seed=settings.seed)
         seconds[f"fit.{name}"] = time.perf_counter() - start

@@ -44,6 +44,7 @@ import polars as pl
 import pyarrow as pa
 
 from router.errors import RouterError
+from router.progress import Progress
 from router.rewards import Reward, get_reward
 from router.storage import execute, relation, transaction
 
@@ -408,10 +409,13 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
         if decisions.reference is not None:
             summary.reference_model = reference_model
         if pending > unembedded:
+            predicted = Progress(log, f"routing with v{model_version}: predicted", unit="distinct prompts")
             for units in iter_units(con, encoder, batch_size):
                 decisions.add(units, *predict_units(predictor, units))
+                predicted.advance(units.n)
+        stored = Progress(log, f"routing with v{model_version}: decisions stored", pending, "queries")
         finish(con, decisions, summary, router_name=router_name, flow_run_id=flow_run_id, batch_size=batch_size,
-               pending=pending, progress=progress)
+               pending=pending, progress=progress or stored.update)
     summary.seconds = time.perf_counter() - start
     return summary
 

@@ -127,6 +127,14 @@ class Settings(BaseSettings):
     def landing(self, kind: str) -> Path:
         return self._under(self.landing_dir, "landing") / kind
 
+    def missing_registry(self) -> str | None:
+        """The tracking or registry URI that names a local sqlite file which does not exist yet (opening it would
+        create an empty registry), else ``None``."""
+        for uri in dict.fromkeys((self.mlflow_uri, self.mlflow_registry)):
+            if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).expanduser().exists():
+                return uri
+        return None
+
     def ensure_workspace(self) -> None:
         for path in (self.workspace, self.database.parent, self.mlflow_artifacts, self.prefect, self.reports):
             path.mkdir(parents=True, exist_ok=True)

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from router.errors import RouterError
 from router import resources
+from router.errors import BUSY, RouterError
 from router.settings import Settings
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def _open_error(path: Path, exc: BaseException, waited: float) -> StoreError:
         after = f" (retried for {waited:.0f} s)" if waited else ""
         return StoreError(
             f"cannot open {path}: another process holds it{after}: {text}. A nightly run? Wait for it to finish "
-            f"(or set {WAIT_ENV}); analysts can query the Parquet snapshots instead"
+            f"(or set {WAIT_ENV}); analysts can query the Parquet snapshots instead", code=BUSY
         )
     low = text.lower()
     if isinstance(exc, OSError) and exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) or any(

@@ -335,7 +335,7 @@ def _gx_sample(records: pl.DataFrame, flagged: pl.Series, size: int, seed: int) 
     rng = np.random.default_rng(seed)
     drawn = rng.choice(others, size=min(size - flagged_idx.size, others.size), replace=False)
     chosen = np.sort(np.concatenate([flagged_idx, drawn]))
-    return records.filter(pl.col(INDEX).is_in(pl.Series(chosen)))
+    return records.filter(pl.col(INDEX).is_in(pl.Series(chosen).implode()))
 
 
 def _run_gx(kind: str, frame: pl.DataFrame, docs_dir: Path | None) -> pl.DataFrame:

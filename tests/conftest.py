@@ -8,6 +8,8 @@
 * ``ingest`` - ``ingest(kind, path)``: :func:`router.ingest.ingest_file` on that store.
 * ``counts`` - ``counts()``: row count of every table (compare before/after to prove nothing changed).
 * ``torch_threads`` - lets a test change torch's process-wide thread count; restored afterwards.
+* ``cli`` - ``cli(*args)``: ``routerctl ARGS`` in-process (Typer's runner, ``nightly`` included) against the
+  ``settings`` workspace, on wide consoles so paths never wrap.
 
 Nothing is written to the current directory; the bundled encoder is used offline.
 """
@@ -100,6 +102,20 @@ def torch_threads() -> Iterator[None]:
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def cli(settings, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
+    from typer.testing import CliRunner
+
+    import flows.cli  # noqa: F401  (registers `nightly` on the same app)
+    from router.cli import app
+    from router.cli.app import console, err_console
+
+    monkeypatch.setattr(console, "width", 250)
+    monkeypatch.setattr(err_console, "width", 250)
+    runner = CliRunner()
+    return lambda *args: runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
 
 
 @pytest.fixture

@@ -40,9 +40,9 @@ def test_fit_is_the_same_whatever_the_thread_count(torch_threads: None, monkeypa
     trained_in: list[tuple[str, int]] = []
     fit_member = AttentionRouter._fit_member
 
-    def spy(self: AttentionRouter, *args: object) -> object:
+    def spy(self: AttentionRouter, *args: object, **kwargs: object) -> object:
         trained_in.append((threading.current_thread().name, torch.get_num_threads()))
-        return fit_member(self, *args)
+        return fit_member(self, *args, **kwargs)
 
     monkeypatch.setattr(AttentionRouter, "_fit_member", spy)
     fits = {}
@@ -96,3 +96,20 @@ def test_a_fitted_member_predicts_the_same_after_a_deepcopy() -> None:
     with torch.no_grad():
         for a, b in zip(router.members[0](x, ell), clone(x, ell), strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_fit_logs_progress_by_member_and_epoch(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """Training writes progress lines (every ROUTER_PROGRESS_SECONDS; 0 here: one per member epoch)."""
+    import logging
+
+    from router.routers.attention import AttentionConfig
+
+    monkeypatch.setenv("ROUTER_PROGRESS_SECONDS", "0")
+    cfg = AttentionConfig(n_members=2, max_epochs=3, val_fraction=0.0)
+    with caplog.at_level(logging.INFO, logger="router.routers.attention"):
+        AttentionRouter(cfg).fit(_data(60, seed=3))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 6 and lines[-1].startswith("training attention (2 members × ≤3 epochs): 6/6 (100%) epochs")
+    for member in (1, 2):
+        assert [int(line.split(" at epoch ")[1].split(",")[0]) for line in lines
+                if f"member {member}/2 at epoch" in line] == [1, 2, 3]

@@ -9,25 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from router.cli import app
-from router.cli.app import console, err_console
 
 ROUTERCTL = Path(sys.executable).with_name("routerctl")
-
-
-@pytest.fixture
-def cli(settings, monkeypatch):
-    """Run ``routerctl ARGS`` in-process against the ``settings`` workspace; wide consoles so paths never wrap."""
-    monkeypatch.setattr(console, "width", 250)
-    monkeypatch.setattr(err_console, "width", 250)
-    runner = CliRunner()
-
-    def run(*args: str):
-        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-
-    return run
 
 
 def _row(output: str, name: str) -> list[str]:
@@ -87,7 +70,7 @@ def test_a_rejected_file_exits_non_zero_naming_the_file(cli, files) -> None:
     good = files.backlog("in/good.csv", n=2)
     bad = files.write("in/bad.csv", [{"query_id": "q", "text": "oops"}])
     result = cli("ingest", "backlog", good.parent)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert _row(result.stdout, "good.csv") == ["ingested", "2", "2", "2", "0"]  # the good file still went in
     assert _row(result.stdout, "bad.csv")[0] == "rejected"
     assert f"rejected: {bad}: wrong schema for backlog: missing columns ['prompt']" in result.stderr
@@ -97,16 +80,21 @@ def test_a_rejected_file_exits_non_zero_naming_the_file(cli, files) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["ingest", "weather", "x.csv"], "unknown kind 'weather'"),
+        (["ingest", "weather", "x.csv"], "'weather' is not one of 'routerbench', 'logs', 'backlog'"),
         (["ingest", "logs", "does/not/exist.jsonl"], "does/not/exist.jsonl: no such file or folder"),
-        (["route", "--reward", "expo"], "unknown reward 'expo': choose one of exponential, linear"),
+        (["route", "--reward", "expo"], "'expo' is not one of 'exponential', 'linear'"),
         (["route", "--lambda", "1", "--budget", "2"], "give one of --lambda, --budget, --quality-target"),
+        (["route", "--lambda", "-1"], "Invalid value for '--lambda': must be a positive finite number, got -1.0"),
+        (["route", "--budget", "nan"], "Invalid value for '--budget': must be a positive finite number, got nan"),
+        (["nightly", "--lambda", "0"], "Invalid value for '--lambda': must be a positive finite number, got 0.0"),
+        (["bench", "--size", "huge"], "'huge' is not one of 'small', 'full'"),
     ],
 )
-def test_ingest_usage_errors(cli, args, message) -> None:
+def test_usage_errors_exit_2_with_one_clear_line(cli, args, message) -> None:
     result = cli(*args)
-    assert result.exit_code == 1
-    assert message in result.stderr
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.stderr).split()), result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_pickles_in_a_folder_need_the_flag(cli, files, tmp_path) -> None:
@@ -114,7 +102,7 @@ def test_pickles_in_a_folder_need_the_flag(cli, files, tmp_path) -> None:
     files.write("bench/rb_train.pkl", files.routerbench_rows(n=2))
     files.raw("bench/readme.txt", "not data")
     result = cli("ingest", "routerbench", folder)
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "pickles found in folders are not unpickled" in result.stderr
     assert "no routerbench files found" in result.stderr
 

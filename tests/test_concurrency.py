@@ -114,6 +114,86 @@ def test_two_runs_started_at_once_never_interleave(settings, tmp_path: Path) -> 
         holder.wait()
 
 
+# ------------------------------------------------------------------------------- one copy of every row
+def _stored(settings) -> dict[str, int]:
+    """Rows per table and distinct natural keys, read after every writer has exited."""
+    from router.storage import connect, execute, table_counts
+
+    con = connect(settings, read_only=True)
+    try:
+        counts = table_counts(con)
+        dupes = {what: int(n) for what, n, _ in execute(con, "doctor/duplicate_keys")}
+    finally:
+        con.close()
+    return {"prompts": counts["prompts"], "outcomes": counts["outcomes"], "ingest_runs": counts["ingest_runs"],
+            "duplicated keys": sum(dupes.values())}
+
+
+def test_two_ingests_of_one_file_started_together_store_one_copy(settings, files) -> None:
+    """Both wait for the workspace lock (ROUTER_STORE_WAIT_SECONDS): one ingests, the other finds the file
+    already stored; without a wait the second exits 3 (busy) or, if the first had finished, skips the file."""
+    logs = files.logs("today.jsonl", [files.log_record(i) for i in range(40)])
+    for wait in ("120", "0"):
+        env = _env(settings.workspace, ROUTER_STORE_WAIT_SECONDS=wait, COLUMNS="200")
+        procs = [subprocess.Popen([ROUTERCTL, "ingest", "logs", str(logs)], env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(2)]
+        done = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+        codes = sorted(code for code, _, _ in done)
+        assert codes in ([0, 0], [0, 3]), done
+        assert all("Traceback" not in err for _, _, err in done)
+        if wait == "120":
+            assert sorted(out.count("ingested") for _, out, _ in done) == [0, 1], done  # one stored, one skipped
+        assert _stored(settings) == {"prompts": 40, "outcomes": 40, "ingest_runs": 1, "duplicated keys": 0}
+
+
+def test_an_ingest_during_a_nightly_waits_or_exits_3_and_loses_nothing(settings, files) -> None:
+    """A nightly run holds the workspace lock (simulated by a child holding it): `routerctl ingest` exits 3 at
+    once, writing nothing; with a wait it says whom it waits for and ingests once the run ends."""
+    logs = files.logs("late.jsonl", [files.log_record(i) for i in range(5)])
+    holder = _spawn(HOLD_LOCK, str(settings.workspace), "300")
+    try:
+        refused = subprocess.run([ROUTERCTL, "ingest", "logs", str(logs)], env=_env(settings.workspace),
+                                 capture_output=True, text=True, timeout=120)
+        assert refused.returncode == 3 and f"pid {holder.pid}" in refused.stderr, refused.stderr
+        assert not settings.database.exists()  # nothing was written
+        waiting = subprocess.Popen([ROUTERCTL, "ingest", "logs", str(logs)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True,
+                                   env=_env(settings.workspace, ROUTER_STORE_WAIT_SECONDS="120", COLUMNS="200"))
+        said = waiting.stderr.readline()  # its first words: whom it waits for (the run still holds the lock)
+        assert said.startswith("waiting up to 120 s for the workspace lock") and f"pid {holder.pid}" in said, said
+        assert not settings.database.exists()
+    finally:
+        holder.kill()  # the run ends
+        holder.wait()
+    out, err = waiting.communicate(timeout=120)
+    assert waiting.returncode == 0, err
+    assert "ingested" in out
+    assert _stored(settings) == {"prompts": 5, "outcomes": 5, "ingest_runs": 1, "duplicated keys": 0}
+
+
+def test_two_threads_ingesting_one_file_store_one_copy(settings, files) -> None:
+    """Two threads of one process, each on its own connection: the second commit sees the first's run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from router.ingest import ingest_file
+    from router.storage import connect
+
+    logs = files.logs("today.jsonl", [files.log_record(i) for i in range(30)])
+    connect(settings).close()  # migrated once, before the threads
+
+    def one() -> str:
+        con = connect(settings)
+        try:
+            return ingest_file(con, "logs", logs, settings).status
+        finally:
+            con.close()
+
+    with ThreadPoolExecutor(2) as pool:
+        statuses = sorted(pool.map(lambda _: one(), range(2)))
+    assert statuses == ["ingested", "skipped"]
+    assert _stored(settings) == {"prompts": 30, "outcomes": 30, "ingest_runs": 1, "duplicated keys": 0}
+
+
 # ---------------------------------------------------------------------------------------------- the store
 def test_connections_draw_no_progress_bar(settings, store) -> None:
     """A batch job's stdout is a log: DuckDB's progress bar (drawn for statements over two seconds) is off on
@@ -129,7 +209,7 @@ def test_connections_draw_no_progress_bar(settings, store) -> None:
         reader.close()
 
 
-def test_store_held_by_another_process_clear_error_retry_and_nothing_written(settings, store) -> None:
+def test_store_held_by_another_process_clear_error_retry_and_nothing_written(settings, store, monkeypatch) -> None:
     from router.storage import StoreError, connect, table_counts
 
     before = table_counts(store)
@@ -148,7 +228,7 @@ def test_store_held_by_another_process_clear_error_retry_and_nothing_written(set
 
         proc = subprocess.run([ROUTERCTL, "doctor", "--no-registry"], env=_env(settings.workspace),
                               capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 2 and "another process holds it" in proc.stderr
+        assert proc.returncode == 3 and "another process holds it" in proc.stderr  # busy
         assert "Traceback" not in proc.stderr
     finally:
         holder.kill()
@@ -157,12 +237,12 @@ def test_store_held_by_another_process_clear_error_retry_and_nothing_written(set
     # a transient holder: the connect waits it out (ROUTER_STORE_WAIT_SECONDS) and then works
     holder = _spawn(HOLD_STORE, str(settings.database), "1.5")
     try:
-        os.environ["ROUTER_STORE_WAIT_SECONDS"] = "30"
+        monkeypatch.setenv("ROUTER_STORE_WAIT_SECONDS", "30")
         start = time.monotonic()
         con = connect(settings)
         waited = time.monotonic() - start
     finally:
-        os.environ.pop("ROUTER_STORE_WAIT_SECONDS", None)
+        monkeypatch.delenv("ROUTER_STORE_WAIT_SECONDS")
         holder.wait(timeout=30)
     try:
         assert waited > 0.5 and table_counts(con) == before

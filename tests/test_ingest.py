@@ -333,7 +333,7 @@ def test_a_failure_during_commit_leaves_the_store_as_before(files, ingest, count
         return real_query(name, *args)
 
     monkeypatch.setattr(ingest_mod, "query", broken)
-    with pytest.raises(duckdb.Error):
+    with pytest.raises(duckdb.Error, match="no_such_table"):
         ingest("logs", files.logs("day2.jsonl", records=[files.log_record(i, model=f"new-{i}") for i in range(5, 9)]))
     assert counts() == before
 

@@ -26,8 +26,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-mlflow = pytest.importorskip("mlflow")
-pytest.importorskip("router.routers.attention")
+import mlflow  # noqa: E402
 
 from router.encoder import encode, open_encoder  # noqa: E402
 from router.errors import RegistryError  # noqa: E402
@@ -226,20 +225,20 @@ def _pool(**overrides: object) -> dict:
 
 
 @pytest.mark.parametrize(
-    "overrides",
+    ("overrides", "message"),
     [
-        {"models": ["a", "a"], "mean_cost": {"a": 0.1}},
-        {"mean_cost": {"a": 0.001}},
-        {"mean_cost": {"a": 0.001, "b": -1.0}},
-        {"mean_cost": {"a": 0.001, "b": float("nan")}},
-        {"embedding_dim": 0},
-        {"weights_sha256": "not-a-digest"},
-        {"unexpected": 1},
-        {"schema_version": 2},
+        ({"models": ["a", "a"], "mean_cost": {"a": 0.1}}, r"models\n\s+Value error, model names must be unique"),
+        ({"mean_cost": {"a": 0.001}}, r"mean_cost keys \['a'\] do not match the models \['a', 'b'\]"),
+        ({"mean_cost": {"a": 0.001, "b": -1.0}}, r"mean costs must be finite and >= 0, got \{'b': -1.0\}"),
+        ({"mean_cost": {"a": 0.001, "b": float("nan")}}, r"mean costs must be finite and >= 0, got \{'b': nan\}"),
+        ({"embedding_dim": 0}, r"embedding_dim\n\s+Input should be greater than 0"),
+        ({"weights_sha256": "not-a-digest"}, r"weights_sha256\n\s+String should match pattern"),
+        ({"unexpected": 1}, r"unexpected\n\s+Extra inputs are not permitted"),
+        ({"schema_version": 2}, r"schema_version\n\s+Input should be 1"),
     ],
 )
-def test_model_pool_schema_rejects(overrides: dict) -> None:
-    with pytest.raises(ValueError):
+def test_model_pool_schema_rejects(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
         packaging.ModelPool.model_validate(_pool(**overrides))
 
 
@@ -516,7 +515,7 @@ def test_gate_rejects_a_version_whose_stored_pool_was_tampered(lifecycle: Lifecy
     assert promotion.champion_version(settings) == 3
     assert _tags(settings, version)["gate.decision"] == "rejected"
     assert _tags(settings, 3)["gate.challenger_version"] == str(version)
-    with pytest.raises(packaging.ModelPoolError):
+    with pytest.raises(packaging.ModelPoolError, match="refusing model pool"):
         promotion.evaluate_version(settings, version, data.test)
 
 
@@ -601,8 +600,9 @@ def test_a_failed_tag_write_fails_the_gate_and_moves_no_alias(
 
 
 def test_cli_models(lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    cli = pytest.importorskip("router.cli")
     from typer.testing import CliRunner
+
+    from router import cli
 
     from router.storage import open_store
 
@@ -627,7 +627,7 @@ def test_cli_models(lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, tmp_p
     assert "champion" in listing.output and "test-router" in listing.output
 
     refused = runner.invoke(cli.app, ["models", "promote", "1"])
-    assert refused.exit_code == 1 and "brand-new" in refused.output
+    assert refused.exit_code == 2 and "brand-new" in refused.output
     assert promotion.champion_version(settings) == 3
 
     with open_store(store) as con:

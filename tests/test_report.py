@@ -81,7 +81,7 @@ def test_copy_to_latest_replaces_previous_copy(tmp_path: Path) -> None:
     assert (run1 / "a.txt").exists()  # the source is copied, not moved
     assert sorted(p.name for p in root.iterdir()) == ["latest", "run1", "run2"]  # no staging leftovers
 
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="missing"):
         copy_to_latest(root / "missing", root)
     assert (latest / "b.txt").read_text() == "two"
 

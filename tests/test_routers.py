@@ -22,7 +22,8 @@ FAST: dict[str, dict[str, object]] = {
 
 
 @pytest.fixture(autouse=True)
-def _few_threads() -> None:
+def _few_threads(torch_threads: None) -> None:
+    """One torch thread for this module's tests (restored afterwards by ``torch_threads``)."""
     torch.set_num_threads(1)
 
 

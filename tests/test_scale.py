@@ -145,7 +145,7 @@ def test_budget_matches_brute_force_grid(backlog_store, settings) -> None:
     assert summary.predicted_spend_usd <= budget + 1e-12 and summary.routed == frame.height
     got = _decisions(backlog_store, "b")
     assert set(got["budget_usd"]) == {budget}
-    with pytest.raises(routing.BudgetError):
+    with pytest.raises(routing.BudgetError, match=r"budget \$0\.0000 is below the cheapest predicted routing"):
         routing.route_backlog(backlog_store, predictor, model_version="c", router_name="r",
                               encoder=settings.encoder, budget=1e-12)
 

@@ -156,7 +156,7 @@ def test_credentials_in_the_tracking_uri_never_reach_output_logs_or_reports(
     listed = _routerctl(settings.workspace, secret_uri, "models", "list")
     doctor = _routerctl(settings.workspace, secret_uri, "doctor")
     status = _routerctl(settings.workspace, secret_uri, "status")
-    assert listed.returncode == 1 and "unreachable" in listed.stderr and "Traceback" not in listed.stderr
+    assert listed.returncode == 4 and "unreachable" in listed.stderr and "Traceback" not in listed.stderr
     assert doctor.returncode == 1 and "registry unreachable" in doctor.stdout
     assert status.returncode == 0 and "http://***@127.0.0.1" in status.stdout
     for proc in (listed, doctor, status):

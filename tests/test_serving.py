@@ -24,9 +24,6 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-pytest.importorskip("mlflow")
-pytest.importorskip("router.routers.attention")
-
 from router.encoder import encode, open_encoder  # noqa: E402
 from router.evaluation import evaluate  # noqa: E402
 from router.registry import promotion, tracking  # noqa: E402

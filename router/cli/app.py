@@ -1,56 +1,154 @@
-"""The Typer application shared by every command module."""
+"""The Typer application shared by every command module, and the exit-code contract it enforces.
+
+Every command runs inside :meth:`_Group.invoke`: an expected failure (:class:`router.errors.RouterError`, or a
+class mapped in :data:`router.errors.CODES_BY_CLASS`) is printed as one line and exits with its code; anything
+else is an internal error: exit 5, its traceback written to ``$ROUTER_HOME/logs/`` (the line names the file),
+never to the terminal. ``--verbose`` re-raises instead, traceback and all.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
-class _App(typer.Typer):
-    """Prints an expected failure (:class:`router.errors.RouterError`) as one clear line and exits 2."""
+from router.errors import BAD_INPUT, RouterError, contract_text, exit_code, is_expected
 
-    def __call__(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN204
-        from router.errors import RouterError
+log = logging.getLogger("router.cli")
 
+
+def _traceback_file(exc: BaseException) -> str:
+    """Write ``exc``'s traceback under the workspace's ``logs/`` (the system temp folder when there is no
+    workspace yet) and return the file's path."""
+    import tempfile
+    import time
+    import traceback
+    from pathlib import Path
+
+    try:
+        from router.settings import Settings
+
+        workspace = Settings().workspace
+        folder = workspace / "logs" if workspace.is_dir() else Path(tempfile.gettempdir())
+    except Exception:  # noqa: BLE001 - the settings themselves may be what failed
+        folder = Path(tempfile.gettempdir())
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"routerctl-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    path.write_text("".join(traceback.format_exception(exc)))
+    return str(path)
+
+
+def _release(exc: BaseException) -> None:
+    """Drop the frames an exception chain holds (open DuckDB connections, relations, ...), so nothing from a
+    failed command is still alive at interpreter exit (DuckDB's bindings print 'leaked instance' lines then)."""
+    import gc
+    import traceback
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if exc.__traceback__ is not None:
+            traceback.clear_frames(exc.__traceback__)
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    gc.collect()
+
+
+class _Group(TyperGroup):
+    """Maps every exception a command raises to the exit-code contract (:mod:`router.errors`)."""
+
+    def invoke(self, ctx: Any) -> Any:
         try:
-            return super().__call__(*args, **kwargs)
-        except RouterError as exc:
-            if logging.getLogger().isEnabledFor(logging.DEBUG):
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the contract's one place
+            if ctx.find_root().params.get("verbose"):
+                raise
+            from typer._click.exceptions import ClickException
+
+            if isinstance(exc, ClickException):  # usage errors: click prints them and exits 2
                 raise
             from rich.markup import escape
 
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
-            raise SystemExit(2) from None
+            code = exit_code(exc)
+            if is_expected(exc):
+                err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            else:
+                path = _traceback_file(exc)
+                err_console.print(f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))}"
+                                  f"\n(a bug: the traceback is in {escape(path)}; rerun with --verbose to see it "
+                                  "here)")
+            _release(exc)
+            del exc
+            raise typer.Exit(code) from None
 
 
-app = _App(
+app = typer.Typer(
     name="routerctl",
-    help="Cost-aware LLM routing pipeline: ingest, validate, embed, train, evaluate, register, route.",
+    cls=_Group,
+    help="Cost-aware LLM routing pipeline: ingest, validate, embed, train, evaluate, register, route.\n\n"
+         "Exit codes:\n\n" + contract_text().replace("\n", "\n\n"),
     no_args_is_help=True,
     add_completion=False,
-    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
 )
 console = Console(stderr=False)
 err_console = Console(stderr=True)
 
 
-def settings():
-    """Settings from the environment (and ``ROUTER_CONFIG``), workspace created."""
+def settings(create: bool = True):
+    """Settings from the environment (and ``ROUTER_CONFIG``); the workspace is created unless ``create=False``
+    (read commands, which then check for the store with :func:`existing_store`)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from router.settings import Settings
 
     s = Settings()
-    s.ensure_workspace()
+    if create:
+        s.ensure_workspace()
     return s
 
 
+def existing_store():
+    """The settings of a workspace whose store exists; exit 2 saying so otherwise (nothing is created)."""
+    s = settings(create=False)
+    if not s.database.exists():
+        raise RouterError(f"no store at {s.database} (ROUTER_HOME={s.workspace}): nothing has been ingested "
+                          "there. Check ROUTER_HOME, or start with `routerctl ingest KIND FILES` or "
+                          "`routerctl nightly --demo`")
+    return s
+
+
+def writing(s: Any):
+    """The workspace lock for a command that writes (``router.locking``): waits up to
+    ``ROUTER_STORE_WAIT_SECONDS`` (default 0: exit 3 at once), saying who holds it while it waits."""
+    from router.locking import holder, workspace_lock
+    from router.storage import wait_seconds
+
+    wait = wait_seconds()
+    busy = holder(s.workspace)
+    if busy and wait:
+        err_console.print(f"waiting up to {wait:.0f} s for the workspace lock ({busy})")
+    return workspace_lock(s.workspace, wait_seconds=wait)
+
+
+def positive(value: float | None) -> float | None:
+    """Typer callback: a reward parameter or budget must be a positive finite number (exit 2 otherwise)."""
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a positive finite number, got {value}")
+    return value
+
+
 @app.callback()
-def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging")) -> None:
+def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logging; tracebacks on errors")) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -59,8 +157,9 @@ def main(verbose: bool = typer.Option(False, "--verbose", "-v", help="debug logg
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def fail(message: str, code: int = 1) -> NoReturn:
-    from rich.markup import escape
+def fail(message: str, code: int = BAD_INPUT) -> NoReturn:
+    """Stop the command: one error line, exit ``code`` (see :data:`router.errors.EXIT_CODES`)."""
+    raise RouterError(message, code=code)
 
-    err_console.print(f"[bold red]error:[/] {escape(message)}")
-    raise typer.Exit(code)
+
+__all__ = ["app", "console", "err_console", "existing_store", "fail", "positive", "settings", "writing"]

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
-from router.cli.app import app, console, err_console, fail, settings
+from router.cli.app import app, console, existing_store, err_console, fail, settings, writing
+from router.errors import BAD_INPUT
 from router.redact import mask_uri
+from router.schemas import KINDS
+
+#: The kinds of input ``routerctl ingest`` takes (``router.schemas.KINDS``), as a choice.
+Kind = Enum("Kind", {k: k for k in KINDS}, type=str)
 
 
 @app.command()
 def ingest(
-    kind: str = typer.Argument(..., help="routerbench | logs | backlog"),
+    kind: Kind = typer.Argument(..., help="kind of input"),
     paths: list[Path] = typer.Argument(..., help="files or folders (folders are searched recursively)"),
     source: str = typer.Option(None, help="RouterBench only: source label (default 'routerbench'), e.g. for 5-shot"),
     allow_pickle: bool = typer.Option(
@@ -25,23 +31,18 @@ def ingest(
     from rich.progress import Progress
 
     from router.ingest import IngestError, discover, ingest_files
-    from router.schemas import KINDS
     from router.storage import open_store
 
-    if kind not in KINDS:
-        fail(f"unknown kind {kind!r}: choose one of {', '.join(KINDS)}")
+    kind = kind.value
     s = settings()
-    try:
-        files, notes = discover(paths, kind, allow_pickle=allow_pickle or s.allow_pickle)
-    except IngestError as exc:
-        fail(str(exc))
+    files, notes = discover(paths, kind, allow_pickle=allow_pickle or s.allow_pickle)
     for note in notes:
         err_console.print(f"[yellow]{escape(note)}[/]")
     if not files:
         fail(f"no {kind} files found in {', '.join(map(str, paths))}")
     table = Table("file", "status", "rows in", "ok", "new", "quarantined", title=f"ingest {kind}")
     errors = []
-    with open_store(s) as con, Progress(console=err_console, transient=True) as progress:
+    with writing(s), open_store(s) as con, Progress(console=err_console, transient=True) as progress:
         task = progress.add_task(f"ingesting {kind}", total=len(files))
         for path, r in ingest_files(con, kind, files, s, source=source):
             if isinstance(r, IngestError):
@@ -57,7 +58,7 @@ def ingest(
     for error in errors:
         err_console.print(f"[red]rejected:[/] {escape(error)}")
     if errors:
-        raise typer.Exit(1)
+        raise typer.Exit(BAD_INPUT)
 
 
 @app.command()
@@ -69,8 +70,8 @@ def embed() -> None:
     from router.storage import open_store
 
     s = settings()
-    with open_store(s) as con, Progress(*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(),
-                                        TimeRemainingColumn(), console=err_console, transient=True) as progress:
+    columns = (*Progress.get_default_columns()[:1], BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with writing(s), open_store(s) as con, Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task(f"embedding with {s.encoder}", total=None)
         result = embed_missing(con, s, progress=lambda done, total: progress.update(task, completed=done, total=total))
     console.print(
@@ -84,8 +85,8 @@ def status() -> None:
     """Where the workspace is and what the store holds."""
     from router.storage import open_store, schema_version, table_counts
 
-    s = settings()
-    with open_store(s) as con:
+    s = existing_store()
+    with open_store(s) as con:  # migrates an existing store (never creates one)
         counts = table_counts(con)
         version = schema_version(con)
     table = Table("table", "rows", title=f"{s.database} (schema v{version})")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from router.cli.app import app, console, fail, settings
+from router.cli.app import app, console, existing_store, fail, settings, writing
 from router.redact import mask_uri
 
 models_app = typer.Typer(
@@ -20,20 +20,29 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 
 
+def _existing_registry():
+    """The settings, once it is known that a local (sqlite) registry exists: listing never creates one."""
+    from router.errors import RouterError
+
+    s = settings(create=False)
+    missing = s.missing_registry()
+    if missing:
+        raise RouterError(f"no MLflow registry at {mask_uri(missing)} (ROUTER_HOME={s.workspace}): nothing has "
+                          "been trained there. Check ROUTER_HOME or ROUTER_MLFLOW_TRACKING_URI, or run "
+                          "`routerctl nightly`")
+    return s
+
+
 @models_app.command("list")
 def list_versions() -> None:
     """List every version of the registered model, newest first, with its aliases, AIQ and gate decision."""
     from rich.table import Table
 
-    from router.errors import RegistryError
     from router.registry import promotion
 
-    s = settings()
-    try:
-        versions = promotion.list_versions(s)
-        history = promotion.champion_history(s)
-    except RegistryError as exc:
-        fail(str(exc))
+    s = _existing_registry()
+    versions = promotion.list_versions(s)
+    history = promotion.champion_history(s)
     if not versions:
         console.print(f"no versions of [bold]{s.registered_model}[/] at {mask_uri(s.mlflow_uri)}")
         return
@@ -67,23 +76,17 @@ def promote(
     reason: str = typer.Option("manual promotion", "--reason", help="recorded on the version (promotion_reason tag)"),
 ) -> None:
     """Point the champion alias at VERSION (its model pool must match the store's models)."""
-    from router.errors import RegistryError
     from router.registry import promotion
     from router.dataset import model_pool
-    from router.storage import StoreError, open_store
+    from router.storage import open_store
 
-    s = settings()
-    try:
+    s = existing_store()
+    with writing(s):
         with open_store(s, read_only=True) as con:
             store_models = model_pool(con)
-    except StoreError as exc:
-        fail(f"cannot read the store's model pool: {exc}")
-    if not store_models:
-        fail(f"the store at {s.database} holds no models; ingest data first")
-    try:
+        if not store_models:
+            fail(f"the store at {s.database} holds no models; ingest data first")
         previous = promotion.promote(s, version, store_models, reason=reason)
-    except RegistryError as exc:
-        fail(str(exc))
     if previous == version:
         console.print(f"v{version} is already {promotion.CHAMPION}; nothing moved")
     else:
@@ -94,13 +97,10 @@ def promote(
 @models_app.command("rollback")
 def rollback() -> None:
     """Move the champion alias back to the previous champion (from the champion_history tag)."""
-    from router.errors import RegistryError
     from router.registry import promotion
 
-    s = settings()
-    try:
+    s = _existing_registry()
+    with writing(s):
         current, target = promotion.rollback(s)
-    except RegistryError as exc:
-        fail(str(exc))
     before = "none" if current is None else f"v{current}"
     console.print(f"{promotion.CHAMPION}: {before} → [bold green]v{target}[/] (rolled back)")

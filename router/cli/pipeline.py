@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from router.cli.app import app, console, fail, settings
+from router.cli.app import app, console, existing_store, fail, positive, settings, writing
+from router.rewards import REWARDS
 
-
-def check_reward(reward: str | None) -> None:
-    """Refuse an unknown reward name with the list of valid ones (before any work starts)."""
-    from router.rewards import REWARDS
-
-    if reward is not None and reward not in REWARDS:
-        fail(f"unknown reward {reward!r}: choose one of {', '.join(sorted(REWARDS))}")
+#: The registered rewards (``router.rewards.REWARDS``), as a choice.
+Reward = Enum("Reward", {name: name for name in sorted(REWARDS)}, type=str)
 
 
 def print_metrics(metrics: dict, title: str) -> None:
@@ -51,53 +48,47 @@ def evaluate(
     """
     from router.embeddings import embed_missing
     from router.ingest import IngestError, discover, ingest_files
-    from router.pipeline import NotEnoughData, train_and_evaluate
+    from router.pipeline import train_and_evaluate
     from router.storage import open_store
 
     s = settings()
-    with open_store(s) as con:
+    with writing(s), open_store(s) as con:
         if data:
             files, _ = discover(list(data), "routerbench", allow_pickle=allow_pickle or s.allow_pickle)
             for path, r in ingest_files(con, "routerbench", files, s):
                 if isinstance(r, IngestError):
-                    fail(str(r))  # the files before it are stored; this one changed nothing
+                    raise r  # the files before it are stored; this one changed nothing
                 console.print(f"{path.name}: {r.status} ({r.rows_new} new, {r.rows_quarantined} quarantined)")
         e = embed_missing(con, s)
         console.print(f"embedded {e.embedded} new prompts ({e.already} cached)")
-        try:
-            run = train_and_evaluate(con, s, dataset=", ".join(map(str, data)) if data else str(s.database))
-        except NotEnoughData as exc:
-            fail(str(exc))
+        run = train_and_evaluate(con, s, dataset=", ".join(map(str, data)) if data else str(s.database))
     print_metrics(run.metrics, f"RouterBench protocol, {run.train.n} train / {run.test.n} test prompts")
     console.print(f"report: {run.report_dir}/report.md (also {s.reports / 'latest'})")
 
 
 @app.command()
 def route(
-    reward: str = typer.Option(None, help="linear | exponential (default: ROUTER_ROUTE_REWARD, linear)"),
-    lambda_: float = typer.Option(None, "--lambda", help="reward parameter (λ for linear, τ for exponential); "
-                                  "overrides the quality target (--lambda 1e9: always the best predicted model)"),
-    budget: float = typer.Option(None, "--budget", help="choose λ so the predicted spend of the backlog fits (USD)"),
-    quality_target: float = typer.Option(None, "--quality-target",
+    reward: Reward = typer.Option(None, help="reward (default: ROUTER_ROUTE_REWARD, linear)"),
+    lambda_: float = typer.Option(None, "--lambda", callback=positive, help="reward parameter (λ for linear, τ "
+                                  "for exponential; > 0); overrides the quality target (--lambda 1e9: always the "
+                                  "best predicted model)"),
+    budget: float = typer.Option(None, "--budget", callback=positive,
+                                 help="choose λ so the predicted spend of the backlog fits (USD, > 0)"),
+    quality_target: float = typer.Option(None, "--quality-target", callback=positive,
                                          help="the cheapest λ whose calibrated pooled quality reaches this × the "
-                                         "best single model's (default: ROUTER_ROUTE_QUALITY_TARGET, 1.0)"),
+                                         "best single model's (> 0; default: ROUTER_ROUTE_QUALITY_TARGET, 1.0)"),
 ) -> None:
     """Route every backlog query the champion has not decided yet; decisions go to routing_decisions.
 
     Default policy: a quality target, read off the champion's calibration (see docs/rewards.md)."""
     from router.nightly import route as route_step
-    from router.routing import BudgetError
 
     if sum(v is not None for v in (lambda_, budget, quality_target)) > 1:
         fail("give one of --lambda, --budget, --quality-target")
-    if quality_target is not None and not quality_target > 0:
-        fail(f"--quality-target must be positive, got {quality_target}")
-    check_reward(reward)
-    s = settings()
-    try:
-        summary = route_step(s, reward=reward, reward_param=lambda_, budget=budget, quality_target=quality_target)
-    except BudgetError as exc:
-        fail(str(exc))
+    s = existing_store()
+    with writing(s):
+        summary = route_step(s, reward=reward and reward.value, reward_param=lambda_, budget=budget,
+                             quality_target=quality_target)
     if summary.get("model_version") is None:
         fail("no champion registered: run the nightly pipeline or `routerctl models promote VERSION`")
     table = Table("model", "queries", title=(
@@ -121,15 +112,15 @@ def route(
 
 @app.command()
 def scenarios(
-    reward: str = typer.Option(None, help="linear | exponential (default: ROUTER_ROUTE_REWARD, linear)"),
+    reward: Reward = typer.Option(None, help="reward (default: ROUTER_ROUTE_REWARD, linear)"),
 ) -> None:
     """What-if routing for analysts: predicted spend, quality and model mix of the pending (else whole) backlog at
     every value of the reward's sweep; writes routing_scenarios (no decisions), a Parquet snapshot and a PNG."""
     from router.scenarios import scenarios_step
 
-    check_reward(reward)
-    s = settings()
-    summary = scenarios_step(s, reward=reward)
+    s = existing_store()
+    with writing(s):
+        summary = scenarios_step(s, reward=reward and reward.value)
     if summary.get("model_version") is None:
         fail("no champion registered: run the nightly pipeline or `routerctl models promote VERSION`")
     console.print(f"scenario run {summary['run_id']}: {summary['points']} points for {summary['queries']} "

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, ClassVar, Literal
 
@@ -41,9 +42,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from router.progress import Progress
 from router.routers import register
 from router.routers.attention_inference import CHUNK_ELEMENTS, EnsembleInference, on_cores
 from router.routers.base import Router, RoutingData
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ARTIFACT_FORMAT", "AttentionConfig", "AttentionRouter", "CrossAttentionNet"]
 
@@ -321,9 +325,13 @@ class AttentionRouter(Router):
         # member's arithmetic is then single-threaded and its own, whatever the number of threads: the fitted
         # weights do not depend on the core count or on the threads' timing.
         members = [self._new_seeded_member(seed + k) for k in range(cfg.n_members)]
+        lines = Progress(log, f"training attention ({cfg.n_members} members × ≤{cfg.max_epochs} epochs)",
+                         cfg.n_members * cfg.max_epochs, "epochs")
 
         def train(k: int) -> tuple[CrossAttentionNet, dict[str, Any]]:
-            return self._fit_member(*members[k], tensors, labels[rows], seed + k)
+            return self._fit_member(*members[k], tensors, labels[rows], seed + k,
+                                    on_epoch=lambda epoch, loss: lines.advance(
+                                        note=f"member {k + 1}/{cfg.n_members} at epoch {epoch}, loss {loss:.4f}"))
 
         with _deterministic():
             fitted = on_cores(train, range(cfg.n_members), "attention-fit")
@@ -356,7 +364,7 @@ class AttentionRouter(Router):
 
     def _fit_member(
         self, net: CrossAttentionNet, dropout: torch.Generator, t: Mapping[str, torch.Tensor], labels: np.ndarray,
-        seed: int,
+        seed: int, on_epoch: Callable[[int, float], None] | None = None,
     ) -> tuple[CrossAttentionNet, dict[str, Any]]:
         cfg = self.config
         rng = np.random.default_rng(seed)
@@ -383,6 +391,8 @@ class AttentionRouter(Router):
                 optimiser.step()
                 total += loss.detach() * batch.numel()
             train_curve.append(float(total) / max(train_idx.numel(), 1))
+            if on_epoch is not None:
+                on_epoch(epoch, train_curve[-1])
             if val_idx.numel() == 0:
                 best_epoch, best_state = epoch, None
                 continue

@@ -1,0 +1,45 @@
+"""The library's log lines reach a Prefect flow run's logs (what an operator reads in the UI of a deployed
+run), not only the terminal: ``flows.env`` attaches the ``router`` loggers to Prefect runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CHILD = """
+import json, sys
+from flows.nightly import ingest
+from prefect import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+state = ingest(return_state=True)
+run_id = state.state_details.flow_run_id
+from flows.env import stop_ephemeral_server
+with get_client(sync_client=True) as client:
+    logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+stop_ephemeral_server()
+print(json.dumps([[log.name, log.message] for log in logs]))
+"""
+
+
+@pytest.mark.slow
+def test_library_log_lines_are_in_the_flow_runs_logs(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    landing = home / "landing" / "logs"
+    landing.mkdir(parents=True)
+    data = Path(__file__).resolve().parents[1] / "data" / "demo" / "logs.jsonl"
+    (landing / "logs.jsonl").write_text("".join(data.read_text().splitlines(keepends=True)[:20]))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTER_", "MLFLOW_", "PREFECT_"))}
+    env |= {"ROUTER_HOME": str(home), "HF_HUB_OFFLINE": "1", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+    proc = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    logs = json.loads(proc.stdout.strip().splitlines()[-1])
+    ingested = [m for name, m in logs if name == "router.ingest"]
+    assert len(ingested) == 1 and f"ingested {landing / 'logs.jsonl'}: 20 in, 20 ok (20 new)" in ingested[0], logs
+    assert "I/O operation on closed file" not in proc.stderr
