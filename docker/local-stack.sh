@@ -8,6 +8,7 @@
 #   eval "$(docker/local-stack.sh env)"   # the same variables compose gives its services
 #   docker/local-stack.sh down    # stop every process it started (also after a failed `up`)
 #   docker/local-stack.sh worker  # (re)start the Prefect worker (after it died or was killed)
+#   docker/local-stack.sh deploy  # only the work pool and the deployments (compose's `deploy` service runs this)
 #
 # Optional: LOCAL_STACK_DIR (state, logs, pids; default ${TMPDIR:-/tmp}/xattn-router-stack), ROUTER_HOME (the
 # workspace the worker runs the flows in; default $LOCAL_STACK_DIR/workspace), POSTGRES_USER (default router),
@@ -164,7 +165,7 @@ case "${1:-}" in
   up) up || { rc=$?; down; exit "$rc"; } ;;
   down) down ;;
   env) if [ -f "$DIR/env.sh" ]; then cat "$DIR/env.sh"; else log "not up ($DIR)"; exit 1; fi ;;
-  deploy) deploy ;;
+  deploy) cd "$ROOT" && deploy ;;  # compose's `deploy` service
   worker) . "$DIR/env.sh"; export PREFECT_HOME="$DIR/prefect"; start_worker ;;
   *) echo "usage: $0 up|down|env|worker" >&2; exit 2 ;;
 esac
