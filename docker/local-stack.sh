@@ -144,11 +144,17 @@ down() {
     pid="$(cat "$f")"
     kill -TERM -- "-$pid" 2>/dev/null || true
   done
+  local deadline=$((SECONDS + 10)) left=1  # ten seconds to exit cleanly, together; then SIGKILL
+  while [ "$left" -eq 1 ] && [ "$SECONDS" -lt "$deadline" ]; do
+    left=0
+    for f in "$DIR"/pids/*.pid; do
+      if [ -f "$f" ] && kill -0 -- "-$(cat "$f")" 2>/dev/null; then left=1; fi
+    done
+    [ "$left" -eq 0 ] || sleep 0.25
+  done
   for f in "$DIR"/pids/*.pid; do
     [ -f "$f" ] || continue
-    pid="$(cat "$f")"
-    for _ in $(seq 1 40); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.25; done
-    kill -KILL -- "-$pid" 2>/dev/null || true
+    kill -KILL -- "-$(cat "$f")" 2>/dev/null || true
     rm -f "$f"
   done
   if [ -f "$DIR/pg/data/postmaster.pid" ]; then  # SIGINT = pg_ctl's fast shutdown (root needs no su for it)

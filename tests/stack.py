@@ -46,6 +46,8 @@ class Stack:
         self.vars = dict(re.findall(r"^export (\w+)='([^']*)'$", out, flags=re.M))
         assert {"ROUTER_MLFLOW_TRACKING_URI", "PREFECT_API_URL", "ROUTER_HOME"} <= set(self.vars), out
         self.started_pids = self.pids()
+        # the `nightly` deployment's cron (02:00 UTC) must not start a run in the middle of a test
+        self.run(str(BIN / "prefect"), "deployment", "schedule", "pause", "--all", timeout=120)
 
     def down(self) -> subprocess.CompletedProcess:
         return self._script("down", timeout=120)
