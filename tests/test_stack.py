@@ -28,6 +28,9 @@ import polars as pl
 import pytest
 
 from stack import BIN, ROOT, Stack
+from test_faults import _consistent, _copy, _land_night1, _land_night2
+from test_faults import _counts as _table_counts
+from test_faults import _rows as _sql
 
 pytestmark = pytest.mark.slow
 
@@ -37,18 +40,10 @@ RTOL, ATOL = 1e-4, 1e-6
 MODEL = "xattn-router"
 
 
-# ---------------------------------------------------------------------------------------------- data
-def _land_training(home: Path) -> None:
-    folder = home / "landing" / "routerbench"
-    folder.mkdir(parents=True, exist_ok=True)
-    for ev in ("arc_challenge", "mbpp"):
-        for split, n in (("train", 14), ("test", 7)):
-            df = pl.read_csv(DATA / "routerbench_subset" / f"{ev}_{split}.csv", infer_schema_length=0).head(n)
-            df.select([c for c in df.columns if not c.endswith("|model_response")]).write_csv(
-                folder / f"{ev}_{split}.csv")
-    logs = (DATA / "demo" / "logs.jsonl").read_text().splitlines()
-    (home / "landing" / "logs").mkdir(parents=True, exist_ok=True)
-    (home / "landing" / "logs" / "night.jsonl").write_text("\n".join(logs[200:208]) + "\n")
+# The store after a small night (test_faults' slices: 84 RouterBench rows, 8 logged outcomes, 24 backlog queries)
+def _land_night(home: Path) -> None:
+    _land_night1(home)
+    _land_night2(home)
 
 
 def _land_backlog(home: Path, name: str, start: int, stop: int) -> Path:
@@ -59,24 +54,9 @@ def _land_backlog(home: Path, name: str, start: int, stop: int) -> Path:
     return path
 
 
-def _copy(src: Path, dst: Path) -> Path:
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("*.lock"))
-    return dst
-
-
 # ------------------------------------------------------------------------------------------ inspection
-def _sql(home: Path, sql: str) -> list[tuple]:
-    con = duckdb.connect(str(home / "router.duckdb"), read_only=True)
-    try:
-        return con.sql(sql).fetchall()
-    finally:
-        con.close()
-
-
 def _counts(home: Path) -> dict[str, int]:
-    tables = ("prompts", "outcomes", "models", "backlog", "quarantine", "embeddings", "routing_decisions",
-              "promotions", "training_runs", "ingest_runs", "nightly_runs")
-    return {t: _sql(home, f"SELECT count(*) FROM {t}")[0][0] for t in tables}
+    return {**_table_counts(home), "nightly_runs": _sql(home, "SELECT count(*) FROM nightly_runs")[0][0]}
 
 
 def _content(home: Path) -> dict:
@@ -114,19 +94,6 @@ def _assert_same_store(home: Path, clean: Path) -> None:
     _consistent(home)
 
 
-def _consistent(home: Path) -> None:
-    """The doctor's store checks, and nothing written twice."""
-    from router.doctor import OK, run_checks
-    from router.settings import Settings
-
-    report = run_checks(Settings(home=home), check_registry=False)
-    by_name = {c.name: c for c in report.checks}
-    for name in ("schema", "orphans", "ingest runs"):
-        assert by_name[name].status == OK, (name, by_name[name].detail)
-    assert _sql(home, "SELECT count(*) - count(DISTINCT (query_id, model_version)) FROM routing_decisions") == [(0,)]
-    assert _sql(home, "SELECT count(*) - count(DISTINCT (prompt_id, encoder)) FROM embeddings") == [(0,)]
-
-
 def _messages(info: dict, logger: str) -> list[str]:
     return [log["message"] for log in info["logs"] if log["name"] == logger]
 
@@ -149,8 +116,7 @@ def stack():
 def deployed(stack: Stack) -> dict:
     """The on-demand deployment run by the worker on a small slice; then triggered again the same night."""
     ws = Path(stack.vars["ROUTER_HOME"])
-    _land_training(ws)
-    _land_backlog(ws, "b1.jsonl", 0, 24)
+    _land_night(ws)
     first = stack.flow_run(stack.trigger())
     manual = None
     champion = _sql(ws, "SELECT champion_after FROM promotions ORDER BY decided_at DESC LIMIT 1")
@@ -175,9 +141,9 @@ def test_deployment_run_by_the_worker_completes_with_the_library_log_lines(deplo
     assert set(first["subflows"].values()) == {"COMPLETED"}
     ingested = _messages(first, "router.ingest")  # the library's own lines, in the flow run's logs
     for name in ("arc_challenge_train.csv", "arc_challenge_test.csv", "mbpp_train.csv", "mbpp_test.csv",
-                 "night.jsonl", "b1.jsonl"):
+                 "night2.jsonl", "b1.jsonl", "b2.jsonl"):
         assert any(name in m and " in, " in m and "quarantined" in m for m in ingested), (name, ingested)
-    assert any(m.startswith("ingested ") and "b1.jsonl: 24 in, 24 ok (24 new), 0 quarantined" in m
+    assert any(m.startswith("ingested ") and "b1.jsonl: 12 in, 12 ok (12 new), 0 quarantined" in m
                for m in ingested), ingested
     gate = [m for m in _messages(first, "router.registry") if m.startswith("gate v1: ")]
     assert len(gate) == 1, first["logs"]
@@ -242,7 +208,7 @@ def test_a_second_trigger_the_same_night_changes_only_run_records(deployed: dict
 def clean(stack: Stack, deployed: dict) -> dict:
     """``routerctl nightly`` against the servers, on a copy of the store with 30 new backlog queries."""
     home = _copy(deployed["base"], deployed["base"].parent / "clean")
-    _land_backlog(home, "b2.jsonl", 24, 54)
+    _land_backlog(home, "b3.jsonl", 24, 54)
     proc = stack.run(ROUTERCTL, "nightly", home=home)
     printed = json.loads(proc.stdout[:proc.stdout.index("\nreport:")])
     return {"home": home, "printed": printed}
@@ -254,7 +220,7 @@ def test_routerctl_nightly_against_the_servers_is_recorded_there(stack: Stack, c
     info = stack.flow_run(printed["flow_run_id"])
     assert info["state"] == "COMPLETED" and info["deployment_id"] == "None"
     assert set(info["subflows"].values()) == {"COMPLETED"}
-    assert any("b2.jsonl: 30 in, 30 ok (30 new)" in m for m in _messages(info, "router.ingest")), info["logs"]
+    assert any("b3.jsonl: 30 in, 30 ok (30 new)" in m for m in _messages(info, "router.ingest")), info["logs"]
     assert _sql(clean["home"], "SELECT count(*) FROM routing_decisions") == [(54,)]
 
 
@@ -263,7 +229,7 @@ def test_dask_worker_processes_route_like_one_process_and_survive_a_killed_worke
     from distributed import Client
 
     home = _copy(deployed["base"], deployed["base"].parent / "dask")
-    stack.run(ROUTERCTL, "ingest", "backlog", str(_land_backlog(home, "b2.jsonl", 24, 54)), home=home)
+    stack.run(ROUTERCTL, "ingest", "backlog", str(_land_backlog(home, "b3.jsonl", 24, 54)), home=home)
     address = stack.vars["DASK_SCHEDULER_ADDRESS"]
     embed = subprocess.Popen([sys.executable, "-m", "flows.scale", "embed", "--address", address, "--chunks", "6"],
                              env=stack.env(home), cwd=stack.folder, stdout=subprocess.PIPE,
@@ -291,7 +257,7 @@ def test_dask_worker_processes_route_like_one_process_and_survive_a_killed_worke
 def test_prefect_worker_killed_mid_flow_then_retriggered_ends_like_a_clean_run(stack: Stack, deployed: dict,
                                                                              clean: dict) -> None:
     ws = deployed["ws"]
-    _land_backlog(ws, "b2.jsonl", 24, 54)
+    _land_backlog(ws, "b3.jsonl", 24, 54)
     run_id = stack.trigger(watch=False)
     stack.wait_for(run_id, lambda info: "embed" in info["subflows"], timeout=300, poll=0.5)
     stack.kill_tree("worker")  # the worker and the flow run it started, mid-flow
