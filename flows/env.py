@@ -5,10 +5,13 @@ analytics are off, the ephemeral server gets enough time to start on a small mac
 ``router`` loggers are attached to Prefect runs (``PREFECT_LOGGING_EXTRA_LOGGERS``): ingest counts, gate
 decisions and progress lines reach a deployed flow run's logs, not only the terminal. Setting
 ``PREFECT_API_URL`` (e.g. to the server in ``docker/compose.yaml``) is all it takes to run against a server.
+The library's ``router`` loggers are Prefect "extra loggers" at INFO: their lines (ingest counts, the gate's
+decision, ...) go to the flow run's logs on the server, not only to the console.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 from router.settings import Settings
@@ -26,6 +29,10 @@ def configure(settings: Settings | None = None) -> Settings:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # a process worker imports Prefect before the flow's code: its environment sets the variable too
+    # (docker/local-stack.sh, docker/compose.yaml); the level applies either way
+    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "router")
+    logging.getLogger("router").setLevel(logging.INFO)
     return settings
 
 
