@@ -185,7 +185,7 @@ def iter_units(con: duckdb.DuckDBPyConnection, encoder: str, batch_size: int,
     if keys.height == 0:
         return
     rel = relation(con, "routing/pending_vectors", {"encoder": encoder, "lo": lo, "hi": hi})
-    for batch in rel.fetch_arrow_reader(batch_size):
+    for batch in rel.to_arrow_reader(batch_size):
         if batch.num_rows:
             yield _join_vectors(keys, batch)
 

@@ -166,7 +166,7 @@ def test_routerctl_bench_without_a_bench_folder_fails_with_one_line(tmp_path: Pa
 
     monkeypatch.setattr("router.settings.PROJECT_ROOT", tmp_path)
     result = CliRunner().invoke(app, ["bench", "--size", "small"])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # bad usage: no bench/ here
     message = " ".join(result.output.split())  # one error message (the console wraps it at its width)
     assert message.startswith("error: routerctl bench runs the benchmarks of a source checkout"), result.output
     assert str(tmp_path / "bench") in message.replace(" ", "") and "Traceback" not in result.output

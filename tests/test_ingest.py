@@ -329,7 +329,7 @@ def test_a_failure_during_commit_leaves_the_store_as_before(files, ingest, count
 
     def broken(name: str, *args):
         if name == "ingest/insert_run":  # the last statement: prompts, models, outcomes already inserted
-            return "INSERT INTO no_such_table VALUES ($run_id)"
+            return real_query(name, *args).replace("INSERT INTO ingest_runs", "INSERT INTO no_such_table", 1)
         return real_query(name, *args)
 
     monkeypatch.setattr(ingest_mod, "query", broken)
