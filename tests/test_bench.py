@@ -139,7 +139,7 @@ def test_snapshot_history_script_exports_the_decisions_it_stored() -> None:
     assert "(rows 3.00 x)" in ratio_line
 
 
-def test_the_library_imports_nothing_from_bench() -> None:
+def test_the_library_imports_nothing_from_bench_nor_prefect() -> None:
     """``bench/`` is developer tooling of a checkout, absent from an install: ``router/`` never imports it."""
     import re
 
@@ -147,6 +147,8 @@ def test_the_library_imports_nothing_from_bench() -> None:
     offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "router").rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
     assert not (ROOT / "router" / "bench.py").exists() and not (ROOT / "sql" / "queries" / "bench").exists()
+    prefect = re.compile(r"^\s*(from|import)\s+prefect(\.|\s|$)", re.M)  # nor Prefect: flows/ orchestrate it
+    assert [str(p.relative_to(ROOT)) for p in (ROOT / "router").rglob("*.py") if prefect.search(p.read_text())] == []
 
 
 def test_routerctl_bench_refuses_an_unknown_bench_in_one_line(tmp_path: Path) -> None:
