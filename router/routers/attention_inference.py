@@ -27,8 +27,8 @@ __all__ = ["CHUNK_ELEMENTS", "EnsembleInference", "on_cores"]
 #: Float32 elements of one (rows, models, H) activation per prediction chunk (1 MiB, one core's L2 cache on the
 #: AMD EPYC CI host; ~186 prompts for 11 models and H = 128). Each chunk runs on one core (see
 #: ``EnsembleInference.__call__``), so its activations stay in that core's cache between the dozen element-wise
-#: passes and products over them, where 8 MiB chunks, each operation split across both cores, went to memory
-#: (the ``route_attention`` bench before and after: docs/performance.md, "Latest full set").
+#: passes and products over them, where 8 MiB chunks, each operation split across both cores, go to memory
+#: (the ``route_attention`` bench measures it: docs/performance.md).
 CHUNK_ELEMENTS = 2**18
 
 #: In-place exact (erf) GELU, the same kernel as ``F.gelu(x)`` (which has no in-place or ``out=`` form).
