@@ -112,7 +112,9 @@ def route_distributed(reward: str = "linear", reward_param: float | None = None,
         pending, unembedded = routing.stage_pending(con, settings.encoder, model_version)
         reward_obj, summary = routing.start_summary(reward, reward_param, budget, model_version, unembedded)
         decisions = routing.Decisions(predictor.models, reward_obj,
-                                      summary.reward_param if budget is None else None, budget)
+                                      summary.reward_param if budget is None else None, budget,
+                                      exclude=settings.pool_exclude)
+        summary.policy = routing.policy_label(summary.reward_param, budget, exclude=settings.pool_exclude)
         units = [routing.read_units(con, settings.encoder, lo, hi) for lo, hi in routing.hash_ranges(chunks)]
         units = [u for u in units if u.n]
         futures = [predict_chunk.submit(predictor, u) for u in units]

@@ -4,7 +4,8 @@ Input: a DataFrame with a ``prompt`` column (str) and an optional ``task`` colum
 trained with task labels), or a dict of such columns (``router.registry.serving.prompt_inputs``). Params: ``reward``
 (``"linear"`` or ``"exponential"``), ``lambda`` (the linear reward's willingness to pay, dollars per unit of
 quality) and ``tau`` (the exponential reward's cost scale, dollars); left out, they default to the version's
-calibrated quality-target policy (``model_config["policy"]``, ``router.policy``) when it has one. Output, one
+calibrated quality-target policy (``model_config["policy"]``, ``router.policy``) when it has one; ``exclude``
+(comma-separated model names never chosen; default: ``ROUTER_POOL_EXCLUDE`` where the model is served). Output, one
 row per prompt: ``model`` (the chosen model), ``quality_hat`` and ``cost_hat`` (its predicted quality and cost),
 then ``q::<model>`` and ``c::<model>`` for every model of the pool.
 
@@ -18,6 +19,8 @@ the repository root would shadow the ``mlflow`` library whenever the root is on 
 """
 
 from __future__ import annotations
+
+import os
 
 import mlflow
 import pandas as pd
@@ -43,6 +46,9 @@ class RouterModel(PythonModel):
         from router.policy import Calibration
 
         self.defaults = Calibration.from_dict(config["policy"]).defaults() if config.get("policy") else {}
+        # Models the serving environment leaves out (retired, unavailable): ROUTER_POOL_EXCLUDE, comma-separated;
+        # a request's own ``exclude`` param replaces it.
+        self.exclude = os.environ.get("ROUTER_POOL_EXCLUDE", "")
         # ``load_model(uri, model_config={"load_encoder": False})`` skips the encoder (``predict`` then refuses).
         self.encoder = None
         if config.get("load_encoder", True):
@@ -59,7 +65,9 @@ class RouterModel(PythonModel):
         prompts, tasks = prompt_inputs(model_input)
         X = encode(self.encoder, prompts, self.batch_size)
         chars = np.asarray([len(p) for p in prompts], dtype=np.int64)
-        return route_frame(self.router, self.pool, X, chars, {**self.defaults, **(params or {})}, tasks)
+        chosen = {**self.defaults, **(params or {})}
+        chosen["exclude"] = chosen.get("exclude") or self.exclude
+        return route_frame(self.router, self.pool, X, chars, chosen, tasks)
 
 
 mlflow.models.set_model(RouterModel())

@@ -290,11 +290,11 @@ def _decision_from_record(record: dict[str, Any]):
 
 def route(settings: Settings, *, reward: str | None = None, reward_param: float | None = None,
           budget: float | None = None, quality_target: float | None = None,
-          flow_run_id: str | None = None) -> dict[str, Any]:
+          exclude: list[str] | None = None, flow_run_id: str | None = None) -> dict[str, Any]:
     """Route the pending backlog with the registry's champion (loaded once).
 
     Arguments left out come from the settings (``ROUTER_ROUTE_REWARD``, ``ROUTER_ROUTE_LAMBDA``,
-    ``ROUTER_ROUTE_BUDGET_USD``, ``ROUTER_ROUTE_QUALITY_TARGET``), so a scheduled run is configured like
+    ``ROUTER_ROUTE_BUDGET_USD``, ``ROUTER_ROUTE_QUALITY_TARGET``, ``ROUTER_POOL_EXCLUDE``), so a scheduled run is configured like
     everything else. A λ or a budget overrides the default policy, the quality target (``router.policy``),
     which reads the parameter off the champion's stored calibration.
     """
@@ -327,6 +327,7 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
             batch_size=settings.route_batch_size, flow_run_id=flow_run_id,
             reference_model=(loaded.policy or {}).get("reference_model"),
             quality_target=policy.get("quality_target") if policy.get("kind") == "quality_target" else None,
+            exclude=settings.pool_exclude if exclude is None else exclude,
         )
     return {**asdict(summary), "policy": policy}
 

@@ -122,13 +122,33 @@ def bounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
         execute(con, "routing/reset_memory")
 
 
-def policy_label(reward_param: float | None, budget: float | None, quality_target: float | None = None) -> str:
-    """The ``policy`` key of decisions: ``quality_target=<t>``, else ``budget=<usd>``, else ``lambda=<λ>``."""
+def policy_label(reward_param: float | None, budget: float | None, quality_target: float | None = None,
+                 exclude: Sequence[str] = ()) -> str:
+    """The ``policy`` key of decisions: ``quality_target=<t>``, else ``budget=<usd>``, else ``lambda=<λ>``; then
+    ``;exclude=<a>,<b>`` when models were left out of the pool (the decisions record the pool they were made with)."""
     if quality_target is not None:
-        return f"quality_target={quality_target:g}"
-    if budget is not None:
-        return f"budget={budget:g}"
-    return f"lambda={reward_param:g}"
+        label = f"quality_target={quality_target:g}"
+    elif budget is not None:
+        label = f"budget={budget:g}"
+    else:
+        label = f"lambda={reward_param:g}"
+    return label + (f";exclude={','.join(sorted(set(exclude)))}" if exclude else "")
+
+
+class PoolError(RouterError, ValueError):
+    """A pool exclusion that cannot be applied: an unknown model, or every model left out."""
+
+
+def available(models: Sequence[str], exclude: Sequence[str] = ()) -> np.ndarray:
+    """Column indices of ``models`` left after ``exclude`` (``ROUTER_POOL_EXCLUDE`` / ``--exclude-model``): a
+    retired or unavailable model is never chosen, without retraining. Unknown names and an empty pool are errors."""
+    unknown = sorted(set(exclude) - set(models))
+    if unknown:
+        raise PoolError(f"cannot exclude {unknown}: not in the champion's pool {list(models)}")
+    keep = np.array([j for j, m in enumerate(models) if m not in set(exclude)], dtype=np.int64)
+    if keep.size == 0:
+        raise PoolError(f"excluding every model of the pool {list(models)} leaves nothing to route to")
+    return keep
 
 
 def stage_pending(con: duckdb.DuckDBPyConnection, encoder: str, version: str, policy: str | None = None
@@ -256,9 +276,10 @@ class Decisions:
     predictions are kept until the parameter is fitted on all of them."""
 
     def __init__(self, models: Sequence[str], reward: Reward, reward_param: float | None, budget: float | None,
-                 reference_model: str | None = None):
-        self.models = list(models)
-        self.reference = self.models.index(reference_model) if reference_model in self.models else None
+                 reference_model: str | None = None, exclude: Sequence[str] = ()):
+        self.keep = available(models, exclude)
+        self.models = [models[j] for j in self.keep]  # what decisions can choose (``chosen`` indexes this list)
+        self.reference = list(models).index(reference_model) if reference_model in models else None
         self.reward = reward
         self.reward_param = reward_param
         self.budget = budget
@@ -269,7 +290,11 @@ class Decisions:
     def add(self, units: Units, q: np.ndarray, c: np.ndarray) -> None:
         if units.n == 0:
             return
-        keys = pl.DataFrame([units.prompt_id, units.task, pl.Series("n_queries", units.n_queries)])
+        reference = (np.asarray(c[:, self.reference], dtype=np.float64) if self.reference is not None
+                     else np.full(units.n, np.nan))  # the reference model's cost, available or not
+        keys = pl.DataFrame([units.prompt_id, units.task, pl.Series("n_queries", units.n_queries),
+                             pl.Series("reference_cost_usd", reference)])
+        q, c = np.asarray(q)[:, self.keep], np.asarray(c)[:, self.keep]
         if self.budget is None:
             self.decided.append(self._decide(keys, q, c, float(self.reward_param)))
         else:
@@ -286,8 +311,6 @@ class Decisions:
             pl.Series("predicted_quality", np.asarray(q[rows, chosen], dtype=np.float64)),
             pl.Series("predicted_cost_usd", np.asarray(c[rows, chosen], dtype=np.float64)),
             pl.Series("reward_value", value.astype(np.float64)),
-            pl.Series("reference_cost_usd", np.asarray(c[:, self.reference], dtype=np.float64)
-                      if self.reference is not None else np.full(chosen.size, np.nan)),
         )
 
     def fit_budget(self) -> tuple[float, float, float]:
@@ -306,9 +329,9 @@ class Decisions:
         return param, spend_at, quality_at
 
     def frame(self) -> pl.DataFrame:
-        schema = {"prompt_id": pl.String, "task": pl.String, "n_queries": pl.Int64, "chosen": pl.Int32,
-                  "predicted_quality": pl.Float64, "predicted_cost_usd": pl.Float64, "reward_value": pl.Float64,
-                  "reference_cost_usd": pl.Float64}
+        schema = {"prompt_id": pl.String, "task": pl.String, "n_queries": pl.Int64, "reference_cost_usd": pl.Float64,
+                  "chosen": pl.Int32, "predicted_quality": pl.Float64, "predicted_cost_usd": pl.Float64,
+                  "reward_value": pl.Float64}
         return pl.concat(self.decided) if self.decided else pl.DataFrame(schema=schema)
 
 
@@ -349,10 +372,10 @@ def write_decisions(con: duckdb.DuckDBPyConnection, decided: pl.DataFrame, model
 
 # ---------------------------------------------------------------------------------------------- routing
 def fit_budget(con: duckdb.DuckDBPyConnection, predictor: Predictor, reward: Reward, budget: float, *,
-               encoder: str, version: str, batch_size: int) -> tuple[float, float, float]:
+               encoder: str, version: str, batch_size: int, exclude: Sequence[str] = ()) -> tuple[float, float, float]:
     """(param, predicted spend, predicted mean quality) of the best parameter whose spend fits ``budget``."""
     stage_pending(con, encoder, version)
-    decisions = Decisions(predictor.models, reward, None, budget)
+    decisions = Decisions(predictor.models, reward, None, budget, exclude=exclude)
     for units in iter_units(con, encoder, batch_size):
         decisions.add(units, *predict_units(predictor, units))
     return decisions.fit_budget()
@@ -390,8 +413,12 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
                   encoder: str, reward_name: str = "linear", reward_param: float | None = None,
                   budget: float | None = None, batch_size: int = 50_000, flow_run_id: str | None = None,
                   progress: Callable[[int, int], None] | None = None,
-                  reference_model: str | None = None, quality_target: float | None = None) -> RoutingSummary:
+                  reference_model: str | None = None, quality_target: float | None = None,
+                  exclude: Sequence[str] = ()) -> RoutingSummary:
     """Route every pending backlog query with ``predictor`` and store the decisions.
+
+    ``exclude`` names models of the predictor's pool that are never chosen (:func:`available`); the policy key
+    records them, so decisions made without a model sit beside those made with the whole pool.
 
     With a ``reference_model`` (one of the predictor's models), the summary also gives the predicted spend had
     every routed query gone to it (``reference_spend_usd``, from the same cost predictions). ``quality_target``
@@ -400,12 +427,13 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
     with bounded_memory(con):
         reward = get_reward(reward_name)
         param = reward_param if reward_param is not None or budget is not None else float(reward.sweep()[-1])
-        label = policy_label(param, budget, quality_target)
+        label = policy_label(param, budget, quality_target, exclude)
+        available(predictor.models, exclude)  # refuse a bad exclusion before anything is staged
         pending, unembedded = stage_pending(con, encoder, model_version, label)
         reward, summary = start_summary(reward_name, reward_param, budget, model_version, unembedded)
         summary.policy = label
         decisions = Decisions(predictor.models, reward, summary.reward_param if budget is None else None, budget,
-                              reference_model)
+                              reference_model, exclude)
         if decisions.reference is not None:
             summary.reference_model = reference_model
         if pending > unembedded:

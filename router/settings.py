@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+from pydantic import Field, field_validator
+from pydantic_settings import (BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict,
+                               TomlConfigSettingsSource)
 
 from router import resources
 
@@ -65,6 +66,16 @@ class Settings(BaseSettings):
                                         "quality reaches this × the best single model's (router.policy)")
     route_calibration_folds: int = Field(default=5, ge=2, description="cross-fitting folds of the train split "
                                          "when a version's quality-target policy is calibrated")
+    pool_exclude: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="models never routed to (retired or unavailable), without retraining: "
+        "comma-separated in ROUTER_POOL_EXCLUDE, a list in ROUTER_CONFIG; used by routing and the served model")
+
+    @field_validator("pool_exclude", mode="before")
+    @classmethod
+    def _model_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -268,6 +268,17 @@ def test_route_frame_contract() -> None:
         router, pool, data.test.X[:5], data.test.prompt_chars[:5], {"reward": "exponential", "tau": 1e-9}
     )
     assert list(exp["model"]) == list(frame["model"])
+    # A model left out of the pool is never chosen; its columns are still returned.
+    top = max(set(rich["model"]), key=list(rich["model"]).count)
+    without = serving.route_frame(router, pool, data.test.X[:5], data.test.prompt_chars[:5],
+                                  {"lambda": 1e9, "exclude": f" {top} "})
+    kept = [m for m in MODELS if m != top]
+    assert list(without["model"]) == [kept[j] for j in without[[f"q::{m}" for m in kept]].to_numpy().argmax(axis=1)]
+    assert top not in set(without["model"]) and np.array_equal(without[f"q::{top}"], rich[f"q::{top}"])
+    with pytest.raises(ValueError, match="leaves nothing to route to"):
+        serving.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"exclude": ",".join(MODELS)})
+    with pytest.raises(ValueError, match=r"cannot exclude \['gpt-9'\]: not in the champion's pool"):
+        serving.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"exclude": "gpt-9"})
     with pytest.raises(ValueError, match="unknown reward"):
         serving.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"reward": "quadratic"})
     with pytest.raises(ValueError, match="positive"):
@@ -323,7 +334,7 @@ def test_registered_model_layout(lifecycle: Lifecycle, tmp_path: Path) -> None:
     assert pool.mean_cost["large"] == pytest.approx(float(np.nanmean(train.cost[:, 2])), rel=1e-6)
     info = mlflow.models.Model.load(str(local))
     assert info.signature.params is not None
-    assert {p.name for p in info.signature.params.params} == {"reward", "lambda", "tau"}
+    assert {p.name for p in info.signature.params.params} == {"reward", "lambda", "tau", "exclude"}
     # v3 carries its calibrated default policy: signature defaults, model_config, version tags, load_version
     loaded = promotion.load_version(settings, 3)
     policy = Calibration.from_dict(loaded.policy)

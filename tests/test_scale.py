@@ -122,6 +122,46 @@ def test_routing_matches_per_query_reference(backlog_store, settings, reward_nam
     assert again.routed == 0 and table(backlog_store, "routing_decisions").height == 120
 
 
+def test_excluded_models_are_never_chosen_and_the_policy_records_them(backlog_store, settings) -> None:
+    """A retired model is left out without retraining: the same predictions, argmax over the other models; the
+    decisions sit beside the whole pool's under their own policy key; a bad exclusion writes nothing."""
+    predictor = FakePredictor()
+    param = float(get_reward("linear").sweep()[-1])
+    whole = routing.route_backlog(backlog_store, predictor, model_version="1", router_name="r",
+                                  encoder=settings.encoder, reward_param=param)
+    top = next(iter(whole.model_mix))  # the most chosen model with the whole pool
+    without = routing.route_backlog(backlog_store, predictor, model_version="1", router_name="r",
+                                    encoder=settings.encoder, reward_param=param, exclude=[top])
+    assert without.routed == whole.routed == 120 and top not in without.model_mix
+    assert without.policy == f"{whole.policy};exclude={top}"
+    frame = backlog_store.sql("SELECT b.query_id, coalesce(b.task, '') AS task, p.n_chars, e.vector FROM backlog b "
+                              "JOIN prompts p USING (prompt_id) JOIN embeddings e ON e.prompt_id = b.prompt_id "
+                              "ORDER BY b.query_id").pl()
+    q, c = predictor.predict(emb.stack(frame["vector"]), frame["n_chars"].to_numpy(), frame["task"].to_numpy())
+    kept = [j for j, m in enumerate(MODELS) if m != top]
+    expected = [MODELS[kept[j]] for j in get_reward("linear").choose(q[:, kept], c[:, kept], param)]
+    got = backlog_store.sql(f"SELECT query_id, chosen_model FROM routing_decisions WHERE policy = '{without.policy}' "
+                            "ORDER BY query_id").pl()
+    assert got["query_id"].to_list() == frame["query_id"].to_list() and got["chosen_model"].to_list() == expected
+    assert table(backlog_store, "routing_decisions").height == 240  # both sets kept side by side
+    with pytest.raises(routing.PoolError, match=r"cannot exclude \['omega'\]: not in the champion's pool"):
+        routing.route_backlog(backlog_store, predictor, model_version="2", router_name="r",
+                              encoder=settings.encoder, exclude=["omega"])
+    with pytest.raises(routing.PoolError, match="excluding every model .* leaves nothing to route to"):
+        routing.route_backlog(backlog_store, predictor, model_version="2", router_name="r",
+                              encoder=settings.encoder, exclude=MODELS)
+    assert table(backlog_store, "routing_decisions").height == 240
+
+
+def test_pool_exclude_setting_reads_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    from router.settings import Settings
+
+    monkeypatch.setenv("ROUTER_POOL_EXCLUDE", " gpt-4-1106-preview, claude-v2 ,")
+    assert Settings().pool_exclude == ["gpt-4-1106-preview", "claude-v2"]
+    monkeypatch.delenv("ROUTER_POOL_EXCLUDE")
+    assert Settings().pool_exclude == [] and Settings(pool_exclude=["a"]).pool_exclude == ["a"]
+
+
 def test_budget_matches_brute_force_grid(backlog_store, settings) -> None:
     predictor = FakePredictor()
     reward = get_reward("linear")

@@ -77,6 +77,8 @@ def route(
     quality_target: float = typer.Option(None, "--quality-target", callback=positive,
                                          help="the cheapest λ whose calibrated pooled quality reaches this × the "
                                          "best single model's (> 0; default: ROUTER_ROUTE_QUALITY_TARGET, 1.0)"),
+    exclude_model: list[str] = typer.Option(None, "--exclude-model", help="never route to this model (repeatable; "
+                                            "default: ROUTER_POOL_EXCLUDE); the decisions' policy records it"),
 ) -> None:
     """Route every backlog query the champion has not decided yet; decisions go to routing_decisions.
 
@@ -88,7 +90,7 @@ def route(
     s = existing_store()
     with writing(s):
         summary = route_step(s, reward=reward and reward.value, reward_param=lambda_, budget=budget,
-                             quality_target=quality_target)
+                             quality_target=quality_target, exclude=exclude_model or None)
     if summary.get("model_version") is None:
         fail("no champion registered: run the nightly pipeline or `routerctl models promote VERSION`")
     table = Table("model", "queries", title=(

@@ -200,6 +200,7 @@ def _signature(models: Sequence[str], defaults: Mapping[str, Any] | None = None)
                 ParamSpec("reward", "string", defaults["reward"]),
                 ParamSpec("lambda", "double", float(defaults["lambda"])),
                 ParamSpec("tau", "double", float(defaults["tau"])),
+                ParamSpec("exclude", "string", str(defaults["exclude"])),
             ]
         ),
     )

@@ -25,8 +25,9 @@ __all__ = ["COST_PREFIX", "DEFAULT_PARAMS", "QUALITY_PREFIX", "pool_encoder", "p
 
 #: Inference params of the pyfunc and their defaults (also the signature's ``ParamSchema``).
 #: ``reward`` picks the reward of ``router.rewards``; ``lambda`` is the linear reward's willingness to pay
-#: (dollars per unit of quality), ``tau`` the exponential reward's cost scale (dollars).
-DEFAULT_PARAMS: dict[str, Any] = {"reward": "linear", "lambda": 1.0, "tau": 1e-3}
+#: (dollars per unit of quality), ``tau`` the exponential reward's cost scale (dollars); ``exclude`` names models
+#: never chosen (comma-separated; the served model's default is ``ROUTER_POOL_EXCLUDE`` where it runs).
+DEFAULT_PARAMS: dict[str, Any] = {"reward": "linear", "lambda": 1.0, "tau": 1e-3, "exclude": ""}
 
 #: Output column prefixes: ``q::<model>`` predicted quality and ``c::<model>`` predicted cost of every model.
 QUALITY_PREFIX, COST_PREFIX = "q::", "c::"
@@ -92,20 +93,23 @@ def route_frame(
 
     Columns: ``model`` (chosen), ``quality_hat`` / ``cost_hat`` (predicted for the choice), then
     ``q::<model>`` and ``c::<model>`` for every model of the pool, in pool order. ``params``: ``reward``
-    (``linear``/``exponential``) and its parameter (``lambda`` / ``tau``); missing ones take
+    (``linear``/``exponential``) and its parameter (``lambda`` / ``tau``), ``exclude`` (models never chosen,
+    comma-separated: their ``q::``/``c::`` columns are still returned); missing ones take
     :data:`DEFAULT_PARAMS`. ``tasks`` (a label per prompt) reach only routers whose ``predict`` takes them.
     """
     import pandas as pd  # noqa: PLC0415
 
     from router.rewards import get_reward  # noqa: PLC0415
+    from router.routing import available  # noqa: PLC0415
 
     chosen_params = {**DEFAULT_PARAMS, **{k: v for k, v in (params or {}).items() if v is not None}}
     reward = get_reward(str(chosen_params["reward"]))
     param = float(chosen_params[reward.param_name])
+    keep = available(pool.models, [m.strip() for m in str(chosen_params["exclude"] or "").split(",") if m.strip()])
     q_hat, c_hat = predict(router, np.asarray(X, dtype=np.float32), np.asarray(prompt_chars), tasks)
     rows = np.arange(q_hat.shape[0])
     if rows.size:
-        choice = reward.choose(q_hat, c_hat, param)
+        choice = keep[reward.choose(q_hat[:, keep], c_hat[:, keep], param)]
     else:
         choice = np.zeros(0, dtype=np.int64)
     columns: dict[str, Any] = {
