@@ -234,6 +234,8 @@ def test_kill_minus_9_in_and_between_every_step_then_rerun_ends_like_a_clean_nig
             assert now["routing_decisions"] == BATCH and now["promotions"] == before["promotions"] + 1
         elif point == "route.done":
             assert now["routing_decisions"] == 24
+        elif point == "scenarios.done":  # what-if scenarios stored for analysts; no decision added
+            assert now == seen["route.done"] and _rows(home, "SELECT count(*) FROM routing_scenarios")[0][0] > 0
         elif point == "report.done":  # the night's report written, the doctor's section not yet
             assert now == seen["route.done"] and "## Doctor" not in _latest_report(home)
         elif point == "doctor.done":

@@ -136,8 +136,9 @@ def deployed(stack: Stack) -> dict:
 def test_deployment_run_by_the_worker_completes_with_the_library_log_lines(deployed: dict) -> None:
     first = deployed["first"]
     assert first["state"] == "COMPLETED" and first["deployment_id"] != "None"
-    assert set(first["subflows"]) == {"ingest", "validate", "embed", "train", "register_and_promote",
-                                      "route_backlog", "report", "doctor"}
+    from router.nightly import STEPS
+
+    assert set(first["subflows"]) == {step.name for step in STEPS}  # one sub-flow per step, named after it
     assert set(first["subflows"].values()) == {"COMPLETED"}
     ingested = _messages(first, "router.ingest")  # the library's own lines, in the flow run's logs
     for name in ("arc_challenge_train.csv", "arc_challenge_test.csv", "mbpp_train.csv", "mbpp_test.csv",
@@ -145,7 +146,7 @@ def test_deployment_run_by_the_worker_completes_with_the_library_log_lines(deplo
         assert any(name in m and " in, " in m and "quarantined" in m for m in ingested), (name, ingested)
     assert any(m.startswith("ingested ") and "b1.jsonl: 12 in, 12 ok (12 new), 0 quarantined" in m
                for m in ingested), ingested
-    gate = [m for m in _messages(first, "router.registry") if m.startswith("gate v1: ")]
+    gate = [m for m in _messages(first, "router.registry.promotion") if m.startswith("gate v1: ")]
     assert len(gate) == 1, first["logs"]
     ws = deployed["ws"]
     decision = _sql(ws, "SELECT promoted FROM promotions WHERE challenger = '1' ORDER BY decided_at LIMIT 1")
