@@ -27,6 +27,7 @@ from prefect.runtime import flow_run  # noqa: E402
 from router import nightly as steps  # noqa: E402
 from router.doctor import DoctorFailed  # noqa: E402
 from router.locking import workspace_lock  # noqa: E402
+from router.night_report import drift_lines  # noqa: E402
 from router.settings import Settings  # noqa: E402
 from router.storage import NIGHTLY_WAIT_SECONDS, open_store, scalar, wait_seconds  # noqa: E402
 
@@ -75,6 +76,7 @@ TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "validate": {},
     "embed": {"retries": 1, "timeout_seconds": 6 * 3600, "cache_key_fn": _embed_cache_key,
               "cache_expiration": timedelta(days=30), "persist_result": True},
+    "drift": {"timeout_seconds": 1800},
     "train": {"timeout_seconds": 2 * 3600},
     "register": {"retries": 2, "retry_delay_seconds": 15, "timeout_seconds": 1800},
     "route": {"retries": 1, "retry_delay_seconds": 10, "timeout_seconds": 6 * 3600},
@@ -180,6 +182,10 @@ def nightly(reward: str | None = None, reward_param: float | None = None, budget
     out, checked = r["report"], r["doctor"]
     create_markdown_artifact(key="nightly-report", markdown=(Path(out) / "report.md").read_text()[:90_000],
                              description=f"Nightly report {night.started.date()} ({out})")
+    drift = r["drift"]
+    fired = f" (breached: {', '.join(drift['fired'])})" if drift["breached"] else ""
+    create_markdown_artifact(key="drift-checks", markdown="\n".join(drift_lines(drift)),
+                             description=f"Drift checks {night.started.date()}{fired}")
     if not checked.get("ok"):
         raise DoctorFailed(f"the store failed its integrity checks ({'; '.join(checked.get('problems', []))}); "
                            f"see {out}/report.md")
@@ -188,6 +194,7 @@ def nightly(reward: str | None = None, reward_param: float | None = None, budget
             "ingest": {k: r["ingest"][k] for k in ("rows_new", "rows_quarantined")},
             "training": r["train"].summary(), "promotion": {k: v for k, v in promotion.items() if k != "decision"},
             "decision": (promotion.get("decision") or {}).get("decision"), "routing": r["route"],
+            "drift": {"breached": drift["breached"], "fired": drift["fired"]},
             "doctor": {"ok": checked.get("ok"), "problems": checked.get("problems", [])}}
 
 

@@ -2,7 +2,8 @@
 
 Run at the end of every nightly run (its result goes into the night's report) and by hand. Each check is
 ``ok``, ``pending`` (work the next nightly step will do: prompts to embed, backlog queries to route, a
-challenger to gate; never a failure), ``problem`` (damage) or ``info``. Any problem makes the command exit 1
+challenger to gate; never a failure), ``warning`` (worth a human look, never a failure: the data drifted),
+``problem`` (damage) or ``info``. Any problem makes the command exit 1
 (and the nightly flow run end failed, after its report is written). The queries are in
 ``sql/queries/doctor/*.sql``.
 
@@ -20,6 +21,8 @@ challenger to gate; never a failure), ``problem`` (damage) or ``info``. Any prob
 * **ingest runs** — every run reconciles: ``rows_in = rows_ok + rows_quarantined``, and as many quarantine rows
   as ``rows_quarantined``.
 * **quarantine** — counts by kind and reason (information, never a failure).
+* **drift** — the latest night's drift checks (``router.drift``, table ``drift_checks``): ``warning`` naming the
+  checks that breached, ``ok`` when none did, ``info`` before the first night that ran them.
 
 The store is opened read-only and never migrated, so the doctor reports an old schema instead of fixing it.
 """
@@ -34,13 +37,13 @@ from router.redact import mask, mask_uri
 from router.settings import Settings
 from router.storage import StoreError, connect, execute, migrations, schema_version
 
-OK, PENDING, PROBLEM, INFO = "ok", "pending", "problem", "info"
+OK, PENDING, PROBLEM, INFO, WARNING = "ok", "pending", "problem", "info", "warning"
 
 
 @dataclass
 class Check:
     name: str
-    status: str  # ok | pending | problem | info
+    status: str  # ok | pending | warning | problem | info
     detail: str
     rows: list[dict[str, Any]] = field(default_factory=list)
 
@@ -62,9 +65,14 @@ class DoctorReport:
     def pending(self) -> list[Check]:
         return [c for c in self.checks if c.status == PENDING]
 
+    @property
+    def warnings(self) -> list[Check]:
+        return [c for c in self.checks if c.status == WARNING]
+
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "store": self.store, "problems": [f"{c.name}: {c.detail}" for c in self.problems],
                 "pending": [f"{c.name}: {c.detail}" for c in self.pending],
+                "warnings": [f"{c.name}: {c.detail}" for c in self.warnings],
                 "checks": [asdict(c) for c in self.checks]}
 
     def markdown(self) -> list[str]:
@@ -189,6 +197,20 @@ def _quarantine(con) -> Check:
     return Check("quarantine", INFO, f"{total} rows quarantined" + (f" ({top})" if top else ""), rows)
 
 
+def _drift(con) -> Check:
+    from router.drift import latest
+
+    result = latest(con)
+    if result is None:
+        return Check("drift", INFO, "no drift checks recorded yet")
+    rows = [c.as_json() for c in result.checks]
+    if result.breached:
+        fired = ", ".join(f"{c.name} {c.statistic:.4g} vs {c.threshold:.4g}" for c in result.checks if c.breached)
+        return Check("drift", WARNING, f"night {result.night} drifted: {fired} (`routerctl drift`)", rows)
+    ran = sum(c.statistic is not None for c in result.checks)
+    return Check("drift", OK, f"night {result.night}: no breach ({ran} of {len(rows)} checks ran)", rows)
+
+
 def run_checks(settings: Settings, *, check_registry: bool = True, wait: float | None = None) -> DoctorReport:
     """Every check on the store (read-only). Raises :class:`~router.storage.StoreError` if it cannot be opened."""
     con = connect(settings, read_only=True, migrate_schema=False, wait=wait)
@@ -202,6 +224,7 @@ def run_checks(settings: Settings, *, check_registry: bool = True, wait: float |
             checks.extend(_registry_checks(con, settings, check_registry))
             checks.append(_ingest_runs(con))
             checks.append(_quarantine(con))
+            checks.append(_drift(con))
     finally:
         con.close()
     return DoctorReport(str(settings.database), checks)
@@ -214,5 +237,5 @@ class DoctorFailed(CheckFailed, RuntimeError):
     exit 1)."""
 
 
-__all__ = ["INFO", "OK", "PENDING", "PROBLEM", "Check", "DoctorFailed", "DoctorReport", "StoreError", "report_lines",
-           "run_checks"]
+__all__ = ["INFO", "OK", "PENDING", "PROBLEM", "WARNING", "Check", "DoctorFailed", "DoctorReport", "StoreError",
+           "report_lines", "run_checks"]

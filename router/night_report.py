@@ -1,8 +1,9 @@
 """The nightly report: ``reports/<night>/report.md`` with PNGs, and a row in ``nightly_runs`` for the trend.
 
 It gathers what a data engineer reads in the morning: the AIQ table of the latest training run with its
-curves, the promotion decision, the backlog routing summary with spend per model, the quarantine summary,
-and the night-over-night trend of AIQ and predicted spend.
+curves, the promotion decision, the backlog routing summary with spend per model, the quarantine summary, the drift
+checks (``router.drift``: which fired, with a plot of each statistic against its threshold) and the
+night-over-night trend of AIQ and predicted spend.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import duckdb
 from router.report import copy_to_latest
 from router.storage import execute, relation
 
-NIGHT_FILES = ("report.md", "trend.png", "night.json")
+NIGHT_FILES = ("report.md", "trend.png", "drift.png", "night.json")
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -58,10 +59,54 @@ def _trend_plot(con: duckdb.DuckDBPyConnection, path: Path) -> Path | None:
     return path
 
 
+def _drift_plot(drift: dict[str, Any], path: Path) -> Path | None:
+    """Each check that ran: its statistic beside its threshold (red when breached), one panel per check."""
+    ran = [c for c in drift.get("checks", []) if c.get("statistic") is not None]
+    if not ran:
+        return None
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(4.0, 2.2 * len(ran)), 3.6))
+    for i, c in enumerate(ran, start=1):
+        ax = fig.add_subplot(1, len(ran), i)
+        stat = float(c["statistic"])
+        ax.bar([0], [stat], color="tab:red" if c["breached"] else "tab:blue", width=0.6)
+        ax.axhline(c["threshold"], color="black", linestyle="--", linewidth=1)
+        below = (c.get("detail") or {}).get("breach_when") == "below"
+        ax.set_title(c["name"], fontsize=8)
+        ax.set_xticks([])
+        ax.set_ylabel(f"{'p-value' if below else 'statistic'} (breach {'below' if below else 'above'} --)",
+                      fontsize=7)
+        if below:
+            ax.set_yscale("log")
+    fig.suptitle(f"Drift checks {drift.get('night', '')}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def drift_lines(drift: dict[str, Any] | None) -> list[str]:
+    """The drift section's markdown (also the flow's Prefect artifact): which checks fired, and every check."""
+    if not drift:
+        return ["Drift checks did not run."]
+    fired = [c["name"] for c in drift.get("checks", []) if c.get("breached")]
+    lines = [f"**Drift: {', '.join(fired)} breached**: retraining was forced." if fired
+             else "No drift check breached.", "",
+             "| check | statistic | threshold | breached | detail |", "|---|---:|---:|---|---|"]
+    for c in drift.get("checks", []):
+        detail = c.get("detail") or {}
+        note = detail.get("skipped") and f"skipped: {detail['skipped']}" or ", ".join(
+            f"{k} {_fmt(v)}" for k, v in detail.items() if k in ("breach_when", "new", "training", "outcomes",
+                                                               "mmd2", "ratio"))
+        lines.append(f"| {c['name']} | {_fmt(c.get('statistic'))} | {_fmt(c.get('threshold'))} | "
+                     f"{'**yes**' if c.get('breached') else 'no'} | {note} |")
+    return lines
+
+
 def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, flow_run_id: str,
                        started: datetime, night: date, ingest: dict[str, Any], validation: dict[str, Any],
                        embed: dict[str, Any], train: dict[str, Any], promotion: dict[str, Any],
-                       routing: dict[str, Any]) -> Path:
+                       routing: dict[str, Any], drift: dict[str, Any] | None = None) -> Path:
     out = reports_root / night.isoformat()
     out.mkdir(parents=True, exist_ok=True)
     metrics_dir = Path(train["report_dir"]) if train.get("report_dir") else None
@@ -77,7 +122,7 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
         "trained": not train.get("skipped", True), "champion_version": routing.get("model_version"),
         "attention_aiq": train.get("attention_aiq"), "baseline_aiq": train.get("baseline_aiq"),
         "routed": routing.get("routed", 0), "spend": routing.get("predicted_spend_usd", 0.0),
-        "report_dir": str(out),
+        "report_dir": str(out), "drift_breached": None if drift is None else bool(drift.get("breached")),
     })
     trend = _trend_plot(con, out / "trend.png")
 
@@ -103,7 +148,10 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
         lines += ["### Quarantine (all time, top reasons)", "", "| kind | reason | rows |", "|---|---|---:|"]
         lines += [f"| {k} | {r} | {n} |" for k, r, n in quarantine.iter_rows()]
         lines.append("")
-    lines += ["## Training", ""]
+    lines += ["## Drift", "", *drift_lines(drift)]
+    if drift and _drift_plot(drift, out / "drift.png"):
+        lines += ["", "![drift](drift.png)"]
+    lines += ["", "## Training", ""]
     if train.get("skipped"):
         lines.append(f"Inputs unchanged since training run `{train.get('run_id')}`: not retrained.")
     else:
@@ -144,7 +192,8 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
     (out / "night.json").write_text(json.dumps({
         "flow_run_id": flow_run_id, "night": night.isoformat(), "ingest": {k: v for k, v in ingest.items()
                                                                             if k != "files"},
-        "validation": validation, "embed": embed, "train": train, "promotion": promotion, "routing": routing,
+        "validation": validation, "embed": embed, "drift": drift, "train": train, "promotion": promotion,
+        "routing": routing,
     }, indent=2, default=str))
     copy_to_latest(out, reports_root, name="nightly-latest")
     return out

@@ -1,11 +1,12 @@
 """The nightly pipeline's steps, as plain functions (the Prefect flows in ``flows/`` only orchestrate them).
 
-ingest → validate → embed → train → register and promote → route backlog → scenarios → report → doctor, in that order
-in :data:`STEPS`, the one list the Prefect flow, the benchmark's night and the fault tests all iterate (each
-a :class:`Step`: name, function of the :class:`Night`, what it reads and writes). Each step opens the store,
-does its work in transactions and closes it, so a crash leaves no half-written step behind and a re-run
+ingest → validate → embed → drift → train → register and promote → route backlog → scenarios → report → doctor,
+in that order in :data:`STEPS`, the one list the Prefect flow, the benchmark's night and the fault tests all
+iterate (each a :class:`Step`: name, function of the :class:`Night`, what it reads and writes). Each step opens
+the store, does its work in transactions and closes it, so a crash leaves no half-written step behind and a re-run
 picks up where it stopped: ingest skips files already stored, embedding skips cached prompts, training is
-skipped when its inputs (``data_key``) have not changed, routing skips queries the champion already decided.
+skipped when its inputs (``data_key``) have not changed (unless tonight's drift checks breached), routing
+skips queries the champion already decided.
 Registration resumes too: a run killed after MLflow logged or registered the model reuses that run/version
 (found by its ``data_key`` param) instead of registering a duplicate. ``docs/reliability.md`` lists the fault
 points (``router.faults``) the tests kill the steps at, and what a re-run does after each; every step also
@@ -18,6 +19,7 @@ import hashlib
 import json
 import logging
 import shutil
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -124,6 +126,38 @@ def embed(settings: Settings) -> dict[str, Any]:
     return {**asdict(result), "per_second": result.per_second}
 
 
+# -------------------------------------------------------------------------------------------------- drift
+def drift(settings: Settings, *, flow_run_id: str, started: datetime) -> dict[str, Any]:
+    """Tonight's drift checks (``router.drift``) against the champion, recorded in ``drift_checks``; returns
+    :func:`router.drift.summary` (``breached`` forces the train step)."""
+    from router import drift as checks
+
+    with faults.step("drift"), open_store(settings) as con:
+        found, version = checks.prompt_checks(con, settings, started)
+        outcomes = checks.logged_outcomes(con, settings, started) if version else None
+    most = max(Counter(outcomes["model"].tolist()).values()) if outcomes and len(outcomes["model"]) else 0
+    if most and most < settings.drift_min_outcomes:  # not worth loading the champion
+        found.append(checks.skipped("calibration", settings.drift_quality_error, f"at most {most} logged outcomes "
+                                    f"of a model tonight ({settings.drift_min_outcomes} needed)"))
+    elif most:
+        from router.registry import promotion
+
+        try:
+            loaded = promotion.load_version(settings, int(version))
+        except Exception as exc:  # noqa: BLE001 - the prompt checks stand; the outcome checks are recorded skipped
+            log.warning("champion v%s could not be loaded for the calibration checks: %s", version, exc)
+            found.append(checks.skipped("calibration", settings.drift_quality_error,
+                                        f"champion v{version} could not be loaded: {str(exc)[:300]}"))
+        else:
+            found += checks.outcome_checks(outcomes, loaded.router.predict, list(loaded.pool.models), settings)
+    result = checks.DriftResult(started.date().isoformat(), flow_run_id, found)
+    with open_store(settings) as con:
+        checks.record(con, result)
+    if result.breached:
+        log.warning("drift checks breached: %s (training is forced)", ", ".join(result.fired))
+    return checks.summary(result)
+
+
 # -------------------------------------------------------------------------------------------------- train
 def data_key(settings: Settings, ingest_runs: list[str]) -> str:
     """Identity of a training run's inputs: the ingest runs, encoder, seed and the routers' code."""
@@ -153,13 +187,27 @@ class TrainStep:
                 "best_baseline": name, "baseline_aiq": baseline, "seconds": sum(self.run.seconds.values())}
 
 
-def train(settings: Settings) -> TrainStep:
+def drift_key(key: str, night: str) -> str:
+    """The ``data_key`` of a training run forced by the drift checks of ``night`` on unchanged inputs ``key``:
+    distinct from ``key`` (so registration does not resume the earlier run) and the same for every re-run of
+    that night (so a killed forced run resumes instead of registering twice)."""
+    return hashlib.sha256(f"{key}:drift:{night}".encode()).hexdigest()[:32]
+
+
+def train(settings: Settings, *, force_night: str | None = None) -> TrainStep:
+    """Fit and evaluate every router; skipped when a training run with the same ``data_key`` exists, unless
+    ``force_night`` names the night whose drift checks breached (the run's key is then :func:`drift_key`)."""
     from router.dataset import snapshot
     from router.pipeline import NotEnoughData, train_and_evaluate
 
     with open_store(settings) as con:
         key = data_key(settings, snapshot(con).ingest_runs)
         previous = execute(con, "nightly/training_run_by_key", {"data_key": key})
+        if previous and force_night:
+            log.warning("training inputs unchanged (data_key %s) but tonight's drift checks breached: retraining",
+                        key)
+            key = drift_key(key, force_night)
+            previous = execute(con, "nightly/training_run_by_key", {"data_key": key})
         if previous:
             cols = ("run_id", "model_version", "attention_aiq", "best_baseline", "baseline_aiq", "report_dir")
             log.info("training inputs unchanged (data_key %s): skipping training", key)
@@ -382,6 +430,15 @@ def _validate(night: Night) -> dict[str, Any]:
     return asdict(result)
 
 
+def _drift(night: Night) -> dict[str, Any]:
+    return drift(night.settings, flow_run_id=night.flow_run_id, started=night.started)
+
+
+def _train(night: Night) -> TrainStep:
+    drifted = night.results.get("drift") or {}
+    return train(night.settings, force_night=night.started.date().isoformat() if drifted.get("breached") else None)
+
+
 def _register(night: Night) -> dict[str, Any]:
     return asdict(register_and_promote(night.settings, night.results["train"], night.flow_run_id))
 
@@ -407,7 +464,7 @@ def _report(night: Night) -> str:
         out = write_night_report(con, s.reports, flow_run_id=night.flow_run_id, started=night.started,
                                  night=night.started.date(), ingest=r["ingest"], validation=r["validate"],
                                  embed=r["embed"], train=r["train"].summary(), promotion=r["register"],
-                                 routing=r["route"])
+                                 routing=r["route"], drift=r.get("drift"))
         export_snapshots(con, s.snapshots)
     return str(out)
 
@@ -436,8 +493,11 @@ STEPS: tuple[Step, ...] = (
          "flag rejected files and files with more than half their records quarantined"),
     Step("embed", lambda night: embed(night.settings), ("prompts", "embeddings"), ("embeddings",),
          "embed the prompts that have no vector for the encoder"),
-    Step("train", lambda night: train(night.settings), ("outcomes", "prompts", "embeddings", "training_runs"),
-         ("reports/training/",), "fit every router and evaluate them (skipped when the inputs are unchanged)"),
+    Step("drift", _drift, ("prompts", "outcomes", "embeddings", "training_runs", "promotions", "MLflow champion"),
+         ("drift_checks",), "compare tonight's new prompts and logged outcomes with the champion's training data"),
+    Step("train", _train, ("outcomes", "prompts", "embeddings", "training_runs", "drift"),
+         ("reports/training/",), "fit every router and evaluate them (skipped when the inputs are unchanged and "
+         "tonight's drift checks did not breach)"),
     Step("register", _register, ("train", "MLflow registry"), ("MLflow registry", "promotions", "training_runs"),
          "log to MLflow, register the challenger and gate it against the champion"),
     Step("route", _route, ("backlog", "embeddings", "routing_decisions", "MLflow champion"), ("routing_decisions",),
@@ -445,7 +505,7 @@ STEPS: tuple[Step, ...] = (
     Step("scenarios", _scenarios, ("backlog", "embeddings", "MLflow champion"),
          ("routing_scenarios", "routing_scenario_mix", "snapshots/", "reports/scenarios/"),
          "what-if routing of the backlog over the reward's sweep, for analysts (no decisions written)"),
-    Step("report", _report, ("the store", "ingest", "validate", "embed", "train", "register", "route"),
+    Step("report", _report, ("the store", "ingest", "validate", "embed", "drift", "train", "register", "route"),
          ("nightly_runs", "reports/<night>/", "snapshots/"),
          "write the night's report and the analysts' Parquet snapshots"),
     Step("doctor", _doctor, ("the store", "MLflow registry", "report"), ("reports/<night>/",),

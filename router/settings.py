@@ -66,6 +66,18 @@ class Settings(BaseSettings):
                                         "quality reaches this × the best single model's (router.policy)")
     route_calibration_folds: int = Field(default=5, ge=2, description="cross-fitting folds of the train split "
                                          "when a version's quality-target policy is calibrated")
+    drift_embedding_p: float = Field(default=0.01, gt=0, lt=1, description="the embedding drift check (MMD "
+                                     "two-sample test) breaches when its permutation p-value is below this")
+    drift_sample: int = Field(default=300, ge=10, description="prompts sampled per side for the embedding test")
+    drift_permutations: int = Field(default=200, ge=10, description="permutations of the embedding test")
+    drift_task_tvd: float = Field(default=0.3, gt=0, le=1, description="the task-mix check breaches when the total "
+                                  "variation distance between tonight's and training's task mix is above this")
+    drift_quality_error: float = Field(default=0.25, gt=0, le=1, description="a model's quality check breaches "
+                                       "when its mean |predicted - realized| quality on tonight's logs is above this")
+    drift_cost_ratio: float = Field(default=2.0, gt=1, description="a model's cost check breaches when realized "
+                                    "over predicted cost on tonight's logs is above this or below its inverse")
+    drift_min_outcomes: int = Field(default=20, ge=1, description="logged outcomes a model needs tonight for its "
+                                    "quality and cost checks (fewer: skipped)")
     pool_exclude: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="models never routed to (retired or unavailable), without retraining: "
         "comma-separated in ROUTER_POOL_EXCLUDE, a list in ROUTER_CONFIG; used by routing and the served model")

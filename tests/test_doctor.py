@@ -75,8 +75,9 @@ def test_a_healthy_store_passes(settings, healthy) -> None:
     assert report.ok, report.as_dict()
     assert {n: c.status for n, c in checks.items()} == {
         "schema": OK, "orphans": OK, "keys": OK, "embeddings": OK, "embeddings (other encoder)": INFO,
-        "backlog": OK, "decision versions": OK, "challenger": OK, "ingest runs": OK, "quarantine": INFO}
-    assert checks["schema"].detail == "version 7 (latest migration)"
+        "backlog": OK, "decision versions": OK, "challenger": OK, "ingest runs": OK, "quarantine": INFO,
+        "drift": INFO}
+    assert checks["schema"].detail == "version 8 (latest migration)"
     assert checks["embeddings"].detail == f"3 of 3 prompts embedded with {settings.encoder}"
     assert checks["embeddings (other encoder)"].detail == "1 of 3 prompts embedded with older-encoder"
     assert checks["decision versions"].detail == "2 decisions by 1 registered version(s)"
@@ -98,8 +99,8 @@ DAMAGE = {
                    "1 runs do not reconcile: bench.csv (5 in ≠ 3 ok + 1 quarantined, 1 quarantine rows)"),
     "quarantine row lost": ("DELETE FROM quarantine", "ingest runs",
                             "bench.csv (5 in ≠ 4 ok + 1 quarantined, 0 quarantine rows)"),
-    "schema behind": ("DELETE FROM schema_migrations WHERE version = 7", "schema",
-                      "schema version 6, latest migration 7"),
+    "schema behind": ("DELETE FROM schema_migrations WHERE version = 8", "schema",
+                      "schema version 7, latest migration 8"),
     "prompt stored twice": ("INSERT INTO prompts SELECT * FROM prompts WHERE prompt_id = 'p1'", "keys",
                             "1 duplicated keys in prompts (prompt_id) (e.g. p1)"),
     "outcome stored twice": ("INSERT INTO outcomes SELECT * FROM outcomes WHERE sample_key = 's1' AND model = 'm1'",

@@ -88,7 +88,7 @@ def test_an_internal_error_exits_5_with_its_traceback_in_a_log_file(cli, setting
 
 def test_read_commands_never_create_a_workspace(tmp_path) -> None:
     home = tmp_path / "nothing-here"
-    for args in (["status"], ["doctor"], ["models", "list"], ["route"]):
+    for args in (["status"], ["doctor"], ["drift"], ["models", "list"], ["route"]):
         proc = _routerctl(home, *args)
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert f"ROUTER_HOME={home}" in " ".join(proc.stderr.split()) and "Traceback" not in proc.stderr

@@ -10,6 +10,7 @@ from router.cli.app import app
 from router.cli import data as _data  # noqa: F401  (registers ingest/embed/status)
 from router.cli import pipeline as _pipeline  # noqa: F401  (registers evaluate)
 from router.cli import doctor as _doctor  # noqa: F401  (registers doctor)
+from router.cli import drift as _drift  # noqa: F401  (registers drift)
 
 try:  # command groups added by later modules register themselves on import
     from router.cli import models as _models  # noqa: F401
