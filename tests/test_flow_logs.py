@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 CHILD = """
-import json, sys
+import json, sys, time
 from flows.nightly import ingest
 from prefect import get_client
 from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
@@ -20,8 +20,15 @@ from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 state = ingest(return_state=True)
 run_id = state.state_details.flow_run_id
 from flows.env import stop_ephemeral_server
+# Prefect ships run logs to its API from a background worker, in batches: on a busy machine the last batch can
+# arrive after the flow returns, so read until the library's line is there (at most 60 s).
+deadline = time.monotonic() + 60
 with get_client(sync_client=True) as client:
-    logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    while True:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        if any(log.name == "router.ingest" for log in logs) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
 stop_ephemeral_server()
 print(json.dumps([[log.name, log.message] for log in logs]))
 """
