@@ -131,7 +131,8 @@ def embed_setup(work: Path, n: int) -> dict[str, Any]:
 
 
 def _encoder_model(s):
-    from router.embeddings import encode, load_encoder
+    from router.embeddings import load_encoder
+    from router.encoder import encode
 
     model = load_encoder(s)
     encode(model, ["warm up the encoder", "a second sentence"], s.embed_batch_size)

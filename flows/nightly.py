@@ -63,10 +63,14 @@ def _flow_run_id() -> str:
 
 
 def _embed_cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    """The store's prompt fingerprint: an unchanged prompt set does not even load the encoder."""
+    """The store's prompt fingerprint with the encoder and representation settings: an unchanged prompt set under
+    unchanged settings does not even load the encoder."""
+    from router.representation import Representation
+
     settings = _NIGHTS[parameters["night_id"]].settings
+    key = Representation.from_settings(settings).key
     with open_store(settings, wait=wait_seconds(NIGHTLY_WAIT_SECONDS)) as con:
-        return f"embed-{settings.encoder}:{scalar(con, 'nightly/prompt_fingerprint')}"
+        return f"embed-{settings.encoder}-{key}:{scalar(con, 'nightly/prompt_fingerprint')}"
 
 
 #: Prefect options of each step's task, by step name: retries where a failure can be transient (files, the

@@ -37,7 +37,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from router import embeddings as emb  # noqa: E402
 from router import routing  # noqa: E402
 from router.settings import Settings  # noqa: E402
-from router.storage import open_store, scalar  # noqa: E402
+from router.storage import open_store  # noqa: E402
 
 log = logging.getLogger(__name__)
 _ENCODERS: dict[tuple[str, str], Any] = {}  # one encoder per worker process, loaded on its first chunk
@@ -64,8 +64,8 @@ def _encoder(settings: Settings):
 
 @task(name="encode-chunk", retries=1, cache_policy=NO_CACHE)
 def encode_chunk(texts: list[str], settings: Settings, model: Any = None) -> np.ndarray:
-    """Worker side: encode one hash range's texts (the worker loads the encoder once)."""
-    return emb.encode(model or _encoder(settings), texts, settings.embed_batch_size)
+    """Worker side: encode one hash range's remainders (the worker loads the encoder once)."""
+    return emb.encode_texts(model or _encoder(settings), texts, settings)
 
 
 @task(name="predict-chunk", retries=1, cache_policy=NO_CACHE)
@@ -76,19 +76,22 @@ def predict_chunk(predictor: routing.Predictor, units: routing.Units) -> tuple[n
 
 @flow(name="embed-distributed")
 def embed_distributed(chunks: int = 8, model: Any = None) -> dict[str, Any]:
-    """Embed every prompt lacking a vector, one task per prompt-hash range; the flow's process writes."""
+    """Embed every prompt lacking a current vector, one task per prompt-hash range; the flow's process learns the
+    templates (``router.embeddings.plan``) and writes."""
     settings = Settings()
     start = time.perf_counter()
     with open_store(settings) as con:
-        already = int(scalar(con, "embed/count_embedded", {"encoder": settings.encoder}) or 0)
-        todo = [(lo, hi, emb.missing(con, settings.encoder, lo, hi)) for lo, hi in routing.hash_ranges(chunks)]
-        todo = [(lo, hi, frame) for lo, hi, frame in todo if frame.height]
-        futures = [encode_chunk.submit(frame["text"].to_list(), settings, model) for _, _, frame in todo]
+        work = emb.plan(con, settings)
+        todo = [work.in_range(lo, hi) for lo, hi in routing.hash_ranges(chunks)]
+        todo = [frame for frame in todo if frame.height]
+        futures = [encode_chunk.submit(frame["text"].to_list(), settings, model) for frame in todo]
         done = 0
-        for (_, _, frame), future in zip(todo, futures, strict=True):
-            emb.store_vectors(con, settings.encoder, frame["prompt_id"], future.result())
+        for frame, future in zip(todo, futures, strict=True):
+            emb.store_vectors(con, settings.encoder, frame["prompt_id"], future.result(), work.representation.key,
+                              frame["template_id"])
             done += frame.height
-    return {"encoder": settings.encoder, "embedded": done, "already": already, "chunks": len(todo),
+    return {"encoder": settings.encoder, "embedded": done, "already": work.already, "chunks": len(todo),
+            "representation": work.representation.key, "templates_changed": work.changed_groups,
             "seconds": time.perf_counter() - start}
 
 

@@ -76,4 +76,5 @@ def load_routing_data(con: duckdb.DuckDBPyConnection, encoder: str, split: str |
         X=X, quality=quality, cost=cost, prompt_chars=prompts["n_chars"].to_numpy().astype(np.int64),
         models=list(pool), eval_names=prompts["task"].fill_null("").to_numpy().astype(object),
         prompt_ids=prompts["prompt_id"].to_list(),
+        template_ids=prompts["template_id"].fill_null("").to_numpy().astype(object),
     )

@@ -1,13 +1,20 @@
-"""Prompt embeddings, cached in the store by (prompt_id, encoder).
+"""Prompt embeddings, cached in the store by (prompt_id, encoder), tagged with how they were computed.
 
-Only prompts without a vector for the configured encoder are encoded, so a re-run embeds nothing and new
-data embeds only its new prompts. Prompts are read shortest first (batches of similar length pad less),
-encoded normalised on CUDA when available (fp16 there; ``ROUTER_DEVICE`` forces a device), and each chunk
-is committed on its own so an interrupted run keeps what it finished. Prompts are keyed by the hash of their
-text, so a text is encoded once however often it occurs. Vectors are stored as binary ``FLOAT[]`` (4 bytes a
-dimension, no text encoding). ``flows/scale.py`` runs the same steps distributed: :func:`missing` per
-prompt-hash range and :func:`store_vectors` in the flow's process, :func:`encode` on the workers. The encoder
-itself (resolved, loaded and run the same way for the served model) is ``router.encoder``'s.
+Before encoding, the blocks many prompts of a task or source share (few-shot demonstrations, instructions) are
+learned from the stored prompts (``router.templates``; table ``prompt_templates``) and stripped; a remainder longer
+than the encoder's window is read as mean-pooled windows (``router.representation``). Every vector records the
+representation settings (``representation``) and the template stripped from its prompt (``template_id``): a prompt
+is encoded when it has no vector for the configured encoder, or one under other settings or another template. So
+a re-run embeds nothing, new data embeds only its new prompts, and a night whose learned templates change
+re-embeds only the prompts whose stripped template changed (logged, and in :class:`EmbedResult`).
+
+Prompts are encoded shortest remainder first (batches of similar length pad less), normalised on CUDA when
+available (fp16 there; ``ROUTER_DEVICE`` forces a device), and each chunk is committed on its own so an
+interrupted run keeps what it finished. Prompts are keyed by the hash of their text, so a text is encoded once
+however often it occurs. Vectors are stored as binary ``FLOAT[]`` (4 bytes a dimension, no text encoding).
+``flows/scale.py`` runs the same steps distributed: :func:`plan` and :func:`store_vectors` in the flow's process,
+:func:`encode_texts` on the workers. The encoder itself (resolved, loaded and run the same way for the served
+model) is ``router.encoder``'s.
 """
 
 from __future__ import annotations
@@ -15,18 +22,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import numpy as np
 import polars as pl
 
-from router.encoder import encode, open_encoder, resolve_device
+from router import representation as rep
+from router.encoder import open_encoder, resolve_device
 from router.progress import Progress
 from router.settings import Settings
-from router.storage import query, relation, scalar, transaction
+from router.storage import query, relation, transaction
+from router.templates import Template, learn
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -41,10 +50,35 @@ class EmbedResult:
     embedded: int
     already: int
     seconds: float
+    representation: str = ""
+    templates: int = 0  # groups with a learned template
+    templates_changed: list[str] = field(default_factory=list)  # groups whose template appeared, changed or went
+    reembedded: int = 0  # of ``embedded``: prompts whose stored vector was replaced (template or settings changed)
 
     @property
     def per_second(self) -> float:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class EmbedPlan:
+    """What an embed run has to do: the prompts to encode (``prompt_id``, ``text`` = the remainder to encode,
+    ``template_id``, ``replaces`` = it has a stale vector), under ``representation`` with ``templates``."""
+
+    representation: rep.Representation
+    templates: tuple[Template, ...]
+    todo: pl.DataFrame
+    already: int
+    changed_groups: list[str]
+
+    def in_range(self, lo: str | None, hi: str | None) -> pl.DataFrame:
+        """The prompts to encode whose prompt_id lies in the hash range ``[lo, hi)`` (a distributed chunk)."""
+        keep = pl.lit(True)
+        if lo is not None:
+            keep &= pl.col("prompt_id") >= lo
+        if hi is not None:
+            keep &= pl.col("prompt_id") < hi
+        return self.todo.filter(keep)
 
 
 def load_encoder(settings: Settings, device: str | None = None) -> SentenceTransformer:
@@ -53,38 +87,97 @@ def load_encoder(settings: Settings, device: str | None = None) -> SentenceTrans
     return open_encoder(settings.encoder, device or settings.device)
 
 
-def missing(con: duckdb.DuckDBPyConnection, encoder: str, lo: str | None = None, hi: str | None = None
-            ) -> pl.DataFrame:
-    """(prompt_id, text) of the prompts lacking a vector for ``encoder``, shortest first, optionally only
-    those whose prompt_id lies in the hash range ``[lo, hi)``."""
-    return relation(con, "embed/missing_prompts", {"encoder": encoder, "lo": lo, "hi": hi}).pl()
+def encode_texts(model: Any, texts: list[str], settings: Settings) -> np.ndarray:
+    """``texts`` (remainders) read as the configured representation says
+    (:func:`router.representation.encode_texts`)."""
+    return rep.encode_texts(model, texts, settings.embed_batch_size, settings.embed_max_chunks)
+
+
+def stored_templates(con: duckdb.DuckDBPyConnection) -> tuple[Template, ...]:
+    """The templates learned at the last embed step (``prompt_templates``)."""
+    frame = relation(con, "embed/stored_templates").pl()
+    return tuple(Template(g, p, s) for g, p, s in frame.select("template_group", "prefix", "suffix").iter_rows())
+
+
+def _learn_and_store(con: duckdb.DuckDBPyConnection, state: pl.DataFrame, representation: rep.Representation
+                     ) -> tuple[tuple[Template, ...], list[str]]:
+    """Learn the templates of the stored prompts; store them when they differ; return them and the changed groups."""
+    groups = {g: texts for g, texts in state.group_by("template_group").agg("text").iter_rows() if g is not None}
+    templates = learn(groups, representation.rules)
+    old = relation(con, "embed/stored_templates").pl()
+    old_ids = dict(zip(old["template_group"], old["template_id"], strict=True))
+    new_ids = {t.group: t.id for t in templates}
+    changed = sorted(g for g in set(old_ids) | set(new_ids) if old_ids.get(g) != new_ids.get(g))
+    if changed:
+        now = datetime.now(UTC).replace(tzinfo=None)
+        learned_at = dict(zip(old["template_group"], old["learned_at"], strict=True))
+        sizes = {g: len(set(texts)) for g, texts in groups.items()}
+        staged = pl.DataFrame(
+            [(t.group, t.id, t.prefix, t.suffix, sizes[t.group], now if t.group in changed else learned_at[t.group])
+             for t in templates],
+            schema={"template_group": pl.String, "template_id": pl.String, "prefix": pl.String, "suffix": pl.String,
+                    "n_prompts": pl.Int64, "learned_at": pl.Datetime("us")}, orient="row")
+        with transaction(con):
+            con.register("staged_templates", staged)
+            con.execute(query("embed/replace_templates"))
+            con.unregister("staged_templates")
+    return templates, changed
+
+
+def plan(con: duckdb.DuckDBPyConnection, settings: Settings) -> EmbedPlan:
+    """Learn (and store) tonight's templates when the settings strip them, and list the prompts lacking a current
+    vector for ``settings.encoder``: none, or one under other representation settings or another template."""
+    representation = rep.Representation.from_settings(settings)
+    state = relation(con, "embed/prompt_state", {"encoder": settings.encoder}).pl()
+    templates, changed = (), []
+    if representation.templates:
+        templates, changed = _learn_and_store(con, state, representation)
+    remainders, ids = rep.prepare(state["text"].to_list(), templates)
+    state = state.with_columns(pl.Series("remainder", remainders, dtype=pl.String),
+                               pl.Series("new_template_id", ids, dtype=pl.String))
+    stale = (~pl.col("embedded") | (pl.col("representation") != representation.key).fill_null(True)
+             | pl.col("template_id").ne_missing(pl.col("new_template_id")))
+    todo = (state.filter(stale)
+            .select("prompt_id", pl.col("remainder").alias("text"), pl.col("new_template_id").alias("template_id"),
+                    pl.col("embedded").alias("replaces"))
+            .sort(pl.col("text").str.len_chars(), "prompt_id"))
+    if changed:
+        log.info("templates changed for %d group(s) (%s): %d stored vectors to re-embed", len(changed),
+                 ", ".join(changed), int(todo["replaces"].sum()))
+    return EmbedPlan(representation, templates, todo, state.height - todo.height, changed)
 
 
 def store_vectors(con: duckdb.DuckDBPyConnection, encoder: str, prompt_ids: pl.Series | list[str],
-                  vectors: np.ndarray) -> None:
-    """Insert one chunk of vectors (one transaction); prompts that already have one are left alone."""
+                  vectors: np.ndarray, representation: str, template_ids: pl.Series | list[str | None]) -> None:
+    """Store one chunk of vectors (one transaction), replacing the chunk's prompts' stale vectors."""
     n, dim = vectors.shape
     frame = pl.DataFrame({
         "prompt_id": pl.Series("prompt_id", prompt_ids, dtype=pl.String),
         "encoder": pl.repeat(encoder, n, dtype=pl.String, eager=True),
         "dim": pl.repeat(dim, n, dtype=pl.Int32, eager=True),
         "vector": pl.Series(vectors, dtype=pl.Array(pl.Float32, dim)).cast(pl.List(pl.Float32)),
+        "representation": pl.repeat(representation, n, dtype=pl.String, eager=True),
+        "template_id": pl.Series("template_id", template_ids, dtype=pl.String),
     })
     with transaction(con):
         con.register("staged_vectors", frame)
+        con.execute(query("embed/delete_replaced"))
         con.execute(query("embed/insert_vectors"), {"now": datetime.now(UTC).replace(tzinfo=None)})
         con.unregister("staged_vectors")
 
 
 def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
                   progress: Callable[[int, int], None] | None = None, model=None) -> EmbedResult:
-    """Embed every stored prompt (outcomes and backlog) lacking a vector for ``settings.encoder``."""
+    """Embed every stored prompt (outcomes and backlog) lacking a current vector for ``settings.encoder``
+    (:func:`plan`)."""
     encoder = settings.encoder
-    already = int(scalar(con, "embed/count_embedded", {"encoder": encoder}) or 0)
-    todo = missing(con, encoder)
+    work = plan(con, settings)
+    todo = work.todo
     device = resolve_device(settings.device)
+    key = work.representation.key
+    result = EmbedResult(encoder, device, 0, work.already, 0.0, key, len(work.templates), work.changed_groups)
     if todo.height == 0:
-        return EmbedResult(encoder, device, 0, already, 0.0)
+        return result
     model = model or load_encoder(settings, device)
     start = time.perf_counter()
     done = 0
@@ -95,17 +188,17 @@ def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
         texts = chunk["text"].to_list()
         parts = []
         for lo in range(0, len(texts), step):
-            parts.append(encode(model, texts[lo:lo + step], settings.embed_batch_size))
+            parts.append(encode_texts(model, texts[lo:lo + step], settings))
             lines.update(done + min(lo + step, len(texts)))
         vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        store_vectors(con, encoder, chunk["prompt_id"], vectors)
+        store_vectors(con, encoder, chunk["prompt_id"], vectors, key, chunk["template_id"])
         done += chunk.height
         if progress:
             progress(done, todo.height)
-    seconds = time.perf_counter() - start
-    result = EmbedResult(encoder, device, done, already, seconds)
-    log.info("embedded %d prompts with %s on %s in %.1f s (%.1f prompts/s)", done, encoder, device, seconds,
-             result.per_second)
+    result.seconds = time.perf_counter() - start
+    result.embedded, result.reembedded = done, int(todo["replaces"].sum())
+    log.info("embedded %d prompts (%d re-embedded) with %s on %s in %.1f s (%.1f prompts/s)", done,
+             result.reembedded, encoder, device, result.seconds, result.per_second)
     return result
 
 

@@ -141,8 +141,15 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
               f"quarantined: {ingest.get('rows_quarantined', 0)}, rejected files: {len(ingest.get('rejected', []))}",
               f"- validation: {'ok' if validation.get('ok', True) else 'PROBLEMS'}"]
     lines += [f"  - {p}" for p in validation.get("problems", [])]
-    lines += [f"- embedded: {embed.get('embedded', 0)} new prompts ({embed.get('already', 0)} cached) on "
-              f"{embed.get('device', '?')}", ""]
+    lines += [f"- embedded: {embed.get('embedded', 0)} prompts ({embed.get('already', 0)} cached) on "
+              f"{embed.get('device', '?')}, representation `{embed.get('representation', '?')}`, "
+              f"{embed.get('templates', 0)} prompt templates"]
+    if embed.get("templates_changed"):
+        lines.append(f"  - learned templates changed for {', '.join(embed['templates_changed'])}: "
+                     f"{embed.get('reembedded', 0)} stored vectors re-embedded")
+    elif embed.get("reembedded"):
+        lines.append(f"  - {embed['reembedded']} stored vectors re-embedded (representation settings changed)")
+    lines.append("")
     quarantine = relation(con, "nightly/quarantine_by_reason").pl()
     if quarantine.height:
         lines += ["### Quarantine (all time, top reasons)", "", "| kind | reason | rows |", "|---|---|---:|"]

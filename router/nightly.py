@@ -160,11 +160,15 @@ def drift(settings: Settings, *, flow_run_id: str, started: datetime) -> dict[st
 
 # -------------------------------------------------------------------------------------------------- train
 def data_key(settings: Settings, ingest_runs: list[str]) -> str:
-    """Identity of a training run's inputs: the ingest runs, encoder, seed and the routers' code."""
+    """Identity of a training run's inputs: the ingest runs, encoder and representation settings (the learned
+    templates follow from the ingest runs), seed and the routers' code."""
+    from router.representation import Representation
+
     code = hashlib.sha256()
     for path in sorted((resources.package_dir() / "routers").glob("*.py")):
         code.update(path.read_bytes())
     payload = {"runs": sorted(ingest_runs), "encoder": settings.encoder, "seed": settings.seed,
+               "representation": Representation.from_settings(settings).key,
                "version": __version__, "code": code.hexdigest()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
@@ -250,7 +254,7 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
             mlflow_run_id = tracking.log_training_run(
                 settings, run.routers[ATTENTION], run.evaluation, run.report_dir, run.snapshot.as_params(),
                 {"data_key": step.data_key, "flow_run_id": flow_run_id or ""}, train_data=run.train,
-                run_name=f"train-{run.run_id}", policy=step.calibration,
+                run_name=f"train-{run.run_id}", policy=step.calibration, templates=run.templates,
             )
         faults.point("logged")
         if version is None:

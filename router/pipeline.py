@@ -20,10 +20,12 @@ import numpy as np
 
 from router.errors import RouterError
 from router.dataset import Snapshot, load_routing_data, snapshot
+from router.embeddings import stored_templates
 from router.evaluation import EvaluationResult, evaluate
 from router.report import copy_to_latest, write_report
 from router.routers import Router, RoutingData, get_router
 from router.settings import Settings
+from router.templates import Template
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class TrainRun:
     test: RoutingData
     snapshot: Snapshot
     seconds: dict[str, float] = field(default_factory=dict)
+    templates: tuple[Template, ...] = ()  # the prompt templates the vectors were stripped of (router.templates)
 
     @property
     def metrics(self) -> dict:
@@ -112,4 +115,5 @@ def train_and_evaluate(con: duckdb.DuckDBPyConnection, settings: Settings, *, da
     if write:
         write_report(result, report_dir)
         copy_to_latest(report_dir, settings.reports)
-    return TrainRun(run_id, routers, result, report_dir, train, test, snap, seconds)
+    templates = stored_templates(con) if settings.embed_templates else ()
+    return TrainRun(run_id, routers, result, report_dir, train, test, snap, seconds, templates)

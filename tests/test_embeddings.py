@@ -10,6 +10,7 @@ import pytest
 from conftest import table
 from router import embeddings as emb
 from router.dataset import load_routing_data, model_pool
+from router.encoder import encode
 from router.settings import BUNDLED_ENCODER, Settings
 
 DIM = 384
@@ -49,7 +50,7 @@ def test_cache_embeds_each_prompt_once(files, ingest, store, settings, encoder, 
     text_of = dict(zip(*table(store, "prompts").select("text", "prompt_id").to_dict().values(), strict=True))
     two, digits, cat = (vectors[text_of[t]] for t in ("What is two plus two?", "What is 2 + 2?",
                                                        "Translate 'cat' into French."))
-    assert emb.encode(encoder, ["What is 2 + 2?"], 8)[0] == pytest.approx(digits, abs=1e-5)
+    assert encode(encoder, ["What is 2 + 2?"], 8)[0] == pytest.approx(digits, abs=1e-5)
     assert float(two @ digits) > float(two @ cat) + 0.2
 
     # Re-run: nothing to embed, and the model is not even loaded.
@@ -137,3 +138,104 @@ def test_embedding_logs_progress_lines_between_encoder_calls(files, ingest, stor
     lines = [r.getMessage() for r in caplog.records if "embedding with" in r.getMessage()]
     assert [line.split(": ")[1].split(" prompts")[0] for line in lines] == ["8/10 (80%)", "10/10 (100%)"], lines
     assert "/s, ETA " in lines[0] and "ETA" not in lines[1]
+
+
+SHOTS = ("Answer with one letter. Question: Which planet is largest? A) Mars B) Jupiter Answer: B\n\n"
+         "Question: Which gas do plants take in? A) CO2 B) O2 Answer: A\n\n")
+FORMAT = "\nReply with the single letter of your choice and nothing else, no explanation at all."
+
+
+def _qa(i: int, shots: str = SHOTS) -> str:
+    return shots + f"Question: How many legs do {i} spiders and {i + 1} ants have together? A) {14 * i + 6} B) {i}"
+
+
+def _state(store) -> dict[str, tuple]:
+    frame = store.sql("SELECT p.text, e.template_id, e.representation, e.vector FROM embeddings e "
+                      "JOIN prompts p USING (prompt_id)").pl()
+    return {text: (tid, rep, np.asarray(vec, dtype=np.float32)) for text, tid, rep, vec in frame.iter_rows()}
+
+
+def test_templates_are_stripped_and_embedding_is_incremental(files, ingest, store, settings, encoder,
+                                                             caplog) -> None:
+    """Shared blocks are stripped before encoding; a night with new prompts embeds only them; a changed template
+    re-embeds only the prompts whose stripped template changed; other settings re-embed what they affect."""
+    import logging
+
+    from router.templates import strip
+
+    def night(name: str, texts: dict[str, list[str]], start: int) -> None:
+        records = [files.log_record(start + n, prompt=text, task=task)
+                   for n, (task, text) in enumerate((t, x) for t, xs in texts.items() for x in xs)]
+        ingest("logs", files.logs(name, records))
+
+    math_texts = [f"Compute {i} * {i + 3} and show the steps." + FORMAT for i in range(4)]
+    night("n1.jsonl", {"qa": [_qa(i) for i in range(4)], "math": math_texts, "chat": ["Tell me a joke."]}, 0)
+    first = emb.embed_missing(store, settings, model=encoder)
+    assert (first.embedded, first.already, first.reembedded) == (9, 0, 0)
+    assert (first.templates, first.templates_changed) == (2, ["math", "qa"])
+    learned = emb.stored_templates(store)
+    assert [(t.group, bool(t.prefix), t.suffix) for t in learned] == [
+        ("math", False, " and show the steps." + FORMAT), ("qa", True, "")]
+    assert table(store, "prompt_templates")["template_id"].to_list() == [t.id for t in learned]
+    state = _state(store)
+    for text, (tid, rep, vec) in state.items():
+        remainder, expected_tid = strip(text, learned)
+        assert tid == expected_tid and rep == "templates(share=0.5,chars=64)+chunks(8)"
+        assert vec == pytest.approx(encode(encoder, [remainder], 8)[0], abs=1e-5)  # the remainder's vector
+    assert state["Tell me a joke."][0] is None and state[_qa(0)][0] is not None
+    # without stripping, the qa prompts (mostly shared block) would be near-duplicates; stripped they are not
+    raw = encode(encoder, [_qa(0), _qa(1)], 8)
+    assert float(state[_qa(0)][2] @ state[_qa(1)][2]) < float(raw[0] @ raw[1])
+
+    # A night with new prompts of the same templates: only they are encoded, the learned templates stay.
+    night("n2.jsonl", {"qa": [_qa(i) for i in range(4, 6)]}, 100)
+    second = emb.embed_missing(store, settings, model=encoder)
+    assert (second.embedded, second.already, second.reembedded, second.templates_changed) == (2, 9, 0, [])
+    after = _state(store)
+    assert all(np.array_equal(after[t][2], state[t][2]) for t in state)
+
+    # A night whose prompts change the qa template: the qa prompts of the old template (now stripped of nothing)
+    # and the new prompts are encoded; math and chat keep their vectors. It is logged and reported.
+    other_shots = SHOTS.replace("Which planet is largest?", "Which planet is smallest?").replace(
+        "B) Jupiter Answer: B", "B) Mercury Answer: B")
+    night("n3.jsonl", {"qa": [_qa(i, other_shots) for i in range(10, 17)]}, 200)
+    with caplog.at_level(logging.INFO, logger="router.embeddings"):
+        third = emb.embed_missing(store, settings, model=encoder)
+    assert third.templates_changed == ["qa"]
+    assert (third.embedded, third.reembedded, third.already) == (7 + 6, 6, 5)
+    assert any("templates changed for 1 group(s) (qa): 6 stored vectors to re-embed" in r.getMessage()
+               for r in caplog.records)
+    final = _state(store)
+    assert all(np.array_equal(final[t][2], after[t][2]) for t in math_texts + ["Tell me a joke."])
+    assert all(final[_qa(i)][0] is None for i in range(6))  # old qa prompts: their template is gone
+    assert len({final[_qa(i, other_shots)][0] for i in range(10, 17)}) == 1
+    rows = table(store, "prompt_templates").sort("template_group")
+    assert rows["learned_at"][0] < rows["learned_at"][1]  # math kept its learned_at, qa was learned again
+    assert table(store, "embeddings").height == 18  # replaced, never duplicated
+
+    # Other settings re-embed exactly what they affect: without templates, every stripped prompt (not "chat").
+    raw_settings = settings.model_copy(update={"embed_templates": False, "embed_max_chunks": 1})
+    fourth = emb.embed_missing(store, raw_settings, model=encoder)
+    assert (fourth.embedded, fourth.already) == (18, 0)  # the key changed for every prompt
+    assert _state(store)["Tell me a joke."][2] == pytest.approx(final["Tell me a joke."][2], abs=1e-6)
+    assert emb.embed_missing(store, raw_settings, model=encoder).embedded == 0
+
+
+def test_long_remainders_are_read_in_mean_pooled_windows(encoder) -> None:
+    from router.representation import encode_texts
+
+    long = " ".join(f"sentence {i} talks about topic {i % 17} and colour {i % 5}." for i in range(120))
+    short = "A short prompt."
+    n_tokens = len(encoder.tokenizer(long, add_special_tokens=False)["input_ids"])
+    assert n_tokens > 4 * 254
+    cut = encode_texts(encoder, [long, short], 8, max_chunks=1)
+    pooled = encode_texts(encoder, [long, short], 8, max_chunks=3)
+    assert cut[0] == pytest.approx(encode(encoder, [long], 8)[0], abs=1e-6)  # max_chunks 1: the encoder's own cut
+    assert pooled[1] == pytest.approx(cut[1], abs=1e-6)  # a text within the window is encoded as is
+    assert np.linalg.norm(pooled[0]) == pytest.approx(1.0, abs=1e-5)
+    ids = encoder.tokenizer(long, add_special_tokens=False)["input_ids"]
+    windows = [ids[:254], ids[254:508], ids[len(ids) - 254:]]  # two head windows, one tail window
+    parts = encode(encoder, [encoder.tokenizer.decode(w) for w in windows], 8)
+    mean = parts.mean(axis=0)
+    assert pooled[0] == pytest.approx(mean / np.linalg.norm(mean), abs=1e-5)
+    assert float(pooled[0] @ cut[0]) < 0.999  # the tail is read too

@@ -37,6 +37,7 @@ class RoutingData:
     models: list[str]  # m model names, column order of quality/cost
     eval_names: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))  # (n,) task label or ""
     prompt_ids: list[str] = field(default_factory=list)  # (n,) store keys, when read from the store
+    template_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=object))  # (n,) stripped template or ""
 
     def __post_init__(self) -> None:
         n, m = self.quality.shape
@@ -49,6 +50,8 @@ class RoutingData:
             raise ValueError(f"{len(self.models)} model names for {m} columns")
         if self.eval_names.size == 0:
             self.eval_names = np.full(n, "", dtype=object)
+        if self.template_ids.size == 0:
+            self.template_ids = np.full(n, "", dtype=object)
 
     @property
     def n(self) -> int:
@@ -58,6 +61,7 @@ class RoutingData:
         return RoutingData(
             self.X[idx], self.quality[idx], self.cost[idx], self.prompt_chars[idx], list(self.models),
             self.eval_names[idx], [self.prompt_ids[i] for i in np.asarray(idx).ravel()] if self.prompt_ids else [],
+            self.template_ids[idx],
         )
 
 

@@ -1,1 +1,0 @@
-SELECT count(*) FROM embeddings WHERE encoder = $encoder;
