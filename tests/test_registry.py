@@ -38,6 +38,8 @@ from router.routers.attention import AttentionRouter  # noqa: E402
 from router.routers.base import RoutingData  # noqa: E402
 from router.routers.knn import KNNRouter  # noqa: E402
 from router.settings import BUNDLED_ENCODER, PROJECT_ROOT, Settings  # noqa: E402
+from router.representation import LEGACY_KEY, Representation  # noqa: E402
+from router.templates import Template, strip  # noqa: E402
 
 MODELS = ["small", "medium", "large"]
 #: P(correct) per task × model: small only does arithmetic, medium also translates, large does everything.
@@ -358,16 +360,24 @@ def test_a_baseline_router_is_packaged_and_served_through_the_pyfunc(tmp_path: P
     q_hat, c_hat = router.predict(data.test.X, data.test.prompt_chars)
     result = evaluate({"knn5": (q_hat, c_hat, "linear")}, data.test.quality, data.test.cost, data.test.eval_names,
                       data.test.models)
-    run_id = tracking.log_training_run(settings, router, result, None, {"rows": data.train.n}, train_data=data.train)
+    # the prompt templates travel with the version and the served model strips them as the store's embed step does
+    shots = "Answer with one letter. Question: Is the sky blue? A) yes B) no Answer: A\n\nQuestion: "
+    templates = (Template("qa", shots, ""),)
+    run_id = tracking.log_training_run(settings, router, result, None, {"rows": data.train.n}, train_data=data.train,
+                                       templates=templates)
     version = promotion.register_challenger(settings, run_id)
     loaded = promotion.load_version(settings, version)
+    assert loaded.pool.representation == Representation.from_settings(settings).key != LEGACY_KEY
     assert isinstance(loaded.router, KNNRouter) and loaded.router.k == 5
     assert loaded.pool.router == "knn5" and loaded.pool.models == MODELS
     logged_aiq = _client(settings).get_run(run_id).data.metrics["aiq"]
     assert logged_aiq == pytest.approx(result.metrics["routers"]["knn5"]["aiq"])
 
-    prompts = ["What is 7 plus 8?", "Translate the word 'garden' into French.", "Write a Python function that sums."]
-    X = encode(open_encoder(BUNDLED_ENCODER, "cpu", embedding_dim=384, local_only=True), prompts, 64)
+    prompts = ["What is 7 plus 8?", "Translate the word 'garden' into French.", "Write a Python function that sums.",
+               shots + "Is water wet? A) yes B) no"]
+    X = encode(open_encoder(BUNDLED_ENCODER, "cpu", embedding_dim=384, local_only=True),
+               [strip(p, templates)[0] for p in prompts], 64)
+    assert strip(prompts[-1], templates)[0] == "Is water wet? A) yes B) no"
     chars = np.array([len(p) for p in prompts])
     expected_q, expected_c = router.predict(X, chars)
     with tracking.connect(settings):

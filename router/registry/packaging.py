@@ -24,21 +24,26 @@ from router import resources
 from router.errors import RegistryError
 from router.files import sha256_file
 from router.registry.serving import COST_PREFIX, DEFAULT_PARAMS, QUALITY_PREFIX, predict
+from router.representation import LEGACY_KEY
+from router.templates import Template, templates_json
 
 if TYPE_CHECKING:
     from router.policy import Calibration
     from router.routers.base import Router, RoutingData
 
-__all__ = ["ARTIFACT_FILES", "CONFIG", "MODEL_CODE", "MODEL_NAME", "POOL", "WEIGHTS", "ModelPool", "ModelPoolError",
-           "load_router_artifacts", "log_pyfunc", "router_registry_name", "write_model_files"]
+__all__ = ["ARTIFACT_FILES", "CONFIG", "MODEL_CODE", "MODEL_NAME", "POOL", "TEMPLATES", "WEIGHTS", "ModelPool",
+           "ModelPoolError", "load_router_artifacts", "log_pyfunc", "router_registry_name", "write_model_files"]
 
 #: The models-from-code file MLflow executes to build the pyfunc.
 MODEL_CODE = resources.model_code()
 #: Name of the logged model inside a training run.
 MODEL_NAME = "model"
 #: Keys of the pyfunc's artifacts (``context.artifacts[...]``) and the file names they are saved under.
-WEIGHTS, CONFIG, POOL = "weights", "config", "pool"
-ARTIFACT_FILES = {WEIGHTS: "router.safetensors", CONFIG: "router_config.json", POOL: "pool.json"}
+#: ``templates``: the prompt templates stripped before embedding (``router.templates``; versions logged before it
+#: have none and embed raw prompts).
+WEIGHTS, CONFIG, POOL, TEMPLATES = "weights", "config", "pool", "templates"
+ARTIFACT_FILES = {WEIGHTS: "router.safetensors", CONFIG: "router_config.json", POOL: "pool.json",
+                  TEMPLATES: "templates.json"}
 
 #: Distributions the pyfunc needs at inference time (pinned to the installed versions when logging).
 _PIP_PACKAGES = (
@@ -72,6 +77,9 @@ class ModelPool(BaseModel):
     router: str = Field(min_length=1, description="registry name of the router (router.routers.ROUTERS key)")
     encoder: str = Field(min_length=1, description="sentence-transformers encoder the prompts are embedded with")
     embedding_dim: int = Field(gt=0, description="embedding width the weights expect")
+    representation: str = Field(default=LEGACY_KEY, description="how prompts are read before encoding "
+                                "(router.representation key: template stripping, windows of a long prompt); "
+                                "pools written before it was recorded read raw prompts cut at the window")
     models: list[str] = Field(min_length=1, description="model names, in the router's output column order")
     mean_cost: dict[str, float] = Field(description="per-model mean observed training cost (dollars/prompt)")
     n_train: int = Field(ge=0, description="training prompts")
@@ -151,15 +159,19 @@ def write_model_files(
     train_data: RoutingData,
     encoder: str,
     registry_name: str,
+    representation: str = LEGACY_KEY,
+    templates: Sequence[Template] = (),
 ) -> dict[str, Path]:
     """Write a router's artifacts (``router.to_artifacts()`` output: ``tensors`` as safetensors, ``config`` as
-    JSON) and its :class:`ModelPool` (``registry_name``, ``encoder``, the embedding width and per-model mean cost
-    of ``train_data``) into ``folder``; return their paths by artifact key (:data:`WEIGHTS`, ...)."""
+    JSON), its :class:`ModelPool` (``registry_name``, ``encoder``, ``representation``, the embedding width and
+    per-model mean cost of ``train_data``) and the prompt ``templates`` its training vectors were stripped of
+    (``templates.json``) into ``folder``; return their paths by artifact key (:data:`WEIGHTS`, ...)."""
     from safetensors.torch import save_file  # noqa: PLC0415 - torch only when logging a model
 
     files = {key: folder / name for key, name in ARTIFACT_FILES.items()}
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(files[WEIGHTS]))
     files[CONFIG].write_text(json.dumps(dict(config), indent=2, sort_keys=True, default=_json_default))
+    files[TEMPLATES].write_text(templates_json(templates))
     cost = np.asarray(train_data.cost, dtype=np.float64)
     observed = ~np.isnan(cost)
     means = np.where(observed.any(axis=0), np.nansum(cost, axis=0) / np.maximum(observed.sum(axis=0), 1), 0.0)
@@ -167,6 +179,7 @@ def write_model_files(
         router=registry_name,
         encoder=encoder,
         embedding_dim=int(train_data.X.shape[1]),
+        representation=representation,
         models=list(router.models),
         mean_cost={m: float(c) for m, c in zip(router.models, means, strict=True)},
         n_train=int(train_data.n),
@@ -224,6 +237,7 @@ def log_pyfunc(files: Mapping[str, Path], models: Sequence[str], policy: Calibra
         metadata={
             "router": pool.router,
             "encoder": pool.encoder,
+            "representation": pool.representation,
             "embedding_dim": pool.embedding_dim,
             "models": list(pool.models),
         },

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 
     from router.registry.packaging import ModelPool
     from router.routers.base import Router
+    from router.templates import Template
 
-__all__ = ["COST_PREFIX", "DEFAULT_PARAMS", "QUALITY_PREFIX", "pool_encoder", "predict", "prompt_inputs",
-           "route_frame"]
+__all__ = ["COST_PREFIX", "DEFAULT_PARAMS", "QUALITY_PREFIX", "embed_prompts", "pool_encoder", "predict",
+           "prompt_inputs", "route_frame"]
 
 #: Inference params of the pyfunc and their defaults (also the signature's ``ParamSchema``).
 #: ``reward`` picks the reward of ``router.rewards``; ``lambda`` is the linear reward's willingness to pay
@@ -47,6 +48,18 @@ def pool_encoder(pool: ModelPool) -> SentenceTransformer:
     from router.encoder import open_encoder  # noqa: PLC0415 - sentence-transformers only when serving
 
     return open_encoder(pool.encoder, "cpu", embedding_dim=pool.embedding_dim, local_only=True)
+
+
+def embed_prompts(encoder: Any, pool: ModelPool, templates: Sequence[Template], prompts: Sequence[str],
+                  batch_size: int) -> np.ndarray:
+    """The prompts' vectors as the version's training vectors were computed: its learned ``templates`` stripped
+    and long remainders windowed per its pool's ``representation`` (``router.representation``, the store's
+    embed step runs the same functions)."""
+    from router.representation import Representation, encode_texts, prepare  # noqa: PLC0415
+
+    representation = Representation.from_key(pool.representation)
+    remainders, _ = prepare(prompts, templates if representation.templates else ())
+    return encode_texts(encoder, remainders, batch_size, representation.max_chunks)
 
 
 def prompt_inputs(model_input: Any) -> tuple[list[str], np.ndarray | None]:

@@ -31,12 +31,14 @@ from router.errors import RegistryError
 from router.files import sha256_file
 from router.redact import mask, mask_uri
 from router.registry.packaging import log_pyfunc, router_registry_name, write_model_files
+from router.representation import Representation
 from router.settings import PROJECT_ROOT
 
 if TYPE_CHECKING:
     from router.policy import Calibration
     from router.routers.base import Router, RoutingData
     from router.settings import Settings
+    from router.templates import Template
 
 __all__ = ["CONNECT_ATTEMPTS", "CONNECT_ATTEMPTS_ENV", "MODEL_ID_TAG", "RegistryUnavailable", "check_reachable",
            "connect", "ensure_experiment", "log_training_run"]
@@ -271,6 +273,7 @@ def log_training_run(
     run_name: str | None = None,
     tags: Mapping[str, str] | None = None,
     policy: Calibration | None = None,
+    templates: Sequence[Template] = (),
 ) -> str:
     """Log one training run to MLflow and the fitted router as a pyfunc model; return the run id.
 
@@ -290,6 +293,10 @@ def log_training_run(
         metrics_name: this router's key in ``metrics["routers"]`` (default: its registry name, e.g.
             ``attention``); its AIQ and max perf are also logged as the run's headline ``aiq`` / ``max_perf``.
         run_name, tags: passed to MLflow.
+
+    ``templates`` (the store's learned prompt templates, ``router.embeddings.stored_templates``) travel with the
+    model as its ``templates`` artifact, with the settings' representation key in ``pool.json``, so the served
+    model reads prompts as the training vectors were computed.
 
     ``policy`` (a :class:`router.policy.Calibration`) is logged as ``policy.*`` params and tags and
     ``policy.json``, and becomes the pyfunc's ``model_config["policy"]`` and its signature's default params.
@@ -314,6 +321,8 @@ def log_training_run(
     all_params: dict[str, Any] = {
         "router": registry_name,
         "encoder": settings.encoder,
+        "representation": Representation.from_settings(settings).key,
+        "templates": len(templates),
         "embedding_dim": int(train_data.X.shape[1]),
         "n_models": len(router.models),
         "models": ",".join(router.models),
@@ -324,7 +333,8 @@ def log_training_run(
 
     with connect(settings) as client, tempfile.TemporaryDirectory(prefix="router-model-") as tmp:
         experiment_id = ensure_experiment(settings, client)
-        files = write_model_files(Path(tmp), router, tensors, config, train_data, settings.encoder, registry_name)
+        files = write_model_files(Path(tmp), router, tensors, config, train_data, settings.encoder, registry_name,
+                                  Representation.from_settings(settings).key, templates)
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})) as run:
             mlflow.log_params({k: _param_value(v) for k, v in all_params.items()})
             mlflow.log_metrics(_metric_values(metrics_dict, primary=metrics_name or registry_name))
