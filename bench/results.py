@@ -47,6 +47,7 @@ def main() -> None:
         start = time.perf_counter()
         embedded = embed_missing(con, settings)
         embed_s = time.perf_counter() - start
+        templates = embedded.templates
         run = train_and_evaluate(con, settings, dataset="data/routerbench_subset (RouterBench 0-shot)")
     m = run.metrics
     routers = m["routers"]
@@ -114,14 +115,13 @@ def main() -> None:
         lines.append(f"| {ev} | {n} | {d} |")
     lines += [
         "",
-        "The arc-challenge and winogrande prompts open with the same few-shot demonstrations, and all-MiniLM-L6-v2",
-        "reads only the first 256 word pieces, so every prompt of those evals gets one of two vectors. There,",
-        "no router can do better than re-creating the single-model points, i.e. the zero router's hull; only mbpp",
-        "carries per-prompt signal. The evaluation is per eval (no task signal across evals), so the margin over",
-        "the baselines comes from mbpp alone. The encoder is a setting (`ROUTER_ENCODER`); docs/router.md records",
-        "what was tried (tail-of-prompt embeddings, task label, architecture and loss variants) and measured.",
-        "With identical vectors, kNN's neighbours are arbitrary ties, which is why knn5/knn10 score far below",
-        "the zero router on winogrande here; other tie-breaking gives other numbers for them.",
+        f"Before encoding, the embed step strips the blocks most prompts of an eval share ({templates} learned",
+        "templates: the few-shot demonstrations and answer-format instruction of arc-challenge and winogrande;",
+        "docs/router.md). Embedding the raw prompts, cut by all-MiniLM-L6-v2 at 256 word pieces, gave those two",
+        "evals one or two vectors each, leaving no router more than the zero router's hull there. With distinct",
+        f"vectors (each the prompt's question and choices) the margin over the zero router is still small",
+        f"(attention {routers['attention']['aiq']:.4f} vs {routers['zero_router']['aiq']:.4f}). The evaluation is",
+        "per eval (no task signal across evals). docs/router.md records what else was tried.",
         "",
         f"Timings on this machine (2 CPU cores, shared): embedding {embedded.embedded} new prompts took {embed_s:.0f} s",
         f"({embedded.already} were cached); fitting every router took {sum(run.seconds.values()):.0f} s.",
