@@ -265,7 +265,7 @@ def _prepare_store(con) -> None:
     con.register("prep", frame)
     con.execute(f"INSERT INTO prompts SELECT prompt_id, text, length(text), 'demo', 'backlog', {now} FROM prep")
     con.execute(f"INSERT INTO backlog SELECT query_id, prompt_id, 'demo', NULL, 'run0', {now} FROM prep")
-    con.execute(f"INSERT INTO embeddings SELECT prompt_id, 'fake', {DIM}, vector, {now} FROM prep")
+    con.execute(f"INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) SELECT prompt_id, 'fake', {DIM}, vector, {now} FROM prep")
     con.execute(f"INSERT INTO ingest_runs VALUES ('run0', 'backlog', 'prep', 'x', {N_QUERIES}, {N_QUERIES}, "
                 f"{N_QUERIES}, {N_QUERIES}, 0, {now}, {now}, NULL)")
     con.unregister("prep")

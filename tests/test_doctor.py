@@ -13,6 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from router.doctor import INFO, OK, PENDING, PROBLEM, run_checks
+from router.storage import migrations
+
+PREVIOUS, LATEST = (version for version, _, _ in migrations()[-2:])  # the two newest migrations
 
 NOW = "TIMESTAMP '2026-01-01 00:00:00'"
 HEALTHY = f"""
@@ -30,7 +33,7 @@ VALUES ('routerbench', 's1', 'm1', 'p1', 1.0, 0.001, 'train', 'r-bench', {NOW}),
        ('routerbench', 's2', 'm2', 'p2', 1.0, 0.002, 'test', 'r-bench', {NOW});
 INSERT INTO quarantine VALUES ('r-bench', 'routerbench', 'bench.csv', 3, 's3 / m1', NULL, 'score outside [0, 1]', {NOW});
 INSERT INTO backlog VALUES ('q1', 'p3', NULL, NULL, 'r-back', {NOW}), ('q2', 'p1', 'math', NULL, 'r-back', {NOW});
-INSERT INTO embeddings VALUES ('p1', $enc, 2, [1.0, 0.0], {NOW}), ('p2', $enc, 2, [0.0, 1.0], {NOW}),
+INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) VALUES ('p1', $enc, 2, [1.0, 0.0], {NOW}), ('p2', $enc, 2, [0.0, 1.0], {NOW}),
                               ('p3', $enc, 2, [0.6, 0.8], {NOW}), ('p1', 'older-encoder', 2, [1.0, 0.0], {NOW});
 INSERT INTO routing_decisions VALUES
     ('q1', '1', 'xattn-router', 'm1', 0.9, 0.001, 'linear', 1.0, 0.899, NULL, 'night', {NOW}, 'lambda=1'),
@@ -77,7 +80,7 @@ def test_a_healthy_store_passes(settings, healthy) -> None:
         "schema": OK, "orphans": OK, "keys": OK, "embeddings": OK, "embeddings (other encoder)": INFO,
         "backlog": OK, "decision versions": OK, "challenger": OK, "ingest runs": OK, "quarantine": INFO,
         "drift": INFO}
-    assert checks["schema"].detail == "version 8 (latest migration)"
+    assert checks["schema"].detail == f"version {LATEST} (latest migration)"
     assert checks["embeddings"].detail == f"3 of 3 prompts embedded with {settings.encoder}"
     assert checks["embeddings (other encoder)"].detail == "1 of 3 prompts embedded with older-encoder"
     assert checks["decision versions"].detail == "2 decisions by 1 registered version(s)"
@@ -99,8 +102,8 @@ DAMAGE = {
                    "1 runs do not reconcile: bench.csv (5 in ≠ 3 ok + 1 quarantined, 1 quarantine rows)"),
     "quarantine row lost": ("DELETE FROM quarantine", "ingest runs",
                             "bench.csv (5 in ≠ 4 ok + 1 quarantined, 0 quarantine rows)"),
-    "schema behind": ("DELETE FROM schema_migrations WHERE version = 8", "schema",
-                      "schema version 7, latest migration 8"),
+    "schema behind": (f"DELETE FROM schema_migrations WHERE version = {LATEST}", "schema",
+                      f"schema version {PREVIOUS}, latest migration {LATEST}"),
     "prompt stored twice": ("INSERT INTO prompts SELECT * FROM prompts WHERE prompt_id = 'p1'", "keys",
                             "1 duplicated keys in prompts (prompt_id) (e.g. p1)"),
     "outcome stored twice": ("INSERT INTO outcomes SELECT * FROM outcomes WHERE sample_key = 's1' AND model = 'm1'",

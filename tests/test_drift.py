@@ -12,7 +12,9 @@ import polars as pl
 import pytest
 
 from router import drift
-from router.storage import execute, register
+from router.embeddings import store_vectors
+from router.representation import Representation
+from router.storage import execute
 
 DIM = 16
 
@@ -68,10 +70,11 @@ def _embed(con, settings, shift: dict[str, float]) -> None:
     rows = con.table("prompts").pl().sort("prompt_id")
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(rows.height, DIM)) + np.array([shift.get(s, 0.0) for s in rows["source"]])[:, None]
-    frame = pl.DataFrame({"prompt_id": rows["prompt_id"], "encoder": settings.encoder, "dim": DIM,
-                          "vector": vectors.astype(np.float32).tolist()})
-    register(con, "staged_vectors", frame)
-    execute(con, "embed/insert_vectors", {"now": datetime.now(UTC).replace(tzinfo=None)})
+    have = set(con.sql("SELECT prompt_id FROM embeddings").pl()["prompt_id"])
+    new = np.array([pid not in have for pid in rows["prompt_id"]], dtype=bool)  # stored vectors are kept
+    key = Representation.from_settings(settings).key  # current vectors: the embed step leaves them alone
+    store_vectors(con, settings.encoder, rows["prompt_id"].filter(new), vectors[new].astype(np.float32), key,
+                  [None] * int(new.sum()))
 
 
 def _champion(con, version: str = "1") -> None:

@@ -39,7 +39,7 @@ class _Fixed:
 def test_run_scenarios_stores_points_and_mix_and_writes_no_decision(store, ingest, files, tmp_path: Path) -> None:
     records = [files.backlog_record(0), files.backlog_record(1), files.backlog_record(2, prompt="Backlog prompt 1")]
     ingest("backlog", files.backlog(records=records))  # q-1 and q-2 share a prompt: one unit of weight 2
-    store.execute("INSERT INTO embeddings SELECT DISTINCT prompt_id, 'enc', 2, "
+    store.execute("INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) SELECT DISTINCT prompt_id, 'enc', 2, "
                   "CASE WHEN prompt_id = (SELECT prompt_id FROM backlog WHERE query_id = 'q-0') "
                   "THEN [1.0, 0.0] ELSE [0.0, 1.0] END, now()::TIMESTAMP FROM backlog")
     run = run_scenarios(store, _Fixed(), model_version="1", encoder="enc", reward_name="linear", policy_param=50.0,

@@ -1,1 +1,1 @@
-INSERT INTO embeddings SELECT * FROM bench_frame;
+INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) SELECT * FROM bench_frame;
