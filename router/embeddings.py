@@ -23,7 +23,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from router.encoder import encode, open_encoder, resolve_device
+from router.encoder import OnnxEncoder, encode, open_encoder, resolve_device
 from router.progress import Progress
 from router.settings import Settings
 from router.storage import query, relation, scalar, transaction
@@ -47,10 +47,12 @@ class EmbedResult:
         return self.embedded / self.seconds if self.seconds > 0 else 0.0
 
 
-def load_encoder(settings: Settings, device: str | None = None) -> SentenceTransformer:
-    """The configured encoder (``settings.encoder``) on ``device`` (default ``settings.device``), loaded offline
-    by :func:`router.encoder.open_encoder` (never a hub download)."""
-    return open_encoder(settings.encoder, device or settings.device)
+def load_encoder(settings: Settings, device: str | None = None) -> SentenceTransformer | OnnxEncoder:
+    """The configured encoder (``settings.encoder``) on ``device`` (default ``settings.device``) and backend
+    (``settings.encoder_backend``, ``encoder_quantize``), loaded offline by :func:`router.encoder.open_encoder`
+    (never a hub download)."""
+    return open_encoder(settings.encoder, device or settings.device, backend=settings.encoder_backend,
+                        quantize=settings.encoder_quantize == "int8", cache=settings.encoder_cache)
 
 
 def missing(con: duckdb.DuckDBPyConnection, encoder: str, lo: str | None = None, hi: str | None = None
