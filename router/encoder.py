@@ -3,6 +3,12 @@
 Used by the store's embedding step (``router.embeddings``), the scale-out flow (``flows/scale.py``) and the served
 model (``mlflow/router_model.py``), so a prompt gets the same vector everywhere. Nothing here imports the store
 (DuckDB, polars): the served model loads this module with only its pip requirements installed.
+
+Two backends run the same model: torch (sentence-transformers itself) and onnx (:class:`OnnxEncoder`: the
+model's forward pass exported by ``torch.onnx`` on first use into the workspace's encoder cache, run by ONNX
+Runtime, optionally with int8 matrix products). Batch embedding follows ``ROUTER_ENCODER_BACKEND``; the served
+model always runs torch (:func:`router.registry.serving.pool_encoder`): it has no workspace to cache an export
+in, and its vectors stay those of the training data's encoder bit for bit.
 """
 
 from __future__ import annotations

@@ -51,7 +51,9 @@ def _open(cache, quantize: bool = False) -> enc.OnnxEncoder:
     return model
 
 
-@pytest.mark.parametrize(("quantize", "floor"), [(False, 0.9999), (True, 0.99)])
+# fp32 gives torch's vectors to float error; int8 stays ≥ 0.99 on most prompts but not all (0.988 at the least
+# over the RouterBench subset, docs/performance.md), hence its lower floor here.
+@pytest.mark.parametrize(("quantize", "floor"), [(False, 0.9999), (True, 0.985)])
 def test_onnx_vectors_match_torch_per_prompt(prompts, torch_vectors, cache, quantize: bool, floor: float) -> None:
     model = _open(cache, quantize)
     assert model.path.name == ("model_int8.onnx" if quantize else "model.onnx")
