@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         "onnx (ONNX Runtime on the same model, exported on first use into encoder_cache_dir)")
     encoder_quantize: Literal["none", "int8"] = Field(
         default="none", description="int8: dynamic int8 quantisation of the onnx backend's matrix products "
-        "(faster on CPU; cosine to torch's vectors ≥ 0.988, mean 0.993, on the RouterBench subset); onnx only")
+        "(faster on CPU; cosine to torch's vectors ≥ 0.989, mean 0.993, on the RouterBench subset); onnx only")
     encoder_cache_dir: Path | None = Field(default=None, description="exported ONNX encoders (default "
                                            "$ROUTER_HOME/encoders)")
     embed_batch_size: int = Field(default=64, ge=1)

@@ -51,7 +51,7 @@ def _open(cache, quantize: bool = False) -> enc.OnnxEncoder:
     return model
 
 
-# fp32 gives torch's vectors to float error; int8 stays ≥ 0.99 on most prompts but not all (0.988 at the least
+# fp32 gives torch's vectors to float error; int8 stays ≥ 0.99 on most prompts but not all (0.989 at the least
 # over the RouterBench subset, docs/performance.md), hence its lower floor here.
 @pytest.mark.parametrize(("quantize", "floor"), [(False, 0.9999), (True, 0.985)])
 def test_onnx_vectors_match_torch_per_prompt(prompts, torch_vectors, cache, quantize: bool, floor: float) -> None:
