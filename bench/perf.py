@@ -46,6 +46,13 @@ class Bench:
 BENCHES: dict[str, Bench] = {
     "embed": Bench("embed", 1.15, "embed step (DuckDB → encode → store) vs plain SentenceTransformer.encode",
                    {"small": 64, "full": 768}, repeats=2),  # two ~30 s encodes move by ±10 % between runs
+    # Same texts through each encoder backend in turn (torch, onnx, onnx int8), each in its own process.
+    "encoder_backends": Bench("encoder_backends", 1.0, "encode the RouterBench subset's prompt texts with the onnx "
+                              "(and onnx int8) backend vs the torch backend", {"small": 64, "full": 3_176},
+                              ("encoder_onnx", "encoder_int8")),
+    "embed_subset": Bench("embed_subset", 0.5, "routerctl embed's step on the ingested RouterBench subset "
+                          "(ROUTER_ENCODER_BACKEND=onnx, int8) vs plain SentenceTransformer.encode of the full "
+                          "prompt texts", {"small": 10, "full": 0}),
     "route": Bench("route", 3.0, "route an embedded backlog end to end vs DuckDB CREATE TABLE AS of the same rows "
                    "(a linear-head predictor: the pipeline's own cost)", {"small": 20_000, "full": 1_000_000}),
     # The three below take seconds per run, so one slow spell of the shared host moves a single run's ratio by
@@ -61,7 +68,7 @@ BENCHES: dict[str, Bench] = {
     "train": Bench("train", 1.0, "fit the attention router (default config) at RouterBench size, vs 10 minutes",
                    {"small": 2_000, "full": 36_000}),
 }
-TARGETS = {"nightly_incremental": 0.25, "nightly_nothing_new": 0.05}
+TARGETS = {"nightly_incremental": 0.25, "nightly_nothing_new": 0.05, "encoder_onnx": 1.0, "encoder_int8": 0.75}
 TRAIN_BUDGET_S = 600.0
 
 
@@ -163,6 +170,113 @@ def embed_ours(work: Path, n: int) -> dict[str, Any]:
         r = embed_missing(con, s, model=model)
         seconds = time.perf_counter() - start
     return {"seconds": seconds, "rows": r.embedded, "device": r.device}
+
+
+# ======================================================================================= encoder backends
+def _subset_texts(n: int | None = None) -> list[str]:
+    """The shipped RouterBench subset's distinct prompt texts (3,176), as its files hold them; ``n`` of them
+    spread evenly over the files (so a small run sees every task)."""
+    import polars as pl
+
+    texts: list[str] = []
+    for path in sorted((DATA / "routerbench_subset").glob("*.csv")):
+        texts += pl.read_csv(path, columns=["prompt"], infer_schema_length=0)["prompt"].drop_nulls().to_list()
+    texts = list(dict.fromkeys(texts))
+    return texts[::max(1, len(texts) // n)][:n] if n else texts
+
+
+def _token_count(model, texts: list[str], batch_size: int = 256) -> int:
+    """Tokens the encoder reads for ``texts`` (after its truncation, padding not counted)."""
+    from router.encoder import OnnxEncoder
+
+    st = model.model if isinstance(model, OnnxEncoder) else model
+    return sum(int(st.preprocess(texts[i:i + batch_size])["attention_mask"].sum())
+               for i in range(0, len(texts), batch_size))
+
+
+def backends_setup(work: Path, n: int) -> dict[str, Any]:
+    texts = _subset_texts(n)
+    (work / "texts.json").write_text(json.dumps(texts))
+    return {"rows": len(texts)}
+
+
+def backend_encode(work: Path, n: int, backend: str = "torch", quantize: str = "none") -> dict[str, Any]:
+    """Encode the setup's texts on CPU with one backend (loaded, exported if need be and warmed up untimed);
+    the vectors are kept for the parity figures."""
+    import numpy as np
+
+    from router.embeddings import encode, load_encoder
+
+    texts = json.loads((work / "texts.json").read_text())
+    s = _settings(work / "home", device="cpu", encoder_backend=backend, encoder_quantize=quantize,
+                  encoder_cache_dir=work / "encoders")
+    model = load_encoder(s)
+    encode(model, ["warm up the encoder", "a second sentence"], s.embed_batch_size)
+    start, cpu = time.perf_counter(), time.process_time()
+    vectors = encode(model, texts, s.embed_batch_size)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    np.save(work / f"{backend}-{quantize}.npy", vectors)
+    tokens = _token_count(model, texts)
+    return {"seconds": seconds, "rows": len(texts), "cpu_s": round(cpu, 3), "tokens": tokens,
+            "tokens_per_s": round(tokens / seconds, 1)}
+
+
+def _cosines(work: Path, variant: str) -> dict[str, float]:
+    import numpy as np
+
+    ref, other = np.load(work / "torch-none.npy"), np.load(work / f"{variant}.npy")
+    cosine = (ref * other).sum(axis=1)
+    return {"cosine_min": round(float(cosine.min()), 5), "cosine_mean": round(float(cosine.mean()), 5)}
+
+
+def embed_subset_setup(work: Path, n: int) -> dict[str, Any]:
+    """The subset's CSVs (the first ``n`` rows of each; all when 0) landed and ingested as the nightly does."""
+    from bench.subset import land
+    from router import nightly
+
+    s = _settings(work / "home")
+    land(s.workspace, n or None)
+    ingested = nightly.ingest_landing(s)
+    if ingested.rejected:
+        raise RuntimeError(f"the shipped RouterBench files were rejected: {ingested.rejected}")
+    return {"rows": len(_landed_texts(s))}
+
+
+def _landed_texts(s) -> list[str]:
+    import polars as pl
+
+    texts: list[str] = []
+    for path in sorted(s.landing("routerbench").glob("*.csv")):
+        texts += pl.read_csv(path, columns=["prompt"], infer_schema_length=0)["prompt"].drop_nulls().to_list()
+    return list(dict.fromkeys(texts))
+
+
+def embed_subset_floor(work: Path, n: int) -> dict[str, Any]:
+    """Plain sentence-transformers (torch) on the full prompt texts of the landed files."""
+    s = _settings(work / "home", device="cpu")
+    texts = _landed_texts(s)
+    model = _encoder_model(s)
+    start = time.perf_counter()
+    model.encode(texts, batch_size=s.embed_batch_size, normalize_embeddings=True, show_progress_bar=False,
+                 convert_to_numpy=True)
+    return {"seconds": time.perf_counter() - start, "rows": len(texts), "tokens": _token_count(model, texts)}
+
+
+def embed_subset_ours(work: Path, n: int) -> dict[str, Any]:
+    """``routerctl embed``'s step on the ingested store, on the onnx backend with int8 weights."""
+    from bench.store import execute
+    from router.embeddings import embed_missing
+    from router.storage import open_store
+
+    s = _settings(work / "home", device="cpu", encoder_backend="onnx", encoder_quantize="int8")
+    model = _encoder_model(s)  # exported on the first run (untimed), reused after
+    with open_store(s) as con:
+        execute(con, "delete_embeddings", {"encoder": s.encoder})
+        execute(con, "checkpoint")
+        start = time.perf_counter()
+        r = embed_missing(con, s, model=model)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "rows": r.embedded, "backend": "onnx-int8"}
 
 
 # ================================================================================================== route
@@ -539,6 +653,10 @@ def train_ours(work: Path, n: int) -> dict[str, Any]:
 # ================================================================================================ runner
 PHASES: dict[str, dict[str, Callable[..., dict[str, Any]]]] = {
     "embed": {"setup": embed_setup, "floor": embed_floor, "ours": embed_ours},
+    "encoder_backends": {"setup": backends_setup, "floor": backend_encode,
+                         "ours": lambda w, n: backend_encode(w, n, "onnx"),
+                         "int8": lambda w, n: backend_encode(w, n, "onnx", "int8")},
+    "embed_subset": {"setup": embed_subset_setup, "floor": embed_subset_floor, "ours": embed_subset_ours},
     "route": {"setup": route_setup, "floor": route_floor, "ours": route_ours},
     "route_attention": {"setup": route_setup, "floor": route_floor,
                         "ours": lambda w, n: route_ours(w, n, attention=True)},
@@ -587,6 +705,13 @@ def run_bench(name: str, size: str, work_root: Path, echo: Callable[[str], None]
         out[name] = _record(bench.target, floor, ours, {k: ours[k] for k in ("s_per_epoch", "epochs", "members",
                                                                             "models")})
         out[name]["floor_is"] = "the 10-minute budget"
+    elif name == "encoder_backends":  # torch, onnx, onnx int8 on the same texts, one after the other
+        floor, onnx, int8 = (_child(name, phase, work, n) for phase in ("floor", "ours", "int8"))
+        for figure, run, variant in (("encoder_onnx", onnx, "onnx-none"), ("encoder_int8", int8, "onnx-int8")):
+            out[figure] = _record(TARGETS[figure], floor, run, {
+                "tokens": run["tokens"], "tokens_per_s": run["tokens_per_s"],
+                "torch_tokens_per_s": floor["tokens_per_s"], "cpu_ratio": round(run["cpu_s"] / floor["cpu_s"], 3),
+                **_cosines(work, variant)})
     elif name == "nightly":
         floor = _child(name, "floor", work, n)
         base = _child(name, "base", work, n)
@@ -626,7 +751,10 @@ def run_bench(name: str, size: str, work_root: Path, echo: Callable[[str], None]
              f"peak RSS {rec['peak_rss_mb']:7.0f} MB"
              + (f"  (cold, GX import {rec['gx_import_s']:.1f} s counted: {rec['cold_ratio']:.3f})"
                 if "cold_ratio" in rec else "")
-             + (f"  (schema lower bound: {rec['bound_ratio']:.2f})" if "bound_ratio" in rec else ""))
+             + (f"  (schema lower bound: {rec['bound_ratio']:.2f})" if "bound_ratio" in rec else "")
+             + (f"  tokens/s {rec['tokens_per_s']:,.0f} vs torch {rec['torch_tokens_per_s']:,.0f}, CPU-time ratio "
+                f"{rec['cpu_ratio']:.3f}, cosine to torch min {rec['cosine_min']:.4f} mean {rec['cosine_mean']:.4f}"
+                if "tokens_per_s" in rec else ""))
     shutil.rmtree(work, ignore_errors=True)
     return out
 

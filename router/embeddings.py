@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from router import representation as rep
-from router.encoder import open_encoder, resolve_device
+from router.encoder import OnnxEncoder, open_encoder, resolve_device
 from router.progress import Progress
 from router.settings import Settings
 from router.storage import query, relation, transaction
@@ -81,10 +81,12 @@ class EmbedPlan:
         return self.todo.filter(keep)
 
 
-def load_encoder(settings: Settings, device: str | None = None) -> SentenceTransformer:
-    """The configured encoder (``settings.encoder``) on ``device`` (default ``settings.device``), loaded offline
-    by :func:`router.encoder.open_encoder` (never a hub download)."""
-    return open_encoder(settings.encoder, device or settings.device)
+def load_encoder(settings: Settings, device: str | None = None) -> SentenceTransformer | OnnxEncoder:
+    """The configured encoder (``settings.encoder``) on ``device`` (default ``settings.device``) and backend
+    (``settings.encoder_backend``, ``encoder_quantize``), loaded offline by :func:`router.encoder.open_encoder`
+    (never a hub download)."""
+    return open_encoder(settings.encoder, device or settings.device, backend=settings.encoder_backend,
+                        quantize=settings.encoder_quantize == "int8", cache=settings.encoder_cache)
 
 
 def encode_texts(model: Any, texts: list[str], settings: Settings) -> np.ndarray:

@@ -3,14 +3,22 @@
 Used by the store's embedding step (``router.embeddings``), the scale-out flow (``flows/scale.py``) and the served
 model (``mlflow/router_model.py``), so a prompt gets the same vector everywhere. Nothing here imports the store
 (DuckDB, polars): the served model loads this module with only its pip requirements installed.
+
+Two backends run the same model: torch (sentence-transformers itself) and onnx (:class:`OnnxEncoder`: the
+model's forward pass exported by ``torch.onnx`` on first use into the workspace's encoder cache, run by ONNX
+Runtime, optionally with int8 matrix products). Batch embedding follows ``ROUTER_ENCODER_BACKEND``; the served
+model always runs torch (:func:`router.registry.serving.pool_encoder`): it has no workspace to cache an export
+in, and its vectors stay those of the training data's encoder bit for bit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,7 +28,8 @@ from router.settings import BUNDLED_ENCODER
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-__all__ = ["EncoderError", "encode", "open_encoder", "resolve_device", "resolve_encoder"]
+__all__ = ["EncoderError", "OnnxEncoder", "encode", "export_onnx", "fingerprint", "open_encoder", "open_onnx_encoder",
+           "resolve_device", "resolve_encoder"]
 
 
 class EncoderError(RouterError, ValueError):
@@ -57,15 +66,21 @@ def resolve_encoder(name: str, *, local_only: bool = False) -> str:
 
 
 def open_encoder(
-    name: str, device: str = "auto", *, embedding_dim: int | None = None, local_only: bool = False
-) -> SentenceTransformer:
+    name: str, device: str = "auto", *, embedding_dim: int | None = None, local_only: bool = False,
+    backend: str = "torch", quantize: bool = False, cache: Path | None = None,
+) -> SentenceTransformer | OnnxEncoder:
     """Encoder ``name`` (:func:`resolve_encoder`), loaded offline on ``device`` (:func:`resolve_device`; fp16 on
     CUDA: same neighbours, about twice the throughput).
 
     ``local_only`` pins it to local files (``local_files_only``, and ``HF_HUB_OFFLINE``/``TRANSFORMERS_OFFLINE``
     forced to ``1``; otherwise they default to ``1``). ``embedding_dim``: refuse (:class:`EncoderError`) an
-    encoder of another width.
+    encoder of another width. ``backend="onnx"`` runs the same model through ONNX Runtime instead
+    (:func:`open_onnx_encoder`: exported once into ``cache``, int8 weights with ``quantize``).
     """
+    if backend not in ("torch", "onnx"):
+        raise EncoderError(f"encoder backend {backend!r} is neither 'torch' nor 'onnx'")
+    if quantize and backend != "onnx":
+        raise EncoderError("int8 quantisation is offered by the onnx encoder backend only")
     for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
         if local_only:
             os.environ[key] = "1"
@@ -76,18 +91,170 @@ def open_encoder(
 
     source = resolve_encoder(name, local_only=local_only)
     device = resolve_device(device)
-    model = SentenceTransformer(source, device=device, **({"local_files_only": True} if local_only else {}))
+    # The onnx backend keeps the torch model on CPU in fp32: it tokenises, and it is what gets exported.
+    model = SentenceTransformer(source, device="cpu" if backend == "onnx" else device,
+                                **({"local_files_only": True} if local_only else {}))
     if embedding_dim is not None and (dim := model.get_embedding_dimension()) != embedding_dim:
         raise EncoderError(f"encoder {name!r} gives {dim}-dim embeddings, the weights expect {embedding_dim}")
+    if backend == "onnx":
+        if cache is None:
+            raise EncoderError("the onnx encoder backend needs a cache folder for its exported model")
+        return open_onnx_encoder(model, _local_folder(source), cache, device=device, quantize=quantize)
     if device == "cuda":
         model = model.half()
     return model
 
 
-def encode(model: SentenceTransformer, texts: Sequence[str], batch_size: int) -> np.ndarray:
+# ============================================================================================ ONNX Runtime
+#: Bumped when the exported graph changes, so a cached export of an older layout is not reused.
+EXPORT_VERSION = 1
+#: Files of an encoder folder that do not change its vectors (left out of its fingerprint).
+_NOT_THE_MODEL = {"README.md", ".gitattributes"}
+
+
+def _local_folder(source: str) -> Path:
+    """The folder holding encoder ``source``: itself, or its snapshot in the local Hugging Face cache."""
+    if Path(source).is_dir():
+        return Path(source)
+    from huggingface_hub import snapshot_download  # noqa: PLC0415
+
+    return Path(snapshot_download(source, local_files_only=True))
+
+
+def fingerprint(folder: Path) -> str:
+    """A hash of an encoder folder's files (names and bytes; README and the like left out) and of
+    :data:`EXPORT_VERSION`: an export cached under it belongs to exactly these weights."""
+    digest = hashlib.sha256(f"export-v{EXPORT_VERSION}".encode())
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in _NOT_THE_MODEL):
+        digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _write_atomically(target: Path, write) -> None:  # noqa: ANN001 - write(tmp_path) fills the file
+    """``write`` a temporary file beside ``target``, then rename it into place: a reader (or a second process
+    exporting at the same time) sees no file or a whole one, never a half-written one."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _export_graph(model: SentenceTransformer, path: Path) -> None:
+    """The model's whole forward pass (transformer, pooling, normalisation: every module of its pipeline) as one
+    ONNX graph taking the tokeniser's tensors, with dynamic batch and sequence axes."""
+    import torch  # noqa: PLC0415
+
+    sample = model.preprocess(["an example prompt to trace the graph with", "a second one"])
+    names = [key for key in ("input_ids", "attention_mask", "token_type_ids") if key in sample]
+
+    class Graph(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.model(dict(zip(names, tensors, strict=True)))["sentence_embedding"]
+
+    axes = {key: {0: "batch", 1: "tokens"} for key in names} | {"sentence_embedding": {0: "batch"}}
+    with torch.inference_mode():
+        torch.onnx.export(Graph().eval(), tuple(sample[key] for key in names), str(path), input_names=names,
+                          output_names=["sentence_embedding"], dynamic_axes=axes, opset_version=17, dynamo=False)
+
+
+def _quantize(source: Path, path: Path) -> None:
+    """Dynamic int8 quantisation of the fp32 graph's matrix products (weights per output channel, activations
+    per batch at run time). The embedding tables stay fp32, and so do the weights' per-tensor scales: quantising
+    those as well put every prompt at cosine ~0.91 to its torch vector, this ≥ 0.99."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
+
+    quantize_dynamic(source, path, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"], per_channel=True)
+
+
+def export_onnx(model: SentenceTransformer, folder: Path, cache: Path, *, quantize: bool = False) -> Path:
+    """The ONNX file of ``model`` (loaded from ``folder``), exported on first use into
+    ``cache/<folder name>-<fingerprint>/`` (``model.onnx``; ``model_int8.onnx`` with ``quantize``) and reused
+    afterwards. Export runs offline from the loaded model; each file is written atomically."""
+    target_dir = cache / f"{folder.name}-{fingerprint(folder)}"
+    target_dir.mkdir(parents=True, exist_ok=True)
+    fp32 = target_dir / "model.onnx"
+    if not fp32.is_file():
+        _write_atomically(fp32, lambda tmp: _export_graph(model, tmp))
+    if not quantize:
+        return fp32
+    int8 = target_dir / "model_int8.onnx"
+    if not int8.is_file():
+        _write_atomically(int8, lambda tmp: _quantize(fp32, tmp))
+    return int8
+
+
+class OnnxEncoder:
+    """A sentence-transformers model run by ONNX Runtime: the model's own tokeniser, its exported graph.
+
+    :func:`encode` takes it where it takes a ``SentenceTransformer``; like sentence-transformers it encodes the
+    texts longest first so a batch pads to similar lengths.
+    """
+
+    def __init__(self, model: SentenceTransformer, path: Path, providers: list[str]) -> None:
+        import onnxruntime as ort  # noqa: PLC0415
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.model, self.path = model, path
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.inputs = [node.name for node in self.session.get_inputs()]
+
+    def get_embedding_dimension(self) -> int:
+        return self.model.get_embedding_dimension()
+
+    @property
+    def tokenizer(self) -> Any:
+        """The model's word-piece tokenizer (long prompts are windowed with it: ``router.representation``)."""
+        return self.model.tokenizer
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.model.max_seq_length)
+
+    def embed(self, texts: Sequence[str], batch_size: int) -> np.ndarray:
+        """Unnormalised float32 vectors of ``texts`` in their order."""
+        order = np.argsort([-len(text) for text in texts], kind="stable")
+        out = np.empty((len(texts), self.get_embedding_dimension()), dtype=np.float32)
+        for lo in range(0, len(texts), batch_size):
+            rows = order[lo:lo + batch_size]
+            features: dict[str, Any] = self.model.preprocess([texts[i] for i in rows])
+            out[rows] = self.session.run(None, {key: features[key].numpy() for key in self.inputs})[0]
+        return out
+
+
+def open_onnx_encoder(model: SentenceTransformer, folder: Path, cache: Path, *, device: str = "cpu",
+                      quantize: bool = False) -> OnnxEncoder:
+    """``model`` (loaded on CPU from ``folder``) as an :class:`OnnxEncoder` (:func:`export_onnx`), on ONNX
+    Runtime's CUDA provider when ``device`` is ``cuda``."""
+    import onnxruntime as ort  # noqa: PLC0415
+
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise EncoderError("ROUTER_ENCODER_BACKEND=onnx on cuda needs onnxruntime-gpu (this onnxruntime has "
+                               "no CUDA provider): set ROUTER_DEVICE=cpu or ROUTER_ENCODER_BACKEND=torch")
+        providers.insert(0, "CUDAExecutionProvider")
+    return OnnxEncoder(model, export_onnx(model, folder, cache, quantize=quantize), providers)
+
+
+def encode(model: SentenceTransformer | OnnxEncoder, texts: Sequence[str], batch_size: int) -> np.ndarray:
     """L2-normalised float32 vectors, (len(texts), dim)."""
     if len(texts) == 0:
         return np.zeros((0, model.get_embedding_dimension()), dtype=np.float32)
+    if isinstance(model, OnnxEncoder):
+        vectors = model.embed(list(texts), batch_size)
+        return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False,
                            convert_to_numpy=True)
     return np.asarray(vectors, dtype=np.float32)

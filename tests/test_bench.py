@@ -15,8 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUTERCTL = str(Path(sys.executable).with_name("routerctl"))
-FIGURES = {"embed", "route", "route_attention", "ingest_jsonl", "ingest_parquet", "nightly_incremental",
-           "nightly_nothing_new", "train"}
+FIGURES = {"embed", "encoder_onnx", "encoder_int8", "embed_subset", "route", "route_attention", "ingest_jsonl",
+           "ingest_parquet", "nightly_incremental", "nightly_nothing_new", "train"}
 
 
 @pytest.mark.slow
@@ -39,6 +39,13 @@ def test_bench_small_writes_every_figure(tmp_path: Path) -> None:
     embed = results["embed"]  # two interleaved runs a side; the fastest is the figure, and it encoded every prompt
     assert len(embed["runs_s"]["floor"]) == len(embed["runs_s"]["ours"]) == 2 and embed["rows"] == 64
     assert embed["ours_s"] == min(embed["runs_s"]["ours"]) and embed["floor_s"] == min(embed["runs_s"]["floor"])
+    for name, floor in (("encoder_onnx", 0.9999), ("encoder_int8", 0.98)):  # the same texts as torch, its vectors
+        rec = results[name]
+        assert rec["rows"] == 64 and rec["tokens"] > rec["rows"] and rec["tokens_per_s"] > 0
+        assert rec["tokens_per_s"] == pytest.approx(rec["tokens"] / rec["ours_s"], rel=0.01)
+        assert rec["torch_tokens_per_s"] == pytest.approx(rec["tokens"] / rec["floor_s"], rel=0.01)
+        assert floor <= rec["cosine_min"] <= rec["cosine_mean"] <= 1.0001
+    assert results["embed_subset"]["rows"] > 0  # the step embedded the landed subset's prompts
     base = results["nightly_incremental"]["base_nights"]  # the nights before reuse the scratch night's vectors
     assert base["vectors_seeded"] > 0 and base["embedded"] == 0
     night = results["nightly_incremental"]["night"]  # seconds per step, which add up to the night's time
