@@ -13,6 +13,9 @@ import pytest
 from typer.testing import CliRunner
 
 from router.doctor import INFO, OK, PENDING, PROBLEM, run_checks
+from router.storage import migrations
+
+LATEST = migrations()[-1][0]  # the newest migration's version
 
 NOW = "TIMESTAMP '2026-01-01 00:00:00'"
 HEALTHY = f"""
@@ -77,7 +80,7 @@ def test_a_healthy_store_passes(settings, healthy) -> None:
         "schema": OK, "orphans": OK, "keys": OK, "embeddings": OK, "embeddings (other encoder)": INFO,
         "backlog": OK, "decision versions": OK, "challenger": OK, "ingest runs": OK, "quarantine": INFO,
         "drift": INFO}
-    assert checks["schema"].detail == "version 8 (latest migration)"
+    assert checks["schema"].detail == f"version {LATEST} (latest migration)"
     assert checks["embeddings"].detail == f"3 of 3 prompts embedded with {settings.encoder}"
     assert checks["embeddings (other encoder)"].detail == "1 of 3 prompts embedded with older-encoder"
     assert checks["decision versions"].detail == "2 decisions by 1 registered version(s)"
@@ -99,8 +102,8 @@ DAMAGE = {
                    "1 runs do not reconcile: bench.csv (5 in ≠ 3 ok + 1 quarantined, 1 quarantine rows)"),
     "quarantine row lost": ("DELETE FROM quarantine", "ingest runs",
                             "bench.csv (5 in ≠ 4 ok + 1 quarantined, 0 quarantine rows)"),
-    "schema behind": ("DELETE FROM schema_migrations WHERE version = 8", "schema",
-                      "schema version 7, latest migration 8"),
+    "schema behind": (f"DELETE FROM schema_migrations WHERE version = {LATEST}", "schema",
+                      f"schema version {LATEST - 1}, latest migration {LATEST}"),
     "prompt stored twice": ("INSERT INTO prompts SELECT * FROM prompts WHERE prompt_id = 'p1'", "keys",
                             "1 duplicated keys in prompts (prompt_id) (e.g. p1)"),
     "outcome stored twice": ("INSERT INTO outcomes SELECT * FROM outcomes WHERE sample_key = 's1' AND model = 'm1'",
