@@ -86,6 +86,27 @@ def test_a_json_file_that_is_not_an_array_is_refused(rejected, files) -> None:
     rejected("prices", files.raw("wide.csv", "model,effective_from\ngpt-4,2024-01-01\n"), "missing columns ['pricing']")
 
 
+def test_routerctl_ingest_prices_and_prices(cli, files, store) -> None:
+    store.close()  # the commands open the store themselves
+    path = files.raw("prices.csv", HEADER + f"m1,2024-01-01,per_call,,,0.02,\nm1,{date.today()},per_call,,,0.01,\n"
+                     f"m2,2024-01-01,per_token,0.01,0.02,,\nm2,{date.today() + timedelta(days=3)},per_call,,,9,\n")
+    done = cli("ingest", "prices", path)
+    assert done.exit_code == 0, done.output
+    assert "ingested" in done.output
+    listed = cli("prices", "--json")
+    assert listed.exit_code == 0, listed.output
+    data = json.loads(listed.output)
+    assert data["champion"] is None and data["training_cut"] is None  # no champion: against the earliest prices
+    by = {f["model"]: f for f in data["factors"]}
+    assert by["m1"]["factor"] == pytest.approx(0.5) and by["m2"]["factor"] == 1.0
+    assert by["m2"]["current"]["pricing"] == "per_token"  # the per-call price is three days away
+    later = json.loads(cli("prices", "--json", "--on", str(date.today() + timedelta(days=3))).output)
+    assert {f["model"]: f["note"] for f in later["factors"]}["m2"].startswith("pricing changed")
+    table = cli("prices")
+    assert table.exit_code == 0 and "m1" in table.output and "0.5" in table.output
+    assert cli("prices", "--on", "tomorrow").exit_code == 2
+
+
 # ------------------------------------------------------------------------------------------------- factors
 def _table(*rows: tuple) -> pl.DataFrame:
     """Price rows (model, effective_from, pricing, input_per_1k, output_per_1k, per_call)."""
@@ -211,3 +232,112 @@ def test_scenarios_rescale_the_costs(backlog, tmp_path: Path) -> None:
     rich = {run.run_id: run.mix.filter((pl.col("model") == "rich") & (pl.col("point") == "sweep"))["queries"].sum()
             for run in (plain, cut)}
     assert rich[cut.run_id] > rich[plain.run_id]
+
+
+# ------------------------------------------------------------------------------ a trained night (slow)
+ROOT = Path(__file__).resolve().parents[1]
+GPT4 = "gpt-4-1106-preview"
+OLD_PRICES = HEADER + "\n".join([
+    f"{GPT4},2023-11-06,per_token,0.01,0.03,,USD",
+    "gpt-3.5-turbo-1106,2023-11-06,per_token,0.001,0.002,,USD",
+    "claude-v2,2023-07-11,per_token,0.008,0.024,,USD",
+    "mistralai/mixtral-8x7b-chat,2023-12-11,per_token,0.0006,0.0006,,USD",
+]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """A night on real RouterBench prompts (arc_challenge and mbpp, the 11 real models), production logs dated in
+    November 2026 and a backlog, with a price table in the landing folder: trained, registered, made champion."""
+    from datetime import UTC, datetime
+
+    from router import nightly
+    from router.dataset import model_pool
+    from router.registry import promotion
+    from router.settings import Settings
+    from router.storage import open_store
+
+    home = tmp_path_factory.mktemp("prices") / "ws"
+    data = ROOT / "data"
+    bench = home / "landing" / "routerbench"
+    bench.mkdir(parents=True)
+    for ev in ("arc_challenge", "mbpp"):
+        for split, n in (("train", 40), ("test", 12)):
+            df = pl.read_csv(data / "routerbench_subset" / f"{ev}_{split}.csv", infer_schema_length=0).head(n)
+            df.select([c for c in df.columns if not c.endswith("|model_response")]).write_csv(bench / f"{ev}_{split}.csv")
+    for kind, lines in (("logs", (data / "demo" / "logs.jsonl").read_text().splitlines()[:40]),
+                        ("backlog", (data / "demo" / "backlog.jsonl").read_text().splitlines()[:60])):
+        (home / "landing" / kind).mkdir(parents=True)
+        (home / "landing" / kind / f"{kind}.jsonl").write_text("\n".join(lines) + "\n")
+    (home / "landing" / "prices").mkdir(parents=True)
+    (home / "landing" / "prices" / "prices.csv").write_text(OLD_PRICES)
+    settings = Settings(home=home)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        night = nightly.run_night(nightly.Night(settings, "night-prices", datetime.now(UTC).replace(tzinfo=None)))
+        routed = night.results["route"]
+        if promotion.champion_version(settings) is None:  # tiny data rarely beats the baselines: promote by hand
+            with open_store(settings, read_only=True) as con:
+                promotion.promote(settings, 1, model_pool(con), reason="test setup")
+            routed = nightly.route(settings)  # what the night would have routed with a champion
+    return settings, night.results, routed
+
+
+def _shares(settings, policy: str) -> dict[str, float]:  # noqa: ANN001
+    from router.storage import open_store
+
+    with open_store(settings, read_only=True) as con:
+        rows = con.execute("SELECT chosen_model, count(*) FROM routing_decisions WHERE policy = ? GROUP BY 1",
+                           [policy]).fetchall()
+    total = sum(n for _, n in rows)
+    return {m: n / total for m, n in rows}
+
+
+@pytest.mark.slow
+def test_a_price_cut_on_a_trained_night_shifts_traffic_to_the_cut_model(trained) -> None:  # noqa: ANN001
+    from datetime import UTC, datetime
+
+    from typer.testing import CliRunner
+
+    import flows.cli  # noqa: F401
+    from router import nightly
+    from router.cli import app
+    from router.ingest import ingest_file
+    from router.registry import promotion
+    from router.storage import open_store
+
+    settings, results, routed = trained
+    ingested = [f for f in results["ingest"]["files"] if f["kind"] == "prices"]
+    assert [(f["rows_new"], f["rows_quarantined"]) for f in ingested] == [(4, 0)]
+    # The version records its data cut (the newest log date) and the prices in force then.
+    loaded = promotion.load_version(settings, promotion.champion_version(settings))
+    log_days = [json.loads(line)["ts"][:10] for line in
+                (settings.landing("logs") / "logs.jsonl").read_text().splitlines()]
+    assert loaded.data_cut == max(log_days)
+    recorded = json.loads(loaded.training_prices)
+    assert recorded[GPT4] == {"effective_from": "2023-11-06", "pricing": "per_token",
+                              "unit_price": pytest.approx(0.75 * 0.01 + 0.25 * 0.03)}
+    # Prices unchanged since training: every factor is 1 and the night's decisions kept the plain policy key.
+    assert routed["price_factors"] == {} and routed["routed"] == 60
+    with open_store(settings, read_only=True) as con:
+        assert con.execute("SELECT DISTINCT policy FROM routing_decisions").fetchall() == [("quality_target=1",)]
+    assert nightly.route(settings)["routed"] == 0
+
+    before = nightly.route(settings, quality_target=0.9)
+    today = datetime.now(UTC).date()
+    cut = settings.workspace / "cut.csv"
+    cut.write_text(HEADER + f"{GPT4},{today},per_token,0.001,0.003,,USD\n"
+                   f"claude-v2,{today + timedelta(days=1)},per_token,0.0001,0.0001,,USD\n")
+    with open_store(settings) as con:
+        assert ingest_file(con, "prices", cut, settings).rows_new == 2
+    listed = CliRunner().invoke(app, ["prices", "--json"], env={"ROUTER_HOME": str(settings.workspace)})
+    assert listed.exit_code == 0, listed.output
+    factors = {f["model"]: f["factor"] for f in json.loads(listed.output)["factors"]}
+    assert factors[GPT4] == pytest.approx(0.1) and factors["claude-v2"] == 1.0  # claude's cut is tomorrow's
+
+    after = nightly.route(settings, quality_target=0.9)
+    label = f"quality_target=0.9;prices={GPT4}:0.1"
+    assert after["price_factors"] == {GPT4: pytest.approx(0.1)}
+    assert after["routed"] == before["routed"] > 0  # the backlog decided again at today's prices
+    old, new = _shares(settings, "quality_target=0.9"), _shares(settings, label)
+    assert new.get(GPT4, 0.0) > old.get(GPT4, 0.0), (old, new)
