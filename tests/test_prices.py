@@ -199,6 +199,10 @@ def test_a_price_cut_moves_decisions_to_the_cut_model(backlog, ingest, files) ->
     base = _decisions(store, "lambda=0.05")
     assert len(base) == 10
     assert _route(store).routed == 0  # the same policy: nothing left to decide
+    stored = store.execute("SELECT * EXCLUDE (decided_at) FROM routing_decisions ORDER BY query_id").fetchall()
+    store.execute("DELETE FROM routing_decisions")
+    assert _route(store).routed == 10  # routed without any price factor, as before prices existed: the same rows
+    assert store.execute("SELECT * EXCLUDE (decided_at) FROM routing_decisions ORDER BY query_id").fetchall() == stored
 
     ingest("prices", files.raw("prices.csv", HEADER + "rich,2024-01-01,per_call,,,0.01,\n"
                                f"rich,{DAY},per_call,,,0.001,\n"
