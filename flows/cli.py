@@ -40,7 +40,7 @@ def _first_run_check(s) -> None:
                 return
     listed = "\n".join(f"  {folder}" for folder in folders)
     raise RouterError(f"nothing to work on in {s.workspace}: the landing folders are empty and the store holds no "
-                      f"prompts. Put RouterBench files, production logs and backlog files in\n{listed}\nor try "
+                      f"prompts. Put RouterBench files, production logs, backlog files (and price tables) in\n{listed}\nor try "
                       "`routerctl nightly --demo` (copies the shipped data there first)", code=BAD_INPUT)
 
 

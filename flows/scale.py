@@ -28,6 +28,7 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -35,6 +36,7 @@ from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from router import embeddings as emb  # noqa: E402
+from router import prices  # noqa: E402
 from router import routing  # noqa: E402
 from router.settings import Settings  # noqa: E402
 from router.storage import open_store  # noqa: E402
@@ -104,20 +106,28 @@ def route_distributed(reward: str = "linear", reward_param: float | None = None,
     ``predictor``/``model_version`` default to the registry's champion (loaded once, here)."""
     settings = Settings()
     start = time.perf_counter()
+    loaded = None
     if predictor is None:
         from router.registry import promotion
 
         version = promotion.champion_version(settings)
         if version is None:
             return {"routed": 0, "model_version": None, "reason": "no champion"}
-        predictor, model_version = promotion.load_version(settings, version).router, str(version)
+        loaded = promotion.load_version(settings, version)
+        predictor, model_version = loaded.router, str(version)
     with open_store(settings) as con, routing.bounded_memory(con):
+        factors = None if loaded is None else prices.for_version(con, predictor.models, loaded,
+                                                                 datetime.now(UTC).date())
+        label = factors.label() if factors is not None else ""
         pending, unembedded = routing.stage_pending(con, settings.encoder, model_version)
         reward_obj, summary = routing.start_summary(reward, reward_param, budget, model_version, unembedded)
         decisions = routing.Decisions(predictor.models, reward_obj,
                                       summary.reward_param if budget is None else None, budget,
-                                      exclude=settings.pool_exclude)
-        summary.policy = routing.policy_label(summary.reward_param, budget, exclude=settings.pool_exclude)
+                                      exclude=settings.pool_exclude,
+                                      price_factors=factors.vector(predictor.models) if label else None)
+        summary.policy = routing.policy_label(summary.reward_param, budget, exclude=settings.pool_exclude,
+                                              prices=label)
+        summary.price_factors = factors.changed() if label else {}
         units = [routing.read_units(con, settings.encoder, lo, hi) for lo, hi in routing.hash_ranges(chunks)]
         units = [u for u in units if u.n]
         futures = [predict_chunk.submit(predictor, u) for u in units]

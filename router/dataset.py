@@ -8,6 +8,7 @@ store is a new column, no code change.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from router.embeddings import stack
+from router.prices import data_cut, load_prices, training_prices
 from router.routers.base import RoutingData
 from router.storage import execute, relation, scalar
 
@@ -30,10 +32,13 @@ class Snapshot:
     prompts: int
     models: list[str]
     ingest_runs: list[str]
+    cut: str | None = None  # newest request date of the outcomes (router.prices.data_cut), ISO; None: undated
+    prices: dict[str, dict] | None = None  # each model's price in force at the cut (router.prices.training_prices)
 
     def as_params(self) -> dict[str, object]:
         return {"data.outcomes": self.outcomes, "data.prompts": self.prompts, "data.models": len(self.models),
-                "data.ingest_runs": ",".join(self.ingest_runs)}
+                "data.ingest_runs": ",".join(self.ingest_runs), "data.cut": self.cut or "",
+                "data.prices": json.dumps(self.prices or {}, sort_keys=True)}
 
 
 def model_pool(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -43,7 +48,10 @@ def model_pool(con: duckdb.DuckDBPyConnection) -> list[str]:
 def snapshot(con: duckdb.DuckDBPyConnection) -> Snapshot:
     outcomes, prompts = execute(con, "dataset/snapshot_counts")[0]
     runs = [row[0] for row in execute(con, "dataset/ingest_run_ids")]
-    return Snapshot(int(outcomes), int(prompts), model_pool(con), runs)
+    pool = model_pool(con)
+    cut = data_cut(con)
+    return Snapshot(int(outcomes), int(prompts), pool, runs, cut.isoformat() if cut else None,
+                    training_prices(load_prices(con), pool, cut))
 
 
 def load_routing_data(con: duckdb.DuckDBPyConnection, encoder: str, split: str | None = "train",

@@ -45,6 +45,7 @@ RECORD_COLUMNS = {
     "quality": pl.Float64, "cost_usd": pl.Float64, "split": pl.String, "ts": pl.Datetime("us", "UTC"),
     "latency_ms": pl.Float64, "tokens_in": pl.Int64, "tokens_out": pl.Int64,
 }
+PRICE_COLUMNS = ("model", "effective_from", "pricing", "input_per_1k", "output_per_1k", "per_call", "currency")
 BACKLOG_COLUMNS = {"query_id": pl.String, "prompt": pl.String, "task": pl.String,
                    "submitted_at": pl.Datetime("us", "UTC")}
 TRAIN_FRACTION = 0.7
@@ -249,6 +250,47 @@ def stage_backlog(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged
     return Staged("backlog", records, issues, rejects, [], df.height + rejects.height)
 
 
+def stage_prices(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
+    """Price rows: ``effective_from`` a date (YYYY-MM-DD), ``pricing`` per_call (with ``per_call``) or per_token
+    (with ``input_per_1k`` and ``output_per_1k``, never both kinds' fields), ``currency`` USD (or absent)."""
+    df = _only_rejects(df, rejects, schemas.PRICES)
+    schemas.check_long_columns(schemas.PRICES, [c for c in df.columns if c != ROW], str(file))
+    values = {name: as_float(df, name) for name in ("input_per_1k", "output_per_1k", "per_call")}
+    pricing = as_text(df, "pricing").str.strip_chars().str.to_lowercase()
+    currency = as_text(df, "currency").str.strip_chars().str.to_uppercase()
+    records = df.select(
+        pl.col(ROW),
+        as_text(df, "model").str.strip_chars().alias("model"),
+        as_text(df, "effective_from").str.strip_chars().str.to_date("%Y-%m-%d", strict=False).alias("effective_from"),
+        pricing.alias("pricing"),
+        *[value.alias(name) for name, (value, _) in values.items()],
+        pl.when(currency.is_null() | (currency == "")).then(pl.lit(schemas.CURRENCY)).otherwise(currency)
+        .alias("currency"),
+        pl.any_horizontal(*[bad for _, bad in values.values()]).alias("_bad_number"),
+        *[as_text(df, name).alias(f"_raw_{name}") for name in PRICE_COLUMNS],
+    ).with_row_index(INDEX).with_columns(pl.col(INDEX).cast(pl.Int64))
+    per_token = pl.col("pricing") == "per_token"
+    per_call = pl.col("pricing") == "per_call"
+    token_fields = pl.col("input_per_1k").is_not_null() | pl.col("output_per_1k").is_not_null()
+    records = records.with_columns(
+        (pl.col("pricing").is_not_null() & ~pl.col("pricing").is_in(list(schemas.PRICINGS))).alias("_bad_pricing"),
+        (per_token & (pl.col("input_per_1k").is_null() | pl.col("output_per_1k").is_null() | pl.col("per_call")
+                      .is_not_null())).alias("_bad_per_token"),
+        (per_call & (pl.col("per_call").is_null() | token_fields)).alias("_bad_per_call"),
+        (pl.col("currency") != schemas.CURRENCY).alias("_bad_currency"),
+    )
+    issues = concat_issues([
+        flagged(records, "_bad_number", "a price is not a number"),
+        flagged(records, "_bad_pricing", "pricing is neither per_call nor per_token"),
+        flagged(records, "_bad_per_token", "a per_token price needs input_per_1k and output_per_1k (and no per_call)"),
+        flagged(records, "_bad_per_call", "a per_call price needs per_call (and no per-token fields)"),
+        flagged(records, "_bad_currency", f"currency is not {schemas.CURRENCY}"),
+        duplicate_issues(records.filter(pl.col("effective_from").is_not_null()), ["model", "effective_from"],
+                         "(model, effective_from)"),
+    ])
+    return Staged("prices", records, issues, rejects, [], df.height + rejects.height)
+
+
 def _finish(records: pl.DataFrame) -> pl.DataFrame:
     for name, dtype in RECORD_COLUMNS.items():
         if name not in records.columns:
@@ -286,7 +328,7 @@ def _only_rejects(df: pl.DataFrame, rejects: pl.DataFrame, schema: schemas.LongS
 
 
 def stage(kind: str, path: Path, source: str | None = None) -> Staged:
-    long = {"logs": schemas.LOGS, "backlog": schemas.BACKLOG}.get(kind)
+    long = {"logs": schemas.LOGS, "backlog": schemas.BACKLOG, "prices": schemas.PRICES}.get(kind)
     df, rejects = read_any(path, (*long.required, *long.optional) if long else ())
     if df.height == 0 and rejects.height == 0:
         raise FileRejected(f"{path}: no rows")
@@ -297,6 +339,8 @@ def stage(kind: str, path: Path, source: str | None = None) -> Staged:
         return stage_logs(df, rejects, path)
     if kind == "backlog":
         return stage_backlog(df, rejects, path)
+    if kind == "prices":
+        return stage_prices(df, rejects, path)
     raise ValueError(f"unknown kind {kind!r}; expected one of {schemas.KINDS}")
 
 
@@ -308,6 +352,11 @@ def _quarantine_frame(staged: Staged, bad: pl.DataFrame) -> pl.DataFrame:
     if staged.kind == "backlog":
         key = pl.col("query_id")
         raw_cols = ["query_id", "prompt", "task", "submitted_at"]
+    elif staged.kind == "prices":
+        # the row as the file gave it, not as coerced
+        rec = rec.drop(PRICE_COLUMNS).rename({f"_raw_{name}": name for name in PRICE_COLUMNS})
+        raw_cols = list(PRICE_COLUMNS)
+        key = pl.concat_str([pl.col("model"), pl.col("effective_from")], separator=" / ", ignore_nulls=True)
     else:
         key = pl.concat_str([pl.col("sample_key"), pl.col("model")], separator=" / ", ignore_nulls=True)
         raw_cols = ["sample_key", "model", "task", "prompt", "_raw_quality", "_raw_cost", "ts"]
@@ -380,7 +429,8 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
     now = datetime.now(UTC).replace(tzinfo=None)
     params = {"run_id": run_id, "now": now}
     good = staged.records
-    if "prompt_id" not in good.columns:
+    prompts = staged.kind != "prices"  # every kind but prices carries prompts
+    if prompts and "prompt_id" not in good.columns:
         good = good.with_columns(prompt_ids(good))
     if bad.height:
         good = good.join(bad.select(INDEX).unique(), on=INDEX, how="anti", maintain_order="left")
@@ -389,7 +439,7 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
         if skipped is not None:
             return skipped
         register(con, "staged", good)
-        table = "backlog" if staged.kind == "backlog" else "outcome"
+        table = {"backlog": "backlog", "prices": "price"}.get(staged.kind, "outcome")
         con.execute(query(f"ingest/{table}_hits"))  # the one pass over the stored keys
         conflicts = con.sql(query(f"ingest/{table}_conflicts")).pl()
         if conflicts.height:
@@ -398,10 +448,13 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
             register(con, "staged", good)
         # One record per prompt: its first in the file, which names its task (in file order; a batch whose
         # prompts are all distinct is passed as it is, without copying it).
-        first = first_occurrences(good["prompt_id"])
-        register(con, "staged_prompts", good if first is None else good.filter(first))
-        con.execute(query("ingest/insert_prompts"), {"now": now, "source": staged.kind})
-        if staged.kind == "backlog":
+        if prompts:
+            first = first_occurrences(good["prompt_id"])
+            register(con, "staged_prompts", good if first is None else good.filter(first))
+            con.execute(query("ingest/insert_prompts"), {"now": now, "source": staged.kind})
+        if staged.kind == "prices":
+            new = con.execute(query("ingest/insert_prices"), params).fetchall()[0][0]
+        elif staged.kind == "backlog":
             new = con.execute(query("ingest/insert_backlog"), params).fetchall()[0][0]
         else:
             con.execute(query("ingest/insert_models"), {"now": now})
@@ -425,7 +478,7 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
             "rows_in": rows_in, "rows_ok": result.rows_ok, "rows_new": result.rows_new,
             "rows_quarantined": result.rows_quarantined, "started": started, "rows_gx_validated": rows_gx_validated,
         })
-        for name in ("staged", "staged_prompts", "staged_quarantine"):
+        for name in ("staged", "staged_prompts", "staged_quarantine") if prompts else ("staged", "staged_quarantine"):
             con.unregister(name)
         con.execute(query("ingest/drop_hits"))
         added = confirm() if confirm is not None else None
@@ -467,12 +520,13 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
     lap("read")
     try:
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="ingest") as pool:
-            ids = pool.submit(prompt_ids, staged.records)  # the prompts are hashed meanwhile
+            ids = pool.submit(prompt_ids, staged.records) if "prompt" in staged.records.columns else None
             check = check_compiled(kind, staged.records, settings.gx_sample_rows, settings.seed)
             # GX validates its records (and renders their Data Docs page) while the batch is written; the
             # transaction commits only once GX has answered, and is redone if GX failed more records.
             gx = pool.submit(_gx_and_docs, check, settings.gx_docs, settings.gx_docs_keep)
-            staged.records = staged.records.with_columns(ids.result())
+            if ids is not None:  # the prompts were hashed meanwhile
+                staged.records = staged.records.with_columns(ids.result())
             lap("validate")
             compiled_issues = check.issues()
             compiled_bad = concat_issues([staged.issues, compiled_issues])

@@ -22,7 +22,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ from router.storage import NIGHTLY_WAIT_SECONDS, execute, transaction, wait_seco
 from router.storage import open_store as _open_store
 
 log = logging.getLogger(__name__)
-LANDING_KINDS = ("routerbench", "logs", "backlog")
+LANDING_KINDS = ("routerbench", "logs", "backlog", "prices")
 
 
 def open_store(settings: Settings, **kwargs: Any):
@@ -342,8 +342,12 @@ def _decision_from_record(record: dict[str, Any]):
 
 def route(settings: Settings, *, reward: str | None = None, reward_param: float | None = None,
           budget: float | None = None, quality_target: float | None = None,
-          exclude: list[str] | None = None, flow_run_id: str | None = None) -> dict[str, Any]:
+          exclude: list[str] | None = None, flow_run_id: str | None = None, day: date | None = None
+          ) -> dict[str, Any]:
     """Route the pending backlog with the registry's champion (loaded once).
+
+    The champion's predicted costs are rescaled by the price factors in force on ``day`` (default: today, UTC;
+    ``router.prices``); the result's ``prices`` gives every model's factor and the prices behind it.
 
     Arguments left out come from the settings (``ROUTER_ROUTE_REWARD``, ``ROUTER_ROUTE_LAMBDA``,
     ``ROUTER_ROUTE_BUDGET_USD``, ``ROUTER_ROUTE_QUALITY_TARGET``, ``ROUTER_POOL_EXCLUDE``), so a scheduled run is configured like
@@ -372,16 +376,19 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
 
         target = settings.route_quality_target if quality_target is None else quality_target
         reward_param, policy = resolve(loaded.policy, reward, target)
+    from router.prices import for_version
+
     with faults.step("route"), open_store(settings) as con:
+        factors = for_version(con, loaded.router.models, loaded, day or datetime.now(UTC).date())
         summary = route_backlog(
             con, loaded.router, model_version=str(version), router_name=settings.registered_model,
             encoder=settings.encoder, reward_name=reward, reward_param=reward_param, budget=budget,
             batch_size=settings.route_batch_size, flow_run_id=flow_run_id,
             reference_model=(loaded.policy or {}).get("reference_model"),
             quality_target=policy.get("quality_target") if policy.get("kind") == "quality_target" else None,
-            exclude=settings.pool_exclude if exclude is None else exclude,
+            exclude=settings.pool_exclude if exclude is None else exclude, price_factors=factors,
         )
-    return {**asdict(summary), "policy": policy}
+    return {**asdict(summary), "policy": policy, "prices": factors.as_dict()}
 
 
 # ------------------------------------------------------------------------------------------------- doctor
@@ -490,8 +497,8 @@ def _doctor(night: Night) -> dict[str, Any]:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("ingest", _ingest, ("landing/{routerbench,logs,backlog}", "ingest_runs"),
-         ("prompts", "outcomes", "models", "backlog", "quarantine", "ingest_runs", "gx_docs/"),
+    Step("ingest", _ingest, ("landing/{routerbench,logs,backlog,prices}", "ingest_runs"),
+         ("prompts", "outcomes", "models", "backlog", "prices", "quarantine", "ingest_runs", "gx_docs/"),
          "ingest new files from the landing folders (validated, bad rows quarantined)"),
     Step("validate", _validate, ("ingest",), (),
          "flag rejected files and files with more than half their records quarantined"),
@@ -504,9 +511,10 @@ STEPS: tuple[Step, ...] = (
          "tonight's drift checks did not breach)"),
     Step("register", _register, ("train", "MLflow registry"), ("MLflow registry", "promotions", "training_runs"),
          "log to MLflow, register the challenger and gate it against the champion"),
-    Step("route", _route, ("backlog", "embeddings", "routing_decisions", "MLflow champion"), ("routing_decisions",),
+    Step("route", _route, ("backlog", "embeddings", "routing_decisions", "prices", "MLflow champion"),
+         ("routing_decisions",),
          "route every backlog query the champion has not decided yet"),
-    Step("scenarios", _scenarios, ("backlog", "embeddings", "MLflow champion"),
+    Step("scenarios", _scenarios, ("backlog", "embeddings", "prices", "MLflow champion"),
          ("routing_scenarios", "routing_scenario_mix", "snapshots/", "reports/scenarios/"),
          "what-if routing of the backlog over the reward's sweep, for analysts (no decisions written)"),
     Step("report", _report, ("the store", "ingest", "validate", "embed", "drift", "train", "register", "route"),

@@ -282,7 +282,21 @@ def _as_text(v: Any) -> str | None:
     return json.dumps(v)
 
 
-READERS = {".csv": read_csv, ".parquet": read_parquet, ".pkl": read_pickle, ".jsonl": read_jsonl, ".ndjson": read_jsonl}
+def read_json(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """A JSON array of objects (row = position in the array, 1-based); an element that is not an object is a
+    reject. A file that is not a JSON array is refused whole."""
+    raw = _text_payload(path)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileRejected(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(data, list):
+        raise FileRejected(f"{path}: expected a JSON array of objects, got a JSON {type(data).__name__}")
+    lines = "\n".join(json.dumps(item, ensure_ascii=False) for item in data).encode("utf-8")
+    return _read_jsonl_lines(path, lines)
+
+
+READERS = {".csv": read_csv, ".json": read_json, ".parquet": read_parquet, ".pkl": read_pickle, ".jsonl": read_jsonl, ".ndjson": read_jsonl}
 
 
 def read_any(path: Path, expected: tuple[str, ...] = ()) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -44,6 +44,7 @@ import polars as pl
 import pyarrow as pa
 
 from router.errors import RouterError
+from router.prices import PriceFactors
 from router.progress import Progress
 from router.rewards import Reward, get_reward
 from router.storage import execute, relation, transaction
@@ -79,6 +80,7 @@ class RoutingSummary:
     policy: str = ""  # how the parameter was chosen: quality_target=<t> | lambda=<λ> | budget=<usd>
     reference_model: str | None = None  # the best single model the night's savings are stated against
     reference_spend_usd: float | None = None  # predicted spend had every routed query gone to it (same cost head)
+    price_factors: dict[str, float] = field(default_factory=dict)  # cost rescaling by model, where not 1 (router.prices)
 
 
 @dataclass
@@ -123,16 +125,19 @@ def bounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def policy_label(reward_param: float | None, budget: float | None, quality_target: float | None = None,
-                 exclude: Sequence[str] = ()) -> str:
+                 exclude: Sequence[str] = (), prices: str = "") -> str:
     """The ``policy`` key of decisions: ``quality_target=<t>``, else ``budget=<usd>``, else ``lambda=<λ>``; then
-    ``;exclude=<a>,<b>`` when models were left out of the pool (the decisions record the pool they were made with)."""
+    ``;exclude=<a>,<b>`` when models were left out of the pool (the decisions record the pool they were made with),
+    and ``;prices=<model>:<factor>,...`` when predicted costs were rescaled by price changes
+    (:meth:`router.prices.PriceFactors.label`: only factors other than 1)."""
     if quality_target is not None:
         label = f"quality_target={quality_target:g}"
     elif budget is not None:
         label = f"budget={budget:g}"
     else:
         label = f"lambda={reward_param:g}"
-    return label + (f";exclude={','.join(sorted(set(exclude)))}" if exclude else "")
+    label += f";exclude={','.join(sorted(set(exclude)))}" if exclude else ""
+    return label + (f";prices={prices}" if prices else "")
 
 
 class PoolError(RouterError, ValueError):
@@ -273,11 +278,15 @@ class Decisions:
     """Unit decisions accumulated in the flow's process, then written in one pass per ``batch_size`` units.
 
     Without a budget each batch is decided as it arrives and only its decision is kept; with a budget the
-    predictions are kept until the parameter is fitted on all of them."""
+    predictions are kept until the parameter is fitted on all of them. ``price_factors`` (one per model, in
+    ``models`` order: :meth:`router.prices.PriceFactors.vector`) rescale the predicted costs before anything is
+    chosen or summed (the reference model's cost included)."""
 
     def __init__(self, models: Sequence[str], reward: Reward, reward_param: float | None, budget: float | None,
-                 reference_model: str | None = None, exclude: Sequence[str] = ()):
+                 reference_model: str | None = None, exclude: Sequence[str] = (),
+                 price_factors: np.ndarray | None = None):
         self.keep = available(models, exclude)
+        self.price_factors = None if price_factors is None else np.asarray(price_factors, dtype=np.float64)
         self.models = [models[j] for j in self.keep]  # what decisions can choose (``chosen`` indexes this list)
         self.reference = list(models).index(reference_model) if reference_model in models else None
         self.reward = reward
@@ -290,6 +299,8 @@ class Decisions:
     def add(self, units: Units, q: np.ndarray, c: np.ndarray) -> None:
         if units.n == 0:
             return
+        if self.price_factors is not None:
+            c = np.asarray(c, dtype=np.float64) * self.price_factors
         reference = (np.asarray(c[:, self.reference], dtype=np.float64) if self.reference is not None
                      else np.full(units.n, np.nan))  # the reference model's cost, available or not
         keys = pl.DataFrame([units.prompt_id, units.task, pl.Series("n_queries", units.n_queries),
@@ -414,7 +425,7 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
                   budget: float | None = None, batch_size: int = 50_000, flow_run_id: str | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   reference_model: str | None = None, quality_target: float | None = None,
-                  exclude: Sequence[str] = ()) -> RoutingSummary:
+                  exclude: Sequence[str] = (), price_factors: PriceFactors | None = None) -> RoutingSummary:
     """Route every pending backlog query with ``predictor`` and store the decisions.
 
     ``exclude`` names models of the predictor's pool that are never chosen (:func:`available`); the policy key
@@ -422,18 +433,23 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
 
     With a ``reference_model`` (one of the predictor's models), the summary also gives the predicted spend had
     every routed query gone to it (``reference_spend_usd``, from the same cost predictions). ``quality_target``
-    names the policy that chose ``reward_param`` (the decisions' ``policy`` key, :func:`policy_label`)."""
+    names the policy that chose ``reward_param`` (the decisions' ``policy`` key, :func:`policy_label`).
+    ``price_factors`` rescale the predicted costs (:class:`Decisions`); those other than 1 are part of the policy
+    key, so decisions made at other prices sit beside these."""
     start = time.perf_counter()
     with bounded_memory(con):
         reward = get_reward(reward_name)
         param = reward_param if reward_param is not None or budget is not None else float(reward.sweep()[-1])
-        label = policy_label(param, budget, quality_target, exclude)
+        prices = price_factors.label() if price_factors is not None else ""
+        label = policy_label(param, budget, quality_target, exclude, prices)
         available(predictor.models, exclude)  # refuse a bad exclusion before anything is staged
         pending, unembedded = stage_pending(con, encoder, model_version, label)
         reward, summary = start_summary(reward_name, reward_param, budget, model_version, unembedded)
         summary.policy = label
+        vector = price_factors.vector(predictor.models) if prices else None
         decisions = Decisions(predictor.models, reward, summary.reward_param if budget is None else None, budget,
-                              reference_model, exclude)
+                              reference_model, exclude, vector)
+        summary.price_factors = price_factors.changed() if prices else {}
         if decisions.reference is not None:
             summary.reference_model = reference_model
         if pending > unembedded:

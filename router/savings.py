@@ -3,7 +3,8 @@ wherever the routed queries' outcomes are stored.
 
 The reference is the champion's best single model (its quality-target calibration's ``reference_model``).
 Predicted figures come from the router's own cost head for every routed query (chosen model vs reference);
-realized figures come from stored outcomes (production logs of the query, else the RouterBench rows of its
+the cost head's predictions are rescaled by the night's price factors (``router.prices``), so a price change is
+in the predicted spend of the chosen and the reference model alike; realized figures come from stored outcomes (production logs of the query, else the RouterBench rows of its
 prompt) for the routed queries that have an outcome for both the chosen and the reference model
 (``sql/queries/savings/realized.sql``).
 """
@@ -78,6 +79,10 @@ def section(routing: dict[str, Any], outcomes: dict[str, Any] | None) -> list[st
     else:
         reason = f" ({policy['reason']})" if policy.get("reason") else ""
         lines.append(f"- policy: fixed {routing['reward']} parameter {routing['reward_param']:.4g}{reason}")
+    factors = routing.get("price_factors") or {}
+    if factors:
+        lines.append("- price changes since training: predicted costs rescaled by "
+                     + ", ".join(f"{m} ×{f:.4g}" for m, f in sorted(factors.items())))
     reference = routing.get("reference_model")
     if reference and routing.get("reference_spend_usd") is not None:
         lines.append(f"- predicted spend ${routing['predicted_spend_usd']:.4f} vs ${routing['reference_spend_usd']:.4f}"

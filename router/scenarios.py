@@ -7,6 +7,7 @@ stored in ``routing_scenarios`` / ``routing_scenario_mix`` (migration 006, view 
 snapshot ``latest_scenarios.parquet``). Two more points are stored: ``policy`` (the parameter the default
 quality-target policy would route with, ``router.policy``) and ``reference`` (every query to the best single
 model; ``reward_param`` 0). A PNG plots spend against expected quality with both marked. No decision is written.
+The predicted costs are rescaled by the price factors in force (``router.prices``), as batch routing does.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from router.prices import PriceFactors
 from router.rewards import Reward, get_reward
 from router.routing import Predictor, iter_units, predict_units, stage_pending
 from router.storage import execute, transaction
@@ -42,11 +44,12 @@ class ScenarioRun:
     mix: pl.DataFrame  # point, reward_param, model, queries, share
     plot: Path | None = None
     notes: list[str] = field(default_factory=list)
+    prices: str = ""  # the price factors other than 1 the costs were rescaled by (PriceFactors.label())
 
     def summary(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "model_version": self.model_version, "backlog": self.backlog,
                 "queries": self.queries, "reward": self.reward, "points": self.points.height,
-                "plot": str(self.plot) if self.plot else None}
+                "plot": str(self.plot) if self.plot else None, "prices": self.prices}
 
 
 def scenario_points(reward: Reward, params: np.ndarray, q: np.ndarray, c: np.ndarray, weights: np.ndarray
@@ -115,8 +118,10 @@ def plot_scenarios(run: ScenarioRun, path: Path) -> Path:
 
 def run_scenarios(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model_version: str, encoder: str,
                   reward_name: str, policy_param: float | None, reference_model: str | None,
-                  batch_size: int = 50_000, out_dir: Path | None = None) -> ScenarioRun:
-    """Predict the pending (else the whole) backlog once and store its scenarios; returns what was stored."""
+                  batch_size: int = 50_000, out_dir: Path | None = None,
+                  price_factors: PriceFactors | None = None) -> ScenarioRun:
+    """Predict the pending (else the whole) backlog once and store its scenarios; returns what was stored.
+    ``price_factors`` rescale the predicted costs of each model (:class:`router.prices.PriceFactors`)."""
     reward = get_reward(reward_name)
     pending, unembedded = stage_pending(con, encoder, model_version)
     backlog = "pending"
@@ -124,10 +129,11 @@ def run_scenarios(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
         execute(con, "scenarios/stage_all", {"encoder": encoder})
         backlog = "all"
     qs, cs, ws = [], [], []
+    scale = price_factors.vector(predictor.models) if price_factors is not None else 1.0
     for units in iter_units(con, encoder, batch_size):
         q, c = predict_units(predictor, units)
         qs.append(np.asarray(q, dtype=np.float64))
-        cs.append(np.asarray(c, dtype=np.float64))
+        cs.append(np.asarray(c, dtype=np.float64) * scale)
         ws.append(units.n_queries.astype(np.float64))
     execute(con, "routing/drop_pending")
     models = list(predictor.models)
@@ -149,7 +155,8 @@ def run_scenarios(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
         counts = np.vstack([counts, np.eye(m)[j] * w.sum()])
     points, mix = _frames(models, labels, params, spend, quality, counts, reference_model)
     run = ScenarioRun(datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6], model_version,
-                      backlog, int(w.sum()), reward_name, points, mix)
+                      backlog, int(w.sum()), reward_name, points, mix,
+                      prices=price_factors.label() if price_factors is not None else "")
     params_sql = {"run_id": run.run_id, "now": datetime.now(UTC).replace(tzinfo=None), "version": model_version,
                   "backlog": backlog, "queries": run.queries, "reward": reward_name}
     with transaction(con):
@@ -177,6 +184,7 @@ def scenarios_step(settings: Any, *, reward: str | None = None) -> dict[str, Any
     from router.registry import promotion
     from router.nightly import open_store
     from router.policy import resolve
+    from router.prices import for_version
 
     reward = reward or settings.route_reward
     version = promotion.champion_version(settings)
@@ -186,10 +194,11 @@ def scenarios_step(settings: Any, *, reward: str | None = None) -> dict[str, Any
     param, _ = resolve(loaded.policy, reward, settings.route_quality_target)
     out_dir = settings.reports / "scenarios"
     with open_store(settings) as con:
+        factors = for_version(con, loaded.router.models, loaded, datetime.now(UTC).date())
         run = run_scenarios(con, loaded.router, model_version=str(version), encoder=settings.encoder,
                             reward_name=reward, policy_param=param,
                             reference_model=(loaded.policy or {}).get("reference_model"),
-                            batch_size=settings.route_batch_size, out_dir=out_dir)
+                            batch_size=settings.route_batch_size, out_dir=out_dir, price_factors=factors)
         from router.snapshots import export_snapshots
 
         export_snapshots(con, settings.snapshots)

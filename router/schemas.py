@@ -7,6 +7,9 @@ Three sources land in the store:
 * ``logs`` - production logs in long format (one row per request: the model that answered it, its quality
   when scored, and what it cost). Sparse: most prompts are seen with one model.
 * ``backlog`` - queries waiting to be routed.
+
+And one table of facts about the models: ``prices`` - each model's price from an effective date on (per call, or
+per 1,000 input and output tokens), which routing rescales the cost predictions by (``router.prices``).
 """
 
 from __future__ import annotations
@@ -44,13 +47,20 @@ LOGS = LongSchema(
 
 BACKLOG = LongSchema(kind="backlog", required=("query_id", "prompt"), optional=("submitted_at", "task"))
 
-KINDS = ("routerbench", "logs", "backlog")
+PRICES = LongSchema(kind="prices", required=("model", "effective_from", "pricing"),
+                    optional=("input_per_1k", "output_per_1k", "per_call", "currency"))
+#: The values of ``pricing``, and the one currency prices are stored in.
+PRICINGS = ("per_call", "per_token")
+CURRENCY = "USD"
+
+KINDS = ("routerbench", "logs", "backlog", "prices")
 
 #: File suffixes each source accepts (``.pkl`` only for RouterBench, and only when allowed).
 SUFFIXES = {
     "routerbench": (".csv", ".parquet", ".pkl"),
     "logs": (".jsonl", ".ndjson", ".parquet"),
     "backlog": (".jsonl", ".ndjson", ".parquet", ".csv"),
+    "prices": (".csv", ".json", ".jsonl", ".ndjson"),
 }
 
 

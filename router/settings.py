@@ -46,7 +46,7 @@ class Settings(BaseSettings):
                                 "checked by the suite's compiled expectations")
     gx_docs_keep: int = Field(default=1000, ge=0, description="validations kept in the Data Docs (their results "
                               "and pages); older ones are deleted at each build of the site; 0 = keep all")
-    landing_dir: Path | None = Field(default=None, description="default $ROUTER_HOME/landing/{routerbench,logs,backlog}")
+    landing_dir: Path | None = Field(default=None, description="default $ROUTER_HOME/landing/{routerbench,logs,backlog,prices}")
     sql_dir: Path = Field(default_factory=resources.sql_dir)
 
     encoder: str = Field(default=BUNDLED_ENCODER, description="sentence-transformers model name or local path")

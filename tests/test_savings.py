@@ -60,6 +60,9 @@ def test_headline_and_section(night) -> None:  # noqa: ANN001
     assert "predicted spend $0.0100 vs $0.0400" in text and "alpha-7b 4 (67%)" in text
     assert "| routed (chosen models) | 0.9000 | 0.0100 |" in text
     assert "| beta/chat-v2 for every query | 0.6000 | 0.0280 |" in text
+    assert "price changes" not in text  # no factor other than 1
+    priced = "\n".join(savings.section({**routing, "price_factors": {"beta/chat-v2": 0.5, "alpha-7b": 2.0}}, outcomes))
+    assert "- price changes since training: predicted costs rescaled by alpha-7b ×2, beta/chat-v2 ×0.5" in priced
     assert "predicted 25% of beta/chat-v2's cost" in savings.headline(routing, {"queries": 0})
     assert savings.headline({**routing, "routed": 0}, None).startswith("No backlog queries")
     assert savings.headline({"model_version": None, "reason": "no champion"}, None).endswith("(no champion).")

@@ -11,6 +11,7 @@ from router.cli import data as _data  # noqa: F401  (registers ingest/embed/stat
 from router.cli import pipeline as _pipeline  # noqa: F401  (registers evaluate)
 from router.cli import doctor as _doctor  # noqa: F401  (registers doctor)
 from router.cli import drift as _drift  # noqa: F401  (registers drift)
+from router.cli import prices as _prices  # noqa: F401  (registers prices)
 
 try:  # command groups added by later modules register themselves on import
     from router.cli import models as _models  # noqa: F401

@@ -103,6 +103,10 @@ def route(
         spend += f" within budget ${summary['budget_usd']:.4f}"
     table.caption = f"{spend}; mean predicted quality {summary['predicted_quality']:.4f}"
     console.print(table)
+    if summary.get("price_factors"):
+        console.print("predicted costs rescaled by price changes since training: "
+                      + ", ".join(f"{m} ×{f:.4g}" for m, f in sorted(summary["price_factors"].items()))
+                      + " (routerctl prices)")
     policy = summary.get("policy") or {}
     if policy.get("kind") == "quality_target":
         from router.policy import Choice

@@ -64,6 +64,8 @@ class LoadedVersion:
     router: Router
     pool: ModelPool
     policy: dict[str, Any] | None = None  # the quality-target calibration (router.policy), if the version has one
+    data_cut: str | None = None  # its training data's cut, ``data.cut`` (router.prices); None: undated or unknown
+    training_prices: str | None = None  # ``data.prices``: JSON of each model's price at the cut (router.prices)
 
 
 @dataclass(frozen=True)
@@ -191,7 +193,21 @@ def load_version(settings: Settings, version: int) -> LoadedVersion:
             raise ModelPoolError(f"version {version} of {name!r} lacks the {exc.args[0]!r} artifact") from exc
         router, pool = load_router_artifacts(paths[WEIGHTS], paths[CONFIG], paths[POOL])
         policy = (flavor.get("config") or {}).get("policy")  # the model_config: router.policy.Calibration.as_dict()
-        return LoadedVersion(version=int(version), router=router, pool=pool, policy=policy)
+    params = run_params(settings, version)
+    return LoadedVersion(version=int(version), router=router, pool=pool, policy=policy,
+                         data_cut=params.get("data.cut") or None, training_prices=params.get("data.prices"))
+
+
+def run_params(settings: Settings, version: int) -> dict[str, str]:
+    """The params of the training run behind a version ({} when it has no run, e.g. registered by hand)."""
+    with connect(settings) as client:
+        run_id = client.get_model_version(settings.registered_model, str(version)).run_id
+        if not run_id:
+            return {}
+        try:
+            return dict(client.get_run(run_id).data.params)
+        except MlflowException:
+            return {}
 
 
 def _predict_on(loaded: LoadedVersion, data: RoutingData) -> tuple[np.ndarray, np.ndarray]:

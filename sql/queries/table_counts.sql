@@ -4,4 +4,6 @@ UNION ALL SELECT 'models', count(*) FROM models
 UNION ALL SELECT 'backlog', count(*) FROM backlog
 UNION ALL SELECT 'ingest_runs', count(*) FROM ingest_runs
 UNION ALL SELECT 'quarantine', count(*) FROM quarantine
-UNION ALL SELECT 'embeddings', count(*) FROM embeddings;
+UNION ALL SELECT 'embeddings', count(*) FROM embeddings
+UNION ALL SELECT 'prompt_templates', count(*) FROM prompt_templates
+UNION ALL SELECT 'prices', count(*) FROM prices;

@@ -1,0 +1,66 @@
+"""``routerctl prices``: every model's price in force today and the factor routing rescales its predicted costs by.
+
+The factors are the champion's (its training data's prices, ``router.prices``); without a champion, against each
+model's earliest price on record. Exits 0 when the store can be read; 2 when there is none, 3 while another
+process holds it."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import typer
+
+from router.cli.app import app, console, existing_store
+
+
+@app.command()
+def prices(
+    as_json: bool = typer.Option(False, "--json", help='print {"day", "champion", "training_cut", "factors": '
+                                 '[{"model", "factor", "current", "training", "note"}]}'),
+    on: str = typer.Option(None, "--on", help="the routing day (YYYY-MM-DD; default today, UTC)"),
+) -> None:
+    """Current prices (per call, or blended per 1,000 tokens) and the price factor of every model with a price."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from router import prices as pricing
+    from router.cli.app import fail
+    from router.registry import promotion
+    from router.storage import open_store, schema_version
+
+    day = datetime.now(UTC).date()
+    if on is not None:
+        try:
+            day = date.fromisoformat(on)
+        except ValueError:
+            fail(f"--on {on!r} is not a YYYY-MM-DD date")
+    s = existing_store()
+    with open_store(s, read_only=True) as con:
+        table = pricing.load_prices(con) if schema_version(con) >= pricing.SCHEMA_VERSION else None
+    version = promotion.champion_version(s) if s.missing_registry() is None else None
+    params = promotion.run_params(s, version) if version is not None else {}
+    models = sorted(set(table["model"])) if table is not None else []
+    result = pricing.factors(table, models, day=day, cut=params.get("data.cut") or None,
+                             recorded=pricing.recorded_prices(params.get("data.prices"))) if models else None
+    data = {**(result.as_dict() if result else {"day": day.isoformat(), "training_cut": None, "factors": []}),
+            "champion": version}
+    if as_json:
+        console.print_json(json.dumps(data, default=str))
+        return
+    if result is None:
+        console.print("No prices stored (`routerctl ingest prices FILE`): every price factor is 1.")
+        return
+    against = f"champion v{version}" if version is not None else "no champion: each model's earliest price"
+    out = Table("model", "in force since", "pricing", "current price", "training price", "factor", "note",
+                title=f"prices on {day} ({against}; per call, or USD per 1k tokens blended 3:1 input:output)",
+                title_justify="left")
+
+    def price(p):  # noqa: ANN001, ANN202
+        return f"{p['unit_price']:.6g}" if p else "–"
+
+    for f in result.factors:
+        out.add_row(escape(f.model), f.current["effective_from"] if f.current else "–",
+                    f.current["pricing"] if f.current else "–", price(f.current), price(f.training),
+                    f"{f.factor:.4g}", escape(f.note))
+    console.print(out)
