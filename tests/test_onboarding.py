@@ -1,0 +1,127 @@
+"""Onboarding a new model into a fitted attention router (``router.onboarding``): what the new row learns, what
+stays frozen, and when onboarding refuses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from router.onboarding import NotEnoughOutcomes, Outcomes, holdout_split, onboard
+from router.routers.attention import AttentionRouter
+from router.routers.base import RoutingData
+
+CONFIG = {"hidden": 32, "model_dim": 8, "attn_dim": 8, "max_epochs": 30, "n_members": 2, "batch_size": 32,
+          "dropout": 0.0}
+D = 12
+
+
+def _world(seed: int = 0):
+    """Prompts whose outcomes follow two latent directions: four known models, and a new one that answers
+    well exactly where the first direction is positive and the second negative (a pattern no known model
+    has)."""
+    rng = np.random.default_rng(seed)
+    w1, w2 = rng.normal(size=D), rng.normal(size=D)
+
+    def prompts(n: int):
+        X = rng.normal(size=(n, D)).astype(np.float32)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        return X, 3 * X @ w1, 3 * X @ w2
+
+    def draw(logit: np.ndarray) -> np.ndarray:
+        return (rng.random(logit.shape) < 1 / (1 + np.exp(-logit))).astype(np.float32)
+
+    X, a, b = prompts(600)
+    logits = np.stack([a, -a, b, -b], axis=1)
+    quality = draw(logits)
+    cost = np.tile(np.array([1e-4, 1e-3, 1e-2, 1e-5], dtype=np.float32), (600, 1))
+    known = RoutingData(X, quality, cost, rng.integers(50, 500, size=600), ["a", "b", "c", "d"])
+
+    def new_model(n: int) -> Outcomes:
+        Xn, an, bn = prompts(n)
+        return Outcomes(Xn, rng.integers(50, 500, size=n), draw(an - bn), np.full(n, 3e-3))
+
+    return known, new_model
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    known, new_model = _world()
+    router = AttentionRouter(**CONFIG).fit(known, seed=3)
+    return router, new_model
+
+
+def _corr(router: AttentionRouter, outcomes: Outcomes) -> float:
+    q, _ = router.predict(outcomes.X, outcomes.prompt_chars)
+    return float(np.corrcoef(q[:, router.models.index("new")], outcomes.quality)[0, 1])
+
+
+def test_onboarding_learns_the_new_models_outcomes(fitted) -> None:
+    router, new_model = fitted
+    train, held = new_model(400), new_model(400)
+    done = onboard(router, "new", train)
+    assert done.router.models == ["a", "b", "c", "d", "new"]
+    assert done.n_fit == 400 and done.loss_after < done.loss_before
+    # An untrained row: the mean of the known rows, appended to each member as onboarding would.
+    untrained = onboard(router, "new", train, steps=0)
+    for net, base in zip(untrained.router.members, router.members, strict=True):
+        net.model_emb.data[-1] = base.model_emb.detach().mean(0)
+    learned, blank = _corr(done.router, held), _corr(untrained.router, held)
+    assert learned > 0.3 and learned > blank + 0.2, (learned, blank)
+    # Its cost path: the new model's predicted cost moves to its own (constant) cost.
+    _, cost = done.router.predict(held.X, held.prompt_chars)
+    assert np.median(np.abs(np.log(cost[:, -1] / 3e-3))) < 0.5
+    # The known models' predictions barely move although the new row enters the attention.
+    q_before, _ = router.predict(held.X, held.prompt_chars)
+    q_after, _ = done.router.predict(held.X, held.prompt_chars)
+    assert np.abs(q_after[:, :4] - q_before).max() < 0.1
+
+
+def test_everything_but_the_new_row_is_frozen_bitwise(fitted) -> None:
+    router, new_model = fitted
+    before = [{k: v.clone() for k, v in net.state_dict().items()} for net in router.members]
+    done = onboard(router, "new", new_model(200))
+    for old, net, original in zip(before, done.router.members, router.members, strict=True):
+        state = net.state_dict()
+        assert set(state) == set(old)
+        for name, value in old.items():
+            if name == "model_emb":
+                assert torch.equal(state[name][:-1], value) and state[name].shape[0] == value.shape[0] + 1
+                assert not torch.equal(state[name][-1], value.mean(0))
+            else:
+                assert torch.equal(state[name], value), name
+        for name, value in original.state_dict().items():  # the original router is untouched
+            assert torch.equal(value, old[name])
+    assert router.models == ["a", "b", "c", "d"]
+
+
+def test_the_extended_router_survives_its_artifacts(fitted) -> None:
+    router, new_model = fitted
+    done = onboard(router, "new", new_model(100)).router
+    tensors, config = done.to_artifacts()
+    again = AttentionRouter.from_artifacts(tensors, config)
+    probe = new_model(50)
+    assert config["models"] == ["a", "b", "c", "d", "new"]
+    np.testing.assert_array_equal(again.predict(probe.X, probe.prompt_chars)[0],
+                                  done.predict(probe.X, probe.prompt_chars)[0])
+
+
+def test_too_few_outcomes_or_a_known_model_is_refused(fitted) -> None:
+    router, new_model = fitted
+    few = new_model(30)
+    with pytest.raises(NotEnoughOutcomes, match=r"'new' has 30 scored outcomes; onboarding needs at least 200"):
+        onboard(router, "new", few, min_outcomes=200)
+    unscored = Outcomes(few.X, few.prompt_chars, np.where(np.arange(30) < 25, np.nan, few.quality), few.cost)
+    with pytest.raises(NotEnoughOutcomes, match="has 5 scored outcomes"):
+        onboard(router, "new", unscored, min_outcomes=10)
+    with pytest.raises(Exception, match="already in the router's pool"):
+        onboard(router, "c", few)
+
+
+def test_holdout_split_is_seeded_and_disjoint() -> None:
+    fit, held = holdout_split(100, 0.2, seed=1)
+    assert len(held) == 20 and len(fit) == 80 and not set(fit) & set(held)
+    assert sorted([*fit, *held]) == list(range(100))
+    again = holdout_split(100, 0.2, seed=1)
+    assert np.array_equal(again[1], held) and not np.array_equal(holdout_split(100, 0.2, seed=2)[1], held)
+    assert len(holdout_split(3, 0.01, seed=0)[1]) == 1 and len(holdout_split(5, 0.0, seed=0)[1]) == 0
