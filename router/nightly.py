@@ -266,14 +266,7 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
         faults.point("gated")
     now = datetime.now(UTC).replace(tzinfo=None)
     with open_store(settings) as con, transaction(con):  # both rows or neither
-        execute(con, "routing/insert_promotion", {
-            "now": now, "registered_model": settings.registered_model, "challenger": str(version),
-            "champion_before": None if champion_before is None else str(champion_before),
-            "champion_after": None if champion_after is None else str(champion_after),
-            "challenger_aiq": decision.challenger_aiq, "champion_aiq": decision.champion_aiq,
-            "baseline_aiq": baseline_aiq, "promoted": decision.promoted, "reason": decision.reason,
-            "flow_run_id": flow_run_id,
-        })
+        _record_gate(con, settings, version, champion_before, champion_after, decision, baseline_aiq, flow_run_id)
         execute(con, "nightly/insert_training_run", {
             "run_id": run.run_id, "data_key": step.data_key, "mlflow_run_id": mlflow_run_id,
             "model_version": str(version), "attention_aiq": run.aiq(ATTENTION), "best_baseline": baseline_name,
@@ -281,6 +274,84 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
             "now": now,
         })
     return PromotionStep(False, version, decision.as_dict(), mlflow_run_id)
+
+
+# ------------------------------------------------------------------------------------------------ onboard
+def onboard_model(settings: Settings, model: str, flow_run_id: str | None = None) -> PromotionStep:
+    """Onboard ``model`` into the champion (``router.onboarding``): learn its embedding row from its stored
+    outcomes (less a seeded ``ROUTER_ONBOARD_HOLDOUT_FRACTION`` held out), log and register the extended router
+    as ``challenger``, and gate it on the test rows both versions can be scored on plus the held-out outcomes.
+
+    Raises :class:`~router.errors.RouterError` (exit 2) when no stored outcome names ``model``, when there is
+    no champion or it already routes to ``model``, and :class:`~router.onboarding.NotEnoughOutcomes` when
+    ``model`` has fewer than ``ROUTER_ONBOARD_MIN_OUTCOMES`` scored outcomes (it then gets no traffic).
+    """
+    import numpy as np
+
+    from router.dataset import load_routing_data, model_pool, snapshot
+    from router.evaluation import evaluate
+    from router.onboarding import NotEnoughOutcomes, Outcomes, held_out_check, holdout_split, onboard
+    from router.policy import Calibration
+    from router.registry import promotion, tracking
+
+    with open_store(settings, read_only=True) as con:
+        known = model_pool(con)
+        if model not in known:
+            raise RouterError(f"no stored outcome names model {model!r}; the store's models: {', '.join(known)}")
+        version = promotion.champion_version(settings)
+        if version is None:
+            raise RouterError("no champion to onboard into: run `routerctl nightly` first")
+        loaded = promotion.load_version(settings, version)
+        pool = list(loaded.router.models)
+        if model in pool:
+            raise RouterError(f"champion v{version} already routes to {model!r}: nothing to onboard")
+        mine = load_routing_data(con, settings.encoder, None, models=[model])
+        train = load_routing_data(con, settings.encoder, "train", models=[*pool, model])
+        test = load_routing_data(con, settings.encoder, "test", models=pool)
+        snap = snapshot(con)
+    rows = np.flatnonzero(~np.isnan(mine.quality[:, 0]))
+    if rows.size < settings.onboard_min_outcomes:
+        raise NotEnoughOutcomes(f"model {model!r} has {rows.size} scored outcomes with an embedded prompt; "
+                                f"onboarding needs at least {settings.onboard_min_outcomes} "
+                                "(ROUTER_ONBOARD_MIN_OUTCOMES): it gets no traffic until then")
+    outcomes = Outcomes(mine.X[rows], mine.prompt_chars[rows], mine.quality[rows, 0], mine.cost[rows, 0],
+                        mine.eval_names[rows])
+    fit_rows, held_rows = holdout_split(outcomes.n, settings.onboard_holdout_fraction, settings.seed)
+    with faults.step("onboard"):
+        done = onboard(loaded.router, model, outcomes.take(fit_rows))
+        check = held_out_check(done.router, model, outcomes.take(held_rows), outcomes.take(fit_rows))
+        q_hat, c_hat = done.router.predict(test.X, test.prompt_chars, test.eval_names)
+        metrics = evaluate({"attention": (q_hat[:, : len(pool)], c_hat[:, : len(pool)], "linear")}, test.quality,
+                           test.cost, test.eval_names, test.models, dataset=f"store {settings.database.name}",
+                           n_train=train.n, n_test=test.n).metrics
+        mlflow_run_id = tracking.log_training_run(
+            settings, done.router, metrics, None, snap.as_params(),
+            {"onboarded_model": model, "onboarded_into": str(version), "onboard.n_fit": done.n_fit,
+             "onboard.n_held": check.n, "onboard.seconds": round(done.seconds, 3), "flow_run_id": flow_run_id or ""},
+            train_data=train, run_name=f"onboard-v{version}", tags={"onboarded_model": model},
+            policy=Calibration.from_dict(loaded.policy) if loaded.policy else None,
+        )
+        challenger = promotion.register_challenger(settings, mlflow_run_id,
+                                                   description=f"champion v{version} + onboarded {model}")
+        decision = promotion.gate(settings, challenger, test, held_out=check)
+    with open_store(settings) as con:
+        _record_gate(con, settings, challenger, version, promotion.champion_version(settings), decision, None,
+                     flow_run_id)
+    return PromotionStep(False, challenger, decision.as_dict(), mlflow_run_id)
+
+
+def _record_gate(con: Any, settings: Settings, version: int, champion_before: int | None,
+                 champion_after: int | None, decision: Any, baseline_aiq: float | None,
+                 flow_run_id: str | None) -> None:
+    """The gate's ``promotions`` row."""
+    execute(con, "routing/insert_promotion", {
+        "now": datetime.now(UTC).replace(tzinfo=None), "registered_model": settings.registered_model,
+        "challenger": str(version), "champion_before": None if champion_before is None else str(champion_before),
+        "champion_after": None if champion_after is None else str(champion_after),
+        "challenger_aiq": decision.challenger_aiq, "champion_aiq": decision.champion_aiq,
+        "baseline_aiq": baseline_aiq, "promoted": decision.promoted, "reason": decision.reason,
+        "flow_run_id": flow_run_id,
+    })
 
 
 # -------------------------------------------------------------------------------------------------- route

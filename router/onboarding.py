@@ -31,9 +31,11 @@ from router.errors import RouterError
 if TYPE_CHECKING:
     import torch
 
+    from router.registry.gate import HeldOutCheck
+
     from router.routers.attention import AttentionRouter, CrossAttentionNet
 
-__all__ = ["NotEnoughOutcomes", "OnboardingResult", "Outcomes", "holdout_split", "onboard"]
+__all__ = ["NotEnoughOutcomes", "OnboardingResult", "Outcomes", "held_out_check", "holdout_split", "onboard"]
 
 log = logging.getLogger(__name__)
 
@@ -215,3 +217,20 @@ def _fit_row(
     extended.model_emb = torch.nn.Parameter(torch.cat([frozen, row.detach()[None]]).clone())
     extended.eval()
     return extended, before, after
+
+
+def held_out_check(router: AttentionRouter, model: str, held: Outcomes, fitted_on: Outcomes) -> HeldOutCheck:
+    """``router``'s Brier score on ``model``'s held-out outcomes, and that of a constant prediction (the mean
+    quality of the outcomes it was fitted on): the figures the gate checks for an onboarded model."""
+    from router.registry.gate import HeldOutCheck  # noqa: PLC0415
+
+    truth = np.asarray(held.quality, dtype=np.float64)
+    keep = ~np.isnan(truth)
+    if not keep.any():
+        return HeldOutCheck(model, 0, float("nan"), float("nan"))
+    held = held.take(np.flatnonzero(keep))
+    truth = np.clip(truth[keep], 0.0, 1.0)
+    q_hat, _ = router.predict(held.X, held.prompt_chars, held.tasks)
+    base = float(np.nanmean(np.clip(np.asarray(fitted_on.quality, dtype=np.float64), 0.0, 1.0)))
+    brier = float(np.mean((q_hat[:, router.models.index(model)] - truth) ** 2))
+    return HeldOutCheck(model, int(truth.size), brier, float(np.mean((base - truth) ** 2)))

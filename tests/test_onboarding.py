@@ -3,11 +3,13 @@ stays frozen, and when onboarding refuses."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
-from router.onboarding import NotEnoughOutcomes, Outcomes, holdout_split, onboard
+from router.onboarding import NotEnoughOutcomes, Outcomes, held_out_check, holdout_split, onboard
 from router.routers.attention import AttentionRouter
 from router.routers.base import RoutingData
 
@@ -68,6 +70,10 @@ def test_onboarding_learns_the_new_models_outcomes(fitted) -> None:
         net.model_emb.data[-1] = base.model_emb.detach().mean(0)
     learned, blank = _corr(done.router, held), _corr(untrained.router, held)
     assert learned > 0.3 and learned > blank + 0.2, (learned, blank)
+    # The gate's check on held-out outcomes: the learned row beats the base rate, the untrained one does not.
+    check = held_out_check(done.router, "new", held, train)
+    assert check.n == 400 and check.passed and check.brier < check.constant_brier - 0.01
+    assert held_out_check(untrained.router, "new", held, train).brier > check.brier
     # Its cost path: the new model's predicted cost moves to its own (constant) cost.
     _, cost = done.router.predict(held.X, held.prompt_chars)
     assert np.median(np.abs(np.log(cost[:, -1] / 3e-3))) < 0.5
@@ -125,3 +131,58 @@ def test_holdout_split_is_seeded_and_disjoint() -> None:
     again = holdout_split(100, 0.2, seed=1)
     assert np.array_equal(again[1], held) and not np.array_equal(holdout_split(100, 0.2, seed=2)[1], held)
     assert len(holdout_split(3, 0.01, seed=0)[1]) == 1 and len(holdout_split(5, 0.0, seed=0)[1]) == 0
+
+
+@pytest.mark.slow
+def test_routerctl_models_onboard(settings, files, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A champion trained without ``newcomer``; logs name it: too few outcomes or an unknown name exit 2, enough
+    outcomes register and gate a challenger whose pool ends with it. The champion routes to it only if the gate
+    promotes that challenger."""
+    from test_scale import FakeEncoder
+
+    from conftest import MODELS
+    from router import embeddings as emb
+    from router.dataset import load_routing_data
+    from router.ingest import ingest_file
+    from router.registry import promotion, tracking
+    from router.storage import connect
+
+    con = connect(settings)
+    try:
+        ingest_file(con, "routerbench", files.routerbench("bench_train.csv", n=80), settings)
+        ingest_file(con, "routerbench", files.routerbench("bench_test.csv", n=30, start=100), settings)
+        logs = [files.log_record(i, model="newcomer", quality=float(i % 3 == 0), cost_usd=0.002) for i in range(60)]
+        ingest_file(con, "logs", files.logs(records=logs), settings)
+        emb.embed_missing(con, settings, model=FakeEncoder())
+        train = load_routing_data(con, settings.encoder, "train", sources=["routerbench"], models=list(MODELS))
+        test = load_routing_data(con, settings.encoder, "test", models=list(MODELS))
+    finally:
+        con.close()
+    champion = AttentionRouter(**{**CONFIG, "max_epochs": 5}).fit(train, seed=1)
+    q, c = champion.predict(test.X, test.prompt_chars)
+    from router.evaluation import evaluate
+
+    result = evaluate({"attention": (q, c, "linear")}, test.quality, test.cost, test.eval_names, test.models)
+    run = tracking.log_training_run(settings, champion, result, None, {"rows": train.n}, train_data=train)
+    first = promotion.register_challenger(settings, run)
+    assert promotion.gate(settings, first, test).promoted
+
+    unknown = cli("models", "onboard", "nobody")
+    assert unknown.exit_code == 2 and "no stored outcome names model 'nobody'" in unknown.output
+    monkeypatch.setenv("ROUTER_ONBOARD_MIN_OUTCOMES", "61")
+    few = cli("models", "onboard", "newcomer")
+    assert few.exit_code == 2 and "'newcomer' has 60 scored outcomes" in few.output, few.output
+    assert promotion.load_version(settings, promotion.champion_version(settings)).pool.models == list(MODELS)
+
+    monkeypatch.setenv("ROUTER_ONBOARD_MIN_OUTCOMES", "50")
+    done = cli("models", "onboard", "newcomer")
+    assert done.exit_code == 0, done.output
+    versions = {v.version: v for v in promotion.list_versions(settings)}
+    assert set(versions) == {first, first + 1}
+    challenger = promotion.load_version(settings, first + 1)
+    assert challenger.pool.models == [*MODELS, "newcomer"]
+    assert versions[first + 1].gate in ("promoted", "rejected") and "onboarded newcomer" in done.output
+    reason = json.loads(versions[first + 1].tags[f"gate.v{first + 1}"])["reason"]
+    assert "onboarded newcomer" in reason and "12 outcomes" in reason  # 20 % of 60 held out for the gate
+    expected = first + 1 if versions[first + 1].gate == "promoted" else first
+    assert promotion.champion_version(settings) == expected

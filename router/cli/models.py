@@ -1,8 +1,9 @@
 """``routerctl models``: the registered router's versions, for platform teams.
 
 ``list`` shows every version with its aliases; ``promote VERSION`` points ``champion`` at a version after checking
-its model pool against the store's; ``rollback`` moves ``champion`` back to the previous champion. All three only
-read or move MLflow aliases (see ``router.registry.promotion``); nothing is retrained or copied.
+its model pool against the store's; ``rollback`` moves ``champion`` back to the previous champion. These three only
+read or move MLflow aliases (see ``router.registry.promotion``); nothing is retrained or copied. ``onboard MODEL``
+learns a new model's embedding into the champion (``router.nightly.onboard_model``) and gates the result.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from router.redact import mask_uri
 
 models_app = typer.Typer(
     name="models",
-    help="Registered router versions: list them, promote one to champion, roll the champion back.",
+    help="Registered router versions: list them, promote one to champion, roll the champion back, onboard a model.",
     no_args_is_help=True,
 )
 app.add_typer(models_app, name="models")
@@ -104,3 +105,19 @@ def rollback() -> None:
         current, target = promotion.rollback(s)
     before = "none" if current is None else f"v{current}"
     console.print(f"{promotion.CHAMPION}: {before} → [bold green]v{target}[/] (rolled back)")
+
+
+@models_app.command("onboard")
+def onboard(
+    model: str = typer.Argument(..., help="a model named by stored outcomes that the champion does not route to"),
+) -> None:
+    """Onboard MODEL into the champion: learn its embedding from its stored outcomes (the rest of the network
+    frozen), register the extended router as challenger and gate it (ROUTER_ONBOARD_MIN_OUTCOMES outcomes needed)."""
+    from router import nightly
+
+    s = existing_store()
+    with writing(s):
+        step = nightly.onboard_model(s, model)
+    decision = step.decision or {}
+    console.print(f"onboarded {model}: v{step.version} registered as challenger, gate: "
+                  f"[bold]{decision.get('decision')}[/] ({decision.get('reason')})")
