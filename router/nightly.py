@@ -1,7 +1,7 @@
 """The nightly pipeline's steps, as plain functions (the Prefect flows in ``flows/`` only orchestrate them).
 
-ingest → validate → embed → drift → train → register and promote → route backlog → scenarios → report → doctor,
-in that order in :data:`STEPS`, the one list the Prefect flow, the benchmark's night and the fault tests all
+ingest → validate → embed → drift → onboard → train → register and promote → route backlog → scenarios → report →
+doctor, in that order in :data:`STEPS`, the one list the Prefect flow, the benchmark's night and the fault tests all
 iterate (each a :class:`Step`: name, function of the :class:`Night`, what it reads and writes). Each step opens
 the store, does its work in transactions and closes it, so a crash leaves no half-written step behind and a re-run
 picks up where it stopped: ingest skips files already stored, embedding skips cached prompts, training is
@@ -340,6 +340,62 @@ def onboard_model(settings: Settings, model: str, flow_run_id: str | None = None
     return PromotionStep(False, challenger, decision.as_dict(), mlflow_run_id)
 
 
+def onboard_new_models(settings: Settings, *, force_night: str | None = None,
+                       flow_run_id: str | None = None) -> dict[str, Any]:
+    """The nightly's onboarding: every model named by stored outcomes that the champion does not route to is
+    onboarded (:func:`onboard_model`) when tonight's train step will not retrain (its ``data_key`` is unchanged and
+    drift did not force it; a full retrain, when it happens, fits every stored model instead). A model with too
+    few outcomes is noted and gets no traffic; one already onboarded into this champion (and not promoted) is not
+    tried again until the champion changes."""
+    from router.dataset import model_pool, snapshot
+    from router.onboarding import NotEnoughOutcomes
+    from router.registry import promotion
+
+    version = promotion.champion_version(settings)
+    result: dict[str, Any] = {"champion": version, "onboarded": [], "notes": []}
+    if version is None:
+        result["notes"].append("no champion: nothing to onboard into")
+        return result
+    with open_store(settings, read_only=True) as con:
+        stored = model_pool(con)
+        key = data_key(settings, snapshot(con).ingest_runs)
+        retrain = force_night is not None or not execute(con, "nightly/training_run_by_key", {"data_key": key})
+    pool = set(promotion.load_version(settings, version).pool.models)
+    unknown = [m for m in stored if m not in pool]
+    if unknown and retrain:
+        result["notes"].append(f"{', '.join(unknown)}: not onboarded, tonight's full retrain fits those with "
+                               f"{settings.onboard_min_outcomes} outcomes or more (inputs changed)")
+        return result
+    for model in unknown:
+        if _onboarded_before(settings, model, version):
+            result["notes"].append(f"{model}: already onboarded into v{version} and gated")
+            continue
+        try:
+            step = onboard_model(settings, model, flow_run_id)
+        except NotEnoughOutcomes as exc:
+            log.info("%s", exc)
+            result["notes"].append(str(exc))
+            continue
+        result["onboarded"].append({"model": model, **asdict(step)})
+        version = promotion.champion_version(settings) or version
+    return result
+
+
+def _onboarded_before(settings: Settings, model: str, champion: int) -> bool:
+    """Whether a logged run already onboarded ``model`` into version ``champion``."""
+    from router.registry import tracking
+
+    if "'" in model or "\\" in model:  # never part of a filter string; such a name is simply tried again
+        return False
+    with tracking.connect(settings) as client:
+        experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+        if experiment is None:
+            return False
+        runs = client.search_runs([experiment.experiment_id], max_results=1, filter_string=(
+            f"params.onboarded_model = '{model}' and params.onboarded_into = '{champion}'"))
+    return bool(runs)
+
+
 def _record_gate(con: Any, settings: Settings, version: int, champion_before: int | None,
                  champion_after: int | None, decision: Any, baseline_aiq: float | None,
                  flow_run_id: str | None) -> None:
@@ -505,9 +561,18 @@ def _drift(night: Night) -> dict[str, Any]:
     return drift(night.settings, flow_run_id=night.flow_run_id, started=night.started)
 
 
-def _train(night: Night) -> TrainStep:
+def _forced_night(night: Night) -> str | None:
+    """The night, when tonight's drift checks breached (training is forced); else ``None``."""
     drifted = night.results.get("drift") or {}
-    return train(night.settings, force_night=night.started.date().isoformat() if drifted.get("breached") else None)
+    return night.started.date().isoformat() if drifted.get("breached") else None
+
+
+def _onboard(night: Night) -> dict[str, Any]:
+    return onboard_new_models(night.settings, force_night=_forced_night(night), flow_run_id=night.flow_run_id)
+
+
+def _train(night: Night) -> TrainStep:
+    return train(night.settings, force_night=_forced_night(night))
 
 
 def _register(night: Night) -> dict[str, Any]:
@@ -566,6 +631,9 @@ STEPS: tuple[Step, ...] = (
          "embed the prompts that have no vector for the encoder"),
     Step("drift", _drift, ("prompts", "outcomes", "embeddings", "training_runs", "promotions", "MLflow champion"),
          ("drift_checks",), "compare tonight's new prompts and logged outcomes with the champion's training data"),
+    Step("onboard", _onboard, ("outcomes", "embeddings", "training_runs", "drift", "MLflow champion"),
+         ("MLflow registry", "promotions"), "onboard models the champion does not know (enough outcomes, inputs "
+         "otherwise unchanged): learn their embeddings, register and gate the extended router"),
     Step("train", _train, ("outcomes", "prompts", "embeddings", "training_runs", "drift"),
          ("reports/training/",), "fit every router and evaluate them (skipped when the inputs are unchanged and "
          "tonight's drift checks did not breach)"),

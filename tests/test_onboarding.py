@@ -186,3 +186,31 @@ def test_routerctl_models_onboard(settings, files, cli, monkeypatch: pytest.Monk
     assert "onboarded newcomer" in reason and "12 outcomes" in reason  # 20 % of 60 held out for the gate
     expected = first + 1 if versions[first + 1].gate == "promoted" else first
     assert promotion.champion_version(settings) == expected
+
+
+def test_models_awaiting_outcomes_are_neither_trained_nor_routed_to(settings, files, ingest, store) -> None:
+    """A model named only by logs joins the training pool once it has ROUTER_ONBOARD_MIN_OUTCOMES scored outcomes;
+    benchmark models count at once, however few their rows. Routing chooses only the champion's models."""
+    from test_scale import FakeEncoder, FakePredictor, _backlog
+
+    from conftest import MODELS
+    from router import embeddings as emb
+    from router import routing
+    from router.dataset import model_pool, routable_pool
+
+    ingest("routerbench", files.routerbench("bench_train.csv", n=4))
+    logs = [files.log_record(i, model="thin", quality=1.0, cost_usd=1e-9) for i in range(5)]
+    logs += [files.log_record(10 + i, model="thick", quality=1.0) for i in range(8)]
+    logs += [files.log_record(30 + i, model="unscored", quality=None) for i in range(9)]
+    ingest("logs", files.logs(records=logs))
+    assert set(model_pool(store)) == {*MODELS, "thin", "thick", "unscored"}
+    assert routable_pool(store, 8) == sorted([*MODELS, "thick"])
+    assert routable_pool(store, 9) == sorted(MODELS)
+    assert routable_pool(store, 1) == sorted([*MODELS, "thick", "thin"])
+
+    _backlog(files, ingest)
+    emb.embed_missing(store, settings, model=FakeEncoder())
+    predictor = FakePredictor()  # a champion whose pool lacks the logged models
+    summary = routing.route_backlog(store, predictor, model_version="1", router_name="r", encoder=settings.encoder)
+    chosen = {row[0] for row in store.sql("SELECT DISTINCT chosen_model FROM routing_decisions").fetchall()}
+    assert summary.routed > 0 and chosen and chosen <= set(predictor.models)

@@ -78,13 +78,13 @@ def promote(
 ) -> None:
     """Point the champion alias at VERSION (its model pool must match the store's models)."""
     from router.registry import promotion
-    from router.dataset import model_pool
+    from router.dataset import routable_pool
     from router.storage import open_store
 
     s = existing_store()
     with writing(s):
         with open_store(s, read_only=True) as con:
-            store_models = model_pool(con)
+            store_models = routable_pool(con, s.onboard_min_outcomes)
         if not store_models:
             fail(f"the store at {s.database} holds no models; ingest data first")
         previous = promotion.promote(s, version, store_models, reason=reason)
