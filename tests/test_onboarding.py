@@ -167,6 +167,11 @@ def test_routerctl_models_onboard(settings, files, cli, monkeypatch: pytest.Monk
     first = promotion.register_challenger(settings, run)
     assert promotion.gate(settings, first, test).promoted
 
+    from router import nightly
+
+    tonight = nightly.onboard_new_models(settings)  # no training run has these inputs: the retrain fits it
+    assert tonight["onboarded"] == [] and "newcomer: not onboarded, tonight's full retrain" in tonight["notes"][0]
+
     unknown = cli("models", "onboard", "nobody")
     assert unknown.exit_code == 2 and "no stored outcome names model 'nobody'" in unknown.output
     monkeypatch.setenv("ROUTER_ONBOARD_MIN_OUTCOMES", "61")
@@ -186,6 +191,25 @@ def test_routerctl_models_onboard(settings, files, cli, monkeypatch: pytest.Monk
     assert "onboarded newcomer" in reason and "12 outcomes" in reason  # 20 % of 60 held out for the gate
     expected = first + 1 if versions[first + 1].gate == "promoted" else first
     assert promotion.champion_version(settings) == expected
+
+    # With the inputs unchanged since a training run, the nightly onboards, but not twice into one champion.
+    from datetime import datetime
+
+    from router.dataset import snapshot
+    from router.storage import execute
+
+    with connect(settings) as con:
+        execute(con, "nightly/insert_training_run", {
+            "run_id": "r1", "data_key": nightly.data_key(settings, snapshot(con).ingest_runs), "mlflow_run_id": run,
+            "model_version": str(first), "attention_aiq": 0.5, "best_baseline": "knn5", "baseline_aiq": 0.4,
+            "report_dir": "", "flow_run_id": None, "now": datetime(2026, 1, 1)})
+    again = nightly.onboard_new_models(settings)
+    assert again["onboarded"] == []
+    if expected == first:
+        assert again["notes"] == [f"newcomer: already onboarded into v{first} and gated"]
+    else:
+        assert again["notes"] == []  # the champion routes to it now
+    assert len(promotion.list_versions(settings)) == 2
 
 
 def test_models_awaiting_outcomes_are_neither_trained_nor_routed_to(settings, files, ingest, store) -> None:
