@@ -32,7 +32,7 @@ from router.routers.attention import AttentionRouter
 from router.routers.base import RoutingData
 
 #: Held-out models: role -> name (the subset's strongest model, its cheapest, and one in the middle).
-HELD_OUT = {"strong": "gpt-4-1106-preview", "cheap": "mistralai/mistral-7b-chat", "middle": "claude-v2"}
+HELD_OUT = {"strong": "gpt-4-1106-preview", "cheap": "mistralai/mistral-7b-chat", "middle": "gpt-3.5-turbo-1106"}
 SIZES = (100, 300, 1000)
 UNREACHABLE_COST = 1e6
 

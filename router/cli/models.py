@@ -111,8 +111,10 @@ def rollback() -> None:
 def onboard(
     model: str = typer.Argument(..., help="a model named by stored outcomes that the champion does not route to"),
 ) -> None:
-    """Onboard MODEL into the champion: learn its embedding from its stored outcomes (the rest of the network
-    frozen), register the extended router as challenger and gate it (ROUTER_ONBOARD_MIN_OUTCOMES outcomes needed)."""
+    """Learn MODEL's embedding into the champion from its stored outcomes; register and gate the result.
+
+    The rest of the network stays frozen; MODEL needs ROUTER_ONBOARD_MIN_OUTCOMES scored outcomes.
+    """
     from router import nightly
 
     s = existing_store()
