@@ -5,8 +5,8 @@ path through the pair fusion, its cost path through ``cost_affine``, and its key
 model the router has never seen therefore needs only a new row: :func:`onboard` copies the router, appends
 one row per ensemble member, and fits that row alone on the new model's scored outcomes (a few seconds on a
 CPU), every other parameter frozen (bitwise unchanged). The new row also enters the attention over the pool,
-which shifts every prompt's context a little; a retention term keeps the existing models' predictions on the
-onboarding prompts where the original router had them.
+which shifts every prompt's context a little; a retention term keeps that context, and with it the existing
+models' predictions, where the original router had it on the onboarding prompts.
 
 The row starts from the existing model whose row already fits the new outcomes best (lowest quality + cost
 loss on them), then Adam fits it full-batch for a fixed number of steps, on the outcomes left after
@@ -103,7 +103,7 @@ def onboard(
     min_outcomes: int = 1,
     steps: int = 150,
     lr: float = 0.05,
-    retain_weight: float = 1.0,
+    retain_weight: float = 0.1,
 ) -> OnboardingResult:
     """A copy of ``router`` whose pool ends with ``model``, its embedding row fitted on ``outcomes``.
 
@@ -113,8 +113,8 @@ def onboard(
         outcomes: the new model's scored outcomes to fit on (hold some out first with :func:`holdout_split`).
         min_outcomes: fewer scored outcomes raise :class:`NotEnoughOutcomes`.
         steps, lr: full-batch Adam steps on the new row, and their learning rate.
-        retain_weight: weight of the squared drift of the existing models' quality logits and standardised log
-            costs on the onboarding prompts (the new key enters every prompt's attention).
+        retain_weight: weight of the mean squared change of the prompts' context ``g`` (the new key enters
+            every prompt's attention; the existing models see a prompt only through ``g``).
 
     Only the new row of each member's ``model_emb`` is trained; every other tensor of the copy equals the
     original's bitwise. Losses are the router's own (masked BCE on quality, Huber on standardised log cost).
@@ -169,19 +169,17 @@ def _fit_row(
     net: CrossAttentionNet, x: torch.Tensor, ell: torch.Tensor, target: dict[str, torch.Tensor],
     cost_weight: float, huber_delta: float, steps: int, lr: float, retain_weight: float,
 ) -> tuple[CrossAttentionNet, float, float]:
-    """A copy of ``net`` with one more model row, fitted; returns it and the fit loss before and after."""
+    """A copy of ``net`` with one more model row, fitted; returns it and the fit loss before and after.
+
+    Only the new row moves, so the encoded prompts are computed once, and each step evaluates the prompts'
+    context over the extended pool and the new model's column alone (not the whole (n, m, H) pair tensor)."""
     import torch  # noqa: PLC0415
-    from torch.func import functional_call  # noqa: PLC0415
     from torch.nn import functional as F  # noqa: PLC0415
 
-    net.eval()
-    frozen = net.model_emb.detach()
-    m = frozen.shape[0]
-    params = {name: p.detach() for name, p in net.named_parameters()}
-    buffers = dict(net.named_buffers())
-
-    def forward(emb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return functional_call(net, {**params, **buffers, "model_emb": emb}, (x, ell))
+    extended = copy.deepcopy(net)
+    extended.eval()
+    extended.requires_grad_(False)
+    frozen = extended.model_emb.detach().clone()
 
     def loss_of(logit: torch.Tensor, log_cost: torch.Tensor) -> torch.Tensor:
         """(k,) fit loss of each column of (n, k) predictions against the new model's outcomes."""
@@ -192,16 +190,18 @@ def _fit_row(
         return bce.mean(0) + cost_weight * (huber * cm).sum(0) / cm.sum().clamp_min(1.0)
 
     with torch.no_grad():
-        old_logit, old_cost = forward(frozen)
+        h = extended.encoder(x)  # (n, H): frozen
+        g_old = extended.in_context(h, frozen)
         # Start from the existing row that already fits the new outcomes best.
-        first = int(torch.argmin(loss_of(old_logit, old_cost)))
+        first = int(torch.argmin(loss_of(*extended.heads(g_old, frozen, ell))))
     row = torch.nn.Parameter(frozen[first].clone())
     optimiser = torch.optim.Adam([row], lr=lr)
 
     def objective() -> tuple[torch.Tensor, torch.Tensor]:
-        logit, log_cost = forward(torch.cat([frozen, row[None]]))
-        fit = loss_of(logit[:, m:], log_cost[:, m:])[0]
-        drift = ((logit[:, :m] - old_logit) ** 2).mean() + ((log_cost[:, :m] - old_cost) ** 2).mean()
+        g = extended.in_context(h, torch.cat([frozen, row[None]]))
+        fit = loss_of(*extended.heads(g, row[None], ell))[0]
+        # The existing models see the prompts only through g: keeping g keeps their predictions.
+        drift = ((g - g_old) ** 2).sum(-1).mean()
         return fit, fit + retain_weight * drift
 
     with torch.no_grad():
@@ -213,9 +213,8 @@ def _fit_row(
         optimiser.step()
     with torch.no_grad():
         after = float(objective()[0])
-    extended = copy.deepcopy(net)
-    extended.model_emb = torch.nn.Parameter(torch.cat([frozen, row.detach()[None]]).clone())
-    extended.eval()
+    extended.model_emb = torch.nn.Parameter(torch.cat([frozen, row.detach()[None]]))
+    extended.requires_grad_(True)
     return extended, before, after
 
 
