@@ -238,3 +238,22 @@ def test_models_awaiting_outcomes_are_neither_trained_nor_routed_to(settings, fi
     summary = routing.route_backlog(store, predictor, model_version="1", router_name="r", encoder=settings.encoder)
     chosen = {row[0] for row in store.sql("SELECT DISTINCT chosen_model FROM routing_decisions").fetchall()}
     assert summary.routed > 0 and chosen and chosen <= set(predictor.models)
+
+
+def test_the_onboarding_bench_prints_a_row_per_router_and_size() -> None:
+    """``python -m bench.onboarding``'s table on a small world: per held-out model, the router without it, one
+    onboarded router per size, and the full retrain (ratio 1 to itself); the figures are AIQs."""
+    from bench.onboarding import run
+
+    known, _ = _world(seed=5)
+    train, test = known.subset(np.arange(400)), known.subset(np.arange(400, 600))
+    lines = run(train, test, {"cheap": "d", "strong": "a"}, (30, 60), seed=1)
+    rows = [line.strip("|").split("|") for line in lines[2:]]
+    assert [(r[0].strip(), r[1].strip(), r[2].strip()) for r in rows] == [
+        (f"{m} ({role})", router, n) for role, m in (("cheap", "d"), ("strong", "a"))
+        for router, n in (("without it", "0"), ("onboarded", "30"), ("onboarded", "60"), ("full retrain", "400"))]
+    aiqs = [float(r[3]) for r in rows]
+    assert all(0.0 < a <= 1.0 for a in aiqs) and aiqs[3] == aiqs[7]  # one full retrain for both
+    assert [float(r[4]) for r in rows if r[1].strip() == "full retrain"] == [1.0, 1.0]
+    for r in rows:
+        assert abs(float(r[4]) - float(r[3]) / aiqs[3]) < 1e-3
