@@ -81,6 +81,7 @@ TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "embed": {"retries": 1, "timeout_seconds": 6 * 3600, "cache_key_fn": _embed_cache_key,
               "cache_expiration": timedelta(days=30), "persist_result": True},
     "drift": {"timeout_seconds": 1800},
+    "onboard": {"timeout_seconds": 1800},
     "train": {"timeout_seconds": 2 * 3600},
     "register": {"retries": 2, "retry_delay_seconds": 15, "timeout_seconds": 1800},
     "route": {"retries": 1, "retry_delay_seconds": 10, "timeout_seconds": 6 * 3600},

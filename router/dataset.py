@@ -45,6 +45,14 @@ def model_pool(con: duckdb.DuckDBPyConnection) -> list[str]:
     return [row[0] for row in execute(con, "dataset/models")]
 
 
+def routable_pool(con: duckdb.DuckDBPyConnection, min_outcomes: int) -> list[str]:
+    """The store's models less those still awaiting outcomes: named only by production logs, with fewer than
+    ``min_outcomes`` scored outcomes (``ROUTER_ONBOARD_MIN_OUTCOMES``). Training fits, and routing chooses, only
+    these; a model awaiting outcomes gets traffic once it has enough and is onboarded or retrained in."""
+    waiting = {row[0] for row in execute(con, "dataset/models_awaiting_outcomes", {"min_outcomes": min_outcomes})}
+    return [m for m in model_pool(con) if m not in waiting]
+
+
 def snapshot(con: duckdb.DuckDBPyConnection) -> Snapshot:
     outcomes, prompts = execute(con, "dataset/snapshot_counts")[0]
     runs = [row[0] for row in execute(con, "dataset/ingest_run_ids")]

@@ -1,7 +1,7 @@
 """The nightly pipeline's steps, as plain functions (the Prefect flows in ``flows/`` only orchestrate them).
 
-ingest → validate → embed → drift → train → register and promote → route backlog → scenarios → report → doctor,
-in that order in :data:`STEPS`, the one list the Prefect flow, the benchmark's night and the fault tests all
+ingest → validate → embed → drift → onboard → train → register and promote → route backlog → scenarios → report →
+doctor, in that order in :data:`STEPS`, the one list the Prefect flow, the benchmark's night and the fault tests all
 iterate (each a :class:`Step`: name, function of the :class:`Night`, what it reads and writes). Each step opens
 the store, does its work in transactions and closes it, so a crash leaves no half-written step behind and a re-run
 picks up where it stopped: ingest skips files already stored, embedding skips cached prompts, training is
@@ -270,14 +270,7 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
         faults.point("gated")
     now = datetime.now(UTC).replace(tzinfo=None)
     with open_store(settings) as con, transaction(con):  # both rows or neither
-        execute(con, "routing/insert_promotion", {
-            "now": now, "registered_model": settings.registered_model, "challenger": str(version),
-            "champion_before": None if champion_before is None else str(champion_before),
-            "champion_after": None if champion_after is None else str(champion_after),
-            "challenger_aiq": decision.challenger_aiq, "champion_aiq": decision.champion_aiq,
-            "baseline_aiq": baseline_aiq, "promoted": decision.promoted, "reason": decision.reason,
-            "flow_run_id": flow_run_id,
-        })
+        _record_gate(con, settings, version, champion_before, champion_after, decision, baseline_aiq, flow_run_id)
         execute(con, "nightly/insert_training_run", {
             "run_id": run.run_id, "data_key": step.data_key, "mlflow_run_id": mlflow_run_id,
             "model_version": str(version), "attention_aiq": run.aiq(ATTENTION), "best_baseline": baseline_name,
@@ -285,6 +278,142 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
             "now": now,
         })
     return PromotionStep(False, version, decision.as_dict(), mlflow_run_id)
+
+
+# ------------------------------------------------------------------------------------------------ onboard
+def onboard_model(settings: Settings, model: str, flow_run_id: str | None = None) -> PromotionStep:
+    """Onboard ``model`` into the champion (``router.onboarding``): learn its embedding row from its stored
+    outcomes (less a seeded ``ROUTER_ONBOARD_HOLDOUT_FRACTION`` held out), log and register the extended router
+    as ``challenger``, and gate it on the test rows both versions can be scored on plus the held-out outcomes.
+
+    Raises :class:`~router.errors.RouterError` (exit 2) when no stored outcome names ``model``, when there is
+    no champion or it already routes to ``model``, and :class:`~router.onboarding.NotEnoughOutcomes` when
+    ``model`` has fewer than ``ROUTER_ONBOARD_MIN_OUTCOMES`` scored outcomes (it then gets no traffic).
+    """
+    import numpy as np
+
+    from router.dataset import load_routing_data, model_pool, snapshot
+    from router.embeddings import stored_templates
+    from router.evaluation import evaluate
+    from router.onboarding import NotEnoughOutcomes, Outcomes, held_out_check, holdout_split, onboard
+    from router.policy import Calibration
+    from router.registry import promotion, tracking
+
+    with open_store(settings, read_only=True) as con:
+        known = model_pool(con)
+        if model not in known:
+            raise RouterError(f"no stored outcome names model {model!r}; the store's models: {', '.join(known)}")
+        version = promotion.champion_version(settings)
+        if version is None:
+            raise RouterError("no champion to onboard into: run `routerctl nightly` first")
+        loaded = promotion.load_version(settings, version)
+        pool = list(loaded.router.models)
+        if model in pool:
+            raise RouterError(f"champion v{version} already routes to {model!r}: nothing to onboard")
+        mine = load_routing_data(con, settings.encoder, None, models=[model])
+        train = load_routing_data(con, settings.encoder, "train", models=[*pool, model])
+        test = load_routing_data(con, settings.encoder, "test", models=pool)
+        snap = snapshot(con)
+        templates = stored_templates(con)  # the store's vectors (the champion's and the new model's) were stripped of these
+    rows = np.flatnonzero(~np.isnan(mine.quality[:, 0]))
+    if rows.size < settings.onboard_min_outcomes:
+        raise NotEnoughOutcomes(f"model {model!r} has {rows.size} scored outcomes with an embedded prompt; "
+                                f"onboarding needs at least {settings.onboard_min_outcomes} "
+                                "(ROUTER_ONBOARD_MIN_OUTCOMES): it gets no traffic until then")
+    outcomes = Outcomes(mine.X[rows], mine.prompt_chars[rows], mine.quality[rows, 0], mine.cost[rows, 0],
+                        mine.eval_names[rows])
+    fit_rows, held_rows = holdout_split(outcomes.n, settings.onboard_holdout_fraction, settings.seed)
+    with faults.step("onboard"):
+        done = onboard(loaded.router, model, outcomes.take(fit_rows))
+        check = held_out_check(done.router, model, outcomes.take(held_rows), outcomes.take(fit_rows))
+        q_hat, c_hat = done.router.predict(test.X, test.prompt_chars, test.eval_names)
+        metrics = evaluate({"attention": (q_hat[:, : len(pool)], c_hat[:, : len(pool)], "linear")}, test.quality,
+                           test.cost, test.eval_names, test.models, dataset=f"store {settings.database.name}",
+                           n_train=train.n, n_test=test.n).metrics
+        mlflow_run_id = tracking.log_training_run(
+            settings, done.router, metrics, None, snap.as_params(),
+            {"onboarded_model": model, "onboarded_into": str(version), "onboard.n_fit": done.n_fit,
+             "onboard.n_held": check.n, "onboard.seconds": round(done.seconds, 3), "flow_run_id": flow_run_id or ""},
+            train_data=train, run_name=f"onboard-v{version}", tags={"onboarded_model": model},
+            policy=Calibration.from_dict(loaded.policy) if loaded.policy else None, templates=templates,
+        )
+        challenger = promotion.register_challenger(settings, mlflow_run_id,
+                                                   description=f"champion v{version} + onboarded {model}")
+        decision = promotion.gate(settings, challenger, test, held_out=check)
+    with open_store(settings) as con:
+        _record_gate(con, settings, challenger, version, promotion.champion_version(settings), decision, None,
+                     flow_run_id)
+    return PromotionStep(False, challenger, decision.as_dict(), mlflow_run_id)
+
+
+def onboard_new_models(settings: Settings, *, force_night: str | None = None,
+                       flow_run_id: str | None = None) -> dict[str, Any]:
+    """The nightly's onboarding: every model named by stored outcomes that the champion does not route to is
+    onboarded (:func:`onboard_model`) when tonight's train step will not retrain (its ``data_key`` is unchanged and
+    drift did not force it; a full retrain, when it happens, fits every stored model instead). A model with too
+    few outcomes is noted and gets no traffic; one already onboarded into this champion (and not promoted) is not
+    tried again until the champion changes."""
+    from router.dataset import model_pool, snapshot
+    from router.onboarding import NotEnoughOutcomes
+    from router.registry import promotion
+
+    version = promotion.champion_version(settings)
+    result: dict[str, Any] = {"champion": version, "onboarded": [], "notes": []}
+    if version is None:
+        result["notes"].append("no champion: nothing to onboard into")
+        return result
+    with open_store(settings, read_only=True) as con:
+        stored = model_pool(con)
+        key = data_key(settings, snapshot(con).ingest_runs)
+        retrain = force_night is not None or not execute(con, "nightly/training_run_by_key", {"data_key": key})
+    pool = set(promotion.load_version(settings, version).pool.models)
+    unknown = [m for m in stored if m not in pool]
+    if unknown and retrain:
+        result["notes"].append(f"{', '.join(unknown)}: not onboarded, tonight's full retrain fits those with "
+                               f"{settings.onboard_min_outcomes} outcomes or more (inputs changed)")
+        return result
+    for model in unknown:
+        if _onboarded_before(settings, model, version):
+            result["notes"].append(f"{model}: already onboarded into v{version} and gated")
+            continue
+        try:
+            step = onboard_model(settings, model, flow_run_id)
+        except NotEnoughOutcomes as exc:
+            log.info("%s", exc)
+            result["notes"].append(str(exc))
+            continue
+        result["onboarded"].append({"model": model, **asdict(step)})
+        version = promotion.champion_version(settings) or version
+    return result
+
+
+def _onboarded_before(settings: Settings, model: str, champion: int) -> bool:
+    """Whether a logged run already onboarded ``model`` into version ``champion``."""
+    from router.registry import tracking
+
+    if "'" in model or "\\" in model:  # never part of a filter string; such a name is simply tried again
+        return False
+    with tracking.connect(settings) as client:
+        experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+        if experiment is None:
+            return False
+        runs = client.search_runs([experiment.experiment_id], max_results=1, filter_string=(
+            f"params.onboarded_model = '{model}' and params.onboarded_into = '{champion}'"))
+    return bool(runs)
+
+
+def _record_gate(con: Any, settings: Settings, version: int, champion_before: int | None,
+                 champion_after: int | None, decision: Any, baseline_aiq: float | None,
+                 flow_run_id: str | None) -> None:
+    """The gate's ``promotions`` row."""
+    execute(con, "routing/insert_promotion", {
+        "now": datetime.now(UTC).replace(tzinfo=None), "registered_model": settings.registered_model,
+        "challenger": str(version), "champion_before": None if champion_before is None else str(champion_before),
+        "champion_after": None if champion_after is None else str(champion_after),
+        "challenger_aiq": decision.challenger_aiq, "champion_aiq": decision.champion_aiq,
+        "baseline_aiq": baseline_aiq, "promoted": decision.promoted, "reason": decision.reason,
+        "flow_run_id": flow_run_id,
+    })
 
 
 # -------------------------------------------------------------------------------------------------- route
@@ -445,9 +574,18 @@ def _drift(night: Night) -> dict[str, Any]:
     return drift(night.settings, flow_run_id=night.flow_run_id, started=night.started)
 
 
-def _train(night: Night) -> TrainStep:
+def _forced_night(night: Night) -> str | None:
+    """The night, when tonight's drift checks breached (training is forced); else ``None``."""
     drifted = night.results.get("drift") or {}
-    return train(night.settings, force_night=night.started.date().isoformat() if drifted.get("breached") else None)
+    return night.started.date().isoformat() if drifted.get("breached") else None
+
+
+def _onboard(night: Night) -> dict[str, Any]:
+    return onboard_new_models(night.settings, force_night=_forced_night(night), flow_run_id=night.flow_run_id)
+
+
+def _train(night: Night) -> TrainStep:
+    return train(night.settings, force_night=_forced_night(night))
 
 
 def _register(night: Night) -> dict[str, Any]:
@@ -506,6 +644,9 @@ STEPS: tuple[Step, ...] = (
          "embed the prompts that have no vector for the encoder"),
     Step("drift", _drift, ("prompts", "outcomes", "embeddings", "training_runs", "promotions", "MLflow champion"),
          ("drift_checks",), "compare tonight's new prompts and logged outcomes with the champion's training data"),
+    Step("onboard", _onboard, ("outcomes", "embeddings", "training_runs", "drift", "MLflow champion"),
+         ("MLflow registry", "promotions"), "onboard models the champion does not know (enough outcomes, inputs "
+         "otherwise unchanged): learn their embeddings, register and gate the extended router"),
     Step("train", _train, ("outcomes", "prompts", "embeddings", "training_runs", "drift"),
          ("reports/training/",), "fit every router and evaluate them (skipped when the inputs are unchanged and "
          "tonight's drift checks did not breach)"),

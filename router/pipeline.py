@@ -19,7 +19,7 @@ import duckdb
 import numpy as np
 
 from router.errors import RouterError
-from router.dataset import Snapshot, load_routing_data, snapshot
+from router.dataset import Snapshot, load_routing_data, routable_pool, snapshot
 from router.embeddings import stored_templates
 from router.evaluation import EvaluationResult, evaluate
 from router.report import copy_to_latest, write_report
@@ -72,7 +72,7 @@ def new_run_id() -> str:
 
 
 def load_splits(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[RoutingData, RoutingData]:
-    train = load_routing_data(con, settings.encoder, "train")
+    train = load_routing_data(con, settings.encoder, "train", models=routable_pool(con, settings.onboard_min_outcomes))
     test = load_routing_data(con, settings.encoder, "test", models=train.models)
     if train.n == 0 or test.n == 0:
         raise NotEnoughData(

@@ -91,6 +91,10 @@ class Settings(BaseSettings):
                                        "when its mean |predicted - realized| quality on tonight's logs is above this")
     drift_cost_ratio: float = Field(default=2.0, gt=1, description="a model's cost check breaches when realized "
                                     "over predicted cost on tonight's logs is above this or below its inverse")
+    onboard_min_outcomes: int = Field(default=200, ge=1, description="scored outcomes a model the champion does "
+                                      "not know needs before it is onboarded (fewer: it gets no traffic)")
+    onboard_holdout_fraction: float = Field(default=0.2, ge=0.0, lt=1.0, description="share of a new model's "
+                                            "outcomes held out for the gate when it is onboarded")
     drift_min_outcomes: int = Field(default=20, ge=1, description="logged outcomes a model needs tonight for its "
                                     "quality and cost checks (fewer: skipped)")
     pool_exclude: Annotated[list[str], NoDecode] = Field(

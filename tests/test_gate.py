@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from router.registry.gate import PromotionDecision, Verdict, decide, recorded_decision
+from router.registry.gate import HeldOutCheck, PromotionDecision, Verdict, decide, recorded_decision
 
 SANE = {"loads": True, "pool_matches": True, "finite": True}
 
@@ -87,3 +87,37 @@ def test_the_decision_record_round_trips_through_its_tags() -> None:
     assert len(tags["gate.reason"]) == 4000 and json.loads(tags["gate.v7"])["reason"] == "x" * 1000
     assert recorded_decision(tags, 7) == "rejected"
     assert recorded_decision(tags, 3) is None and recorded_decision({"gate.v3": "not json"}, 3) is None
+
+
+def _held(brier: float, constant: float = 0.25, n: int = 40) -> HeldOutCheck:
+    return HeldOutCheck("new-model", n, brier, constant)
+
+
+@pytest.mark.parametrize(("challenger", "champion", "brier", "promoted"), [
+    (0.61, 0.60, 0.20, True),  # better on the common rows, and the new model beats its base rate
+    (0.61, 0.60, 0.25, True),  # ties the base rate: <=
+    (0.61, 0.60, 0.26, False),  # better AIQ, but the new model's predictions are worse than a constant
+    (0.59, 0.60, 0.10, False),  # the new model is well learned, but the common rows got worse
+])
+def test_an_onboarded_challenger_is_gated_on_common_rows_and_the_new_models_held_out_outcomes(
+        challenger: float, champion: float, brier: float, promoted: bool) -> None:
+    verdict = decide(challenger, champion, None, 0.0, challenger_version=5, champion_version=4, checks=SANE,
+                     held_out=_held(brier))
+    assert verdict.promoted is promoted
+    relation = "<=" if brier <= 0.25 else ">"
+    line = f"onboarded new-model: held-out Brier {brier:.6f} {relation} constant's 0.250000 on 40 outcomes"
+    if brier > 0.25:
+        assert verdict.reason == line
+    else:
+        aiq = ">=" if promoted else "<"
+        assert verdict.reason == (f"challenger AIQ {challenger:.6f} {aiq} champion v4 AIQ {champion:.6f} - "
+                                  f"tolerance 0; {line}")
+
+
+def test_an_onboarded_model_without_held_out_outcomes_is_rejected() -> None:
+    verdict = decide(0.7, 0.6, None, 0.0, challenger_version=5, champion_version=4, checks=SANE,
+                     held_out=_held(0.0, 0.0, n=0))
+    assert verdict == Verdict(False, "onboarded new-model: no held-out outcome to check it on")
+    failed = decide(None, 0.6, None, 0.0, challenger_version=5, champion_version=4,
+                    checks={**SANE, "finite": False}, problem="non-finite", held_out=_held(0.1))
+    assert failed == Verdict(False, "sanity check failed: non-finite")  # sanity checks come first

@@ -1,8 +1,9 @@
 """``routerctl models``: the registered router's versions, for platform teams.
 
 ``list`` shows every version with its aliases; ``promote VERSION`` points ``champion`` at a version after checking
-its model pool against the store's; ``rollback`` moves ``champion`` back to the previous champion. All three only
-read or move MLflow aliases (see ``router.registry.promotion``); nothing is retrained or copied.
+its model pool against the store's; ``rollback`` moves ``champion`` back to the previous champion. These three only
+read or move MLflow aliases (see ``router.registry.promotion``); nothing is retrained or copied. ``onboard MODEL``
+learns a new model's embedding into the champion (``router.nightly.onboard_model``) and gates the result.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from router.redact import mask_uri
 
 models_app = typer.Typer(
     name="models",
-    help="Registered router versions: list them, promote one to champion, roll the champion back.",
+    help="Registered router versions: list them, promote one to champion, roll the champion back, onboard a model.",
     no_args_is_help=True,
 )
 app.add_typer(models_app, name="models")
@@ -77,13 +78,13 @@ def promote(
 ) -> None:
     """Point the champion alias at VERSION (its model pool must match the store's models)."""
     from router.registry import promotion
-    from router.dataset import model_pool
+    from router.dataset import routable_pool
     from router.storage import open_store
 
     s = existing_store()
     with writing(s):
         with open_store(s, read_only=True) as con:
-            store_models = model_pool(con)
+            store_models = routable_pool(con, s.onboard_min_outcomes)
         if not store_models:
             fail(f"the store at {s.database} holds no models; ingest data first")
         previous = promotion.promote(s, version, store_models, reason=reason)
@@ -104,3 +105,21 @@ def rollback() -> None:
         current, target = promotion.rollback(s)
     before = "none" if current is None else f"v{current}"
     console.print(f"{promotion.CHAMPION}: {before} → [bold green]v{target}[/] (rolled back)")
+
+
+@models_app.command("onboard")
+def onboard(
+    model: str = typer.Argument(..., help="a model named by stored outcomes that the champion does not route to"),
+) -> None:
+    """Learn MODEL's embedding into the champion from its stored outcomes; register and gate the result.
+
+    The rest of the network stays frozen; MODEL needs ROUTER_ONBOARD_MIN_OUTCOMES scored outcomes.
+    """
+    from router import nightly
+
+    s = existing_store()
+    with writing(s):
+        step = nightly.onboard_model(s, model)
+    decision = step.decision or {}
+    console.print(f"onboarded {model}: v{step.version} registered as challenger, gate: "
+                  f"[bold]{decision.get('decision')}[/] ({decision.get('reason')})")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["TAG_PREFIX", "PromotionDecision", "Verdict", "decide", "recorded_decision"]
+__all__ = ["TAG_PREFIX", "HeldOutCheck", "PromotionDecision", "Verdict", "decide", "recorded_decision"]
 
 _MAX_TAG_CHARS = 4000
 #: Prefix of the model-version tags a gate writes (:meth:`PromotionDecision.tags`).
@@ -27,6 +27,29 @@ class Verdict:
     reason: str
 
 
+@dataclass(frozen=True)
+class HeldOutCheck:
+    """An onboarded model's own held-out outcomes (``router.onboarding``), scored: the challenger's Brier score on
+    them, and the Brier score of a constant prediction, the mean quality of the outcomes it was fitted on."""
+
+    model: str
+    n: int
+    brier: float
+    constant_brier: float
+
+    @property
+    def passed(self) -> bool:
+        """The learned row predicts the held-out outcomes at least as well as their base rate."""
+        return self.n > 0 and self.brier <= self.constant_brier
+
+    def line(self) -> str:
+        if self.n <= 0:
+            return f"onboarded {self.model}: no held-out outcome to check it on"
+        relation = "<=" if self.passed else ">"
+        return (f"onboarded {self.model}: held-out Brier {self.brier:.6f} {relation} constant's "
+                f"{self.constant_brier:.6f} on {self.n} outcomes")
+
+
 def decide(
     challenger_aiq: float | None,
     champion_aiq: float | None,
@@ -38,6 +61,7 @@ def decide(
     checks: Mapping[str, bool],
     problem: str = "",
     champion_note: str = "",
+    held_out: HeldOutCheck | None = None,
 ) -> Verdict:
     """The promotion rule.
 
@@ -50,13 +74,18 @@ def decide(
         challenger_version, champion_version: the versions (equal: the challenger already is the champion).
         checks: the challenger's sanity checks (all must hold); ``problem`` names the one that failed.
         champion_note: why the champion counts as absent, appended to the reason.
+        held_out: for a challenger that onboarded a model its champion lacks, that model's held-out outcomes
+            scored (the AIQs are then those of the rows and models both versions can be scored on).
 
-    Rejected when a sanity check failed; promoted when the challenger already is the champion; against a
+    Rejected when a sanity check failed, or when ``held_out`` is given and its check fails (the new model's
+    predictions must beat the constant on its own held-out outcomes: no held-out outcome fails too); promoted when the challenger already is the champion; against a
     champion, promoted iff ``challenger_aiq >= champion_aiq - tolerance``; with none, promoted iff there is no
     baseline or ``challenger_aiq > baseline_aiq``.
     """
     if not all(checks.values()):
         promoted, reason = False, f"sanity check failed: {problem}"
+    elif held_out is not None and not held_out.passed:
+        promoted, reason = False, held_out.line()
     elif champion_version == challenger_version:
         promoted, reason = True, "already champion"
     elif champion_aiq is not None:
@@ -74,6 +103,8 @@ def decide(
         promoted = challenger > baseline_aiq
         relation = ">" if promoted else "<="
         reason = f"no champion; challenger AIQ {challenger:.6f} {relation} best baseline AIQ {baseline_aiq:.6f}"
+    if held_out is not None and held_out.passed and all(checks.values()):
+        reason = f"{reason}; {held_out.line()}"
     if champion_note:
         reason = f"{reason} ({champion_note})"
     return Verdict(promoted, reason)

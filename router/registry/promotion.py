@@ -28,7 +28,7 @@ from mlflow.exceptions import MlflowException
 
 from router.errors import RegistryError
 from router.redact import mask
-from router.registry.gate import PromotionDecision, decide, recorded_decision
+from router.registry.gate import HeldOutCheck, PromotionDecision, decide, recorded_decision
 from router.registry.packaging import (
     CONFIG, MODEL_NAME, POOL, WEIGHTS, ModelPool, ModelPoolError, load_router_artifacts,
 )
@@ -277,6 +277,7 @@ def gate(
     baseline_aiq: float | None = None,
     *,
     reward: str = "linear",
+    held_out: HeldOutCheck | None = None,
 ) -> PromotionDecision:
     """Decide whether ``challenger_version`` replaces the champion; promote it if so.
 
@@ -287,6 +288,10 @@ def gate(
     matches the store) is treated as absent. The figures go to :func:`router.registry.gate.decide`: against a
     champion, ``challenger_aiq >= champion_aiq - settings.promotion_tolerance``; with none (first version), beat
     ``baseline_aiq`` (the best baseline router's AIQ, given by the caller; ``None`` = no bar).
+
+    A challenger that onboarded a model (``router.onboarding``) comes with ``held_out``, that model's held-out
+    outcomes scored: its pool must be ``test_data.models`` plus that model, both versions are scored on
+    ``test_data`` (the rows and models both can be scored on), and ``decide`` also checks ``held_out``.
 
     The decision and both AIQs are written as ``gate.*`` tags on both versions
     (:meth:`~router.registry.gate.PromotionDecision.tags`).
@@ -304,8 +309,9 @@ def gate(
         try:
             loaded = load_version(settings, challenger_version)
             checks["loads"] = True
-            extra = sorted(set(loaded.pool.models) - set(test_data.models))
-            missing = sorted(set(test_data.models) - set(loaded.pool.models))
+            expected = set(test_data.models) | ({held_out.model} if held_out is not None else set())
+            extra = sorted(set(loaded.pool.models) - expected)
+            missing = sorted(expected - set(loaded.pool.models))
             checks["pool_matches"] = not extra and not missing
             if not checks["pool_matches"]:
                 problem = f"pool mismatch: missing {missing}, not in the data {extra}"
@@ -335,7 +341,7 @@ def gate(
 
     verdict = decide(
         challenger_aiq, champion_aiq, baseline_aiq, tolerance, challenger_version=challenger_version,
-        champion_version=champion, checks=checks, problem=problem, champion_note=champion_note,
+        champion_version=champion, checks=checks, problem=problem, champion_note=champion_note, held_out=held_out,
     )
     promoted, reason = verdict.promoted, verdict.reason
 

@@ -173,17 +173,23 @@ class CrossAttentionNet(nn.Module):
             if isinstance(module, _MemberDropout):
                 module.generator = generator
 
-    def attention(self, h: torch.Tensor) -> torch.Tensor:
-        """Attention weights (n, m) of each prompt over the model pool."""
-        keys = self.w_k(self.model_emb)  # (m, A)
+    def attention(self, h: torch.Tensor, emb: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention weights (n, m) of each prompt over the model pool (``emb``, default ``model_emb``)."""
+        keys = self.w_k(self.model_emb if emb is None else emb)  # (m, A)
         return torch.softmax(self.w_q(h) @ keys.T * self.scale, dim=-1)
 
     def forward(self, x: torch.Tensor, loglen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` (n, d_in), ``loglen`` (n,) standardised → ``(quality_logit, log_cost_std)``, each (n, m)."""
-        h = self.encoder(x)  # (n, H)
         emb = self.model_emb  # (m, D)
-        context = self.attention(h) @ self.w_v(emb)  # (n, A)
-        g = h + self.w_o(context)  # (n, H)
+        return self.heads(self.in_context(self.encoder(x), emb), emb, loglen)
+
+    def in_context(self, h: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """``g`` (n, H): the encoded prompts ``h`` (n, H) in the context of the pool ``emb`` (m, D)."""
+        context = self.attention(h, emb) @ self.w_v(emb)  # (n, A)
+        return h + self.w_o(context)
+
+    def heads(self, g: torch.Tensor, emb: torch.Tensor, loglen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(quality_logit, log_cost_std)``, each (n, m), of prompts ``g`` (n, H) for the models ``emb`` (m, D)."""
         z = (
             self.pair_prompt(g)[:, None, :]
             + self.pair_model(emb)[None, :, :]
