@@ -1,21 +1,25 @@
 """The default routing policy: a quality target, calibrated when a version is trained.
 
 A quality target ``t`` (``ROUTER_ROUTE_QUALITY_TARGET`` / ``--quality-target``, default 1.0) asks for the cheapest
-reward parameter whose expected pooled quality reaches ``t`` × the best single model's. The parameter cannot be
-read off the router's own predictions (they are optimistic about themselves) nor off the test split (that would be
-tuning on test), so it is **calibrated on the train split with cross-fitted predictions**: the train rows with
-every model's outcome observed are cut into ``folds`` folds (per task, by a seeded permutation); for each fold a
-fresh router of the same kind is fitted on the other train rows and predicts that fold. On those out-of-fold
-predictions, for every value of a fine grid of the reward's parameter (:func:`router.routing.budget_grid`, the
-grid a budget is fitted on), the chosen models' **true** mean quality and total cost are measured and divided by
-the best single model's on the same rows. That curve is the :class:`Calibration`: stored with the registered
-version (MLflow params/tags, ``policy.json``, the pyfunc's ``model_config`` and its signature's defaults), so batch
-routing, ``mlflow models serve`` and any later target read the same numbers.
+routing whose expected pooled quality reaches ``t`` × the best single model's. The parameter cannot be read off the
+router's own predictions (they are optimistic about themselves) nor off the test split (that would be tuning on
+test), so it is **calibrated on the train split with cross-fitted predictions**: the train rows with every model's
+outcome observed are cut into ``folds`` folds (per task, by a seeded permutation); for each fold a fresh router of
+the same kind is fitted on the other train rows and predicts that fold. On those out-of-fold predictions, for every
+value of a fine grid of the reward's parameter (:func:`calibration_grid`), the chosen models' **true** mean quality
+and total cost are measured and divided by the best single model's on the same rows, with the standard error of
+the quality ratio. That curve is the :class:`Calibration`: stored with the registered version (MLflow params/tags,
+``policy.json``, the pyfunc's ``model_config`` and its signature's defaults), so batch routing, ``mlflow models
+serve`` and any later target read the same numbers.
 
-:meth:`Calibration.pick` resolves a target: the cheapest grid point whose calibrated quality ratio reaches it (ties
-to the smaller parameter); when none does, the cheapest point of the best calibrated quality (``reached`` is then
-false and said so wherever the policy is reported). :func:`split_figures` reports the chosen point honestly on the
-test split (the final router's predictions; quality and cost against the best single model there).
+:meth:`Calibration.pick` resolves a target on the **hull** of the calibrated (cost, quality) points: the cheapest
+hull point whose quality ratio is within :data:`NOISE_Z` standard errors of the target. Between two hull vertices
+it is a **mixed policy**: the share ``w`` of prompts whose share key (:func:`share_keys`, from the sha256 of the
+prompt) is below ``w`` is routed with the dearer parameter, the rest with the cheaper one, so expected quality and
+cost are the chord's. When no hull point comes within the noise of the target, the cheapest point of the best
+calibrated quality is used (``reached`` is then false and said so wherever the policy is reported).
+:func:`split_figures` reports the chosen policy honestly on the test split (the final router's predictions;
+quality and cost against the best single model there).
 """
 
 from __future__ import annotations
@@ -47,13 +51,16 @@ __all__ = [
 ]
 
 DEFAULT_QUALITY_TARGET = 1.0
-DEFAULT_FOLDS = 5
+DEFAULT_FOLDS = 10
+#: Reward parameters of the calibration grid (log-spaced over the reward's sweep; 8× the budget grid's density).
+CALIBRATION_GRID = 2049
 #: Fewer dense calibration rows than this and no calibration is made (the quality end of the sweep is used).
 MIN_ROWS = 30
 #: A calibrated quality within this (relative) of the target counts as reaching it (float sums of equal scores).
 _RTOL = 1e-9
-#: Standard errors of a calibrated quality ratio within which a target counts as reached (``docs/rewards.md``).
-NOISE_Z = 1.0
+#: Standard errors of a calibrated quality ratio within which a target counts as reached: the one-sided 5% level, a
+#: point counts as short of the target only when the calibration rows show it at that level (``docs/rewards.md``).
+NOISE_Z = 1.645
 #: Hex digits of a prompt_id read as its share key (the last 8: prompt_id ranges split distributed routing by its
 #: first digits, so the share does not follow the chunks).
 _SHARE_DIGITS = slice(24, 32)
@@ -77,7 +84,7 @@ class Choice:
 
     def describe(self) -> str:
         how = "reaches" if self.reached else "falls short of"
-        within = f" within {NOISE_Z:g} standard error ({self.quality_se:.3f})" if self.reached and \
+        within = f" within {NOISE_Z:g} standard errors ({self.quality_se:.3f})" if self.reached and \
             self.quality_ratio < self.quality_target * (1.0 - _RTOL) else ""
         return (f"quality target {self.quality_target:g} × {self.reference_model}: {self.reward} parameter "
                 f"{self.parameters()} ({how} it{within} on held-out train predictions: quality ratio "
@@ -230,19 +237,27 @@ def _pooled_ratios(choices: np.ndarray, quality: np.ndarray, cost: np.ndarray
     return q_ratio, c_ratio, best, se
 
 
+def calibration_grid(reward_name: str) -> np.ndarray:
+    """The default calibration grid: :data:`CALIBRATION_GRID` values log-spaced over the reward's sweep."""
+    sweep = get_reward(reward_name).sweep()
+    return np.geomspace(sweep.min(), sweep.max(), CALIBRATION_GRID)
+
+
 def calibration_curve(q_hat: np.ndarray, c_hat: np.ndarray, quality: np.ndarray, cost: np.ndarray,
                       models: list[str], reward_name: str, *, grid: np.ndarray | None = None,
                       folds: int = 0) -> Calibration:
     """The :class:`Calibration` of predictions ``q_hat``/``c_hat`` against true ``quality``/``cost`` (dense costs),
-    over ``grid`` (default: the budget grid of the reward)."""
-    from router.routing import budget_grid
-
+    over ``grid`` (default: :func:`calibration_grid`). Runs of grid values that choose alike are stored once, by
+    their smallest value (what :meth:`Calibration.pick` would take among them)."""
     reward = get_reward(reward_name)
-    grid = budget_grid(reward) if grid is None else np.asarray(grid, dtype=np.float64)
+    grid = calibration_grid(reward_name) if grid is None else np.asarray(grid, dtype=np.float64)
     cost = np.asarray(cost, dtype=np.float64)
     if np.isnan(cost).any():
         raise ValueError("calibration needs dense true costs")
     choices = np.stack([reward.choose(q_hat, c_hat, float(p)) for p in grid])
+    keep = np.ones(len(choices), dtype=bool)
+    keep[1:] = (choices[1:] != choices[:-1]).any(axis=1)
+    grid, choices = grid[keep], choices[keep]
     q_ratio, c_ratio, best, se = _pooled_ratios(choices, np.asarray(quality, dtype=np.float64), cost)
     return Calibration(reward_name, models[best], int(quality.shape[0]), int(folds), [float(g) for g in grid],
                        [float(v) for v in q_ratio], [float(v) for v in c_ratio],

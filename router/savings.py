@@ -65,7 +65,7 @@ def section(routing: dict[str, Any], outcomes: dict[str, Any] | None) -> list[st
     if kind == "quality_target":
         how = "reached" if policy.get("reached") else "NOT reached (best calibrated quality used)"
         if policy.get("reached") and policy["quality_ratio"] < policy["quality_target"]:
-            how += f" within {NOISE_Z:g} standard error ({policy.get('quality_se', 0.0):.3f}) of it"
+            how += f" within {NOISE_Z:g} standard errors ({policy.get('quality_se', 0.0):.3f}) of it"
         param = f"{routing['reward_param']:.4g}"
         if routing.get("mix_param") is not None:
             param = (f"{param} for {1.0 - routing['mix_share']:.0%} of prompts and {routing['mix_param']:.4g} for "

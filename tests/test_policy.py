@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from router.policy import (
+    NOISE_Z,
     Calibration,
     calibrate,
     calibration_curve,
@@ -58,15 +59,17 @@ def test_a_target_between_two_hull_points_mixes_them_at_the_interpolated_cost() 
 
 
 def test_a_target_within_the_calibration_noise_counts_as_reached() -> None:
-    # the best calibrated point is 0.99 ± 0.02: a target of 1.0 is within one standard error of it, and of the
-    # chord's point where quality + 1 se reaches 1.0 (se interpolates along the chord too)
-    cal = _curve(quality_ratio=[0.8, 0.95, 0.99, 0.99], quality_se=[0.04, 0.04, 0.02, 0.02])
+    # the best calibrated point is 0.99 ± 0.01: a target of 1.0 is within NOISE_Z standard errors of it (and 0.95 ±
+    # 0.02 is not), so the choice is the chord's point where quality + z·se reaches 1.0 (se interpolates too)
+    z = NOISE_Z
+    assert 0.95 + z * 0.02 < 1.0 <= 0.99 + z * 0.01
+    cal = _curve(quality_ratio=[0.8, 0.95, 0.99, 0.99], quality_se=[0.02, 0.02, 0.01, 0.01])
     choice = cal.pick(1.0)
     assert choice.reached and (choice.reward_param, choice.mix_param) == (2.0, 3.0)
-    w = (1.0 - 0.04 - 0.95) / (0.04 - 0.02)
+    w = (1.0 - z * 0.02 - 0.95) / (0.04 - z * 0.01)
     assert choice.mix_share == pytest.approx(w)
-    assert choice.quality_ratio + choice.quality_se == pytest.approx(1.0)
-    assert choice.cost_ratio == pytest.approx(0.4 + w * 0.2) and "standard error" in choice.describe()
+    assert choice.quality_ratio + z * choice.quality_se == pytest.approx(1.0)
+    assert choice.cost_ratio == pytest.approx(0.4 + w * 0.2) and "standard errors" in choice.describe()
     assert not cal.pick(1.05).reached and cal.pick(1.05).reward_param == 3.0  # beyond the noise: flagged
     assert not _curve(quality_ratio=[0.8, 0.95, 0.99, 0.99]).pick(1.0).reached  # no noise stored: exact
 
@@ -117,11 +120,13 @@ def test_calibration_curve_by_hand() -> None:
     # standard error of the ratio: sd(s_chosen − r·s_rich) / (√4 · 0.75); at λ = 100 the choices solve what rich does
     resid = np.array([1, 1, 0, 0]) - (0.5 / 0.75) * np.array([1, 1, 1, 0])
     assert cal.quality_se == pytest.approx([resid.std(ddof=1) / (2 * 0.75), 0.0])
-    assert cal.pick(1.0).reward_param == 100.0 and cal.pick(0.6).reward_param == 1.0
+    assert cal.pick(1.0).reward_param == 1.0  # on four rows, 0.667 ± 0.31 is within the noise of 1.0
+    exact = Calibration(**{**cal.as_dict(), "quality_se": []})
+    assert exact.pick(1.0).reward_param == 100.0 and exact.pick(0.6).reward_param == 1.0
     with pytest.raises(ValueError, match="dense"):
         calibration_curve(quality, cost, quality, np.where(cost > 5, np.nan, cost), MODELS, "linear")
 
-    figures = split_figures(cal.pick(1.0), quality, cost, RoutingData(
+    figures = split_figures(exact.pick(1.0), quality, cost, RoutingData(
         np.zeros((4, 2), np.float32), quality, cost, np.ones(4, int), MODELS))
     assert figures == pytest.approx({"rows": 4, "reference_model": "rich", "quality": 0.75, "cost": 13.0,
                                      "reference_quality": 0.75, "reference_cost": 40.0, "quality_ratio": 1.0,
