@@ -75,7 +75,7 @@ def section(routing: dict[str, Any], outcomes: dict[str, Any] | None) -> list[st
                      f"cost ratio {policy['cost_ratio']:.3f}), {routing['reward']} parameter {param}")
         test = policy.get("test") or {}
         if test:
-            lines.append(f"- that parameter on the test split ({test['rows']} prompts): quality ratio "
+            lines.append(f"- that policy on the test split ({test['rows']} prompts): quality ratio "
                          f"{test['quality_ratio']:.3f} at cost ratio {test['cost_ratio']:.3f} vs "
                          f"{test['reference_model']}")
     elif kind == "budget":
