@@ -4,7 +4,8 @@ Input: a DataFrame with a ``prompt`` column (str) and an optional ``task`` colum
 trained with task labels), or a dict of such columns (``router.registry.serving.prompt_inputs``). Params: ``reward``
 (``"linear"`` or ``"exponential"``), ``lambda`` (the linear reward's willingness to pay, dollars per unit of
 quality) and ``tau`` (the exponential reward's cost scale, dollars); left out, they default to the version's
-calibrated quality-target policy (``model_config["policy"]``, ``router.policy``) when it has one; ``exclude``
+calibrated quality-target policy (``model_config["policy"]``, ``router.policy``) when it has one, mixed policy
+included (a share of the prompts, by the hash of their text, routed with its dearer parameter); ``exclude``
 (comma-separated model names never chosen; default: ``ROUTER_POOL_EXCLUDE`` where the model is served). Output, one
 row per prompt: ``model`` (the chosen model), ``quality_hat`` and ``cost_hat`` (its predicted quality and cost),
 then ``q::<model>`` and ``c::<model>`` for every model of the pool.
@@ -53,6 +54,9 @@ class RouterModel(PythonModel):
         from router.policy import Calibration
 
         self.defaults = Calibration.from_dict(config["policy"]).defaults() if config.get("policy") else {}
+        # A mixed policy routes a share of the prompts (by prompt hash) with its dearer parameter, as batch routing
+        # does, whenever a request leaves the reward and its parameter to the defaults.
+        self.choice = Calibration.from_dict(config["policy"]).pick() if config.get("policy") else None
         # Models the serving environment leaves out (retired, unavailable): ROUTER_POOL_EXCLUDE, comma-separated;
         # a request's own ``exclude`` param replaces it.
         self.exclude = os.environ.get("ROUTER_POOL_EXCLUDE", "")
@@ -60,6 +64,16 @@ class RouterModel(PythonModel):
         self.encoder = None
         if config.get("load_encoder", True):
             self.encoder = pool_encoder(self.pool)
+
+    def _default_policy(self, chosen: dict) -> bool:
+        """Whether a request routes with the version's mixed policy: it has one, and the request's reward and
+        parameter are the defaults (MLflow fills a request's missing params with the signature's defaults)."""
+        choice = self.choice
+        if choice is None or choice.mix_param is None or chosen.get("reward", choice.reward) != choice.reward:
+            return False
+        from router.rewards import get_reward
+
+        return float(chosen.get(get_reward(choice.reward).param_name, choice.reward_param)) == choice.reward_param
 
     def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:  # noqa: ANN001
         import numpy as np
@@ -73,7 +87,12 @@ class RouterModel(PythonModel):
         chars = np.asarray([len(p) for p in prompts], dtype=np.int64)
         chosen = {**self.defaults, **(params or {})}
         chosen["exclude"] = chosen.get("exclude") or self.exclude
-        return route_frame(self.router, self.pool, X, chars, chosen, tasks)
+        mix = None
+        if self._default_policy(chosen):
+            from router.policy import prompt_key, share_keys
+
+            mix = (self.choice.mix_param, share_keys([prompt_key(p) for p in prompts]) < self.choice.mix_share)
+        return route_frame(self.router, self.pool, X, chars, chosen, tasks, mix)
 
 
 mlflow.models.set_model(RouterModel())

@@ -516,6 +516,7 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
             reference_model=(loaded.policy or {}).get("reference_model"),
             quality_target=policy.get("quality_target") if policy.get("kind") == "quality_target" else None,
             exclude=settings.pool_exclude if exclude is None else exclude, price_factors=factors,
+            mix=(policy["mix_param"], policy["mix_share"]) if policy.get("mix_param") is not None else None,
         )
     return {**asdict(summary), "policy": policy, "prices": factors.as_dict()}
 

@@ -1,27 +1,32 @@
 """The default routing policy: a quality target, calibrated when a version is trained.
 
 A quality target ``t`` (``ROUTER_ROUTE_QUALITY_TARGET`` / ``--quality-target``, default 1.0) asks for the cheapest
-reward parameter whose expected pooled quality reaches ``t`` × the best single model's. The parameter cannot be
-read off the router's own predictions (they are optimistic about themselves) nor off the test split (that would be
-tuning on test), so it is **calibrated on the train split with cross-fitted predictions**: the train rows with
-every model's outcome observed are cut into ``folds`` folds (per task, by a seeded permutation); for each fold a
-fresh router of the same kind is fitted on the other train rows and predicts that fold. On those out-of-fold
-predictions, for every value of a fine grid of the reward's parameter (:func:`router.routing.budget_grid`, the
-grid a budget is fitted on), the chosen models' **true** mean quality and total cost are measured and divided by
-the best single model's on the same rows. That curve is the :class:`Calibration`: stored with the registered
-version (MLflow params/tags, ``policy.json``, the pyfunc's ``model_config`` and its signature's defaults), so batch
-routing, ``mlflow models serve`` and any later target read the same numbers.
+routing whose expected pooled quality reaches ``t`` × the best single model's. The parameter cannot be read off the
+router's own predictions (they are optimistic about themselves) nor off the test split (that would be tuning on
+test), so it is **calibrated on the train split with cross-fitted predictions**: the train rows with every model's
+outcome observed are cut into ``folds`` folds (per task, by a seeded permutation); for each fold a fresh router of
+the same kind is fitted on the other train rows and predicts that fold. On those out-of-fold predictions, for every
+value of a fine grid of the reward's parameter (:func:`calibration_grid`), the chosen models' **true** mean quality
+and total cost are measured and divided by the best single model's on the same rows, with the standard error of
+the quality ratio. That curve is the :class:`Calibration`: stored with the registered version (MLflow params/tags,
+``policy.json``, the pyfunc's ``model_config`` and its signature's defaults), so batch routing, ``mlflow models
+serve`` and any later target read the same numbers.
 
-:meth:`Calibration.pick` resolves a target: the cheapest grid point whose calibrated quality ratio reaches it (ties
-to the smaller parameter); when none does, the cheapest point of the best calibrated quality (``reached`` is then
-false and said so wherever the policy is reported). :func:`split_figures` reports the chosen point honestly on the
-test split (the final router's predictions; quality and cost against the best single model there).
+:meth:`Calibration.pick` resolves a target on the **hull** of the calibrated (cost, quality) points: the cheapest
+hull point whose quality ratio is within :data:`NOISE_Z` standard errors of the target. Between two hull vertices
+it is a **mixed policy**: the share ``w`` of prompts whose share key (:func:`share_keys`, from the sha256 of the
+prompt) is below ``w`` is routed with the dearer parameter, the rest with the cheaper one, so expected quality and
+cost are the chord's. When no hull point comes within the noise of the target, the cheapest point of the best
+calibrated quality is used (``reached`` is then false and said so wherever the policy is reported).
+:func:`split_figures` reports the chosen policy honestly on the test split (the final router's predictions;
+quality and cost against the best single model there).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -40,15 +45,25 @@ __all__ = [
     "calibrate",
     "calibration_curve",
     "cross_fitted",
+    "prompt_key",
+    "share_keys",
     "split_figures",
 ]
 
 DEFAULT_QUALITY_TARGET = 1.0
-DEFAULT_FOLDS = 5
+DEFAULT_FOLDS = 10
+#: Reward parameters of the calibration grid (log-spaced over the reward's sweep; 8× the budget grid's density).
+CALIBRATION_GRID = 2049
 #: Fewer dense calibration rows than this and no calibration is made (the quality end of the sweep is used).
 MIN_ROWS = 30
 #: A calibrated quality within this (relative) of the target counts as reaching it (float sums of equal scores).
 _RTOL = 1e-9
+#: Standard errors of a calibrated quality ratio within which a target counts as reached: the one-sided 5% level, a
+#: point counts as short of the target only when the calibration rows show it at that level (``docs/rewards.md``).
+NOISE_Z = 1.645
+#: Hex digits of a prompt_id read as its share key (the last 8: prompt_id ranges split distributed routing by its
+#: first digits, so the share does not follow the chunks).
+_SHARE_DIGITS = slice(24, 32)
 
 
 @dataclass(frozen=True)
@@ -62,12 +77,42 @@ class Choice:
     quality_ratio: float  # calibrated (out-of-fold) quality / the best single model's
     cost_ratio: float  # calibrated total cost / the best single model's
     reference_model: str
+    #: The mixed policy (module docstring): the dearer parameter, routed for this share of the prompts.
+    mix_param: float | None = None
+    mix_share: float = 0.0
+    quality_se: float = 0.0  # standard error of quality_ratio on the calibration rows
 
     def describe(self) -> str:
         how = "reaches" if self.reached else "falls short of"
+        within = f" within {NOISE_Z:g} standard errors ({self.quality_se:.3f})" if self.reached and \
+            self.quality_ratio < self.quality_target * (1.0 - _RTOL) else ""
         return (f"quality target {self.quality_target:g} × {self.reference_model}: {self.reward} parameter "
-                f"{self.reward_param:.4g} ({how} it on held-out train predictions: quality ratio "
+                f"{self.parameters()} ({how} it{within} on held-out train predictions: quality ratio "
                 f"{self.quality_ratio:.3f} at cost ratio {self.cost_ratio:.3f})")
+
+    def parameters(self) -> str:
+        """The parameter, or the mix: ``0.0956`` or ``0.0407 (62% of prompts) / 0.0956 (38%)``."""
+        if self.mix_param is None:
+            return f"{self.reward_param:.4g}"
+        return (f"{self.reward_param:.4g} ({1.0 - self.mix_share:.0%} of prompts) / {self.mix_param:.4g} "
+                f"({self.mix_share:.0%})")
+
+    def params_of(self, prompt_ids: Sequence[str]) -> np.ndarray:
+        """The parameter each prompt is routed with: the dearer one where its share key is below the share."""
+        out = np.full(len(prompt_ids), self.reward_param, dtype=np.float64)
+        if self.mix_param is not None and len(prompt_ids):
+            out[share_keys(prompt_ids) < self.mix_share] = self.mix_param
+        return out
+
+    def choose(self, q_hat: np.ndarray, c_hat: np.ndarray, prompt_ids: Sequence[str]) -> np.ndarray:
+        """The chosen model of every prompt under this policy (its parameter, or its mix by share key)."""
+        reward = get_reward(self.reward)
+        chosen = reward.choose(q_hat, c_hat, self.reward_param)
+        if self.mix_param is not None and len(prompt_ids):
+            dear = share_keys(prompt_ids) < self.mix_share
+            if dear.any():
+                chosen[dear] = reward.choose(np.asarray(q_hat)[dear], np.asarray(c_hat)[dear], self.mix_param)
+        return chosen
 
 
 @dataclass(frozen=True)
@@ -83,17 +128,36 @@ class Calibration:
     cost_ratio: list[float]
     quality_target: float = DEFAULT_QUALITY_TARGET  # the target the version was registered with
     test: dict[str, Any] = field(default_factory=dict)  # split_figures() of the registered target
+    quality_se: list[float] = field(default_factory=list)  # standard error of each quality ratio (empty: 0)
 
     def pick(self, target: float | None = None) -> Choice:
         target = self.quality_target if target is None else float(target)
         if not (np.isfinite(target) and target > 0):
             raise ValueError(f"quality target must be a positive number, got {target!r}")
         grid, q, c = (np.asarray(v, dtype=np.float64) for v in (self.grid, self.quality_ratio, self.cost_ratio))
-        ok = q >= target * (1.0 - _RTOL)
-        reached = bool(ok.any())
-        candidates = np.flatnonzero(ok) if reached else np.flatnonzero(q >= q.max() * (1.0 - _RTOL))
-        k = int(candidates[np.lexsort((grid[candidates], c[candidates]))[0]])  # cheapest, then smaller param
-        return Choice(self.reward, target, float(grid[k]), reached, float(q[k]), float(c[k]), self.reference_model)
+        se = np.asarray(self.quality_se, dtype=np.float64) if self.quality_se else np.zeros(grid.size)
+        hull = _hull_points(grid, q, c)  # grid indices of the calibrated hull's vertices, cheapest first
+        need = target * (1.0 - _RTOL) - NOISE_Z * se[hull]  # a vertex reaches the target within its noise
+        ok = np.flatnonzero(q[hull] >= need)
+        if ok.size == 0:  # never reached: the cheapest point of the best calibrated quality
+            k = hull[-1]
+            return Choice(self.reward, target, float(grid[k]), False, float(q[k]), float(c[k]), self.reference_model,
+                          quality_se=float(se[k]))
+        b = int(ok[0])
+        k = hull[b]
+        if b == 0:
+            return Choice(self.reward, target, float(grid[k]), True, float(q[k]), float(c[k]), self.reference_model,
+                          quality_se=float(se[k]))
+        a = hull[b - 1]
+        # On the chord a → b, share w of dearer prompts: quality q_a + w Δq and its noise se_a + w Δse (both linear
+        # in w); the smallest w with q ≥ target − z·se.
+        w = float(np.clip((target - NOISE_Z * se[a] - q[a]) / ((q[k] - q[a]) + NOISE_Z * (se[k] - se[a])), 0.0, 1.0))
+        if w >= 1.0 - _RTOL:  # the vertex itself (within float noise)
+            return Choice(self.reward, target, float(grid[k]), True, float(q[k]), float(c[k]), self.reference_model,
+                          quality_se=float(se[k]))
+        return Choice(self.reward, target, float(grid[a]), True, float(q[a] + w * (q[k] - q[a])),
+                      float(c[a] + w * (c[k] - c[a])), self.reference_model, mix_param=float(grid[k]), mix_share=w,
+                      quality_se=float(se[a] + w * (se[k] - se[a])))
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -110,49 +174,94 @@ class Calibration:
                "policy.reached": choice.reached, "policy.reference_model": choice.reference_model,
                "policy.calibration_rows": self.n_rows, "policy.calibration_folds": self.folds,
                "policy.calibrated_quality_ratio": choice.quality_ratio,
-               "policy.calibrated_cost_ratio": choice.cost_ratio}
+               "policy.calibrated_cost_ratio": choice.cost_ratio, "policy.calibrated_quality_se": choice.quality_se,
+               "policy.mix_param": choice.mix_param, "policy.mix_share": choice.mix_share}
         out.update({f"policy.test.{k}": v for k, v in self.test.items()})
         return out
 
     def defaults(self) -> dict[str, Any]:
-        """The pyfunc's default inference params: this reward and its calibrated parameter."""
+        """The pyfunc's default inference params: this reward and its calibrated (cheaper) parameter; the served
+        model routes the registered target's mix itself (:meth:`Choice.choose`) when a request names no parameter."""
         reward = get_reward(self.reward)
         return {"reward": self.reward, reward.param_name: self.pick().reward_param}
 
 
-def _pooled_ratios(choices: np.ndarray, quality: np.ndarray, cost: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per row of ``choices`` ``(p, n)``: (mean true quality, total true cost) / the best single model's, and it.
+def _hull_points(grid: np.ndarray, q: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Grid indices of the vertices of the calibrated (cost, quality) points' non-decreasing upper hull (the
+    evaluation's hull, :func:`router.evaluation.nondecreasing_hull`), cheapest first; a vertex shared by several
+    grid values is the smallest of them."""
+    from router.evaluation import nondecreasing_hull
 
-    The best single model: highest mean quality (NaN = 0), ties to the lower total cost, then the lower column."""
+    vertices = nondecreasing_hull(np.column_stack([c, q]))
+    return np.array([int(np.flatnonzero((c == x) & (q == y))[np.argmin(grid[(c == x) & (q == y)])])
+                     for x, y in vertices], dtype=np.int64)
+
+
+def prompt_key(prompt: str) -> str:
+    """A prompt's ``prompt_id`` as the store computes it (``router.ingest.prompt_ids``): the first 32 hex digits of
+    the sha256 of its UTF-8 text (the served model hashes its input prompts with this)."""
+    return hashlib.sha256(prompt.encode("utf-8")).hexdigest()[:32]
+
+
+def share_keys(prompt_ids: Sequence[str]) -> np.ndarray:
+    """A number in [0, 1) per prompt_id (uniform: hex digits of a sha256): the prompts of a mixed policy whose key is
+    below its share go to the dearer parameter, the same ones in every run, batch or served."""
+    return np.fromiter((int(str(pid)[_SHARE_DIGITS], 16) for pid in prompt_ids), dtype=np.float64,
+                       count=len(prompt_ids)) / float(16 ** (_SHARE_DIGITS.stop - _SHARE_DIGITS.start))
+
+
+def _pooled_ratios(choices: np.ndarray, quality: np.ndarray, cost: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+    """Per row of ``choices`` ``(p, n)``: (mean true quality, total true cost) / the best single model's, it, and the
+    standard error of each quality ratio.
+
+    The best single model: highest mean quality (NaN = 0), ties to the lower total cost, then the lower column. The
+    standard error is the ratio estimator's (delta method, paired rows): ``sd(s_chosen − r·s_best) / (√n · mean
+    s_best)``; a row where the choice is the best model adds to it only through ``1 − r``."""
     s = np.nan_to_num(quality, nan=0.0)
     rows = np.arange(s.shape[0])
-    perf = s[rows, choices].mean(axis=1)
+    picked = s[rows, choices]
+    perf = picked.mean(axis=1)
     spent = cost[rows, choices].sum(axis=1)
     single_perf, single_cost = s.mean(axis=0), cost.sum(axis=0)
     best = int(np.lexsort((np.arange(s.shape[1]), single_cost, -single_perf))[0])
     ref_perf, ref_cost = float(single_perf[best]), float(single_cost[best])
     q_ratio = perf / ref_perf if ref_perf > 0 else np.where(perf > 0, np.inf, 1.0)
     c_ratio = spent / ref_cost if ref_cost > 0 else np.where(spent > 0, np.inf, 0.0)
-    return q_ratio, c_ratio, best
+    n = s.shape[0]
+    if ref_perf > 0 and n > 1:
+        resid = picked - np.asarray(q_ratio)[:, None] * s[:, best][None, :]
+        se = resid.std(axis=1, ddof=1) / (np.sqrt(n) * ref_perf)
+    else:
+        se = np.zeros(choices.shape[0])
+    return q_ratio, c_ratio, best, se
+
+
+def calibration_grid(reward_name: str) -> np.ndarray:
+    """The default calibration grid: :data:`CALIBRATION_GRID` values log-spaced over the reward's sweep."""
+    sweep = get_reward(reward_name).sweep()
+    return np.geomspace(sweep.min(), sweep.max(), CALIBRATION_GRID)
 
 
 def calibration_curve(q_hat: np.ndarray, c_hat: np.ndarray, quality: np.ndarray, cost: np.ndarray,
                       models: list[str], reward_name: str, *, grid: np.ndarray | None = None,
                       folds: int = 0) -> Calibration:
     """The :class:`Calibration` of predictions ``q_hat``/``c_hat`` against true ``quality``/``cost`` (dense costs),
-    over ``grid`` (default: the budget grid of the reward)."""
-    from router.routing import budget_grid
-
+    over ``grid`` (default: :func:`calibration_grid`). Runs of grid values that choose alike are stored once, by
+    their smallest value (what :meth:`Calibration.pick` would take among them)."""
     reward = get_reward(reward_name)
-    grid = budget_grid(reward) if grid is None else np.asarray(grid, dtype=np.float64)
+    grid = calibration_grid(reward_name) if grid is None else np.asarray(grid, dtype=np.float64)
     cost = np.asarray(cost, dtype=np.float64)
     if np.isnan(cost).any():
         raise ValueError("calibration needs dense true costs")
     choices = np.stack([reward.choose(q_hat, c_hat, float(p)) for p in grid])
-    q_ratio, c_ratio, best = _pooled_ratios(choices, np.asarray(quality, dtype=np.float64), cost)
+    keep = np.ones(len(choices), dtype=bool)
+    keep[1:] = (choices[1:] != choices[:-1]).any(axis=1)
+    grid, choices = grid[keep], choices[keep]
+    q_ratio, c_ratio, best, se = _pooled_ratios(choices, np.asarray(quality, dtype=np.float64), cost)
     return Calibration(reward_name, models[best], int(quality.shape[0]), int(folds), [float(g) for g in grid],
-                       [float(v) for v in q_ratio], [float(v) for v in c_ratio])
+                       [float(v) for v in q_ratio], [float(v) for v in c_ratio],
+                       quality_se=[float(v) for v in se])
 
 
 def fold_ids(tasks: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -202,17 +311,25 @@ def calibrate(make: Callable[[], Router], train: RoutingData, reward_name: str, 
 
 
 def split_figures(choice: Choice, q_hat: np.ndarray, c_hat: np.ndarray, test: RoutingData) -> dict[str, Any]:
-    """The chosen parameter on the test split as one backlog: quality and cost vs the best single model there."""
-    reward = get_reward(choice.reward)
-    chosen = reward.choose(q_hat, c_hat, choice.reward_param)
+    """The chosen policy on the test split as one backlog: quality and cost vs the best single model there (a
+    mixed policy routes each prompt by its share key, as batch routing does; without prompt ids, the expectation
+    of the mix)."""
     s = np.nan_to_num(np.asarray(test.quality, dtype=np.float64), nan=0.0)
     cost = np.asarray(test.cost, dtype=np.float64)
-    q_ratio, c_ratio, best = _pooled_ratios(chosen[None, :], s, cost)
+    reward = get_reward(choice.reward)
+    if choice.mix_param is None or test.prompt_ids:
+        picks, weights = [choice.choose(q_hat, c_hat, test.prompt_ids)], [1.0]
+    else:
+        picks = [reward.choose(q_hat, c_hat, choice.reward_param), reward.choose(q_hat, c_hat, choice.mix_param)]
+        weights = [1.0 - choice.mix_share, choice.mix_share]
+    q_ratio, c_ratio, best, _ = _pooled_ratios(np.stack(picks), s, cost)
     rows = np.arange(test.n)
+    w = np.asarray(weights)
     return {"rows": int(test.n), "reference_model": test.models[best],
-            "quality": float(s[rows, chosen].mean()), "cost": float(cost[rows, chosen].sum()),
+            "quality": float(w @ [s[rows, p].mean() for p in picks]),
+            "cost": float(w @ [cost[rows, p].sum() for p in picks]),
             "reference_quality": float(s[:, best].mean()), "reference_cost": float(cost[:, best].sum()),
-            "quality_ratio": float(q_ratio[0]), "cost_ratio": float(c_ratio[0])}
+            "quality_ratio": float(w @ q_ratio), "cost_ratio": float(w @ c_ratio)}
 
 
 def calibrate_training_run(settings: Any, run: Any) -> Calibration | None:

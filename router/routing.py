@@ -81,6 +81,8 @@ class RoutingSummary:
     reference_model: str | None = None  # the best single model the night's savings are stated against
     reference_spend_usd: float | None = None  # predicted spend had every routed query gone to it (same cost head)
     price_factors: dict[str, float] = field(default_factory=dict)  # cost rescaling by model, where not 1 (router.prices)
+    mix_param: float | None = None  # a mixed policy's dearer parameter, for the prompts below ``mix_share``
+    mix_share: float = 0.0
 
 
 @dataclass
@@ -284,7 +286,7 @@ class Decisions:
 
     def __init__(self, models: Sequence[str], reward: Reward, reward_param: float | None, budget: float | None,
                  reference_model: str | None = None, exclude: Sequence[str] = (),
-                 price_factors: np.ndarray | None = None):
+                 price_factors: np.ndarray | None = None, mix: tuple[float, float] | None = None):
         self.keep = available(models, exclude)
         self.price_factors = None if price_factors is None else np.asarray(price_factors, dtype=np.float64)
         self.models = [models[j] for j in self.keep]  # what decisions can choose (``chosen`` indexes this list)
@@ -292,6 +294,7 @@ class Decisions:
         self.reward = reward
         self.reward_param = reward_param
         self.budget = budget
+        self.mix = mix  # (dearer parameter, share of prompts routed with it): router.policy's mixed policy
         self.keys: list[pl.DataFrame] = []
         self.kept: list[tuple[np.ndarray, np.ndarray]] = []
         self.decided: list[pl.DataFrame] = []
@@ -307,21 +310,32 @@ class Decisions:
                              pl.Series("reference_cost_usd", reference)])
         q, c = np.asarray(q)[:, self.keep], np.asarray(c)[:, self.keep]
         if self.budget is None:
-            self.decided.append(self._decide(keys, q, c, float(self.reward_param)))
+            params = np.full(units.n, float(self.reward_param))
+            if self.mix is not None:
+                from router.policy import share_keys
+
+                params[share_keys(units.prompt_id.to_list()) < self.mix[1]] = self.mix[0]
+            self.decided.append(self._decide(keys, q, c, params))
         else:
             self.keys.append(keys)
             self.kept.append((np.asarray(q), np.asarray(c)))
 
-    def _decide(self, keys: pl.DataFrame, q: np.ndarray, c: np.ndarray, param: float) -> pl.DataFrame:
-        chosen = self.reward.choose(q, c, param)
+    def _decide(self, keys: pl.DataFrame, q: np.ndarray, c: np.ndarray, params: np.ndarray) -> pl.DataFrame:
+        """Decide each unit with its own parameter (``params`` per row: one value, or a mix's two)."""
+        q, c = np.asarray(q, dtype=np.float64), np.asarray(c, dtype=np.float64)
+        chosen = np.empty(len(params), dtype=np.int64)
+        value = np.empty(len(params), dtype=np.float64)
+        for param in np.unique(params):
+            at = np.flatnonzero(params == param)
+            chosen[at] = self.reward.choose(q[at], c[at], float(param))
+            value[at] = self.reward.score(q[at], c[at], float(param))[np.arange(at.size), chosen[at]]
         rows = np.arange(chosen.size)
-        value = self.reward.score(np.asarray(q, dtype=np.float64), np.asarray(c, dtype=np.float64),
-                                  param)[rows, chosen]
         return keys.with_columns(
             pl.Series("chosen", chosen.astype(np.int32)),
             pl.Series("predicted_quality", np.asarray(q[rows, chosen], dtype=np.float64)),
             pl.Series("predicted_cost_usd", np.asarray(c[rows, chosen], dtype=np.float64)),
             pl.Series("reward_value", value.astype(np.float64)),
+            pl.Series("reward_param", np.asarray(params, dtype=np.float64)),
         )
 
     def fit_budget(self) -> tuple[float, float, float]:
@@ -335,14 +349,15 @@ class Decisions:
         param, spend_at, quality_at = pick_budget_param(grid, spend, quality, int(weights.sum()),
                                                         float(self.budget))
         self.reward_param = param
-        self.decided = [self._decide(k, kq, kc, param) for k, (kq, kc) in zip(self.keys, self.kept, strict=True)]
+        self.decided = [self._decide(k, kq, kc, np.full(k.height, param))
+                        for k, (kq, kc) in zip(self.keys, self.kept, strict=True)]
         self.keys, self.kept = [], []
         return param, spend_at, quality_at
 
     def frame(self) -> pl.DataFrame:
         schema = {"prompt_id": pl.String, "task": pl.String, "n_queries": pl.Int64, "reference_cost_usd": pl.Float64,
                   "chosen": pl.Int32, "predicted_quality": pl.Float64, "predicted_cost_usd": pl.Float64,
-                  "reward_value": pl.Float64}
+                  "reward_value": pl.Float64, "reward_param": pl.Float64}
         return pl.concat(self.decided) if self.decided else pl.DataFrame(schema=schema)
 
 
@@ -353,7 +368,7 @@ def write_decisions(con: duckdb.DuckDBPyConnection, decided: pl.DataFrame, model
     staged_models = pl.DataFrame({"idx": np.arange(len(models), dtype=np.int32), "name": list(models)})
     params = {"version": summary.model_version, "router": router_name, "reward": summary.reward,
               "policy": summary.policy or policy_label(summary.reward_param, summary.budget_usd),
-              "reward_param": float(summary.reward_param), "budget": summary.budget_usd,
+              "budget": summary.budget_usd,
               "flow_run_id": flow_run_id}
     con.register("staged_models", staged_models)
     try:
@@ -425,7 +440,8 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
                   budget: float | None = None, batch_size: int = 50_000, flow_run_id: str | None = None,
                   progress: Callable[[int, int], None] | None = None,
                   reference_model: str | None = None, quality_target: float | None = None,
-                  exclude: Sequence[str] = (), price_factors: PriceFactors | None = None) -> RoutingSummary:
+                  exclude: Sequence[str] = (), price_factors: PriceFactors | None = None,
+                  mix: tuple[float, float] | None = None) -> RoutingSummary:
     """Route every pending backlog query with ``predictor`` and store the decisions.
 
     ``exclude`` names models of the predictor's pool that are never chosen (:func:`available`); the policy key
@@ -435,7 +451,9 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
     every routed query gone to it (``reference_spend_usd``, from the same cost predictions). ``quality_target``
     names the policy that chose ``reward_param`` (the decisions' ``policy`` key, :func:`policy_label`).
     ``price_factors`` rescale the predicted costs (:class:`Decisions`); those other than 1 are part of the policy
-    key, so decisions made at other prices sit beside these."""
+    key, so decisions made at other prices sit beside these. ``mix`` (dearer parameter, share) routes the prompts
+    whose share key (``router.policy.share_keys``) is below the share with the dearer parameter (the quality
+    target's mixed policy; each decision stores its own parameter)."""
     start = time.perf_counter()
     with bounded_memory(con):
         reward = get_reward(reward_name)
@@ -447,9 +465,12 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
         reward, summary = start_summary(reward_name, reward_param, budget, model_version, unembedded)
         summary.policy = label
         vector = price_factors.vector(predictor.models) if prices else None
+        mix = mix if budget is None else None
         decisions = Decisions(predictor.models, reward, summary.reward_param if budget is None else None, budget,
-                              reference_model, exclude, vector)
+                              reference_model, exclude, price_factors=vector, mix=mix)
         summary.price_factors = price_factors.changed() if prices else {}
+        if mix is not None:
+            summary.mix_param, summary.mix_share = float(mix[0]), float(mix[1])
         if decisions.reference is not None:
             summary.reference_model = reference_model
         if pending > unembedded:

@@ -15,6 +15,7 @@ from typing import Any
 
 import duckdb
 
+from router.policy import NOISE_Z
 from router.storage import relation
 
 __all__ = ["headline", "realized", "section"]
@@ -64,13 +65,18 @@ def section(routing: dict[str, Any], outcomes: dict[str, Any] | None) -> list[st
     kind = policy.get("kind")
     if kind == "quality_target":
         how = "reached" if policy.get("reached") else "NOT reached (best calibrated quality used)"
+        if policy.get("reached") and policy["quality_ratio"] < policy["quality_target"]:
+            how += f" within {NOISE_Z:g} standard errors ({policy.get('quality_se', 0.0):.3f}) of it"
+        param = f"{routing['reward_param']:.4g}"
+        if routing.get("mix_param") is not None:
+            param = (f"{param} for {1.0 - routing['mix_share']:.0%} of prompts and {routing['mix_param']:.4g} for "
+                     f"{routing['mix_share']:.0%} (by prompt hash)")
         lines.append(f"- policy: quality target {policy['quality_target']:g} × {policy['reference_model']} "
                      f"({how} on cross-fitted train predictions: quality ratio {policy['quality_ratio']:.3f} at "
-                     f"cost ratio {policy['cost_ratio']:.3f}), {routing['reward']} parameter "
-                     f"{routing['reward_param']:.4g}")
+                     f"cost ratio {policy['cost_ratio']:.3f}), {routing['reward']} parameter {param}")
         test = policy.get("test") or {}
         if test:
-            lines.append(f"- that parameter on the test split ({test['rows']} prompts): quality ratio "
+            lines.append(f"- that policy on the test split ({test['rows']} prompts): quality ratio "
                          f"{test['quality_ratio']:.3f} at cost ratio {test['cost_ratio']:.3f} vs "
                          f"{test['reference_model']}")
     elif kind == "budget":

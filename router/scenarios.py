@@ -5,7 +5,8 @@ the champion predicts every (query, model) pair once; then for every value of th
 chooses a model per query, and the predicted total spend, mean predicted quality and share of each model are
 stored in ``routing_scenarios`` / ``routing_scenario_mix`` (migration 006, view ``latest_scenarios``, Parquet
 snapshot ``latest_scenarios.parquet``). Two more points are stored: ``policy`` (the parameter the default
-quality-target policy would route with, ``router.policy``) and ``reference`` (every query to the best single
+quality-target policy would route with, ``router.policy``; for a mixed policy, the expectation of its two
+parameters' points weighted by their shares, stored under the cheaper parameter) and ``reference`` (every query to the best single
 model; ``reward_param`` 0). A PNG plots spend against expected quality with both marked. No decision is written.
 The predicted costs are rescaled by the price factors in force (``router.prices``), as batch routing does.
 """
@@ -119,7 +120,8 @@ def plot_scenarios(run: ScenarioRun, path: Path) -> Path:
 def run_scenarios(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model_version: str, encoder: str,
                   reward_name: str, policy_param: float | None, reference_model: str | None,
                   batch_size: int = 50_000, out_dir: Path | None = None,
-                  price_factors: PriceFactors | None = None) -> ScenarioRun:
+                  price_factors: PriceFactors | None = None,
+                  policy_mix: tuple[float, float] | None = None) -> ScenarioRun:
     """Predict the pending (else the whole) backlog once and store its scenarios; returns what was stored.
     ``price_factors`` rescale the predicted costs of each model (:class:`router.prices.PriceFactors`)."""
     reward = get_reward(reward_name)
@@ -146,6 +148,13 @@ def run_scenarios(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
     if policy_param is not None:
         params, labels = np.append(params, policy_param), [*labels, "policy"]
     spend, quality, counts = scenario_points(reward, params, q, c, w)
+    if policy_param is not None and policy_mix is not None:  # the mix's expectation (its share of each parameter)
+        dear_spend, dear_quality, dear_counts = scenario_points(reward, np.array([policy_mix[0]]), q, c, w)
+        share = float(policy_mix[1])
+        spend[-1] = (1.0 - share) * spend[-1] + share * dear_spend[0]
+        quality[-1] = (1.0 - share) * quality[-1] + share * dear_quality[0]
+        counts = counts.astype(np.float64)
+        counts[-1] = (1.0 - share) * counts[-1] + share * dear_counts[0]
     if reference_model in models:
         j = models.index(reference_model)
         total = max(float(w.sum()), 1.0)
@@ -191,14 +200,16 @@ def scenarios_step(settings: Any, *, reward: str | None = None) -> dict[str, Any
     if version is None:
         return {"model_version": None, "reason": "no champion"}
     loaded = promotion.load_version(settings, version)
-    param, _ = resolve(loaded.policy, reward, settings.route_quality_target)
+    param, policy = resolve(loaded.policy, reward, settings.route_quality_target)
+    mix = (policy["mix_param"], policy["mix_share"]) if policy.get("mix_param") is not None else None
     out_dir = settings.reports / "scenarios"
     with open_store(settings) as con:
         factors = for_version(con, loaded.router.models, loaded, datetime.now(UTC).date())
         run = run_scenarios(con, loaded.router, model_version=str(version), encoder=settings.encoder,
                             reward_name=reward, policy_param=param,
                             reference_model=(loaded.policy or {}).get("reference_model"),
-                            batch_size=settings.route_batch_size, out_dir=out_dir, price_factors=factors)
+                            batch_size=settings.route_batch_size, out_dir=out_dir, price_factors=factors,
+                            policy_mix=mix)
         from router.snapshots import export_snapshots
 
         export_snapshots(con, settings.snapshots)

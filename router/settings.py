@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     route_quality_target: float = Field(default=1.0, gt=0, description="default policy when neither a λ nor a "
                                         "budget is set: the cheapest reward parameter whose calibrated pooled "
                                         "quality reaches this × the best single model's (router.policy)")
-    route_calibration_folds: int = Field(default=5, ge=2, description="cross-fitting folds of the train split "
+    route_calibration_folds: int = Field(default=10, ge=2, description="cross-fitting folds of the train split "
                                          "when a version's quality-target policy is calibrated")
     drift_embedding_p: float = Field(default=0.01, gt=0, lt=1, description="the embedding drift check (MMD "
                                      "two-sample test) breaches when its permutation p-value is below this")

@@ -80,6 +80,20 @@ def test_first_night_trains_promotes_and_routes_the_whole_backlog(night: dict) -
 
     assert champion_version(Settings(home=home)) == 1
 
+    # The default quality-target policy: each decision's parameter is the stored calibration's choice, the dearer
+    # one of a mix exactly for the prompts whose share key is below its share.
+    from router.policy import Calibration, share_keys
+    from router.registry.promotion import load_version
+
+    choice = Calibration.from_dict(load_version(Settings(home=home), 1).policy).pick()
+    rows = _query(home, "SELECT b.prompt_id, d.reward_param, d.policy FROM routing_decisions d "
+                        "JOIN backlog b USING (query_id)")
+    assert {r[2] for r in rows} == {"quality_target=1"}
+    assert [r[1] for r in rows] == pytest.approx(list(choice.params_of([r[0] for r in rows])))
+    if choice.mix_param is not None:
+        dear = share_keys([r[0] for r in rows]) < choice.mix_share
+        assert 0 < dear.mean() < 1
+
 
 def test_second_night_changes_nothing_but_run_records(night: dict) -> None:
     home = night["home"]

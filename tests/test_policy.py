@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 
 from router.policy import (
+    NOISE_Z,
     Calibration,
     calibrate,
     calibration_curve,
     cross_fitted,
     fold_ids,
+    prompt_key,
     resolve,
+    share_keys,
     split_figures,
 )
 from router.routers.base import Router, RoutingData
@@ -40,6 +43,70 @@ def test_pick_is_the_cheapest_point_reaching_the_target() -> None:
         cal.pick(0.0)
 
 
+def test_a_target_between_two_hull_points_mixes_them_at_the_interpolated_cost() -> None:
+    # hull (0.2, .8) → (0.4, .9) → (0.8, 1.0); (0.5, .85) lies under it and is never used
+    cal = _curve(grid=[1.0, 2.0, 2.5, 3.0, 4.0], quality_ratio=[0.8, 0.9, 0.85, 1.0, 1.0],
+                 cost_ratio=[0.2, 0.4, 0.5, 0.8, 0.9])
+    mixed = cal.pick(0.95)
+    assert (mixed.reward_param, mixed.mix_param, mixed.reached) == (2.0, 3.0, True)
+    assert mixed.mix_share == pytest.approx(0.5)
+    assert (mixed.quality_ratio, mixed.cost_ratio) == pytest.approx((0.95, 0.6))  # the hull's chord, not 0.8
+    low = cal.pick(0.82)  # between the first two vertices: a fifth of the prompts at the dearer parameter
+    assert (low.reward_param, low.mix_param, low.mix_share) == pytest.approx((1.0, 2.0, 0.2))
+    assert "of prompts" in mixed.describe() and mixed.parameters().startswith("2 (50% of prompts) / 3 (50%)")
+    assert cal.pick(0.9).mix_param is None and cal.pick(0.9).reward_param == 2.0  # a vertex: no mix
+    assert cal.defaults() == {"reward": "linear", "lambda": 3.0}
+
+
+def test_a_target_within_the_calibration_noise_counts_as_reached() -> None:
+    # the best calibrated point is 0.99 ± 0.01: a target of 1.0 is within NOISE_Z standard errors of it (and 0.95 ±
+    # 0.02 is not), so the choice is the chord's point where quality + z·se reaches 1.0 (se interpolates too)
+    z = NOISE_Z
+    assert 0.95 + z * 0.02 < 1.0 <= 0.99 + z * 0.01
+    cal = _curve(quality_ratio=[0.8, 0.95, 0.99, 0.99], quality_se=[0.02, 0.02, 0.01, 0.01])
+    choice = cal.pick(1.0)
+    assert choice.reached and (choice.reward_param, choice.mix_param) == (2.0, 3.0)
+    w = (1.0 - z * 0.02 - 0.95) / (0.04 - z * 0.01)
+    assert choice.mix_share == pytest.approx(w)
+    assert choice.quality_ratio + z * choice.quality_se == pytest.approx(1.0)
+    assert choice.cost_ratio == pytest.approx(0.4 + w * 0.2) and "standard errors" in choice.describe()
+    assert not cal.pick(1.05).reached and cal.pick(1.05).reward_param == 3.0  # beyond the noise: flagged
+    assert not _curve(quality_ratio=[0.8, 0.95, 0.99, 0.99]).pick(1.0).reached  # no noise stored: exact
+
+
+def test_mixed_shares_are_reproducible_and_follow_the_prompt_hash() -> None:
+    ids = [prompt_key(f"prompt {i}") for i in range(20_000)]
+    keys = share_keys(ids)
+    assert ((keys >= 0) & (keys < 1)).all() and np.array_equal(keys, share_keys(list(ids)))
+    assert abs((keys < 0.3).mean() - 0.3) < 0.015  # uniform: the share of prompts is the mix's share
+    assert prompt_key("héllo") == __import__("hashlib").sha256("héllo".encode()).hexdigest()[:32]
+    choice = _curve(quality_ratio=[0.8, 0.9, 1.0, 1.0], cost_ratio=[0.2, 0.4, 0.8, 0.9]).pick(0.93)
+    params = choice.params_of(ids)
+    assert set(np.unique(params)) == {2.0, 3.0}
+    assert np.array_equal(params == 3.0, keys < choice.mix_share)
+
+
+def test_a_mixed_policy_realizes_its_expected_quality_and_cost() -> None:
+    # cheap costs 1 and solves the easy half; rich costs 10 and solves everything. Predictions are the truth plus a
+    # margin, so λ = 1 sends everything to cheap (perf .5, cost .1 × rich's) and λ = 100 only the hard half to rich.
+    rng = np.random.default_rng(0)
+    n = 4000
+    hard = rng.random(n) < 0.5
+    quality = np.column_stack([(~hard).astype(float), np.ones(n)])
+    cost = np.tile([1.0, 10.0], (n, 1))
+    ids = [prompt_key(f"q{i}") for i in range(n)]
+    data = RoutingData(np.zeros((n, 2), np.float32), quality, cost, np.ones(n, int), MODELS, prompt_ids=ids)
+    q_hat = np.column_stack([np.where(hard, 0.0, 0.9), np.full(n, 0.95)])
+    cal = calibration_curve(q_hat, cost, quality, cost, MODELS, "linear", grid=np.array([1.0, 100.0]))
+    choice = cal.pick(0.75)
+    assert choice.mix_param == 100.0 and choice.reward_param == 1.0
+    realized = split_figures(choice, q_hat, cost, data)  # each prompt by its share key, as routing does
+    assert realized["quality_ratio"] == pytest.approx(choice.quality_ratio, abs=0.02)
+    assert realized["cost_ratio"] == pytest.approx(choice.cost_ratio, abs=0.02)
+    expected = split_figures(choice, q_hat, cost, RoutingData(data.X, quality, cost, data.prompt_chars, MODELS))
+    assert expected["quality_ratio"] == pytest.approx(choice.quality_ratio)  # no prompt ids: the expectation
+
+
 def test_calibration_curve_by_hand() -> None:
     # cheap costs 1, rich 10; quality cheap [1, 1, 0, 0], rich [1, 1, 1, 0]: rich is the best single model
     # (perf .75, cost 40). Perfect predictions, λ = 1: cheap everywhere (perf .5, cost 4); λ = 100: rich only on
@@ -50,11 +117,16 @@ def test_calibration_curve_by_hand() -> None:
     assert cal.reference_model == "rich" and cal.n_rows == 4
     assert cal.quality_ratio == pytest.approx([0.5 / 0.75, 1.0])
     assert cal.cost_ratio == pytest.approx([4 / 40, 13 / 40])
-    assert cal.pick(1.0).reward_param == 100.0 and cal.pick(0.6).reward_param == 1.0
+    # standard error of the ratio: sd(s_chosen − r·s_rich) / (√4 · 0.75); at λ = 100 the choices solve what rich does
+    resid = np.array([1, 1, 0, 0]) - (0.5 / 0.75) * np.array([1, 1, 1, 0])
+    assert cal.quality_se == pytest.approx([resid.std(ddof=1) / (2 * 0.75), 0.0])
+    assert cal.pick(1.0).reward_param == 1.0  # on four rows, 0.667 ± 0.31 is within the noise of 1.0
+    exact = Calibration(**{**cal.as_dict(), "quality_se": []})
+    assert exact.pick(1.0).reward_param == 100.0 and exact.pick(0.6).reward_param == 1.0
     with pytest.raises(ValueError, match="dense"):
         calibration_curve(quality, cost, quality, np.where(cost > 5, np.nan, cost), MODELS, "linear")
 
-    figures = split_figures(cal.pick(1.0), quality, cost, RoutingData(
+    figures = split_figures(exact.pick(1.0), quality, cost, RoutingData(
         np.zeros((4, 2), np.float32), quality, cost, np.ones(4, int), MODELS))
     assert figures == pytest.approx({"rows": 4, "reference_model": "rich", "quality": 0.75, "cost": 13.0,
                                      "reference_quality": 0.75, "reference_cost": 40.0, "quality_ratio": 1.0,
@@ -142,3 +214,45 @@ def test_calibrate_reaches_the_best_single_model_cheaper_and_resolve_reads_it() 
     assert resolve(cal.as_dict(), "exponential", 1.0) == (None, {
         "kind": "quality_end", "reason": "the champion is calibrated for the linear reward"})
     assert calibrate(lambda: _TaskAware(), _data(n=20, sparse=0), "linear") is None  # too few rows
+
+
+def test_batch_routing_decides_each_unit_with_its_share_of_the_mix() -> None:
+    import polars as pl
+
+    from router.rewards import get_reward
+    from router.routing import Decisions, Units
+
+    n = 400
+    ids = [prompt_key(f"p{i}") for i in range(n)]
+    units = Units(pl.Series("prompt_id", ids), pl.Series("task", ["t"] * n), np.ones(n, dtype=np.int64),
+                  np.zeros((n, 2), np.float32), np.ones(n, dtype=np.int64))
+    q = np.tile([0.5, 0.9], (n, 1))  # cheap .5 at $0.001, rich .9 at $0.01: λ = 0.01 → cheap, λ = 1 → rich
+    c = np.tile([0.001, 0.01], (n, 1))
+    decisions = Decisions(MODELS, get_reward("linear"), 0.01, None, mix=(1.0, 0.25))
+    decisions.add(units, q, c)
+    frame = decisions.frame()
+    dear = share_keys(ids) < 0.25
+    assert np.array_equal(frame["reward_param"].to_numpy(), np.where(dear, 1.0, 0.01))
+    assert np.array_equal(frame["chosen"].to_numpy(), dear.astype(int))  # rich exactly where the share key says
+    plain = Decisions(MODELS, get_reward("linear"), 0.01, None)
+    plain.add(units, q, c)
+    assert (plain.frame()["chosen"].to_numpy() == 0).all() and (plain.frame()["reward_param"] == 0.01).all()
+
+
+def test_the_served_model_mixes_only_for_requests_left_to_the_defaults() -> None:
+    import importlib.util
+
+    from router.settings import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location("router_model_under_test", PROJECT_ROOT / "mlflow" / "router_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = module.RouterModel()
+    cal = _curve(quality_ratio=[0.8, 0.9, 1.0, 1.0], cost_ratio=[0.2, 0.4, 0.8, 0.9])  # target 1.0: vertex 3.0
+    model.choice, model.defaults = Calibration(**{**cal.as_dict(), "quality_target": 0.95}).pick(), {}
+    assert model.choice.mix_param == 3.0 and model.choice.reward_param == 2.0
+    assert model._default_policy({"reward": "linear", "lambda": 2.0, "tau": 1e-3})  # MLflow fills the defaults
+    assert not model._default_policy({"reward": "linear", "lambda": 5.0})  # a request's own λ
+    assert not model._default_policy({"reward": "exponential", "tau": 2.0})
+    model.choice = cal.pick()  # a vertex: nothing to mix
+    assert not model._default_policy({"reward": "linear", "lambda": 3.0})

@@ -270,6 +270,11 @@ def test_route_frame_contract() -> None:
         router, pool, data.test.X[:5], data.test.prompt_chars[:5], {"reward": "exponential", "tau": 1e-9}
     )
     assert list(exp["model"]) == list(frame["model"])
+    # A mixed policy: the masked prompts are routed with the dearer parameter, the others with the cheaper one.
+    mask = np.array([True, False, True, False, False])
+    mixed = serving.route_frame(router, pool, data.test.X[:5], data.test.prompt_chars[:5], {"lambda": 1e-10},
+                                mix=(1e9, mask))
+    assert list(mixed["model"]) == [r if m else f for r, f, m in zip(rich["model"], frame["model"], mask)]
     # A model left out of the pool is never chosen; its columns are still returned.
     top = max(set(rich["model"]), key=list(rich["model"]).count)
     without = serving.route_frame(router, pool, data.test.X[:5], data.test.prompt_chars[:5],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from router import savings
+from router.policy import NOISE_Z
 
 # RouterBench rows i = 0..3 (conftest): prompt "Question number i?", score (i + j) % 2 and cost (j + 1) / 1000
 # for model j: alpha-7b [0, 1, 0, 1] at .001, beta/chat-v2 [1, 0, 1, 0] at .002, gamma [0, 1, 0, 1] at .003.
@@ -66,3 +67,14 @@ def test_headline_and_section(night) -> None:  # noqa: ANN001
     assert "predicted 25% of beta/chat-v2's cost" in savings.headline(routing, {"queries": 0})
     assert savings.headline({**routing, "routed": 0}, None).startswith("No backlog queries")
     assert savings.headline({"model_version": None, "reason": "no champion"}, None).endswith("(no champion).")
+
+
+def test_section_names_a_mixed_policy_and_a_target_reached_within_its_noise() -> None:
+    routing = {"model_version": "1", "routed": 6, "reward": "linear", "reward_param": 0.04, "mix_param": 0.1,
+               "mix_share": 0.25, "predicted_spend_usd": 0.01, "reference_model": "beta/chat-v2",
+               "reference_spend_usd": 0.04, "model_mix": {"alpha-7b": 6},
+               "policy": {"kind": "quality_target", "quality_target": 1.0, "reference_model": "beta/chat-v2",
+                          "reached": True, "quality_ratio": 0.99, "quality_se": 0.012, "cost_ratio": 0.6}}
+    text = "\n".join(savings.section(routing, None))
+    assert f"(reached within {NOISE_Z:g} standard errors (0.012) of it on cross-fitted train predictions" in text
+    assert "parameter 0.04 for 75% of prompts and 0.1 for 25% (by prompt hash)" in text

@@ -95,7 +95,9 @@ def route(
         fail("no champion registered: run the nightly pipeline or `routerctl models promote VERSION`")
     table = Table("model", "queries", title=(
         f"routed {summary['routed']} queries with champion v{summary['model_version']} "
-        f"({summary['reward']}, parameter {summary['reward_param']:.4g})"))
+        f"({summary['reward']}, parameter {summary['reward_param']:.4g}"
+        + (f", {summary['mix_param']:.4g} for {summary['mix_share']:.0%} of prompts"
+           if summary.get("mix_param") is not None else "") + ")"))
     for model, n in summary["model_mix"].items():
         table.add_row(model, str(n))
     spend = f"predicted spend ${summary['predicted_spend_usd']:.4f}"

@@ -101,6 +101,7 @@ def route_frame(
     prompt_chars: np.ndarray,
     params: Mapping[str, Any] | None = None,
     tasks: Sequence[str] | np.ndarray | None = None,
+    mix: tuple[float, np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Routing decisions as the pyfunc returns them (one row per prompt).
 
@@ -109,6 +110,8 @@ def route_frame(
     (``linear``/``exponential``) and its parameter (``lambda`` / ``tau``), ``exclude`` (models never chosen,
     comma-separated: their ``q::``/``c::`` columns are still returned); missing ones take
     :data:`DEFAULT_PARAMS`. ``tasks`` (a label per prompt) reach only routers whose ``predict`` takes them.
+    ``mix`` (a parameter and a mask of prompts) routes the masked prompts with that parameter instead (the
+    version's mixed quality-target policy, ``router.policy``).
     """
     import pandas as pd  # noqa: PLC0415
 
@@ -123,6 +126,9 @@ def route_frame(
     rows = np.arange(q_hat.shape[0])
     if rows.size:
         choice = keep[reward.choose(q_hat[:, keep], c_hat[:, keep], param)]
+        if mix is not None and np.any(mix[1]):
+            dear = np.flatnonzero(mix[1])
+            choice[dear] = keep[reward.choose(q_hat[dear][:, keep], c_hat[dear][:, keep], float(mix[0]))]
     else:
         choice = np.zeros(0, dtype=np.int64)
     columns: dict[str, Any] = {
