@@ -64,7 +64,8 @@ _GRID_CHANGES: tuple[dict[str, Any], ...] = (
 DEFAULT_GRID: tuple[dict[str, Any], ...] = tuple({**GRID_BASE, **change} for change in _GRID_CHANGES)
 
 
-#: ``--grid quality``: the router's defaults with one change each (every value explicit), and baselines by name.
+#: ``--grid quality``: the router's defaults before that search (the task label off), spelled out so the grid means
+#: the same thing when the defaults change; :data:`QUALITY_GRID` is this with one change each.
 QUALITY_BASE: dict[str, Any] = {
     "hidden": 128, "model_dim": 32, "attn_dim": 32, "dropout": 0.1, "weight_decay": 1e-4, "lr": 2e-3,
     "max_epochs": 10, "val_fraction": 0.0, "cost_weight": 1.0, "n_members": 5, "use_task": False,
@@ -224,12 +225,12 @@ def quality_search(train: RoutingData, n_folds: int, seed: int, log_path: Path |
 def print_quality_table(rows: Sequence[Mapping[str, Any]], n_folds: int) -> None:
     """The markdown table of :func:`quality_search` (docs/router.md)."""
     print(f"\nzero router (hull of single models), mean validation AIQ: {rows[0]['zero_router_aiq']:.4f}\n")
-    print(f"| router: change to the defaults | linear AIQ (± std over {n_folds} folds) | "
+    print(f"| router: change to QUALITY_BASE | linear AIQ (± std over {n_folds} folds) | "
           + " | ".join(f"exponential, τ {k.split('_')[1]}/decade" for k in TAU_GRIDS) + " | val max perf | fit s |")
     print("|---|---|" + "---|" * len(TAU_GRIDS) + "---|---|")
     for r in rows:
         change = {k: v for k, v in r["params"].items() if QUALITY_BASE.get(k, object()) != v}
-        label = r["router"] if r["router"] != "attention" else f"attention: `{change or 'defaults'}`"
+        label = r["router"] if r["router"] != "attention" else f"attention: `{change or 'base'}`"
         cells = " | ".join(f"{r['reward_aiq'][k]:.4f}" for k in TAU_GRIDS)
         print(f"| {label} | {r['aiq']:.4f} ± {r['aiq_std']:.4f} | {cells} | {r['max_perf']:.4f} "
               f"| {r['fit_seconds']:.1f} |")  # fmt: skip
