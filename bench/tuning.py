@@ -16,6 +16,7 @@ one change each (model embeddings from per-model statistics, the task label, siz
 weighting, ensemble size), every fit scored with the linear reward and with the exponential reward on τ grids of
 3, 6 and 12 values per decade (:data:`TAU_GRIDS`), plus ``knn40`` on the same folds. ``--log`` appends each
 configuration's result as a JSON line as soon as it is done, and skips configurations already in the file.
+``--fallback`` instead measures what a missing task costs at prediction time (:func:`task_fallback`).
 
 The defaults baked into :class:`router.routers.attention.AttentionConfig` are the best row of that table
 (``docs/router.md`` lists the numbers).
@@ -84,6 +85,7 @@ _QUALITY_CHANGES: tuple[dict[str, Any], ...] = (  # in order of priority: the lo
     {"use_task": True, "n_members": 10},
     {"use_task": True, "hidden": 256},
     {"use_task": True, "cost_weight": 0.3},
+    {"use_task": True, "task_dropout": 0.2},
 )
 
 QUALITY_GRID: tuple[dict[str, Any], ...] = tuple({**QUALITY_BASE, **change} for change in _QUALITY_CHANGES)
@@ -222,6 +224,23 @@ def quality_search(train: RoutingData, n_folds: int, seed: int, log_path: Path |
     return rows
 
 
+def task_fallback(train: RoutingData, n_folds: int, seed: int) -> dict[str, float]:
+    """Validation AIQ (linear reward) on the first of ``n_folds`` folds of ``train``, fitted on the others: the
+    default router with and without the task at prediction time, the same with ``task_dropout=0.2``, and a router
+    trained without tasks (docs/router.md, "Task label")."""
+    fold = stratified_folds(train, n_folds, seed)
+    fit, val = train.subset(np.flatnonzero(fold != 0)), train.subset(np.flatnonzero(fold == 0))
+    predictions = {}
+    for label, params in (("default", {}), ("task_dropout 0.2", {"task_dropout": 0.2}),
+                          ("trained without tasks", {"use_task": False})):
+        router = get_router("attention", **params).fit(fit, seed=seed)
+        predictions[f"{label}, task given"] = (*router.predict(val.X, val.prompt_chars, val.eval_names), "linear")
+        if params.get("use_task", True):
+            predictions[f"{label}, no task"] = (*router.predict(val.X, val.prompt_chars), "linear")
+    metrics = evaluate(predictions, val.quality, val.cost, val.eval_names, val.models).metrics
+    return {name: float(metrics["routers"][name]["aiq"]) for name in predictions}
+
+
 def print_quality_table(rows: Sequence[Mapping[str, Any]], n_folds: int) -> None:
     """The markdown table of :func:`quality_search` (docs/router.md)."""
     print(f"\nzero router (hull of single models), mean validation AIQ: {rows[0]['zero_router_aiq']:.4f}\n")
@@ -245,12 +264,18 @@ def main(argv: Sequence[str] | None = None) -> list[Trial] | list[dict[str, Any]
     parser.add_argument("--grid", choices=("subset", "quality"), default="subset",
                         help="subset: DEFAULT_GRID; quality: QUALITY_GRID, knn40 and the τ grids")
     parser.add_argument("--log", type=Path, help="with --grid quality: JSON lines of finished configurations")
+    parser.add_argument("--fallback", action="store_true", help="instead: the attention router with and without "
+                        "the task at prediction time, on the first fold")
     args = parser.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
     train, _ = load_npz(args.npz)
+    if args.fallback:
+        for name, value in task_fallback(train, args.folds, args.seed).items():
+            print(f"{name}: {value:.4f}")
+        return []
     if args.grid == "quality":
         rows = quality_search(train, args.folds, args.seed, args.log)
         print_quality_table(rows, args.folds)

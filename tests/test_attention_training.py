@@ -158,3 +158,23 @@ def test_stats_init_starts_the_model_embeddings_from_each_models_statistics() ->
     q2, c2 = rebuilt.predict(data.X, data.prompt_chars, data.eval_names)
     np.testing.assert_array_equal(q1, q2)
     np.testing.assert_array_equal(c1, c2)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_task_dropout_zeroes_the_task_one_hot_of_that_share_of_training_rows(share: float, monkeypatch) -> None:
+    """``task_dropout``: the training forward passes see the task one-hot zeroed on about that share of rows (the
+    prompt-only path is trained too); evaluation passes and ``task_dropout=0`` never zero it."""
+    seen: list[tuple[bool, torch.Tensor]] = []
+    forward = CrossAttentionNet.forward
+
+    def spy(self: CrossAttentionNet, x: torch.Tensor, loglen: torch.Tensor):  # noqa: ANN202
+        seen.append((self.training, x[:, 16:].sum(dim=1) == 0))  # 16 embedding columns, then the task one-hot
+        return forward(self, x, loglen)
+
+    monkeypatch.setattr(CrossAttentionNet, "forward", spy)
+    config = {**CONFIG, "n_members": 1, "val_fraction": 0.2, "max_epochs": 3, "task_dropout": share}
+    AttentionRouter(**config).fit(_data(400, seed=2), seed=4)
+    train_rows = torch.cat([zeroed for training, zeroed in seen if training])
+    eval_rows = torch.cat([zeroed for training, zeroed in seen if not training])
+    assert train_rows.numel() > 900 and not eval_rows.any()  # every labelled row keeps its task when validated
+    assert abs(float(train_rows.float().mean()) - share) < 0.06

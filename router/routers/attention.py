@@ -103,6 +103,7 @@ class AttentionConfig:
     n_members: int = 5
     use_task: bool = True
     model_init: Literal["random", "stats"] = "random"
+    task_dropout: float = 0.0
     cost_eps: float = 1e-7
 
     def __post_init__(self) -> None:
@@ -113,6 +114,8 @@ class AttentionConfig:
             raise ValueError("dropout must be in [0, 1)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be in [0, 1)")
+        if not 0.0 <= self.task_dropout < 1.0:
+            raise ValueError("task_dropout must be in [0, 1)")
         if self.model_init not in ("random", "stats"):
             raise ValueError("model_init must be 'random' or 'stats'")
         if self.monitor not in ("quality", "total"):
@@ -383,12 +386,18 @@ class AttentionRouter(Router):
         return self
 
     def _loss(
-        self, net: CrossAttentionNet, t: Mapping[str, torch.Tensor], idx: torch.Tensor, cost_weight: float | None = None
+        self, net: CrossAttentionNet, t: Mapping[str, torch.Tensor], idx: torch.Tensor, cost_weight: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Masked BCE (quality) + ``cost_weight`` × masked Huber (standardised log cost) on rows ``idx``."""
+        """Masked BCE (quality) + ``cost_weight`` × masked Huber (standardised log cost) on rows ``idx``. With a
+        ``generator`` and ``task_dropout > 0`` (training), the task one-hot of that share of the rows is zeroed."""
         cfg = self.config
         cost_weight = cfg.cost_weight if cost_weight is None else cost_weight
-        logit, log_cost = net(t["x"][idx], t["ell"][idx])
+        x = t["x"][idx]
+        if generator is not None and cfg.use_task and cfg.task_dropout > 0 and self.tasks:
+            drop = torch.rand(x.shape[0], generator=generator) < cfg.task_dropout
+            x[drop, self.d_embed:] = 0.0  # x is a copy (advanced indexing)
+        logit, log_cost = net(x, t["ell"][idx])
         qm, cm = t["qm"][idx], t["cm"][idx]
         bce = F.binary_cross_entropy_with_logits(logit, t["q"][idx], reduction="none")
         huber = F.huber_loss(log_cost, t["c"][idx], reduction="none", delta=cfg.huber_delta)
@@ -435,7 +444,7 @@ class AttentionRouter(Router):
             total = torch.zeros(())
             for batch in order.split(cfg.batch_size):
                 optimiser.zero_grad(set_to_none=True)
-                loss = self._loss(net, t, batch)
+                loss = self._loss(net, t, batch, generator=generator)
                 loss.backward()
                 optimiser.step()
                 total += loss.detach() * batch.numel()
