@@ -56,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("npz", type=Path)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--routers", nargs="*", default=sorted(ROUTERS), help="registered router names")
-    parser.add_argument("--no-task", action="store_true", help="skip the attention + task-label variant")
+    parser.add_argument("--no-task", action="store_true", help="skip the attention variant without the task label")
     parser.add_argument("--scale", type=int, default=0, help="also time attention on this many synthetic rows")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
@@ -67,15 +67,14 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     variants: list[tuple[str, str, dict[str, object]]] = [(name, name, {}) for name in args.routers]
     if "attention" in args.routers and not args.no_task:
-        variants.append(("attention+task", "attention", {"use_task": True}))
+        variants.append(("attention-no-task", "attention", {"use_task": False}))
     predictions: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
     fit_seconds: dict[str, float] = {}
     for label, name, params in variants:
         start = time.perf_counter()
         router = get_router(name, **params).fit(train, seed=args.seed)
         fit_seconds[label] = time.perf_counter() - start
-        kwargs = {"tasks": test.eval_names} if params.get("use_task") else {}
-        q_hat, c_hat = router.predict(test.X, test.prompt_chars, **kwargs)
+        q_hat, c_hat = router.predict(test.X, test.prompt_chars, test.eval_names)
         predictions[label] = (q_hat, c_hat, "linear")
 
     result = evaluate(predictions, test.quality, test.cost, test.eval_names, test.models,

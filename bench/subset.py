@@ -1,12 +1,13 @@
 """The embedded RouterBench subset that ``bench.tuning`` and ``bench.router_experiments`` read, built from the
 shipped rows (``data/routerbench_subset``) with the library's own steps::
 
-    python -m bench.subset /tmp/rb/subset.npz [--rows N] [--home DIR]
+    python -m bench.subset /tmp/rb/subset.npz [--rows N] [--home DIR] [--data DIR]
 
 The CSV files are ingested into a scratch workspace (``--home``, default a temporary folder removed afterwards),
 their prompts embedded with the configured encoder (``ROUTER_ENCODER``, by default the bundled all-MiniLM-L6-v2:
 a few minutes for the 3,178 prompts on 2 CPU cores), and the train and test splits read back exactly as training
-reads them (``router.pipeline.load_splits``). ``--rows N`` keeps the first N rows of each file (a quick check).
+reads them (``router.pipeline.load_splits``). ``--rows N`` keeps the first N rows of each file (a quick check);
+``--data DIR`` reads another folder of RouterBench-format CSV files (e.g. ``data/llmrouter_9models``).
 
 The ``.npz`` holds what :func:`bench.tuning.load_npz` expects: ``X`` (n, dim) vectors, ``Q``/``C`` (n, models)
 quality and cost (NaN = not observed), ``chars`` prompt lengths, ``models`` the column names, ``split``
@@ -28,14 +29,14 @@ from router.settings import PROJECT_ROOT
 SOURCE = PROJECT_ROOT / "data" / "routerbench_subset"
 
 
-def land(home: Path, rows: int | None = None) -> list[Path]:
-    """Copy the shipped RouterBench CSVs (the first ``rows`` rows of each when given) into ``home``'s landing."""
+def land(home: Path, rows: int | None = None, source: Path = SOURCE) -> list[Path]:
+    """Copy ``source``'s CSVs (the first ``rows`` rows of each when given) into ``home``'s landing."""
     import polars as pl
 
     target = home / "landing" / "routerbench"
     target.mkdir(parents=True, exist_ok=True)
     out = []
-    for src in sorted(SOURCE.glob("*.csv")):
+    for src in sorted(source.glob("*.csv")):
         dst = target / src.name
         if rows is None:
             shutil.copy2(src, dst)
@@ -45,7 +46,7 @@ def land(home: Path, rows: int | None = None) -> list[Path]:
     return out
 
 
-def build(out: Path, home: Path, rows: int | None = None) -> dict[str, int]:
+def build(out: Path, home: Path, rows: int | None = None, source: Path = SOURCE) -> dict[str, int]:
     """Ingest, embed and write ``out``; returns the number of train and test prompts written."""
     from router import nightly
     from router.pipeline import load_splits
@@ -54,10 +55,10 @@ def build(out: Path, home: Path, rows: int | None = None) -> dict[str, int]:
 
     settings = Settings(home=home)
     settings.ensure_workspace()
-    land(home, rows)
+    land(home, rows, source)
     ingested = nightly.ingest_landing(settings)
     if ingested.rejected:
-        raise RuntimeError(f"the shipped RouterBench files were rejected: {ingested.rejected}")
+        raise RuntimeError(f"the files of {source} were rejected: {ingested.rejected}")
     nightly.embed(settings)
     with open_store(settings, read_only=True) as con:
         train, test = load_splits(con, settings)
@@ -81,10 +82,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, int]:
     parser.add_argument("out", type=Path, help=".npz to write (e.g. /tmp/rb/subset.npz)")
     parser.add_argument("--rows", type=int, help="keep the first N rows of each shipped file (a quick check)")
     parser.add_argument("--home", type=Path, help="scratch workspace to build in (kept; default: a temp folder)")
+    parser.add_argument("--data", type=Path, default=SOURCE, help="folder of RouterBench-format CSV files "
+                        "(default: data/routerbench_subset)")
     args = parser.parse_args(argv)
     home = args.home or Path(tempfile.mkdtemp(prefix="router-subset-"))
     try:
-        counts = build(args.out, home, args.rows)
+        counts = build(args.out, home, args.rows, args.data)
     finally:
         if args.home is None:
             shutil.rmtree(home, ignore_errors=True)

@@ -9,6 +9,14 @@ makes single-slice AIQ differences mostly noise. The test split is never read he
 Run it on an ``.npz`` laid out like RouterBench's embedded subset (see :func:`load_npz`)::
 
     python -m bench.tuning /tmp/rb/subset.npz --threads 2
+    python -m bench.tuning /tmp/llm/llmrouter.npz --grid quality --folds 5 --log /tmp/llm/cv.jsonl
+
+``--grid quality`` (:data:`QUALITY_GRID`) is the search on ``data/llmrouter_9models``: the current defaults with
+one change each (model embeddings from per-model statistics, the task label, sizes, epochs, regularisation, loss
+weighting, ensemble size), every fit scored with the linear reward and with the exponential reward on τ grids of
+3, 6 and 12 values per decade (:data:`TAU_GRIDS`), plus ``knn40`` on the same folds. ``--log`` appends each
+configuration's result as a JSON line as soon as it is done, and skips configurations already in the file.
+``--fallback`` instead measures what a missing task costs at prediction time (:func:`task_fallback`).
 
 The defaults baked into :class:`router.routers.attention.AttentionConfig` are the best row of that table
 (``docs/router.md`` lists the numbers).
@@ -17,6 +25,7 @@ The defaults baked into :class:`router.routers.attention.AttentionConfig` are th
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,10 +35,11 @@ from typing import Any
 import numpy as np
 
 from router.evaluation import evaluate
+from router.rewards import ExponentialReward, Reward
 from router.routers import get_router
 from router.routers.base import RoutingData
 
-__all__ = ["DEFAULT_GRID", "GRID_BASE", "Trial", "cross_validate", "load_npz", "main", "score", "stratified_folds", "tune"]
+__all__ = ["DEFAULT_GRID", "GRID_BASE", "QUALITY_GRID", "TAU_GRIDS", "Trial", "cross_validate", "load_npz", "main", "score", "stratified_folds", "tune"]
 
 #: The reference point of the grid, spelled out so the grid means the same thing if the defaults change.
 GRID_BASE: dict[str, Any] = {
@@ -55,6 +65,37 @@ _GRID_CHANGES: tuple[dict[str, Any], ...] = (
 DEFAULT_GRID: tuple[dict[str, Any], ...] = tuple({**GRID_BASE, **change} for change in _GRID_CHANGES)
 
 
+#: ``--grid quality``: the router's defaults before that search (the task label off), spelled out so the grid means
+#: the same thing when the defaults change; :data:`QUALITY_GRID` is this with one change each.
+QUALITY_BASE: dict[str, Any] = {
+    "hidden": 128, "model_dim": 32, "attn_dim": 32, "dropout": 0.1, "weight_decay": 1e-4, "lr": 2e-3,
+    "max_epochs": 10, "val_fraction": 0.0, "cost_weight": 1.0, "n_members": 5, "use_task": False,
+    "model_init": "random",
+}  # fmt: skip
+
+_QUALITY_CHANGES: tuple[dict[str, Any], ...] = (  # in order of priority: the log keeps what finished
+    {},
+    {"model_init": "stats"},
+    {"use_task": True},
+    {"use_task": True, "model_init": "stats"},
+    # The task label was the clear gain: the rest is searched around it.
+    {"use_task": True, "max_epochs": 20},
+    {"use_task": True, "max_epochs": 5},
+    {"use_task": True, "dropout": 0.3, "weight_decay": 1e-2},
+    {"use_task": True, "n_members": 10},
+    {"use_task": True, "hidden": 256},
+    {"use_task": True, "cost_weight": 0.3},
+    {"use_task": True, "task_dropout": 0.2},
+)
+
+QUALITY_GRID: tuple[dict[str, Any], ...] = tuple({**QUALITY_BASE, **change} for change in _QUALITY_CHANGES)
+
+#: Exponential-reward τ grids scored on every fit: the default (3 values per decade, 1e-9 … 1e5 $) and denser.
+TAU_GRIDS: dict[str, Reward] = {
+    f"exp_{per_decade}": ExponentialReward(np.logspace(-9.0, 5.0, 14 * per_decade + 1)) for per_decade in (3, 6, 12)
+}
+
+
 @dataclass(frozen=True)
 class Trial:
     """One scored configuration (metrics are means over validation folds; ``aiq_std`` is across folds)."""
@@ -66,6 +107,7 @@ class Trial:
     fit_seconds: float
     aiq_std: float = 0.0
     zero_router_aiq: float = float("nan")
+    reward_aiq: dict[str, float] | None = None  # mean AIQ per reward (``linear`` and each of ``rewards``)
 
 
 def load_npz(path: str | Path) -> tuple[RoutingData, RoutingData]:
@@ -102,28 +144,35 @@ def stratified_folds(data: RoutingData, n_folds: int = 5, seed: int = 42) -> np.
 
 
 def score(
-    router_name: str, params: Mapping[str, Any], fit: RoutingData, val: RoutingData, seed: int = 42
+    router_name: str, params: Mapping[str, Any], fit: RoutingData, val: RoutingData, seed: int = 42,
+    rewards: Mapping[str, Reward] | None = None,
 ) -> Trial:
-    """Fit ``router_name`` with ``params`` on ``fit`` and score it on ``val`` (linear reward, mean AIQ)."""
+    """Fit ``router_name`` with ``params`` on ``fit`` and score it on ``val`` (linear reward, mean AIQ; the
+    same predictions are also scored with each of ``rewards``, in :attr:`Trial.reward_aiq`)."""
     start = time.perf_counter()
     router = get_router(router_name, **params).fit(fit, seed=seed)
     seconds = time.perf_counter() - start
-    kwargs = {"tasks": val.eval_names} if params.get("use_task") else {}
-    q_hat, c_hat = router.predict(val.X, val.prompt_chars, **kwargs)
-    metrics = evaluate({router_name: (q_hat, c_hat, "linear")}, val.quality, val.cost, val.eval_names, val.models).metrics
-    per_eval = {ev: float(m[router_name]["aiq"]) for ev, m in metrics["per_eval"].items()}
-    summary = metrics["routers"][router_name]
+    q_hat, c_hat = router.predict(val.X, val.prompt_chars, val.eval_names)
+    scored = {"linear": "linear", **(rewards or {})}
+    metrics = evaluate({name: (q_hat, c_hat, reward) for name, reward in scored.items()},
+                       val.quality, val.cost, val.eval_names, val.models).metrics  # fmt: skip
+    per_eval = {ev: float(m["linear"]["aiq"]) for ev, m in metrics["per_eval"].items()}
+    summary = metrics["routers"]["linear"]
     zero = float(metrics["routers"]["zero_router"]["aiq"])
-    return Trial(dict(params), float(summary["aiq"]), float(summary["max_perf"]), per_eval, seconds, 0.0, zero)
+    reward_aiq = {name: float(metrics["routers"][name]["aiq"]) for name in scored}
+    return Trial(dict(params), float(summary["aiq"]), float(summary["max_perf"]), per_eval, seconds, 0.0, zero,
+                 reward_aiq)  # fmt: skip
 
 
 def cross_validate(
-    router_name: str, params: Mapping[str, Any], train: RoutingData, n_folds: int = 5, seed: int = 42
+    router_name: str, params: Mapping[str, Any], train: RoutingData, n_folds: int = 5, seed: int = 42,
+    rewards: Mapping[str, Reward] | None = None,
 ) -> Trial:
     """Mean of :func:`score` over ``n_folds`` stratified folds of ``train`` (fit seconds: mean per fold)."""
     fold = stratified_folds(train, n_folds, seed)
     trials = [
-        score(router_name, params, train.subset(np.flatnonzero(fold != k)), train.subset(np.flatnonzero(fold == k)), seed)
+        score(router_name, params, train.subset(np.flatnonzero(fold != k)), train.subset(np.flatnonzero(fold == k)),
+              seed, rewards)
         for k in range(n_folds)
     ]
     aiqs = np.array([t.aiq for t in trials])
@@ -135,6 +184,7 @@ def cross_validate(
         fit_seconds=float(np.mean([t.fit_seconds for t in trials])),
         aiq_std=float(aiqs.std()),
         zero_router_aiq=float(np.mean([t.zero_router_aiq for t in trials])),
+        reward_aiq={name: float(np.mean([t.reward_aiq[name] for t in trials])) for name in trials[0].reward_aiq},
     )
 
 
@@ -150,18 +200,86 @@ def tune(
     return sorted(trials, key=lambda t: -t.aiq)
 
 
-def main(argv: Sequence[str] | None = None) -> list[Trial]:
+def quality_search(train: RoutingData, n_folds: int, seed: int, log_path: Path | None) -> list[dict[str, Any]]:
+    """Cross-validate ``knn40`` and every :data:`QUALITY_GRID` configuration of ``attention``, scored with the
+    linear reward and each of :data:`TAU_GRIDS`; one JSON-able row per configuration, in grid order. Rows already
+    in ``log_path`` (same router, params and folds) are read back instead of refitted; new ones are appended."""
+    done: list[dict[str, Any]] = []
+    if log_path is not None and log_path.exists():
+        done = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    rows = []
+    for router_name, params in [("knn40", {}), *(("attention", dict(p)) for p in QUALITY_GRID)]:
+        key = {"router": router_name, "params": params, "folds": n_folds, "seed": seed}
+        row = next((r for r in done if all(r.get(k) == v for k, v in key.items())), None)
+        if row is None:
+            t = cross_validate(router_name, params, train, n_folds, seed, TAU_GRIDS)
+            row = {**key, "aiq": t.aiq, "aiq_std": t.aiq_std, "max_perf": t.max_perf, "fit_seconds": t.fit_seconds,
+                   "zero_router_aiq": t.zero_router_aiq, "reward_aiq": t.reward_aiq, "per_eval_aiq": t.per_eval_aiq}
+            if log_path is not None:
+                with log_path.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+        rows.append(row)
+        print(f"{router_name} {params}: linear {row['aiq']:.4f}, "
+              + ", ".join(f"{k} {v:.4f}" for k, v in row["reward_aiq"].items()), flush=True)
+    return rows
+
+
+def task_fallback(train: RoutingData, n_folds: int, seed: int) -> dict[str, float]:
+    """Validation AIQ (linear reward) on the first of ``n_folds`` folds of ``train``, fitted on the others: the
+    default router with and without the task at prediction time, the same with ``task_dropout=0.2``, and a router
+    trained without tasks (docs/router.md, "Task label")."""
+    fold = stratified_folds(train, n_folds, seed)
+    fit, val = train.subset(np.flatnonzero(fold != 0)), train.subset(np.flatnonzero(fold == 0))
+    predictions = {}
+    for label, params in (("default", {}), ("task_dropout 0.2", {"task_dropout": 0.2}),
+                          ("trained without tasks", {"use_task": False})):
+        router = get_router("attention", **params).fit(fit, seed=seed)
+        predictions[f"{label}, task given"] = (*router.predict(val.X, val.prompt_chars, val.eval_names), "linear")
+        if params.get("use_task", True):
+            predictions[f"{label}, no task"] = (*router.predict(val.X, val.prompt_chars), "linear")
+    metrics = evaluate(predictions, val.quality, val.cost, val.eval_names, val.models).metrics
+    return {name: float(metrics["routers"][name]["aiq"]) for name in predictions}
+
+
+def print_quality_table(rows: Sequence[Mapping[str, Any]], n_folds: int) -> None:
+    """The markdown table of :func:`quality_search` (docs/router.md)."""
+    print(f"\nzero router (hull of single models), mean validation AIQ: {rows[0]['zero_router_aiq']:.4f}\n")
+    print(f"| router: change to QUALITY_BASE | linear AIQ (± std over {n_folds} folds) | "
+          + " | ".join(f"exponential, τ {k.split('_')[1]}/decade" for k in TAU_GRIDS) + " | val max perf | fit s |")
+    print("|---|---|" + "---|" * len(TAU_GRIDS) + "---|---|")
+    for r in rows:
+        change = {k: v for k, v in r["params"].items() if QUALITY_BASE.get(k, object()) != v}
+        label = r["router"] if r["router"] != "attention" else f"attention: `{change or 'base'}`"
+        cells = " | ".join(f"{r['reward_aiq'][k]:.4f}" for k in TAU_GRIDS)
+        print(f"| {label} | {r['aiq']:.4f} ± {r['aiq_std']:.4f} | {cells} | {r['max_perf']:.4f} "
+              f"| {r['fit_seconds']:.1f} |")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> list[Trial] | list[dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("npz", type=Path, help="RoutingData .npz (X, Q, C, chars, models, split, eval_name)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds of the train split")
+    parser.add_argument("--grid", choices=("subset", "quality"), default="subset",
+                        help="subset: DEFAULT_GRID; quality: QUALITY_GRID, knn40 and the τ grids")
+    parser.add_argument("--log", type=Path, help="with --grid quality: JSON lines of finished configurations")
+    parser.add_argument("--fallback", action="store_true", help="instead: the attention router with and without "
+                        "the task at prediction time, on the first fold")
     args = parser.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
     train, _ = load_npz(args.npz)
+    if args.fallback:
+        for name, value in task_fallback(train, args.folds, args.seed).items():
+            print(f"{name}: {value:.4f}")
+        return []
+    if args.grid == "quality":
+        rows = quality_search(train, args.folds, args.seed, args.log)
+        print_quality_table(rows, args.folds)
+        return rows
     trials = tune(train, n_folds=args.folds, seed=args.seed)
     evals = sorted(trials[0].per_eval_aiq)
     print(f"zero router (hull of single models), mean validation AIQ: {trials[0].zero_router_aiq:.4f}\n")

@@ -65,7 +65,7 @@ from typing import Any
 
 import numpy as np
 
-from router.rewards import get_reward
+from router.rewards import Reward, get_reward
 
 __all__ = [
     "ORACLE",
@@ -90,8 +90,9 @@ POOLED_TARGETS = {"cost_ratio_at_best_quality": 1.0, "cost_ratio_at_95": 0.95}
 #: Relative tolerance when a hull "reaches" a target perf (float sums of the same scores differ in the last bits).
 _REACH_RTOL = 1e-9
 
-#: ``(q_hat, c_hat, reward_name)`` of one router on the test rows: two ``(n, m)`` arrays and a ``REWARDS`` key.
-Prediction = tuple[np.ndarray, np.ndarray, str]
+#: ``(q_hat, c_hat, reward)`` of one router on the test rows: two ``(n, m)`` arrays and a ``REWARDS`` key (or a
+#: :class:`~router.rewards.Reward` instance, e.g. one with another sweep grid).
+Prediction = tuple[np.ndarray, np.ndarray, str | Reward]
 
 
 # --------------------------------------------------------------------------------------------------- primitives
@@ -292,6 +293,10 @@ class _Aggregator:
         return (s @ self.onehot.T) / self.counts, c @ self.onehot.T
 
 
+def _reward(reward: str | Reward) -> Reward:
+    return reward if isinstance(reward, Reward) else get_reward(reward)
+
+
 def _curve(name: str, eval_name: str, points: np.ndarray, params: np.ndarray, max_cost: float) -> Curve:
     hull = nondecreasing_hull(points)
     perf, cost = max_perf_point(points)
@@ -409,7 +414,7 @@ def evaluate(
     for reserved in (ZERO_ROUTER, ORACLE):
         if reserved in predictions:
             raise ValueError(f"router name {reserved!r} is reserved")
-    rewards = {name: get_reward(pred[2]).name for name, pred in predictions.items()}  # fail fast on bad names
+    rewards = {name: _reward(pred[2]).name for name, pred in predictions.items()}  # fail fast on bad names
     for name, (q_hat, c_hat, _) in predictions.items():
         if np.shape(q_hat) != (n, m) or np.shape(c_hat) != (n, m):
             raise ValueError(
@@ -424,7 +429,7 @@ def evaluate(
     raw: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     raw_choices: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name, (q_hat, c_hat, reward_name) in predictions.items():
-        reward = get_reward(reward_name)
+        reward = _reward(reward_name)
         raw_choices[name] = (reward.choose_sweep(q_hat, c_hat), reward.sweep())
         perf, cost = agg(raw_choices[name][0], name)
         raw[name] = (perf, cost, raw_choices[name][1])

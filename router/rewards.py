@@ -53,10 +53,11 @@ WILLINGNESS_TO_PAY: tuple[float, ...] = (
     7500.0, 10000.0, 25000.0, 50000.0, 75000.0, 100000.0, 1e6, 1e9,
 )  # fmt: skip
 
-#: Default τ grid of the exponential reward: 1e-9 … 1e5 dollars, 3 values per decade (43 values). At τ = 1e-9 a
+#: Default τ grid of the exponential reward: 1e-9 … 1e5 dollars, 12 values per decade (169 values; 3 per decade
+#: scored lower in cross-validation, docs/router.md). At τ = 1e-9 a
 #: cost gap of 1.4e-8 $ outweighs the largest possible quality ratio (1 / QUALITY_EPS), so the cheapest model wins;
 #: at τ = 1e5 a 0.1 $ gap shifts the log-quality by 1e-6, so the best predicted quality wins.
-EXPONENTIAL_TAUS: tuple[float, ...] = tuple(float(t) for t in np.logspace(-9.0, 5.0, 43))
+EXPONENTIAL_TAUS: tuple[float, ...] = tuple(float(t) for t in np.logspace(-9.0, 5.0, 169))
 
 #: Predicted qualities are clipped to ``[QUALITY_EPS, 1]`` before the exponential reward takes their log.
 QUALITY_EPS = 1e-6

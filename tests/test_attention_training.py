@@ -113,3 +113,68 @@ def test_fit_logs_progress_by_member_and_epoch(monkeypatch: pytest.MonkeyPatch, 
     for member in (1, 2):
         assert [int(line.split(" at epoch ")[1].split(",")[0]) for line in lines
                 if f"member {member}/2 at epoch" in line] == [1, 2, 3]
+
+
+def test_stats_init_starts_the_model_embeddings_from_each_models_statistics() -> None:
+    """``model_init="stats"``: the embeddings start as the principal components of per-model statistics (so two
+    models with the same per-task record start equal), at the random init's spread; the fit round-trips."""
+    from router.routers.attention import _model_statistics, _stats_embedding
+
+    data = _data(240, seed=3)
+    data.quality[:, 3] = data.quality[:, 1]  # models b and d: the same observed record ...
+    data.cost[:, 3] = data.cost[:, 1]  # ... and costs
+    q = torch.as_tensor(np.nan_to_num(data.quality), dtype=torch.float32)
+    qm = torch.as_tensor(~np.isnan(data.quality), dtype=torch.float32)
+    c = torch.as_tensor(np.log(np.nan_to_num(data.cost, nan=1.0)), dtype=torch.float32)
+    cm = torch.as_tensor(~np.isnan(data.cost), dtype=torch.float32)
+    labels = np.asarray(data.eval_names).astype(str)
+    stats = _model_statistics(q, qm, c, cm, labels)
+    assert stats.shape == (4, 3 + 2)  # three tasks, overall quality, cost
+    for t, task in enumerate(np.unique(labels)):  # column t: mean observed quality on task t, standardised over models
+        rows = labels == task
+        raw = np.nanmean(data.quality[rows], axis=0)
+        assert np.allclose(stats[:, t], (raw - raw.mean()) / raw.std(), atol=1e-6)
+    np.testing.assert_allclose(stats[1], stats[3])
+
+    random_init = torch.randn(4, 6) * 0.1
+    emb = _stats_embedding(stats, random_init)
+    rank = np.linalg.matrix_rank(stats - stats.mean(axis=0), tol=1e-9)
+    assert rank == 2  # four models, two of them alike
+    assert torch.equal(emb[:, rank:], random_init[:, rank:])  # the columns beyond the stats' rank stay random
+    torch.testing.assert_close(emb[1, :rank], emb[3, :rank])
+    assert float(emb[:, :rank].std(correction=0)) == pytest.approx(float(random_init.std(correction=0)), rel=1e-5)
+    gram = emb[:, :rank].double().numpy() @ emb[:, :rank].double().numpy().T  # PCA keeps the stats' geometry
+    centred = stats - stats.mean(axis=0)
+    np.testing.assert_allclose(gram / gram.max(), (centred @ centred.T) / (centred @ centred.T).max(), atol=1e-5)
+
+    router = AttentionRouter(**{**CONFIG, "model_init": "stats"}).fit(data, seed=5)
+    again = AttentionRouter(**{**CONFIG, "model_init": "stats"}).fit(data, seed=5)
+    for a, b in zip(_weights(router), _weights(again), strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    tensors, config = router.to_artifacts()
+    rebuilt = AttentionRouter.from_artifacts(tensors, config)
+    assert rebuilt.config.model_init == "stats"
+    q1, c1 = router.predict(data.X, data.prompt_chars, data.eval_names)
+    q2, c2 = rebuilt.predict(data.X, data.prompt_chars, data.eval_names)
+    np.testing.assert_array_equal(q1, q2)
+    np.testing.assert_array_equal(c1, c2)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5])
+def test_task_dropout_zeroes_the_task_one_hot_of_that_share_of_training_rows(share: float, monkeypatch) -> None:
+    """``task_dropout``: the training forward passes see the task one-hot zeroed on about that share of rows (the
+    prompt-only path is trained too); evaluation passes and ``task_dropout=0`` never zero it."""
+    seen: list[tuple[bool, torch.Tensor]] = []
+    forward = CrossAttentionNet.forward
+
+    def spy(self: CrossAttentionNet, x: torch.Tensor, loglen: torch.Tensor):  # noqa: ANN202
+        seen.append((self.training, x[:, 16:].sum(dim=1) == 0))  # 16 embedding columns, then the task one-hot
+        return forward(self, x, loglen)
+
+    monkeypatch.setattr(CrossAttentionNet, "forward", spy)
+    config = {**CONFIG, "n_members": 1, "val_fraction": 0.2, "max_epochs": 3, "task_dropout": share}
+    AttentionRouter(**config).fit(_data(400, seed=2), seed=4)
+    train_rows = torch.cat([zeroed for training, zeroed in seen if training])
+    eval_rows = torch.cat([zeroed for training, zeroed in seen if not training])
+    assert train_rows.numel() > 900 and not eval_rows.any()  # every labelled row keeps its task when validated
+    assert abs(float(train_rows.float().mean()) - share) < 0.06

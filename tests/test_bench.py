@@ -203,3 +203,39 @@ def test_subset_builder_writes_what_tuning_reads(tmp_path: Path, settings) -> No
     assert sorted(train.quality[mbpp, train.models.index(model)].tolist()) == sorted(
         csv[model].cast(pl.Float32).to_list())
     assert (train.prompt_chars > 0).all() and (test.prompt_chars > 0).all()
+
+
+def test_quality_search_scores_every_tau_grid_and_resumes_from_its_log(tmp_path: Path, monkeypatch) -> None:
+    """``bench.tuning --grid quality``: each configuration is cross-validated once, scored with the linear reward
+    and every τ grid, appended to the log, and read back from it (not refitted) on the next run."""
+    import numpy as np
+
+    import bench.tuning as tuning
+    from router.routers.base import RoutingData
+
+    rng = np.random.default_rng(0)
+    n = 90
+    X = rng.normal(size=(n, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    quality = (rng.random((n, 3)) < [0.3, 0.6, 0.8]).astype(np.float32)
+    cost = np.tile(np.array([1e-5, 4e-5, 2e-4], dtype=np.float32), (n, 1))
+    train = RoutingData(X, quality, cost, rng.integers(50, 500, size=n), ["a", "b", "c"],
+                        np.array(["t1", "t2", "t3"] * 30, dtype=object))
+    small = {**tuning.QUALITY_BASE, "hidden": 8, "model_dim": 4, "attn_dim": 4, "max_epochs": 2, "n_members": 1}
+    monkeypatch.setattr(tuning, "QUALITY_GRID", (small, {**small, "use_task": True}))
+    log = tmp_path / "cv.jsonl"
+    rows = tuning.quality_search(train, n_folds=2, seed=1, log_path=log)
+    assert [(r["router"], r["params"]) for r in rows] == [("knn40", {}), ("attention", small),
+                                                          ("attention", {**small, "use_task": True})]
+    for r in rows:
+        assert set(r["reward_aiq"]) == {"linear", *tuning.TAU_GRIDS}
+        assert r["reward_aiq"]["linear"] == r["aiq"] and 0.0 < r["aiq"] <= 1.0
+        # A denser τ grid holds every point of the sparser one (12/decade ⊃ 6 ⊃ 3): its hull can only be higher.
+        assert r["reward_aiq"]["exp_3"] <= r["reward_aiq"]["exp_6"] + 1e-12 <= r["reward_aiq"]["exp_12"] + 2e-12
+    assert len(log.read_text().splitlines()) == 3
+
+    def refit(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("a logged configuration was fitted again")
+
+    monkeypatch.setattr(tuning, "cross_validate", refit)
+    assert tuning.quality_search(train, n_folds=2, seed=1, log_path=log) == rows

@@ -15,6 +15,7 @@ from router.evaluation import (
     nondecreasing_hull,
     oracle_choice,
 )
+from router.rewards import EXPONENTIAL_TAUS, ExponentialReward
 
 # ------------------------------------------------------------------------------------------------------- hull
 
@@ -166,12 +167,16 @@ def test_zero_router_oracle_and_single_models() -> None:
 def test_exponential_router_is_evaluated_with_its_own_sweep() -> None:
     result = _evaluate(e=(Q_HAT, C_TRUE, "exponential"))
     curve = result.curves["y"]["e"]
-    assert curve.points.shape == (43, 2)
+    assert curve.points.shape == (len(EXPONENTIAL_TAUS), 2)
     # p2 (y) log q_hat − c/τ: A→B when τ > 0.5/ln 2 ≈ 0.72, B→C when τ > 2/ln 1.5 ≈ 4.93.
     np.testing.assert_allclose(curve.points[curve.params < 0.7], [[0.5, 0.0]] * int((curve.params < 0.7).sum()))
     np.testing.assert_allclose(curve.points[(curve.params > 0.75) & (curve.params < 4.9)][:, 0], 1.0)
     np.testing.assert_allclose(curve.points[curve.params > 5.0], [[3.0, 1.0]] * int((curve.params > 5.0).sum()))
     assert result.rewards == {"e": "exponential"}
+    # A Reward instance with its own grid is evaluated on that grid (bench.tuning scores τ grids this way).
+    coarse = _evaluate(e=(Q_HAT, C_TRUE, ExponentialReward(taus=(0.5, 2.0, 10.0)))).curves["y"]["e"]
+    np.testing.assert_array_equal(coarse.params, [0.5, 2.0, 10.0])
+    np.testing.assert_allclose(coarse.points, [[0.5, 0.0], [1.0, 1.0], [3.0, 1.0]])
 
 
 def test_nan_cost_raises_naming_router_and_eval() -> None:

@@ -29,7 +29,7 @@ def test_exponential_grid_is_log_spaced_and_wide() -> None:
     taus = ExponentialReward().sweep()
     np.testing.assert_array_equal(taus, np.asarray(EXPONENTIAL_TAUS))
     assert taus[0] == pytest.approx(1e-9) and taus[-1] == pytest.approx(1e5)
-    np.testing.assert_allclose(np.diff(np.log10(taus)), 1 / 3)
+    np.testing.assert_allclose(np.diff(np.log10(taus)), 1 / 12)
 
 
 def test_linear_choice_per_row() -> None:

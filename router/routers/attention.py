@@ -77,8 +77,13 @@ class AttentionConfig:
             decisions hinge on) or ``"total"`` (BCE + ``cost_weight`` · Huber).
         huber_delta: Huber threshold on standardised log-cost.
         n_members: networks in the ensemble (member ``k`` uses seed ``seed + k`` for split, init and shuffling).
-        use_task: feed a one-hot of the task label (``RoutingData.eval_names``) to the prompt encoder; optional at
-            prediction time (an unknown or missing task gives an all-zero one-hot).
+        use_task: feed a one-hot of the task label (``RoutingData.eval_names``) to the prompt encoder (on by
+            default: it raised cross-validated AIQ on ``data/llmrouter_9models``, docs/router.md); optional at
+            prediction time (an unknown or missing task gives an all-zero one-hot: the prompt alone).
+        model_init: how the model embeddings start: ``"random"`` (N(0, 0.1²) free vectors) or ``"stats"`` (the
+            leading principal components of each model's training statistics, per-task mean quality, overall mean
+            quality and mean log cost, scaled to the random init's spread; the remaining columns random). Only
+            the starting point changes: the embeddings are trained as before and the artifacts are the same.
         cost_eps: dollars added before taking the log of a cost (a zero cost stays finite).
     """
 
@@ -96,7 +101,9 @@ class AttentionConfig:
     monitor: Literal["quality", "total"] = "quality"
     huber_delta: float = 1.0
     n_members: int = 5
-    use_task: bool = False
+    use_task: bool = True
+    model_init: Literal["random", "stats"] = "random"
+    task_dropout: float = 0.0
     cost_eps: float = 1e-7
 
     def __post_init__(self) -> None:
@@ -107,6 +114,10 @@ class AttentionConfig:
             raise ValueError("dropout must be in [0, 1)")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError("val_fraction must be in [0, 1)")
+        if not 0.0 <= self.task_dropout < 1.0:
+            raise ValueError("task_dropout must be in [0, 1)")
+        if self.model_init not in ("random", "stats"):
+            raise ValueError("model_init must be 'random' or 'stats'")
         if self.monitor not in ("quality", "total"):
             raise ValueError("monitor must be 'quality' or 'total'")
         if self.cost_eps <= 0:
@@ -233,6 +244,39 @@ def _stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Gene
     return held
 
 
+def _model_statistics(
+    q: torch.Tensor, qm: torch.Tensor, c: torch.Tensor, cm: torch.Tensor, labels: np.ndarray
+) -> np.ndarray:
+    """Per model (rows): mean observed quality on each task label, overall mean quality and mean standardised log
+    cost (a model never observed on a task gets its overall mean there), each column standardised over models."""
+    q, qm, c, cm = (t.double().numpy() for t in (q, qm, c, cm))
+
+    def mean(values: np.ndarray, mask: np.ndarray, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        count = mask[rows].sum(axis=0)
+        return np.where(count > 0, (values[rows] * mask[rows]).sum(axis=0) / np.maximum(count, 1), np.nan)
+
+    overall = np.nan_to_num(mean(q, qm))
+    columns = [mean(q, qm, labels == label) for label in np.unique(labels)]
+    columns = [np.where(np.isnan(col), overall, col) for col in columns]
+    features = np.column_stack([*columns, overall, np.nan_to_num(mean(c, cm))])
+    std = features.std(axis=0)
+    return (features - features.mean(axis=0)) / np.where(std > 1e-9, std, 1.0)
+
+
+def _stats_embedding(stats: np.ndarray, random_init: torch.Tensor) -> torch.Tensor:
+    """Model embeddings (m, D) whose leading columns are the principal components of ``stats`` (m, f), scaled to
+    the spread of ``random_init``; the remaining columns keep ``random_init``'s values."""
+    u, s, _ = np.linalg.svd(stats, full_matrices=False)
+    components = (u * s)[:, s > 1e-9 * max(float(s.max(initial=0.0)), 1.0)]
+    out = random_init.detach().clone()
+    k = min(components.shape[1], out.shape[1])
+    if k:
+        block = components[:, :k]
+        scale = float(out.std(correction=0)) / max(float(block.std()), 1e-12)
+        out[:, :k] = torch.as_tensor(block * scale, dtype=out.dtype)
+    return out
+
+
 def _shared_tensor(array: np.ndarray) -> torch.Tensor:
     """``array`` as a tensor sharing its memory. Vectors streamed from DuckDB/Arrow are read-only; nothing here
     writes to its inputs (every in-place op works on tensors it allocated), so they are shared without a copy and
@@ -330,7 +374,9 @@ class AttentionRouter(Router):
         # masks from its own generator, started where the global one stood after its initialisation. Every
         # member's arithmetic is then single-threaded and its own, whatever the number of threads: the fitted
         # weights do not depend on the core count or on the threads' timing.
-        members = [self._new_seeded_member(seed + k) for k in range(cfg.n_members)]
+        model_stats = (_model_statistics(tensors["q"], tensors["qm"], tensors["c"], tensors["cm"], labels[rows])
+                       if cfg.model_init == "stats" else None)
+        members = [self._new_seeded_member(seed + k, model_stats) for k in range(cfg.n_members)]
         lines = Progress(log, f"training attention ({cfg.n_members} members × ≤{cfg.max_epochs} epochs)",
                          cfg.n_members * cfg.max_epochs, "epochs")
 
@@ -346,12 +392,18 @@ class AttentionRouter(Router):
         return self
 
     def _loss(
-        self, net: CrossAttentionNet, t: Mapping[str, torch.Tensor], idx: torch.Tensor, cost_weight: float | None = None
+        self, net: CrossAttentionNet, t: Mapping[str, torch.Tensor], idx: torch.Tensor, cost_weight: float | None = None,
+        generator: torch.Generator | None = None,
     ) -> torch.Tensor:
-        """Masked BCE (quality) + ``cost_weight`` × masked Huber (standardised log cost) on rows ``idx``."""
+        """Masked BCE (quality) + ``cost_weight`` × masked Huber (standardised log cost) on rows ``idx``. With a
+        ``generator`` and ``task_dropout > 0`` (training), the task one-hot of that share of the rows is zeroed."""
         cfg = self.config
         cost_weight = cfg.cost_weight if cost_weight is None else cost_weight
-        logit, log_cost = net(t["x"][idx], t["ell"][idx])
+        x = t["x"][idx]
+        if generator is not None and cfg.use_task and cfg.task_dropout > 0 and self.tasks:
+            drop = torch.rand(x.shape[0], generator=generator) < cfg.task_dropout
+            x[drop, self.d_embed:] = 0.0  # x is a copy (advanced indexing)
+        logit, log_cost = net(x, t["ell"][idx])
         qm, cm = t["qm"][idx], t["cm"][idx]
         bce = F.binary_cross_entropy_with_logits(logit, t["q"][idx], reduction="none")
         huber = F.huber_loss(log_cost, t["c"][idx], reduction="none", delta=cfg.huber_delta)
@@ -359,11 +411,17 @@ class AttentionRouter(Router):
         c_loss = (huber * cm).sum() / cm.sum().clamp_min(1.0)
         return q_loss + cost_weight * c_loss
 
-    def _new_seeded_member(self, seed: int) -> tuple[CrossAttentionNet, torch.Generator]:
-        """A member initialised from torch's global generator seeded with ``seed``, and the generator for its
-        dropout masks: a copy of the global one's state after the initialisation."""
+    def _new_seeded_member(
+        self, seed: int, model_stats: np.ndarray | None = None
+    ) -> tuple[CrossAttentionNet, torch.Generator]:
+        """A member initialised from torch's global generator seeded with ``seed`` (its model embeddings from
+        ``model_stats`` when given: :func:`_stats_embedding`), and the generator for its dropout masks: a copy of
+        the global one's state after the initialisation."""
         torch.manual_seed(seed)
         net = self._new_member()
+        if model_stats is not None:
+            with torch.no_grad():
+                net.model_emb.copy_(_stats_embedding(model_stats, net.model_emb))
         dropout = torch.Generator()
         dropout.set_state(torch.get_rng_state())
         return net, dropout
@@ -392,7 +450,7 @@ class AttentionRouter(Router):
             total = torch.zeros(())
             for batch in order.split(cfg.batch_size):
                 optimiser.zero_grad(set_to_none=True)
-                loss = self._loss(net, t, batch)
+                loss = self._loss(net, t, batch, generator=generator)
                 loss.backward()
                 optimiser.step()
                 total += loss.detach() * batch.numel()
