@@ -205,7 +205,8 @@ def backend_encode(work: Path, n: int, backend: str = "torch", quantize: str = "
     the vectors are kept for the parity figures."""
     import numpy as np
 
-    from router.embeddings import encode, load_encoder
+    from router.embeddings import load_encoder
+    from router.encoder import encode
 
     texts = json.loads((work / "texts.json").read_text())
     s = _settings(work / "home", device="cpu", encoder_backend=backend, encoder_quantize=quantize,

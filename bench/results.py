@@ -57,7 +57,7 @@ def run_dataset(source: Path, home: Path) -> tuple[Any, dict[str, tuple[int, int
     from router.storage import open_store
     from router.validation import docs_batch
 
-    settings = Settings(home=home)
+    settings = Settings(home=home, embed_templates=True, embed_max_chunks=8)  # the template-aware representation
     settings.ensure_workspace()
     with open_store(settings) as con:
         files, _ = discover([source], "routerbench")
@@ -172,7 +172,8 @@ def section(source: Path, run: Any, distinct: dict[str, tuple[int, int]], timing
         ]
     lines += [
         "",
-        f"Before encoding, the embed step strips the blocks most prompts of an eval share ({timings['templates']} "
+        f"Before encoding, the embed step strips the blocks most prompts of an eval share (this page turns on "
+        f"ROUTER_EMBED_TEMPLATES, off by default; {timings['templates']} "
         "learned templates; docs/router.md, \"Template-aware embedding\"), so the distinct vectors above are those of",
         "the prompts' distinctive parts.",
         "",

@@ -161,6 +161,8 @@ def test_templates_are_stripped_and_embedding_is_incremental(files, ingest, stor
     re-embeds only the prompts whose stripped template changed; other settings re-embed what they affect."""
     import logging
 
+    settings = settings.model_copy(update={"embed_templates": True, "embed_max_chunks": 8})
+
     from router.templates import strip
 
     def night(name: str, texts: dict[str, list[str]], start: int) -> None:

@@ -359,7 +359,7 @@ def test_a_baseline_router_is_packaged_and_served_through_the_pyfunc(tmp_path: P
     the models-from-code pyfunc); the loaded pyfunc embeds its prompts and predicts what the fitted router does."""
     import pandas as pd
 
-    settings = make_settings(tmp_path / "home")
+    settings = make_settings(tmp_path / "home").model_copy(update={"embed_templates": True, "embed_max_chunks": 8})
     data = splits()
     router = KNNRouter(k=5).fit(data.train)
     q_hat, c_hat = router.predict(data.test.X, data.test.prompt_chars)
