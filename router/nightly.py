@@ -499,10 +499,10 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
     if loaded.pool.encoder != settings.encoder:
         raise RouterError(f"champion v{version} was trained with encoder {loaded.pool.encoder!r} but the store "
                            f"embeds with {settings.encoder!r}: retrain, or set ROUTER_ENCODER")
+    from router.policy import mix_of, resolve
+
     policy = {"kind": "budget"} if budget is not None else {"kind": "lambda"}
     if reward_param is None and budget is None:
-        from router.policy import resolve
-
         target = settings.route_quality_target if quality_target is None else quality_target
         reward_param, policy = resolve(loaded.policy, reward, target)
     from router.prices import for_version
@@ -516,7 +516,7 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
             reference_model=(loaded.policy or {}).get("reference_model"),
             quality_target=policy.get("quality_target") if policy.get("kind") == "quality_target" else None,
             exclude=settings.pool_exclude if exclude is None else exclude, price_factors=factors,
-            mix=(policy["mix_param"], policy["mix_share"]) if policy.get("mix_param") is not None else None,
+            mix=mix_of(policy),
         )
     return {**asdict(summary), "policy": policy, "prices": factors.as_dict()}
 

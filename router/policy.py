@@ -98,11 +98,9 @@ class Choice:
                 f"({self.mix_share:.0%})")
 
     def params_of(self, prompt_ids: Sequence[str]) -> np.ndarray:
-        """The parameter each prompt is routed with: the dearer one where its share key is below the share."""
-        out = np.full(len(prompt_ids), self.reward_param, dtype=np.float64)
-        if self.mix_param is not None and len(prompt_ids):
-            out[share_keys(prompt_ids) < self.mix_share] = self.mix_param
-        return out
+        """The parameter each prompt is routed with (:func:`mixed_params`)."""
+        mix = None if self.mix_param is None else (self.mix_param, self.mix_share)
+        return mixed_params(prompt_ids, self.reward_param, mix)
 
     def choose(self, q_hat: np.ndarray, c_hat: np.ndarray, prompt_ids: Sequence[str]) -> np.ndarray:
         """The chosen model of every prompt under this policy (its parameter, or its mix by share key)."""
@@ -350,6 +348,20 @@ def calibrate_training_run(settings: Any, run: Any) -> Calibration | None:
     log.info("%s; on the test split: quality ratio %.3f at cost ratio %.3f", cal.pick().describe(),
              test["quality_ratio"], test["cost_ratio"])
     return cal
+
+
+def mixed_params(prompt_ids: Sequence[str], param: float, mix: tuple[float, float] | None) -> np.ndarray:
+    """The parameter each prompt is routed with: ``param``, or a mix's dearer parameter where the prompt's share
+    key (:func:`share_keys`) is below the mix's share (``mix`` = (dearer parameter, share))."""
+    out = np.full(len(prompt_ids), float(param), dtype=np.float64)
+    if mix is not None and len(prompt_ids):
+        out[share_keys(prompt_ids) < mix[1]] = mix[0]
+    return out
+
+
+def mix_of(policy: Mapping[str, Any]) -> tuple[float, float] | None:
+    """A resolved policy's (:func:`resolve`) mix as (dearer parameter, share), or ``None``."""
+    return (policy["mix_param"], policy["mix_share"]) if policy.get("mix_param") is not None else None
 
 
 def resolve(stored: Mapping[str, Any] | None, reward: str, target: float) -> tuple[float | None, dict[str, Any]]:

@@ -310,11 +310,9 @@ class Decisions:
                              pl.Series("reference_cost_usd", reference)])
         q, c = np.asarray(q)[:, self.keep], np.asarray(c)[:, self.keep]
         if self.budget is None:
-            params = np.full(units.n, float(self.reward_param))
-            if self.mix is not None:
-                from router.policy import share_keys
+            from router.policy import mixed_params
 
-                params[share_keys(units.prompt_id.to_list()) < self.mix[1]] = self.mix[0]
+            params = mixed_params(units.prompt_id.to_list(), self.reward_param, self.mix)
             self.decided.append(self._decide(keys, q, c, params))
         else:
             self.keys.append(keys)

@@ -192,7 +192,7 @@ def scenarios_step(settings: Any, *, reward: str | None = None) -> dict[str, Any
 
     from router.registry import promotion
     from router.nightly import open_store
-    from router.policy import resolve
+    from router.policy import mix_of, resolve
     from router.prices import for_version
 
     reward = reward or settings.route_reward
@@ -201,7 +201,7 @@ def scenarios_step(settings: Any, *, reward: str | None = None) -> dict[str, Any
         return {"model_version": None, "reason": "no champion"}
     loaded = promotion.load_version(settings, version)
     param, policy = resolve(loaded.policy, reward, settings.route_quality_target)
-    mix = (policy["mix_param"], policy["mix_share"]) if policy.get("mix_param") is not None else None
+    mix = mix_of(policy)
     out_dir = settings.reports / "scenarios"
     with open_store(settings) as con:
         factors = for_version(con, loaded.router.models, loaded, datetime.now(UTC).date())
