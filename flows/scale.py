@@ -28,7 +28,6 @@ import argparse  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 from dataclasses import asdict  # noqa: E402
-from datetime import UTC, datetime  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -36,7 +35,6 @@ from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from router import embeddings as emb  # noqa: E402
-from router import prices  # noqa: E402
 from router import routing  # noqa: E402
 from router.settings import Settings  # noqa: E402
 from router.storage import open_store  # noqa: E402
@@ -97,46 +95,49 @@ def embed_distributed(chunks: int = 8, model: Any = None) -> dict[str, Any]:
             "seconds": time.perf_counter() - start}
 
 
-@flow(name="route-distributed")
-def route_distributed(reward: str = "linear", reward_param: float | None = None, budget: float | None = None,
-                      chunks: int = 8, predictor: Any = None, model_version: str | None = None,
-                      flow_run_id: str | None = None) -> dict[str, Any]:
-    """Route the pending backlog, one predict task per prompt-hash range; the flow's process writes.
-
-    ``predictor``/``model_version`` default to the registry's champion (loaded once, here)."""
-    settings = Settings()
-    start = time.perf_counter()
-    loaded = None
-    if predictor is None:
-        from router.registry import promotion
-
-        version = promotion.champion_version(settings)
-        if version is None:
-            return {"routed": 0, "model_version": None, "reason": "no champion"}
-        loaded = promotion.load_version(settings, version)
-        predictor, model_version = loaded.router, str(version)
-    with open_store(settings) as con, routing.bounded_memory(con):
-        factors = None if loaded is None else prices.for_version(con, predictor.models, loaded,
-                                                                 datetime.now(UTC).date())
-        label = factors.label() if factors is not None else ""
-        pending, unembedded = routing.stage_pending(con, settings.encoder, model_version)
-        reward_obj, summary = routing.start_summary(reward, reward_param, budget, model_version, unembedded)
-        decisions = routing.Decisions(predictor.models, reward_obj,
-                                      summary.reward_param if budget is None else None, budget,
-                                      exclude=settings.pool_exclude,
-                                      price_factors=factors.vector(predictor.models) if label else None)
-        summary.policy = routing.policy_label(summary.reward_param, budget, exclude=settings.pool_exclude,
-                                              prices=label)
-        summary.price_factors = factors.changed() if label else {}
-        units = [routing.read_units(con, settings.encoder, lo, hi) for lo, hi in routing.hash_ranges(chunks)]
+def on_workers(chunks: int) -> routing.Predictions:
+    """:data:`router.routing.Predictions` on the flow's task runner: the pending units read by prompt-hash range in
+    this process, one ``predict-chunk`` task per range."""
+    def predictions(con, predictor, encoder, batch_size):
+        units = [routing.read_units(con, encoder, lo, hi) for lo, hi in routing.hash_ranges(chunks)]
         units = [u for u in units if u.n]
         futures = [predict_chunk.submit(predictor, u) for u in units]
         for u, future in zip(units, futures, strict=True):
-            decisions.add(u, *future.result())
-        routing.finish(con, decisions, summary, router_name=settings.registered_model, flow_run_id=flow_run_id,
-                       batch_size=settings.route_batch_size, pending=pending)
-    summary.seconds = time.perf_counter() - start
-    return asdict(summary)
+            yield u, *future.result()
+
+    return predictions
+
+
+@flow(name="route-distributed")
+def route_distributed(reward: str | None = None, reward_param: float | None = None, budget: float | None = None,
+                      quality_target: float | None = None, chunks: int = 8, predictor: Any = None,
+                      model_version: str | None = None, flow_run_id: str | None = None) -> dict[str, Any]:
+    """Route the pending backlog, one predict task per prompt-hash range; the flow's process writes.
+
+    ``predictor``/``model_version`` default to the registry's champion with the policy and prices that
+    ``routerctl route`` would use (``router.champion.plan``: the quality target unless a λ or a budget is given);
+    an explicit ``predictor`` is routed with ``reward_param``/``budget`` as given (else the quality end)."""
+    from router import champion
+    from router.routing import route_backlog
+
+    settings = Settings()
+    plan = None
+    if predictor is None:
+        plan = champion.plan(settings, reward=reward, reward_param=reward_param, budget=budget,
+                             quality_target=quality_target)
+        if plan is None:
+            return {"routed": 0, "model_version": None, "reason": "no champion"}
+        predictor = plan.router
+    with open_store(settings) as con:
+        if plan is not None:
+            kwargs = plan.route_kwargs(plan.price_factors(con), settings.pool_exclude)
+        else:
+            kwargs = {"model_version": model_version, "reward_name": reward or settings.route_reward,
+                      "reward_param": reward_param, "budget": budget, "exclude": settings.pool_exclude}
+        summary = route_backlog(con, predictor, router_name=settings.registered_model, encoder=settings.encoder,
+                                batch_size=settings.route_batch_size, flow_run_id=flow_run_id,
+                                predictions=on_workers(chunks), **kwargs)
+    return {**asdict(summary), "policy": {"kind": "lambda"} if plan is None else plan.policy}
 
 
 def run_embed(address: str | None = None, chunks: int = 8, n_workers: int = 2, model: Any = None,
@@ -158,15 +159,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--chunks", type=int, default=8, help="prompt-hash ranges (tasks)")
     parser.add_argument("--workers", type=int, default=2, help="local cluster only: workers")
     parser.add_argument("--processes", action="store_true", help="local cluster only: worker processes")
-    parser.add_argument("--reward", default="linear")
+    parser.add_argument("--reward", help="linear or exponential (default ROUTER_ROUTE_REWARD)")
     parser.add_argument("--lambda", dest="reward_param", type=float)
     parser.add_argument("--budget", type=float)
+    parser.add_argument("--quality-target", type=float, help="default ROUTER_ROUTE_QUALITY_TARGET")
     args = parser.parse_args(argv)
     if args.step == "embed":
         print(run_embed(args.address, args.chunks, args.workers, processes=args.processes))
     else:
         print(run_route(args.address, args.chunks, args.workers, processes=args.processes, reward=args.reward,
-                        reward_param=args.reward_param, budget=args.budget))
+                        reward_param=args.reward_param, budget=args.budget, quality_target=args.quality_target))
 
 
 if __name__ == "__main__":

@@ -483,42 +483,22 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
     everything else. A λ or a budget overrides the default policy, the quality target (``router.policy``),
     which reads the parameter off the champion's stored calibration.
     """
-    reward = reward or settings.route_reward
-    if reward_param is None and budget is None:
-        reward_param, budget = settings.route_lambda, settings.route_budget_usd
-        if budget is not None:
-            reward_param = None
-    from router.registry import promotion
+    from router import champion
     from router.routing import route_backlog
 
-    version = promotion.champion_version(settings)
-    if version is None:
+    plan = champion.plan(settings, reward=reward, reward_param=reward_param, budget=budget,
+                         quality_target=quality_target)
+    if plan is None:
         log.warning("no champion registered yet: the backlog is not routed")
         return {"routed": 0, "model_version": None, "reason": "no champion"}
-    loaded = promotion.load_version(settings, version)
-    if loaded.pool.encoder != settings.encoder:
-        raise RouterError(f"champion v{version} was trained with encoder {loaded.pool.encoder!r} but the store "
-                           f"embeds with {settings.encoder!r}: retrain, or set ROUTER_ENCODER")
-    from router.policy import mix_of, resolve
-
-    policy = {"kind": "budget"} if budget is not None else {"kind": "lambda"}
-    if reward_param is None and budget is None:
-        target = settings.route_quality_target if quality_target is None else quality_target
-        reward_param, policy = resolve(loaded.policy, reward, target)
-    from router.prices import for_version
-
     with faults.step("route"), open_store(settings) as con:
-        factors = for_version(con, loaded.router.models, loaded, day or datetime.now(UTC).date())
+        factors = plan.price_factors(con, day)
         summary = route_backlog(
-            con, loaded.router, model_version=str(version), router_name=settings.registered_model,
-            encoder=settings.encoder, reward_name=reward, reward_param=reward_param, budget=budget,
+            con, plan.router, router_name=settings.registered_model, encoder=settings.encoder,
             batch_size=settings.route_batch_size, flow_run_id=flow_run_id,
-            reference_model=(loaded.policy or {}).get("reference_model"),
-            quality_target=policy.get("quality_target") if policy.get("kind") == "quality_target" else None,
-            exclude=settings.pool_exclude if exclude is None else exclude, price_factors=factors,
-            mix=mix_of(policy),
+            **plan.route_kwargs(factors, settings.pool_exclude if exclude is None else exclude),
         )
-    return {**asdict(summary), "policy": policy, "prices": factors.as_dict()}
+    return {**asdict(summary), "policy": plan.policy, "prices": factors.as_dict()}
 
 
 # ------------------------------------------------------------------------------------------------- doctor

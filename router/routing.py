@@ -233,6 +233,19 @@ def predict_units(predictor: Predictor, units: Units) -> tuple[np.ndarray, np.nd
     return np.asarray(q), np.asarray(c)
 
 
+#: How the pending units (after :func:`stage_pending`) are predicted: ``(con, predictor, encoder, batch_size)`` →
+#: batches of ``(units, q_hat, c_hat)``; every pending unit once. The stream may hold ``con`` until exhausted.
+Predictions = Callable[[duckdb.DuckDBPyConnection, Predictor, str, int],
+                       Iterator[tuple[Units, np.ndarray, np.ndarray]]]
+
+
+def in_process(con: duckdb.DuckDBPyConnection, predictor: Predictor, encoder: str, batch_size: int
+               ) -> Iterator[tuple[Units, np.ndarray, np.ndarray]]:
+    """:data:`Predictions` in this process: the pending units streamed in batches of ≤ ``batch_size`` prompts."""
+    for units in iter_units(con, encoder, batch_size):
+        yield units, *predict_units(predictor, units)
+
+
 # -------------------------------------------------------------------------------------------- deciding
 def budget_grid(reward: Reward) -> np.ndarray:
     sweep = reward.sweep()
@@ -439,7 +452,8 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
                   progress: Callable[[int, int], None] | None = None,
                   reference_model: str | None = None, quality_target: float | None = None,
                   exclude: Sequence[str] = (), price_factors: PriceFactors | None = None,
-                  mix: tuple[float, float] | None = None) -> RoutingSummary:
+                  mix: tuple[float, float] | None = None, predictions: Predictions | None = None
+                  ) -> RoutingSummary:
     """Route every pending backlog query with ``predictor`` and store the decisions.
 
     ``exclude`` names models of the predictor's pool that are never chosen (:func:`available`); the policy key
@@ -451,7 +465,8 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
     ``price_factors`` rescale the predicted costs (:class:`Decisions`); those other than 1 are part of the policy
     key, so decisions made at other prices sit beside these. ``mix`` (dearer parameter, share) routes the prompts
     whose share key (``router.policy.share_keys``) is below the share with the dearer parameter (the quality
-    target's mixed policy; each decision stores its own parameter)."""
+    target's mixed policy; each decision stores its own parameter). ``predictions`` computes the pending units'
+    predictions (default :func:`in_process`; ``flows.scale`` predicts hash ranges on a Dask cluster)."""
     start = time.perf_counter()
     with bounded_memory(con):
         reward = get_reward(reward_name)
@@ -473,8 +488,8 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
             summary.reference_model = reference_model
         if pending > unembedded:
             predicted = Progress(log, f"routing with v{model_version}: predicted", unit="distinct prompts")
-            for units in iter_units(con, encoder, batch_size):
-                decisions.add(units, *predict_units(predictor, units))
+            for units, q_hat, c_hat in (predictions or in_process)(con, predictor, encoder, batch_size):
+                decisions.add(units, q_hat, c_hat)
                 predicted.advance(units.n)
         stored = Progress(log, f"routing with v{model_version}: decisions stored", pending, "queries")
         finish(con, decisions, summary, router_name=router_name, flow_run_id=flow_run_id, batch_size=batch_size,

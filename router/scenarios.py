@@ -190,26 +190,18 @@ def scenarios_step(settings: Any, *, reward: str | None = None) -> dict[str, Any
     ``ROUTER_ROUTE_QUALITY_TARGET``; the PNG goes to ``reports/scenarios/`` (and ``latest.png``)."""
     import shutil
 
-    from router.registry import promotion
+    from router import champion
     from router.nightly import open_store
-    from router.policy import mix_of, resolve
-    from router.prices import for_version
 
-    reward = reward or settings.route_reward
-    version = promotion.champion_version(settings)
-    if version is None:
+    plan = champion.plan(settings, reward=reward, from_settings=False)  # the quality target's point
+    if plan is None:
         return {"model_version": None, "reason": "no champion"}
-    loaded = promotion.load_version(settings, version)
-    param, policy = resolve(loaded.policy, reward, settings.route_quality_target)
-    mix = mix_of(policy)
     out_dir = settings.reports / "scenarios"
     with open_store(settings) as con:
-        factors = for_version(con, loaded.router.models, loaded, datetime.now(UTC).date())
-        run = run_scenarios(con, loaded.router, model_version=str(version), encoder=settings.encoder,
-                            reward_name=reward, policy_param=param,
-                            reference_model=(loaded.policy or {}).get("reference_model"),
-                            batch_size=settings.route_batch_size, out_dir=out_dir, price_factors=factors,
-                            policy_mix=mix)
+        run = run_scenarios(con, plan.router, model_version=plan.version, encoder=settings.encoder,
+                            reward_name=plan.reward, policy_param=plan.reward_param,
+                            reference_model=plan.reference_model, batch_size=settings.route_batch_size,
+                            out_dir=out_dir, price_factors=plan.price_factors(con), policy_mix=plan.mix)
         from router.snapshots import export_snapshots
 
         export_snapshots(con, settings.snapshots)

@@ -274,3 +274,20 @@ def rejected(ingest, counts) -> Callable[..., str]:
         return message
 
     return check
+
+
+@pytest.fixture
+def prefect_ephemeral(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Flows in this process use Prefect's ephemeral server, stopped when the test ends: left to Prefect's exit
+    hook, it logs its stop to a stream pytest has already closed ("I/O operation on closed file"). The flows'
+    queued logs and events are sent first, while the server can take them ("Error logging to API" otherwise)."""
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    yield
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.server.api.server import SubprocessASGIServer
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=30)
+    SubprocessASGIServer().stop()  # the ephemeral server is the instance without a fixed port

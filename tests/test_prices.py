@@ -345,3 +345,35 @@ def test_a_price_cut_on_a_trained_night_shifts_traffic_to_the_cut_model(trained)
     assert after["routed"] == before["routed"] > 0  # the backlog decided again at today's prices
     old, new = _shares(settings, "quality_target=0.9"), _shares(settings, label)
     assert new.get(GPT4, 0.0) > old.get(GPT4, 0.0), (old, new)
+
+
+@pytest.mark.slow
+def test_the_distributed_route_decides_as_routerctl_route(trained, monkeypatch: pytest.MonkeyPatch,
+                                                         prefect_ephemeral) -> None:  # noqa: ANN001
+    """``flows.scale``'s route left to the champion routes with what ``routerctl route`` uses (``router.champion``):
+    the quality target's calibrated parameter or mix, today's price factors, the same policy key and choices."""
+    from flows import scale
+    from router import champion, nightly
+    from router.storage import open_store
+
+    settings = trained[0]
+    monkeypatch.setenv("ROUTER_HOME", str(settings.workspace))
+    target = 0.85
+    plan = champion.plan(settings, quality_target=target)
+    assert plan is not None and plan.policy["kind"] == "quality_target"
+    params = {plan.reward_param} | ({plan.mix[0]} if plan.mix else set())
+    query = ("SELECT query_id, policy, reward_param, chosen_model FROM routing_decisions "
+             "WHERE policy LIKE 'quality_target=0.85%' ORDER BY query_id")
+
+    out = scale.run_route(chunks=3, n_workers=2, quality_target=target)
+    assert out["routed"] == 60 and out["policy"]["kind"] == "quality_target"
+    with open_store(settings) as con:
+        distributed = con.execute(query).fetchall()
+        factors = plan.price_factors(con).label()
+        con.execute("DELETE FROM routing_decisions WHERE policy LIKE 'quality_target=0.85%'")
+    assert {r[2] for r in distributed} <= params
+    assert nightly.route(settings, quality_target=target)["routed"] == 60
+    with open_store(settings, read_only=True) as con:
+        single = con.execute(query).fetchall()
+    assert distributed == single
+    assert {r[1] for r in single} == {f"quality_target={target:g}" + (f";prices={factors}" if factors else "")}

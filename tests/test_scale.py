@@ -5,7 +5,6 @@ results as the single-process path."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -196,23 +195,6 @@ def test_unembedded_queries_wait(files, ingest, backlog_store, settings) -> None
     summary = routing.route_backlog(backlog_store, FakePredictor(), model_version="1", router_name="r",
                                     encoder=settings.encoder)
     assert summary.routed == 120 and summary.skipped_unembedded == 1
-
-
-@pytest.fixture
-def prefect_ephemeral(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Flows in this process use Prefect's ephemeral server, stopped when the test ends: left to Prefect's exit
-    hook, it logs its stop to a stream pytest has already closed ("I/O operation on closed file"). The flows'
-    queued logs and events are sent first, while the server can take them ("Error logging to API" otherwise)."""
-    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
-    monkeypatch.setenv("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    yield
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-    from prefect.server.api.server import SubprocessASGIServer
-
-    for worker in (APILogWorker, EventsWorker):
-        worker.drain_all(timeout=30)
-    SubprocessASGIServer().stop()  # the ephemeral server is the instance without a fixed port
 
 
 def test_dask_flows_match_single_process(files, ingest, store, settings, tmp_path, prefect_ephemeral) -> None:
