@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 ROUTERCTL = str(Path(sys.executable).with_name("routerctl"))
-FIGURES = {"embed", "encoder_onnx", "encoder_int8", "embed_subset", "route", "route_attention", "ingest_jsonl",
+FIGURES = {"embed", "encoder_onnx", "encoder_int8", "embed_subset", "embed_subset_int8", "route", "route_attention", "ingest_jsonl",
            "ingest_parquet", "nightly_incremental", "nightly_nothing_new", "train"}
 
 
