@@ -226,19 +226,27 @@ def quality_search(train: RoutingData, n_folds: int, seed: int, log_path: Path |
 
 def task_fallback(train: RoutingData, n_folds: int, seed: int) -> dict[str, float]:
     """Validation AIQ (linear reward) on the first of ``n_folds`` folds of ``train``, fitted on the others: the
-    default router with and without the task at prediction time, the same with ``task_dropout=0.2``, and a router
-    trained without tasks (docs/router.md, "Task label")."""
+    default router with the task given, inferred by its task classifier (``infer_task``) and absent (all-zero
+    one-hot), the same with ``task_dropout=0.2``, and a router trained without tasks; plus the task classifier's
+    accuracy on the fold (docs/router.md, "Task label")."""
     fold = stratified_folds(train, n_folds, seed)
     fit, val = train.subset(np.flatnonzero(fold != 0)), train.subset(np.flatnonzero(fold == 0))
     predictions = {}
+    accuracy = float("nan")
     for label, params in (("default", {}), ("task_dropout 0.2", {"task_dropout": 0.2}),
                           ("trained without tasks", {"use_task": False})):
         router = get_router("attention", **params).fit(fit, seed=seed)
         predictions[f"{label}, task given"] = (*router.predict(val.X, val.prompt_chars, val.eval_names), "linear")
         if params.get("use_task", True):
+            predictions[f"{label}, task inferred"] = (*router.predict(val.X, val.prompt_chars), "linear")
+            if label == "default":
+                inferred = np.asarray(router.tasks)[router.infer_tasks(val.X)]
+                accuracy = float((inferred == np.asarray(val.eval_names).astype(str)).mean())
+            router.task_classifier = None
             predictions[f"{label}, no task"] = (*router.predict(val.X, val.prompt_chars), "linear")
     metrics = evaluate(predictions, val.quality, val.cost, val.eval_names, val.models).metrics
-    return {name: float(metrics["routers"][name]["aiq"]) for name in predictions}
+    return {**{name: float(metrics["routers"][name]["aiq"]) for name in predictions},
+            "task classifier accuracy": accuracy, "zero router": float(metrics["routers"]["zero_router"]["aiq"])}
 
 
 def print_quality_table(rows: Sequence[Mapping[str, Any]], n_folds: int) -> None:

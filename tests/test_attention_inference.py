@@ -73,7 +73,7 @@ def test_predict_equals_member_forward(router: AttentionRouter, n: int, batch_si
     data = _data(max(n, 1), seed=11)
     X, chars, tasks = data.X[:n], data.prompt_chars[:n], data.eval_names[:n]
     _assert_matches(router, X, chars, tasks, batch_size=batch_size)
-    _assert_matches(router, X, chars, None, batch_size=batch_size)  # no task labels: all-zero one-hot
+    _assert_matches(router, X, chars, None, batch_size=batch_size)  # no task labels: the inferred tasks
 
 
 def test_predict_with_unknown_tasks_and_extreme_lengths(router: AttentionRouter) -> None:

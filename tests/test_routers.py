@@ -186,16 +186,37 @@ def test_every_router_round_trips_through_safetensors_and_json(name: str) -> Non
         make(name).to_artifacts()
 
 
-def test_attention_optional_task() -> None:
+def test_attention_optional_task_is_inferred_from_the_prompt() -> None:
+    """A missing or unknown task at prediction time gets the task classifier's guess (``infer_task``, on by
+    default; here the tasks are a linear function of the embedding, so it guesses them), else an all-zero one-hot
+    (``infer_task=False``, or artifacts written before the classifier existed)."""
     data, _ = synthetic(n=200)
+    X, chars, truth = data.X, data.prompt_chars, np.asarray(data.eval_names).astype(str)
     router = get_router("attention", **FAST["attention"], use_task=True).fit(data)
-    assert router.tasks == ["task_a", "task_b"]
-    q_with, _ = router.predict(data.X, data.prompt_chars, tasks=data.eval_names)
-    q_without, c_without = router.predict(data.X, data.prompt_chars)  # task unknown: all-zero one-hot
-    assert q_with.shape == q_without.shape and np.isfinite(q_without).all() and (c_without > 0).all()
+    assert router.tasks == ["task_a", "task_b"] and router.task_classifier is not None
+    guessed = np.asarray(router.tasks)[router.infer_tasks(X)]
+    right = guessed == truth
+    assert right.mean() >= 0.95
+    q_with, _ = router.predict(X, chars, tasks=data.eval_names)
+    q_inferred, c_inferred = router.predict(X, chars)
+    assert np.isfinite(q_inferred).all() and (c_inferred > 0).all()
+    np.testing.assert_allclose(q_inferred[right], q_with[right], rtol=1e-6)
+    np.testing.assert_array_equal(router.predict(X, chars, tasks=["no such task"] * data.n)[0], q_inferred)
+
     tensors, config = router.to_artifacts()
     restored = AttentionRouter.from_artifacts(tensors, config)
-    np.testing.assert_array_equal(restored.predict(data.X, data.prompt_chars, tasks=data.eval_names)[0], q_with)
+    np.testing.assert_array_equal(restored.predict(X, chars, tasks=data.eval_names)[0], q_with)
+    np.testing.assert_array_equal(restored.predict(X, chars)[0], q_inferred)
+
+    older = AttentionRouter.from_artifacts({k: v for k, v in tensors.items() if not k.startswith("task_")}, config)
+    assert older.task_classifier is None
+    q_zero, _ = older.predict(X, chars)  # all-zero one-hot: the prompt alone
+    assert not np.allclose(q_zero, q_with, atol=1e-4)
+    router.task_classifier = None
+    np.testing.assert_array_equal(router.predict(X, chars)[0], q_zero)
+    off = get_router("attention", **FAST["attention"], use_task=True, infer_task=False).fit(data)
+    assert off.task_classifier is None and "task_classifier.weight" not in off.to_artifacts()[0]
+    np.testing.assert_array_equal(off.predict(X, chars)[0], q_zero)  # the same weights: only the classifier differs
 
 
 def test_attention_weights_are_distributions() -> None:

@@ -53,6 +53,8 @@ __all__ = ["ARTIFACT_FORMAT", "AttentionConfig", "AttentionRouter", "CrossAttent
 
 #: Bumped whenever the artifact layout changes incompatibly.
 ARTIFACT_FORMAT = 1
+#: Inverse L2 strength of the task classifier (``AttentionConfig.infer_task``).
+TASK_CLASSIFIER_C = 10.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,11 @@ class AttentionConfig:
         n_members: networks in the ensemble (member ``k`` uses seed ``seed + k`` for split, init and shuffling).
         use_task: feed a one-hot of the task label (``RoutingData.eval_names``) to the prompt encoder (on by
             default: it raised cross-validated AIQ on ``data/llmrouter_9models``, docs/router.md); optional at
-            prediction time (an unknown or missing task gives an all-zero one-hot: the prompt alone).
+            prediction time (see ``infer_task``).
+        infer_task: with ``use_task``, a prompt whose task is missing or not in the training vocabulary at
+            prediction time gets the task a linear classifier of its embedding predicts (multinomial logistic
+            regression fitted on the training prompts with the router); off, it gets an all-zero one-hot (the
+            prompt alone). docs/router.md, "Task label", compares the two.
         model_init: how the model embeddings start: ``"random"`` (N(0, 0.1²) free vectors) or ``"stats"`` (the
             leading principal components of each model's training statistics, per-task mean quality, overall mean
             quality and mean log cost, scaled to the random init's spread; the remaining columns random). Only
@@ -102,6 +108,7 @@ class AttentionConfig:
     huber_delta: float = 1.0
     n_members: int = 5
     use_task: bool = True
+    infer_task: bool = True
     model_init: Literal["random", "stats"] = "random"
     task_dropout: float = 0.0
     cost_eps: float = 1e-7
@@ -305,6 +312,8 @@ class AttentionRouter(Router):
         self.members: list[CrossAttentionNet] = []
         self.models = []
         self.tasks: list[str] = []
+        #: (weight (T, d), bias (T,)) of the task classifier (``infer_task``), rows in ``self.tasks`` order.
+        self.task_classifier: tuple[np.ndarray, np.ndarray] | None = None
         self.d_embed = 0
         self.stats: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []  # per member: epochs run, best epoch, loss curves by epoch
@@ -323,12 +332,39 @@ class AttentionRouter(Router):
             if tasks is not None:
                 lookup = {t: i for i, t in enumerate(self.tasks)}
                 idx = np.array([lookup.get(str(t), -1) for t in np.asarray(tasks)], dtype=np.int64)
-                known = idx >= 0
-                onehot[np.flatnonzero(known), idx[known]] = 1.0
+            else:
+                idx = np.full(x.shape[0], -1, dtype=np.int64)
+            if self.task_classifier is not None and (idx < 0).any():
+                unknown = np.flatnonzero(idx < 0)
+                idx[unknown] = self.infer_tasks(np.asarray(X)[unknown])
+            known = idx >= 0
+            onehot[np.flatnonzero(known), idx[known]] = 1.0
             x = torch.cat([x, torch.from_numpy(onehot)], dim=1)
         loglen = np.log1p(np.asarray(prompt_chars, dtype=np.float64))
         loglen = (loglen - self.stats["loglen_mean"]) / self.stats["loglen_std"]
         return x, torch.as_tensor(loglen, dtype=torch.float32)
+
+    def infer_tasks(self, X: np.ndarray) -> np.ndarray:
+        """Index into ``self.tasks`` of the task the classifier (``infer_task``) predicts for each row of ``X``."""
+        if self.task_classifier is None:
+            raise RuntimeError("this router has no task classifier")
+        weight, bias = self.task_classifier
+        return np.argmax(np.asarray(X, dtype=np.float32) @ weight.T + bias, axis=1).astype(np.int64)
+
+    def _fit_task_classifier(self, X: np.ndarray, labels: np.ndarray) -> None:
+        """The multinomial logistic regression of the task on the embedding (rows with a task; ``infer_task``)."""
+        from sklearn.linear_model import LogisticRegression
+
+        self.task_classifier = None
+        named = np.flatnonzero(labels != "")
+        if not (self.config.use_task and self.config.infer_task) or len(self.tasks) < 2 or named.size == 0:
+            return
+        clf = LogisticRegression(C=TASK_CLASSIFIER_C, max_iter=1000).fit(np.asarray(X)[named], labels[named])
+        weight, bias = clf.coef_, clf.intercept_
+        if weight.shape[0] == 1:  # two classes: one logit for the second; the first class scores 0
+            weight, bias = np.vstack([np.zeros_like(weight), weight]), np.concatenate([[0.0], bias])
+        order = [list(clf.classes_).index(t) for t in self.tasks]
+        self.task_classifier = (weight[order].astype(np.float32), bias[order].astype(np.float32))
 
     def _new_member(self) -> CrossAttentionNet:
         d_in = self.d_embed + (len(self.tasks) if self.config.use_task else 0)
@@ -360,6 +396,7 @@ class AttentionRouter(Router):
             "logcost_mean": float(observed_log_cost.mean()) if observed_log_cost.size else 0.0,
             "logcost_std": float(max(observed_log_cost.std(), 1e-6)) if observed_log_cost.size else 1.0,
         }
+        self._fit_task_classifier(data.X[rows], labels[rows])
         x, ell = self._features(data.X[rows], data.prompt_chars[rows], labels[rows])
         tensors = {
             "x": x,
@@ -523,8 +560,8 @@ class AttentionRouter(Router):
     def to_artifacts(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """Weights and a JSON-able config from which :meth:`from_artifacts` rebuilds an identical predictor.
 
-        Tensors are named ``members.<k>.<parameter>`` (contiguous CPU tensors, ready for
-        ``safetensors.torch.save_file``); the config holds the architecture, the model pool, the task vocabulary
+        Tensors are named ``members.<k>.<parameter>``, plus ``task_classifier.weight``/``.bias`` when the router
+        infers missing tasks (contiguous CPU tensors, ready for ``safetensors.torch.save_file``); the config holds the architecture, the model pool, the task vocabulary
         and the normalisation statistics.
         """
         self._check_fitted()
@@ -533,6 +570,9 @@ class AttentionRouter(Router):
             for k, net in enumerate(self.members)
             for name, value in net.state_dict().items()
         }
+        if self.task_classifier is not None:
+            for name, value in zip(("weight", "bias"), self.task_classifier, strict=True):
+                tensors[f"task_classifier.{name}"] = torch.from_numpy(np.ascontiguousarray(value))
         config = self.artifact_config(asdict(self.config), tasks=list(self.tasks), d_embed=self.d_embed,
                                       n_members=len(self.members), stats=dict(self.stats))
         return tensors, config
@@ -546,6 +586,9 @@ class AttentionRouter(Router):
         router.tasks = [str(t) for t in config["tasks"]]
         router.d_embed = int(config["d_embed"])
         router.stats = {k: float(v) for k, v in config["stats"].items()}
+        if "task_classifier.weight" in tensors:  # versions registered before task inference have none
+            router.task_classifier = (tensors["task_classifier.weight"].numpy().astype(np.float32),
+                                      tensors["task_classifier.bias"].numpy().astype(np.float32))
         router.members = []
         for k in range(int(config["n_members"])):
             prefix = f"members.{k}."
