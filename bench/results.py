@@ -8,8 +8,9 @@ For each ``--data`` folder (default: both shipped datasets, ``data/routerbench_s
 subfolder named after its folder), embedded, every router is fitted with the default seed on the dataset's own
 train split and evaluated on its test split, and the page gets one section per dataset: the per-eval mean table,
 the pooled block (the whole test split as one backlog, from metrics.json), the per-eval AIQ and the number of
-distinct prompt vectors per eval. Each dataset's report folder (metrics.json, PNGs) is under
-DIR/<dataset>/reports/latest.
+distinct prompt vectors per eval. Vectors are template-aware (``ROUTER_EMBED_TEMPLATES`` on); where templates
+were learned, the dataset is also run with the default representation (raw prompts, subfolder ``<dataset>-raw``)
+and compared. Each dataset's report folder (metrics.json, PNGs) is under DIR/<dataset>/reports/latest.
 """
 
 from __future__ import annotations
@@ -47,9 +48,10 @@ def distinct_vectors(train: Any, test: Any) -> dict[str, tuple[int, int]]:
             for ev in np.unique(evals)}
 
 
-def run_dataset(source: Path, home: Path) -> tuple[Any, dict[str, tuple[int, int]], dict[str, float], str]:
+def run_dataset(source: Path, home: Path, templates: bool = True
+                ) -> tuple[Any, dict[str, tuple[int, int]], dict[str, float], str]:
     """Ingest, embed, fit and evaluate one dataset in workspace ``home``: the run, distinct vectors per eval,
-    timings and the encoder's name."""
+    timings and the encoder's name. ``templates``: the template-aware representation (else the default one)."""
     from router.embeddings import embed_missing
     from router.ingest import discover, ingest_file
     from router.pipeline import train_and_evaluate
@@ -57,7 +59,8 @@ def run_dataset(source: Path, home: Path) -> tuple[Any, dict[str, tuple[int, int
     from router.storage import open_store
     from router.validation import docs_batch
 
-    settings = Settings(home=home, embed_templates=True, embed_max_chunks=8)  # the template-aware representation
+    representation = {"embed_templates": True, "embed_max_chunks": 8} if templates else {}
+    settings = Settings(home=home, **representation)
     settings.ensure_workspace()
     with open_store(settings) as con:
         files, _ = discover([source], "routerbench")
@@ -184,6 +187,32 @@ def section(source: Path, run: Any, distinct: dict[str, tuple[int, int]], timing
     return lines
 
 
+def default_section(run: Any, distinct: dict[str, tuple[int, int]], source: Path) -> list[str]:
+    """The comparison with the default representation (raw prompts: what ``routerctl evaluate`` uses unless
+    ``ROUTER_EMBED_TEMPLATES`` is on), for a dataset where templates were learned."""
+    m = run.metrics
+    routers, pooled = m["routers"], m["pooled"]["routers"]
+    best_name = max(BASELINES, key=lambda n: routers[n]["aiq"])
+    lines = [
+        "### With the default representation (raw prompts, `ROUTER_EMBED_TEMPLATES` off)",
+        "",
+        "The same routers fitted and evaluated on vectors of the full prompt texts (256 word pieces), as a default",
+        f"`routerctl evaluate --data data/{source.name}` gives them; distinct vectors per eval: "
+        + ", ".join(f"{ev} {d} of {n}" for ev, (n, d) in sorted(distinct.items())) + ".",
+        "",
+        "| router | per-eval AIQ | pooled AIQ | pooled cost ratio at best quality |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, r in sorted(routers.items(), key=lambda kv: -kv[1]["aiq"]):
+        ratio = pooled[name]["cost_ratio_at_best_quality"]
+        lines.append(f"| {name} | {r['aiq']:.4f} | {pooled[name]['aiq']:.4f} | "
+                     f"{'never' if ratio is None else f'{ratio:.3f}'} |")
+    best = routers[best_name]["aiq"]
+    lines += ["", f"`attention` per-eval AIQ / `{best_name}`: {routers['attention']['aiq'] / best:.3f}× "
+                  f"(`attention_exp` {routers['attention_exp']['aiq'] / best:.3f}×).", ""]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, action="append", help="RouterBench-format folder (repeatable; "
@@ -213,6 +242,9 @@ def main() -> None:
     for source in sources:
         run, distinct, timings, encoder = run_dataset(source, home / source.name)
         lines += section(source, run, distinct, timings, encoder, seed)
+        if timings["templates"]:  # the representation changed something: show the default one beside it
+            raw, raw_distinct, _, _ = run_dataset(source, home / f"{source.name}-raw", templates=False)
+            lines += default_section(raw, raw_distinct, source)
     args.out.write_text("\n".join(lines))
     print("\n".join(lines))
 
