@@ -14,8 +14,8 @@ in, and its vectors stay those of the training data's encoder bit for bit.
 from __future__ import annotations
 
 import hashlib
-import re
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -177,7 +177,7 @@ _FFN_OUT = re.compile(r"/layer\.(\d+)/output/dense/MatMul$")
 def _kept_fp32(graph_nodes: Sequence[tuple[str, str]]) -> list[str]:
     """MatMul nodes (name, op type) that int8 quantisation leaves in fp32: the feed-forward down-projections of
     the first half of the encoder's layers (``docs/performance.md``: each one quantised moves the vectors most; on
-    MiniLM-L6, keeping layers 0–2 in fp32 lifts the worst per-prompt cosine to torch from 0.990 to 0.994 and costs
+    MiniLM-L6, keeping layers 0–2 in fp32 lifts the worst per-prompt cosine to torch from 0.990 to 0.993 and costs
     ~10 % of int8's time). A graph without such names keeps none."""
     layers = {name: int(m.group(1)) for name, op in graph_nodes if op == "MatMul" and (m := _FFN_OUT.search(name))
               and "/attention/" not in name}

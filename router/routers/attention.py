@@ -85,7 +85,7 @@ class AttentionConfig:
         infer_task: with ``use_task``, a prompt whose task is missing or not in the training vocabulary at
             prediction time gets the task a linear classifier of its embedding predicts (multinomial logistic
             regression fitted on the training prompts with the router); off, it gets an all-zero one-hot (the
-            prompt alone). docs/router.md, "Task label", compares the two.
+            prompt alone). docs/router.md, "A missing task is inferred", compares the two.
         model_init: how the model embeddings start: ``"random"`` (N(0, 0.1²) free vectors) or ``"stats"`` (the
             leading principal components of each model's training statistics, per-task mean quality, overall mean
             quality and mean log cost, scaled to the random init's spread; the remaining columns random). Only
@@ -561,8 +561,8 @@ class AttentionRouter(Router):
         """Weights and a JSON-able config from which :meth:`from_artifacts` rebuilds an identical predictor.
 
         Tensors are named ``members.<k>.<parameter>``, plus ``task_classifier.weight``/``.bias`` when the router
-        infers missing tasks (contiguous CPU tensors, ready for ``safetensors.torch.save_file``); the config holds the architecture, the model pool, the task vocabulary
-        and the normalisation statistics.
+        infers missing tasks (contiguous CPU tensors, ready for ``safetensors.torch.save_file``); the config holds
+        the architecture, the model pool, the task vocabulary and the normalisation statistics.
         """
         self._check_fitted()
         tensors = {
