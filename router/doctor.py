@@ -12,7 +12,8 @@ challenger to gate; never a failure), ``warning`` (worth a human look, never a f
   query; outcomes, backlog or quarantine rows without their ingest run (a half-written ingest).
 * **keys** — natural keys are unique: ``prompts.prompt_id``, ``outcomes (source, sample_key, model)``,
   ``backlog.query_id`` (no PRIMARY KEY constraints since migration 005: the ingest keeps them unique).
-* **embeddings** — prompts without a vector for the configured encoder (pending: the next embed step adds
+* **embeddings** — prompts without a vector for the configured encoder, and its vectors made under another
+  representation than the settings' (``router.representation``; pending: the next embed step adds or replaces
   them); coverage of every other encoder present (information).
 * **backlog** — backlog queries no version has decided yet (pending: the next route step routes them).
 * **challenger** — a version holding the ``challenger`` alias that the gate has not decided on (pending).
@@ -34,6 +35,7 @@ from typing import Any
 
 from router.errors import CheckFailed
 from router.redact import mask, mask_uri
+from router.representation import Representation
 from router.settings import Settings
 from router.storage import StoreError, connect, execute, migrations, schema_version
 
@@ -118,16 +120,24 @@ def _keys(con) -> Check:
     return Check("keys", OK, "every natural key is stored once", rows)
 
 
-def _embeddings(con, encoder: str) -> list[Check]:
-    rows = [{"encoder": e, "prompts": int(p), "embedded": int(d), "missing": int(m)}
-            for e, p, d, m in execute(con, "doctor/embedding_coverage", {"encoder": encoder})]
+def _embeddings(con, encoder: str, representation: str) -> list[Check]:
+    params = {"encoder": encoder, "representation": representation}
+    rows = [{"encoder": e, "prompts": int(p), "embedded": int(d), "missing": int(m), "other_representation": int(o)}
+            for e, p, d, m, o in execute(con, "doctor/embedding_coverage", params)]
     checks = []
     for r in rows:
         configured = r["encoder"] == encoder
         detail = f"{r['embedded']} of {r['prompts']} prompts embedded with {r['encoder']}"
+        waiting = []
         if configured and r["missing"]:
-            checks.append(Check("embeddings", PENDING, f"{detail}; {r['missing']} prompts wait for the next embed "
-                                                       "step (the nightly run, or `routerctl embed`)", [r]))
+            waiting.append(f"{r['missing']} prompts wait for the next embed step")
+        if configured and r["other_representation"]:
+            waiting.append(f"{r['other_representation']} vectors were made under another representation than "
+                           f"{representation!r} (ROUTER_EMBED_TEMPLATES / ROUTER_EMBED_MAX_CHUNKS) and the next "
+                           "embed step replaces them")
+        if waiting:
+            checks.append(Check("embeddings", PENDING, f"{detail}; {'; '.join(waiting)} (the nightly run, or "
+                                                       "`routerctl embed`)", [r]))
         else:
             checks.append(Check("embeddings" if configured else "embeddings (other encoder)",
                                 OK if configured else INFO, detail, [r]))
@@ -219,7 +229,7 @@ def run_checks(settings: Settings, *, check_registry: bool = True, wait: float |
         if checks[0].status == OK:  # the other queries need the current schema
             checks.append(_orphans(con))
             checks.append(_keys(con))
-            checks.extend(_embeddings(con, settings.encoder))
+            checks.extend(_embeddings(con, settings.encoder, Representation.from_settings(settings).key))
             checks.append(_backlog(con))
             checks.extend(_registry_checks(con, settings, check_registry))
             checks.append(_ingest_runs(con))
