@@ -167,7 +167,7 @@ def run_scenarios(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
                       backlog, int(w.sum()), reward_name, points, mix,
                       prices=price_factors.label() if price_factors is not None else "")
     params_sql = {"run_id": run.run_id, "now": datetime.now(UTC).replace(tzinfo=None), "version": model_version,
-                  "backlog": backlog, "queries": run.queries, "reward": reward_name}
+                  "backlog": backlog, "queries": run.queries, "reward": reward_name, "prices": run.prices}
     with transaction(con):
         con.register("staged_points", points.to_arrow())
         con.register("staged_mix", mix.to_arrow())

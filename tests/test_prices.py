@@ -230,6 +230,9 @@ def test_scenarios_rescale_the_costs(backlog, tmp_path: Path) -> None:
     cut = run_scenarios(store, _Fixed(), model_version="1", encoder="enc", reward_name="linear",
                         policy_param=None, reference_model="rich", price_factors=factors)
     assert (plain.prices, cut.prices) == ("", "rich:0.1")
+    stored = store.execute("SELECT scenario_run_id, list(DISTINCT prices) FROM routing_scenarios GROUP BY 1").fetchall()
+    assert dict(stored) == {plain.run_id: [""], cut.run_id: ["rich:0.1"]}  # what each what-if assumed, per point
+    assert store.execute("SELECT DISTINCT prices FROM latest_scenarios").fetchall() == [("rich:0.1",)]
     ref = {run.run_id: run.points.filter(pl.col("point") == "reference")["predicted_spend_usd"][0]
            for run in (plain, cut)}
     assert ref[cut.run_id] == pytest.approx(ref[plain.run_id] / 10)
