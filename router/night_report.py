@@ -103,10 +103,25 @@ def drift_lines(drift: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def onboard_lines(onboard: dict[str, Any] | None) -> list[str]:
+    """The onboarding section's markdown (``router.nightly.onboard_new_models``' result): each model onboarded
+    into the champion tonight with its gate decision, and why others were not."""
+    if not onboard:
+        return ["Onboarding did not run."]
+    lines = []
+    for step in onboard.get("onboarded", []):
+        d = step.get("decision") or {}
+        lines.append(f"- {step['model']}: onboarded into v{onboard.get('champion')} as v{step.get('version')}, "
+                     f"**{d.get('decision', '?')}** — {d.get('reason', '')}")
+    lines += [f"- {note}" for note in onboard.get("notes", [])]
+    return lines or ["Every model named by the stored outcomes is in the champion's pool."]
+
+
 def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, flow_run_id: str,
                        started: datetime, night: date, ingest: dict[str, Any], validation: dict[str, Any],
                        embed: dict[str, Any], train: dict[str, Any], promotion: dict[str, Any],
-                       routing: dict[str, Any], drift: dict[str, Any] | None = None) -> Path:
+                       routing: dict[str, Any], drift: dict[str, Any] | None = None,
+                       onboard: dict[str, Any] | None = None) -> Path:
     out = reports_root / night.isoformat()
     out.mkdir(parents=True, exist_ok=True)
     metrics_dir = Path(train["report_dir"]) if train.get("report_dir") else None
@@ -158,6 +173,7 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
     lines += ["## Drift", "", *drift_lines(drift)]
     if drift and _drift_plot(drift, out / "drift.png"):
         lines += ["", "![drift](drift.png)"]
+    lines += ["", "## Onboarding", "", *onboard_lines(onboard)]
     lines += ["", "## Training", ""]
     if train.get("skipped"):
         lines.append(f"Inputs unchanged since training run `{train.get('run_id')}`: not retrained.")

@@ -594,7 +594,7 @@ def _report(night: Night) -> str:
         out = write_night_report(con, s.reports, flow_run_id=night.flow_run_id, started=night.started,
                                  night=night.started.date(), ingest=r["ingest"], validation=r["validate"],
                                  embed=r["embed"], train=r["train"].summary(), promotion=r["register"],
-                                 routing=r["route"], drift=r.get("drift"))
+                                 routing=r["route"], drift=r.get("drift"), onboard=r.get("onboard"))
         export_snapshots(con, s.snapshots)
     return str(out)
 

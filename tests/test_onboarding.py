@@ -257,3 +257,25 @@ def test_the_onboarding_bench_prints_a_row_per_router_and_size() -> None:
     assert [float(r[4]) for r in rows if r[1].strip() == "full retrain"] == [1.0, 1.0]
     for r in rows:
         assert abs(float(r[4]) - float(r[3]) / aiqs[3]) < 1e-3
+
+
+def test_the_night_report_says_what_onboarding_did(store, tmp_path) -> None:
+    from datetime import UTC, datetime
+
+    from router.night_report import onboard_lines, write_night_report
+
+    tonight = {"champion": 3, "onboarded": [{"model": "newcomer", "skipped": False, "version": 4, "mlflow_run_id": "r",
+                                             "decision": {"decision": "rejected", "reason": "held-out Brier 0.31"}}],
+               "notes": ["slowpoke has 12 scored outcomes with an embedded prompt"]}
+    lines = onboard_lines(tonight)
+    assert lines == ["- newcomer: onboarded into v3 as v4, **rejected** — held-out Brier 0.31",
+                     "- slowpoke has 12 scored outcomes with an embedded prompt"]
+    assert onboard_lines({"champion": 3, "onboarded": [], "notes": []}) == [
+        "Every model named by the stored outcomes is in the champion's pool."]
+    assert onboard_lines(None) == ["Onboarding did not run."]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    out = write_night_report(store, tmp_path / "reports", flow_run_id="night-1", started=now, night=now.date(),
+                             ingest={}, validation={}, embed={}, train={"skipped": True}, promotion={"skipped": True},
+                             routing={"model_version": None}, onboard=tonight)
+    text = (out / "report.md").read_text()
+    assert "## Onboarding\n\n" + "\n".join(lines) + "\n\n## Training" in text
