@@ -111,7 +111,7 @@ def onboard_lines(onboard: dict[str, Any] | None) -> list[str]:
     lines = []
     for step in onboard.get("onboarded", []):
         d = step.get("decision") or {}
-        lines.append(f"- {step['model']}: onboarded into v{onboard.get('champion')} as v{step.get('version')}, "
+        lines.append(f"- {step['model']}: onboarded as challenger v{step.get('version')}, "
                      f"**{d.get('decision', '?')}** — {d.get('reason', '')}")
     lines += [f"- {note}" for note in onboard.get("notes", [])]
     return lines or ["Every model named by the stored outcomes is in the champion's pool."]

@@ -268,7 +268,7 @@ def test_the_night_report_says_what_onboarding_did(store, tmp_path) -> None:
                                              "decision": {"decision": "rejected", "reason": "held-out Brier 0.31"}}],
                "notes": ["slowpoke has 12 scored outcomes with an embedded prompt"]}
     lines = onboard_lines(tonight)
-    assert lines == ["- newcomer: onboarded into v3 as v4, **rejected** — held-out Brier 0.31",
+    assert lines == ["- newcomer: onboarded as challenger v4, **rejected** — held-out Brier 0.31",
                      "- slowpoke has 12 scored outcomes with an embedded prompt"]
     assert onboard_lines({"champion": 3, "onboarded": [], "notes": []}) == [
         "Every model named by the stored outcomes is in the champion's pool."]
