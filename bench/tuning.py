@@ -16,7 +16,8 @@ one change each (model embeddings from per-model statistics, the task label, siz
 weighting, ensemble size), every fit scored with the linear reward and with the exponential reward on τ grids of
 3, 6 and 12 values per decade (:data:`TAU_GRIDS`), plus ``knn40`` on the same folds. ``--log`` appends each
 configuration's result as a JSON line as soon as it is done, and skips configurations already in the file.
-``--fallback`` instead measures what a missing task costs at prediction time (:func:`task_fallback`).
+``--fallback`` instead measures what a missing task costs at prediction time (:func:`task_fallback`);
+``--shrinkage`` what shrinking the quality predictions toward per-task means does (:func:`shrinkage`).
 
 The defaults baked into :class:`router.routers.attention.AttentionConfig` are the best row of that table
 (``docs/router.md`` lists the numbers).
@@ -249,6 +250,28 @@ def task_fallback(train: RoutingData, n_folds: int, seed: int) -> dict[str, floa
             "task classifier accuracy": accuracy, "zero router": float(metrics["routers"]["zero_router"]["aiq"])}
 
 
+def shrinkage(train: RoutingData, n_folds: int, seed: int,
+              alphas: Sequence[float] = (1.0, 0.75, 0.5, 0.25, 0.0)) -> dict[float, float]:
+    """Cross-validated AIQ (linear reward) of the default attention router's quality predictions shrunk toward
+    the per-(task, model) mean quality of the fold's training rows, ``α·q̂ + (1 − α)·q̄``: ``α = 1`` is the router,
+    ``α = 0`` a router that knows only each task's mean per model (docs/router.md)."""
+    fold = stratified_folds(train, n_folds, seed)
+    scores: dict[float, list[float]] = {a: [] for a in alphas}
+    for k in range(n_folds):
+        fit, val = train.subset(np.flatnonzero(fold != k)), train.subset(np.flatnonzero(fold == k))
+        q_hat, c_hat = get_router("attention").fit(fit, seed=seed).predict(val.X, val.prompt_chars, val.eval_names)
+        labels, val_labels = np.asarray(fit.eval_names).astype(str), np.asarray(val.eval_names).astype(str)
+        observed = ~np.isnan(fit.quality)
+        score = np.nan_to_num(fit.quality, nan=0.0)
+        means = {t: score[labels == t].sum(0) / np.maximum(observed[labels == t].sum(0), 1) for t in np.unique(labels)}
+        q_bar = np.stack([means.get(t, score.sum(0) / np.maximum(observed.sum(0), 1)) for t in val_labels])
+        runs = {f"alpha={a:g}": (a * q_hat + (1.0 - a) * q_bar, c_hat, "linear") for a in alphas}
+        metrics = evaluate(runs, val.quality, val.cost, val.eval_names, val.models).metrics
+        for a in alphas:
+            scores[a].append(float(metrics["routers"][f"alpha={a:g}"]["aiq"]))
+    return {a: float(np.mean(v)) for a, v in scores.items()}
+
+
 def print_quality_table(rows: Sequence[Mapping[str, Any]], n_folds: int) -> None:
     """The markdown table of :func:`quality_search` (docs/router.md)."""
     print(f"\nzero router (hull of single models), mean validation AIQ: {rows[0]['zero_router_aiq']:.4f}\n")
@@ -274,12 +297,18 @@ def main(argv: Sequence[str] | None = None) -> list[Trial] | list[dict[str, Any]
     parser.add_argument("--log", type=Path, help="with --grid quality: JSON lines of finished configurations")
     parser.add_argument("--fallback", action="store_true", help="instead: the attention router with and without "
                         "the task at prediction time, on the first fold")
+    parser.add_argument("--shrinkage", action="store_true", help="instead: quality predictions shrunk toward "
+                        "per-(task, model) training means, cross-validated")
     args = parser.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
     train, _ = load_npz(args.npz)
+    if args.shrinkage:
+        for alpha, value in shrinkage(train, args.folds, args.seed).items():
+            print(f"alpha {alpha:g}: {value:.4f}")
+        return []
     if args.fallback:
         for name, value in task_fallback(train, args.folds, args.seed).items():
             print(f"{name}: {value:.4f}")
