@@ -393,6 +393,36 @@ def test_a_baseline_router_is_packaged_and_served_through_the_pyfunc(tmp_path: P
     assert list(frame["model"]) == [MODELS[j] for j in expected_q.argmax(axis=1)]
 
 
+def test_a_served_attention_router_infers_a_missing_task(tmp_path: Path) -> None:
+    """Served without a ``task`` column, an attention router trained with tasks uses the task its classifier infers
+    from each prompt (the classifier travels in the version's weights), as the fitted router predicts."""
+    import pandas as pd
+
+    settings = make_settings(tmp_path / "home")
+    data = splits()
+    router = fit(data.train, use_task=True)
+    assert router.task_classifier is not None and len(router.tasks) >= 2
+    q_hat, c_hat = router.predict(data.test.X, data.test.prompt_chars, data.test.eval_names)
+    result = evaluate({"attention": (q_hat, c_hat, "linear")}, data.test.quality, data.test.cost,
+                      data.test.eval_names, data.test.models)
+    run_id = tracking.log_training_run(settings, router, result, None, {"rows": data.train.n}, train_data=data.train)
+    version = promotion.register_challenger(settings, run_id)
+
+    prompts = ["What is 7 plus 8?", "Translate the word 'garden' into French.", "Write a Python function that sums."]
+    X = encode(open_encoder(BUNDLED_ENCODER, "cpu", embedding_dim=384, local_only=True), prompts, 64)
+    chars = np.array([len(p) for p in prompts])
+    inferred_q, inferred_c = router.predict(X, chars)
+    classifier, router.task_classifier = router.task_classifier, None
+    alone_q, _ = router.predict(X, chars)  # the prompt alone (all-zero task one-hot)
+    router.task_classifier = classifier
+    assert not np.allclose(inferred_q, alone_q, atol=1e-4)
+    with tracking.connect(settings):
+        model = mlflow.pyfunc.load_model(f"models:/{settings.registered_model}/{version}")
+    frame = model.predict(pd.DataFrame({"prompt": prompts}), params={"lambda": 1e9})
+    np.testing.assert_allclose(frame[[f"q::{m}" for m in MODELS]].to_numpy(), inferred_q, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(frame[[f"c::{m}" for m in MODELS]].to_numpy(), inferred_c, rtol=1e-5)
+
+
 # ----------------------------------------------------------------------------------------------- promotion
 
 
