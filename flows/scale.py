@@ -137,7 +137,8 @@ def route_distributed(reward: str | None = None, reward_param: float | None = No
         summary = route_backlog(con, predictor, router_name=settings.registered_model, encoder=settings.encoder,
                                 batch_size=settings.route_batch_size, flow_run_id=flow_run_id,
                                 predictions=on_workers(chunks), **kwargs)
-    return {**asdict(summary), "policy": {"kind": "lambda"} if plan is None else plan.policy}
+    explicit = {"kind": "budget" if budget is not None else "lambda"}
+    return {**asdict(summary), "policy": explicit if plan is None else plan.policy}
 
 
 def run_embed(address: str | None = None, chunks: int = 8, n_workers: int = 2, model: Any = None,

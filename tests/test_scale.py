@@ -225,7 +225,7 @@ def test_dask_flows_match_single_process(files, ingest, store, settings, tmp_pat
     out = scale.run_embed(chunks=5, n_workers=2, model=encoder)
     assert out["embedded"] == len(ref_vectors)
     routed = scale.run_route(chunks=5, n_workers=2, predictor=predictor, model_version="1", reward_param=1.0)
-    assert routed["routed"] == single.routed == 120
+    assert routed["routed"] == single.routed == 120 and routed["policy"] == {"kind": "lambda"}
     assert routed["model_mix"] == single.model_mix
     con = connect(settings)
     try:
