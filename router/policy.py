@@ -5,7 +5,8 @@ routing whose expected pooled quality reaches ``t`` × the best single model's. 
 router's own predictions (they are optimistic about themselves) nor off the test split (that would be tuning on
 test), so it is **calibrated on the train split with cross-fitted predictions**: the train rows with every model's
 outcome observed are cut into ``folds`` folds (per task, by a seeded permutation); for each fold a fresh router of
-the same kind is fitted on the other train rows and predicts that fold. On those out-of-fold predictions, for every
+the same kind (for the nightly's attention router: ``ROUTER_ROUTE_CALIBRATION_MEMBERS`` ensemble members, default
+one; the folds fitted one per core) is fitted on the other train rows and predicts that fold. On those out-of-fold predictions, for every
 value of a fine grid of the reward's parameter (:func:`calibration_grid`), the chosen models' **true** mean quality
 and total cost are measured and divided by the best single model's on the same rows, with the standard error of
 the quality ratio. That curve is the :class:`Calibration`: stored with the registered version (MLflow params/tags,
@@ -127,6 +128,7 @@ class Calibration:
     quality_target: float = DEFAULT_QUALITY_TARGET  # the target the version was registered with
     test: dict[str, Any] = field(default_factory=dict)  # split_figures() of the registered target
     quality_se: list[float] = field(default_factory=list)  # standard error of each quality ratio (empty: 0)
+    members: int = 0  # ensemble members of each cross-fitted router (0: not recorded)
 
     def pick(self, target: float | None = None) -> Choice:
         target = self.quality_target if target is None else float(target)
@@ -171,6 +173,7 @@ class Calibration:
                "policy.reward": choice.reward, "policy.reward_param": choice.reward_param,
                "policy.reached": choice.reached, "policy.reference_model": choice.reference_model,
                "policy.calibration_rows": self.n_rows, "policy.calibration_folds": self.folds,
+               "policy.calibration_members": self.members,
                "policy.calibrated_quality_ratio": choice.quality_ratio,
                "policy.calibrated_cost_ratio": choice.cost_ratio, "policy.calibrated_quality_se": choice.quality_se,
                "policy.mix_param": choice.mix_param, "policy.mix_share": choice.mix_share}
@@ -273,39 +276,52 @@ def fold_ids(tasks: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return out
 
 
-def cross_fitted(make: Callable[[], Router], data: RoutingData, folds: int, seed: int
+def cross_fitted(make: Callable[[], Router], data: RoutingData, folds: int, seed: int, *, parallel: bool = False
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Out-of-fold ``(q_hat, c_hat, rows)`` on the dense rows of ``data`` (every model's cost observed).
 
-    Each fold is predicted by a router fitted on every other train row (sparse rows included)."""
+    Each fold is predicted by a router fitted on every other train row (sparse rows included). ``parallel`` fits
+    the folds on worker threads, one per core (``router.routers.attention_inference.on_cores``), for routers whose
+    fit is thread-safe and does not depend on the threads' timing (the attention router's); the predictions are
+    then the same as one fold after another."""
+    from router.routers.attention_inference import on_cores  # noqa: PLC0415 - torch, only when calibrating
+
     dense = np.flatnonzero(~np.isnan(data.cost).any(axis=1))
     fold = fold_ids(data.eval_names[dense], folds, seed)
     m = len(data.models)
     q_hat, c_hat = np.empty((dense.size, m)), np.empty((dense.size, m))
-    for k in range(folds):
+
+    def fit_and_predict(k: int) -> None:
         held = dense[fold == k]
         if held.size == 0:
-            continue
+            return
         keep = np.setdiff1d(np.arange(data.n), held)
         router = make().fit(data.subset(keep), seed=seed)
         q, c = router.predict(data.X[held], data.prompt_chars[held], data.eval_names[held])
         q_hat[fold == k], c_hat[fold == k] = q, c
         log.info("calibration fold %d/%d: fitted on %d rows, predicted %d", k + 1, folds, keep.size, held.size)
+
+    if parallel:
+        on_cores(fit_and_predict, range(folds), "calibration-fold")
+    else:
+        for k in range(folds):
+            fit_and_predict(k)
     return q_hat, c_hat, dense
 
 
 def calibrate(make: Callable[[], Router], train: RoutingData, reward_name: str, *,
               quality_target: float = DEFAULT_QUALITY_TARGET, folds: int = DEFAULT_FOLDS,
-              seed: int = 42) -> Calibration | None:
-    """Cross-fitted calibration on the train split (``None`` when it has fewer than ``MIN_ROWS`` dense rows)."""
+              seed: int = 42, parallel: bool = False, members: int = 0) -> Calibration | None:
+    """Cross-fitted calibration on the train split (``None`` when it has fewer than ``MIN_ROWS`` dense rows);
+    ``parallel`` as :func:`cross_fitted`; ``members`` (the ensemble size of ``make``'s routers) is recorded."""
     dense = int((~np.isnan(train.cost).any(axis=1)).sum())
     if dense < max(MIN_ROWS, folds):
         log.warning("only %d train rows with every model's outcome: no quality-target calibration", dense)
         return None
-    q_hat, c_hat, rows = cross_fitted(make, train, folds, seed)
+    q_hat, c_hat, rows = cross_fitted(make, train, folds, seed, parallel=parallel)
     cal = calibration_curve(q_hat, c_hat, train.quality[rows], train.cost[rows], list(train.models), reward_name,
                             folds=folds)
-    return Calibration(**{**cal.as_dict(), "quality_target": float(quality_target)})
+    return Calibration(**{**cal.as_dict(), "quality_target": float(quality_target), "members": int(members)})
 
 
 def split_figures(choice: Choice, q_hat: np.ndarray, c_hat: np.ndarray, test: RoutingData) -> dict[str, Any]:
@@ -338,9 +354,10 @@ def calibrate_training_run(settings: Any, run: Any) -> Calibration | None:
     from router.pipeline import ATTENTION, predict
     from router.routers import get_router
 
-    cal = calibrate(lambda: get_router(ATTENTION), run.train, settings.route_reward,
+    members = settings.route_calibration_members
+    cal = calibrate(lambda: get_router(ATTENTION, n_members=members), run.train, settings.route_reward,
                     quality_target=settings.route_quality_target, folds=settings.route_calibration_folds,
-                    seed=settings.seed)
+                    seed=settings.seed, parallel=True, members=members)
     if cal is None:
         return None
     test = split_figures(cal.pick(), *predict(run.routers[ATTENTION], run.test), run.test)

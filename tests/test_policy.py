@@ -184,6 +184,37 @@ def test_cross_fitted_predictions_are_out_of_fold() -> None:
     assert (q_hat == 0).all()  # no row was predicted by a router that saw it
 
 
+def test_folds_fitted_on_the_cores_predict_as_one_after_another() -> None:
+    """The calibration fits its attention routers' folds on worker threads: the same out-of-fold predictions as a
+    sequential run (each fit seeds and draws its own initial weights), and torch's deterministic-algorithms setting
+    is the caller's again afterwards."""
+    import torch
+
+    from router.routers import get_router
+    from router.routers.attention_inference import on_cores
+
+    data = _data(n=90)
+
+    def make():
+        return get_router("attention", n_members=1, max_epochs=2, hidden=16, model_dim=8, attn_dim=8)
+
+    before = torch.are_deterministic_algorithms_enabled()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # two workers even on a one-core runner
+    try:
+        sequential = cross_fitted(make, data, folds=4, seed=3)
+        parallel = cross_fitted(make, data, folds=4, seed=3, parallel=True)
+        again = on_cores(lambda _: cross_fitted(make, data, folds=4, seed=3, parallel=True)[0], range(2), "t")
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(sequential, parallel, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.isfinite(parallel[0]).all() and not np.allclose(parallel[0], parallel[0][0])  # fitted, per row
+    for q_hat in again:  # two calibrations at once (nested threads) as well
+        np.testing.assert_array_equal(q_hat, sequential[0])
+    assert torch.are_deterministic_algorithms_enabled() == before
+
+
 class _TaskAware(_Unpackaged):
     """Predicts each model's mean training quality per task: enough to learn 'cheap fails hard prompts'."""
 

@@ -32,6 +32,7 @@ import contextlib
 import copy
 import logging
 import math
+import threading
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -226,15 +227,32 @@ class CrossAttentionNet(nn.Module):
 
 
 
+#: Held while a fit seeds torch's global generator and draws its members' initial weights from it, so fits running
+#: in several threads at once (the calibration's cross-fitted folds, ``router.policy``) each draw their own seeds'
+#: weights.
+_INIT_LOCK = threading.Lock()
+_DETERMINISTIC_LOCK = threading.Lock()
+_deterministic_users = 0
+_deterministic_before = False
+
+
 @contextlib.contextmanager
 def _deterministic() -> Iterator[None]:
-    """Run torch with deterministic algorithms, restoring the caller's setting afterwards."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
+    """Run torch with deterministic algorithms, restoring the caller's setting afterwards. The setting is
+    process-wide: concurrent fits share it, the first one in saves the caller's and the last one out restores it."""
+    global _deterministic_users, _deterministic_before
+    with _DETERMINISTIC_LOCK:
+        if _deterministic_users == 0:
+            _deterministic_before = torch.are_deterministic_algorithms_enabled()
+            torch.use_deterministic_algorithms(True)
+        _deterministic_users += 1
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(previous)
+        with _DETERMINISTIC_LOCK:
+            _deterministic_users -= 1
+            if _deterministic_users == 0:
+                torch.use_deterministic_algorithms(_deterministic_before)
 
 
 def _stratified_holdout(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> np.ndarray:
@@ -413,7 +431,8 @@ class AttentionRouter(Router):
         # weights do not depend on the core count or on the threads' timing.
         model_stats = (_model_statistics(tensors["q"], tensors["qm"], tensors["c"], tensors["cm"], labels[rows])
                        if cfg.model_init == "stats" else None)
-        members = [self._new_seeded_member(seed + k, model_stats) for k in range(cfg.n_members)]
+        with _INIT_LOCK:
+            members = [self._new_seeded_member(seed + k, model_stats) for k in range(cfg.n_members)]
         lines = Progress(log, f"training attention ({cfg.n_members} members × ≤{cfg.max_epochs} epochs)",
                          cfg.n_members * cfg.max_epochs, "epochs")
 
