@@ -7,9 +7,9 @@ model (``mlflow/router_model.py``), so a prompt gets the same vector everywhere.
 Two backends run the same model: torch (sentence-transformers itself) and onnx (:class:`OnnxEncoder`: the
 model's forward pass exported by ``torch.onnx`` on first use into the workspace's encoder cache, run by ONNX
 Runtime: fp32 with ONNX Runtime's transformer fusions (attention, skip layer norm, bias GELU), or with int8 matrix
-products). Batch embedding follows ``ROUTER_ENCODER_BACKEND``; the served
-model always runs torch (:func:`router.registry.serving.pool_encoder`): it has no workspace to cache an export
-in, and its vectors stay those of the training data's encoder bit for bit.
+products). Batch embedding follows ``ROUTER_ENCODER_BACKEND``; the served model always runs torch
+(:func:`router.registry.serving.pool_encoder`): it has no workspace to cache an export in, and its vectors stay
+those of the training data's encoder bit for bit.
 """
 
 from __future__ import annotations

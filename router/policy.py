@@ -6,10 +6,10 @@ router's own predictions (they are optimistic about themselves) nor off the test
 test), so it is **calibrated on the train split with cross-fitted predictions**: the train rows with every model's
 outcome observed are cut into ``folds`` folds (per task, by a seeded permutation); for each fold a fresh router of
 the same kind (for the nightly's attention router: ``ROUTER_ROUTE_CALIBRATION_MEMBERS`` ensemble members, default
-one; the folds fitted one per core) is fitted on the other train rows and predicts that fold. On those out-of-fold predictions, for every
-value of a fine grid of the reward's parameter (:func:`calibration_grid`), the chosen models' **true** mean quality
-and total cost are measured and divided by the best single model's on the same rows, with the standard error of
-the quality ratio. That curve is the :class:`Calibration`: stored with the registered version (MLflow params/tags,
+one; the folds fitted one per core) is fitted on the other train rows and predicts that fold. On those out-of-fold
+predictions, for every value of a fine grid of the reward's parameter (:func:`calibration_grid`), the chosen
+models' **true** mean quality and total cost are measured and divided by the best single model's on the same rows,
+with the standard error of the quality ratio. That curve is the :class:`Calibration`: stored with the registered version (MLflow params/tags,
 ``policy.json``, the pyfunc's ``model_config`` and its signature's defaults), so batch routing, ``mlflow models
 serve`` and any later target read the same numbers.
 
