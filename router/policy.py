@@ -5,13 +5,14 @@ routing whose expected pooled quality reaches ``t`` × the best single model's. 
 router's own predictions (they are optimistic about themselves) nor off the test split (that would be tuning on
 test), so it is **calibrated on the train split with cross-fitted predictions**: the train rows with every model's
 outcome observed are cut into ``folds`` folds (per task, by a seeded permutation); for each fold a fresh router of
-the same kind (for the nightly's attention router: ``ROUTER_ROUTE_CALIBRATION_MEMBERS`` ensemble members, default
-one; the folds fitted one per core) is fitted on the other train rows and predicts that fold. On those out-of-fold
-predictions, for every value of a fine grid of the reward's parameter (:func:`calibration_grid`), the chosen
-models' **true** mean quality and total cost are measured and divided by the best single model's on the same rows,
-with the standard error of the quality ratio. That curve is the :class:`Calibration`: stored with the registered version (MLflow params/tags,
-``policy.json``, the pyfunc's ``model_config`` and its signature's defaults), so batch routing, ``mlflow models
-serve`` and any later target read the same numbers.
+the same kind (for the nightly's attention router: as many ensemble members as the registered one, or
+``ROUTER_ROUTE_CALIBRATION_MEMBERS``; the folds fitted one per core) is fitted on the other train rows and predicts
+that fold. On those out-of-fold predictions, for every value of a fine grid of the reward's parameter
+(:func:`calibration_grid`), the chosen models' **true** mean quality and total cost are measured and divided by the
+best single model's on the same rows, with the standard error of the quality ratio. That curve is the
+:class:`Calibration`: stored with the registered version (MLflow params/tags, ``policy.json``, the pyfunc's
+``model_config`` and its signature's defaults), so batch routing, ``mlflow models serve`` and any later target read
+the same numbers.
 
 :meth:`Calibration.pick` resolves a target on the **hull** of the calibrated (cost, quality) points: the cheapest
 hull point whose quality ratio is within :data:`NOISE_Z` standard errors of the target. Between two hull vertices
@@ -354,7 +355,7 @@ def calibrate_training_run(settings: Any, run: Any) -> Calibration | None:
     from router.pipeline import ATTENTION, predict
     from router.routers import get_router
 
-    members = settings.route_calibration_members
+    members = settings.route_calibration_members or get_router(ATTENTION).config.n_members
     cal = calibrate(lambda: get_router(ATTENTION, n_members=members), run.train, settings.route_reward,
                     quality_target=settings.route_quality_target, folds=settings.route_calibration_folds,
                     seed=settings.seed, parallel=True, members=members)

@@ -82,9 +82,10 @@ class Settings(BaseSettings):
                                         "quality reaches this × the best single model's (router.policy)")
     route_calibration_folds: int = Field(default=10, ge=2, description="cross-fitting folds of the train split "
                                          "when a version's quality-target policy is calibrated")
-    route_calibration_members: int = Field(default=1, ge=1, description="ensemble members of each cross-fitted "
-                                           "attention router of the calibration (the registered router keeps "
-                                           "its own ensemble); the folds are fitted one per core")
+    route_calibration_members: int | None = Field(default=None, ge=1, description="ensemble members of each "
+                                                  "cross-fitted attention router of the calibration (default: "
+                                                  "the registered router's own; fewer is faster, the folds are "
+                                                  "fitted one per core, and calibrates a noisier router)")
     drift_embedding_p: float = Field(default=0.01, gt=0, lt=1, description="the embedding drift check (MMD "
                                      "two-sample test) breaches when its permutation p-value is below this")
     drift_sample: int = Field(default=300, ge=10, description="prompts sampled per side for the embedding test")

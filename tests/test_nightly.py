@@ -85,7 +85,10 @@ def test_first_night_trains_promotes_and_routes_the_whole_backlog(night: dict) -
     from router.policy import Calibration, share_keys
     from router.registry.promotion import load_version
 
-    choice = Calibration.from_dict(load_version(Settings(home=home), 1).policy).pick()
+    loaded = load_version(Settings(home=home), 1)
+    calibration = Calibration.from_dict(loaded.policy)
+    assert calibration.folds == 10 and calibration.members == len(loaded.router.members) == 5  # the registered size
+    choice = calibration.pick()
     rows = _query(home, "SELECT b.prompt_id, d.reward_param, d.policy FROM routing_decisions d "
                         "JOIN backlog b USING (query_id)")
     assert {r[2] for r in rows} == {"quality_target=1"}
