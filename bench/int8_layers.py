@@ -72,12 +72,13 @@ def main() -> None:
     reference = enc.encode(torch_model, texts, 64)
     print(f"torch: {time.perf_counter() - start:.1f} s for {len(texts)} prompts\n")
     fp32 = enc.open_encoder(BUNDLED_ENCODER, "cpu", backend="onnx", cache=args.cache)
-    names = [n.name for n in onnx.load(str(fp32.path), load_external_data=False).graph.node if n.op_type == "MatMul"]
+    traced = fp32.path.with_name("model.onnx")  # the unfused trace, which router.encoder._quantize quantises
+    names = [n.name for n in onnx.load(str(traced), load_external_data=False).graph.node if n.op_type == "MatMul"]
     print("| kept in fp32 | MatMuls kept | min cosine | mean cosine | 1st percentile | encode s |")
     print("|---|---:|---:|---:|---:|---:|")
     for label, kept in variants(names).items():
         path = args.cache / f"variant-{len(kept)}-{abs(hash(label))}.onnx"
-        quantize_dynamic(fp32.path, path, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+        quantize_dynamic(traced, path, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
                          per_channel=True, nodes_to_exclude=kept)
         model = enc.OnnxEncoder(fp32.model, path, ["CPUExecutionProvider"])
         start = time.perf_counter()
