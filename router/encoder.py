@@ -15,6 +15,7 @@ those of the training data's encoder bit for bit.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -29,6 +30,8 @@ from router.settings import BUNDLED_ENCODER
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+log = logging.getLogger(__name__)
 
 __all__ = ["EncoderError", "OnnxEncoder", "encode", "export_onnx", "fingerprint", "open_encoder", "open_onnx_encoder",
            "resolve_device", "resolve_encoder"]
@@ -236,20 +239,27 @@ def _quantize(source: Path, path: Path) -> None:
 def export_onnx(model: SentenceTransformer, folder: Path, cache: Path, *, quantize: bool = False) -> Path:
     """The ONNX file of ``model`` (loaded from ``folder``), exported on first use into
     ``cache/<folder name>-<fingerprint>/`` and reused afterwards: ``model.onnx`` (the traced graph), and the file
-    returned: ``model_fused.onnx`` (fp32, :func:`_fuse`) or, with ``quantize``, ``model_int8.onnx`` (quantised from
-    the traced graph: the fused attention's packed weights are not quantised). Export runs offline from the loaded
-    model; each file is written atomically."""
+    returned: ``model_fused.onnx`` (fp32, :func:`_fuse`; the traced graph itself, with a warning, when the fusion
+    fails on another architecture, and the fusion is tried again next time) or, with ``quantize``,
+    ``model_int8.onnx`` (quantised from the traced graph: the fused attention's packed weights are not quantised).
+    Export runs offline from the loaded model; each file is written atomically."""
     target_dir = cache / f"{folder.name}-{fingerprint(folder)}"
     target_dir.mkdir(parents=True, exist_ok=True)
     traced = target_dir / "model.onnx"
     if not traced.is_file():
         _write_atomically(traced, lambda tmp: _export_graph(model, tmp))
     out = target_dir / ("model_int8.onnx" if quantize else "model_fused.onnx")
-    if not out.is_file():
-        if quantize:
-            _write_atomically(out, lambda tmp: _quantize(traced, tmp))
-        else:
-            _write_atomically(out, lambda tmp: _fuse(model, traced, tmp))
+    if out.is_file():
+        return out
+    if quantize:
+        _write_atomically(out, lambda tmp: _quantize(traced, tmp))
+        return out
+    try:
+        _write_atomically(out, lambda tmp: _fuse(model, traced, tmp))
+    except Exception as exc:  # noqa: BLE001 - the traced graph gives the same vectors, only slower
+        log.warning("ONNX Runtime could not fuse the exported %s (%s: %s): running the unfused graph", folder.name,
+                    type(exc).__name__, exc)
+        return traced
     return out
 
 

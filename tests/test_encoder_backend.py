@@ -108,6 +108,22 @@ def test_a_failed_export_leaves_no_file_and_the_next_one_completes(tmp_path, mon
     assert enc.encode(model, ["a prompt"], 4).shape == (1, 384)
 
 
+def test_an_encoder_the_fusion_cannot_handle_runs_its_unfused_graph(tmp_path, prompts, torch_vectors, monkeypatch,
+                                                                    caplog) -> None:
+    def cannot_fuse(model, source, path):
+        path.write_bytes(b"half a graph")
+        raise ValueError("no fusion pattern for this architecture")
+
+    monkeypatch.setattr(enc, "_fuse", cannot_fuse)
+    with caplog.at_level("WARNING", logger="router.encoder"):
+        model = _open(tmp_path)
+    assert model.path.name == "model.onnx" and not (model.path.parent / "model_fused.onnx").exists()
+    assert "could not fuse" in caplog.text and "no fusion pattern" in caplog.text
+    assert not [p for p in model.path.parent.iterdir() if p.suffix == ".tmp"]
+    cosine = (enc.encode(model, prompts[:8], 8) * torch_vectors[:8]).sum(axis=1)
+    assert cosine.min() >= 0.9999
+
+
 def test_fingerprint_follows_the_weights_not_the_readme(tmp_path) -> None:
     (tmp_path / "config.json").write_text('{"hidden_size": 384}')
     (tmp_path / "model.safetensors").write_bytes(b"\x00" * 64)
