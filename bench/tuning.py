@@ -4,7 +4,8 @@ The training rows are split into ``k`` folds (stratified by eval set, seed 42; d
 validation slice is 20% of train). Every configuration is fitted on ``k − 1`` folds and scored with RouterBench's
 protocol (``router.evaluation``, linear reward) on the held-out fold; its score is the mean over the folds.
 Cross-validating instead of using one 20% slice matters here: a slice of a small eval set (mbpp: ~60 prompts)
-makes single-slice AIQ differences mostly noise. The test split is never read here.
+makes single-slice AIQ differences mostly noise. The test split is never read here but by
+``--calibration``, which reports a choice made on the train split on it.
 
 Run it on an ``.npz`` laid out like RouterBench's embedded subset (see :func:`load_npz`)::
 
@@ -17,7 +18,9 @@ weighting, ensemble size), every fit scored with the linear reward and with the 
 3, 6 and 12 values per decade (:data:`TAU_GRIDS`), plus ``knn40`` on the same folds. ``--log`` appends each
 configuration's result as a JSON line as soon as it is done, and skips configurations already in the file.
 ``--fallback`` instead measures what a missing task costs at prediction time (:func:`task_fallback`);
-``--shrinkage`` what shrinking the quality predictions toward per-task means does (:func:`shrinkage`).
+``--shrinkage`` what shrinking the quality predictions toward per-task means does (:func:`shrinkage`);
+``--calibration`` what the quality-target calibration's ensemble size and folds do (:func:`calibration_variants`:
+its train-side choice, and that choice applied to a five-member router's test predictions, reported only).
 
 The defaults baked into :class:`router.routers.attention.AttentionConfig` are the best row of that table
 (``docs/router.md`` lists the numbers).
@@ -40,7 +43,7 @@ from router.rewards import ExponentialReward, Reward
 from router.routers import get_router
 from router.routers.base import RoutingData
 
-__all__ = ["DEFAULT_GRID", "GRID_BASE", "QUALITY_GRID", "TAU_GRIDS", "Trial", "cross_validate", "load_npz", "main", "score", "stratified_folds", "tune"]
+__all__ = ["CALIBRATION_VARIANTS", "DEFAULT_GRID", "GRID_BASE", "QUALITY_GRID", "TAU_GRIDS", "Trial", "calibration_variants", "cross_validate", "load_npz", "main", "score", "stratified_folds", "tune"]
 
 #: The reference point of the grid, spelled out so the grid means the same thing if the defaults change.
 GRID_BASE: dict[str, Any] = {
@@ -272,6 +275,39 @@ def shrinkage(train: RoutingData, n_folds: int, seed: int,
     return {a: float(np.mean(v)) for a, v in scores.items()}
 
 
+#: (members, folds) of the calibration's cross-fitted attention routers compared by ``--calibration``.
+CALIBRATION_VARIANTS: tuple[tuple[int, int], ...] = ((5, 10), (1, 10), (2, 10), (1, 5), (3, 5), (5, 5))
+
+
+def calibration_variants(train: RoutingData, test: RoutingData, seed: int,
+                         variants: Sequence[tuple[int, int]] = CALIBRATION_VARIANTS,
+                         targets: Sequence[float] = (1.0, 0.95)) -> list[dict[str, Any]]:
+    """Per (members, folds) and target: seconds of ``router.policy.calibrate`` (folds on the cores, as the nightly
+    fits them), the choice's calibrated (out-of-fold, train) quality and cost ratios, and the same choice applied to
+    the default attention router's predictions on ``test`` (``policy.split_figures``; reported, never chosen on)."""
+    from router import policy
+    from router.pipeline import predict
+
+    final = get_router("attention").fit(train, seed=seed)
+    q_test, c_test = predict(final, test)
+    rows = []
+    for members, folds in variants:
+        start = time.perf_counter()
+        cal = policy.calibrate(lambda members=members: get_router("attention", n_members=members), train, "linear",
+                               folds=folds, seed=seed, parallel=True)
+        seconds = time.perf_counter() - start
+        for target in targets:
+            choice = cal.pick(target)
+            on_test = policy.split_figures(choice, q_test, c_test, test)
+            rows.append({"members": members, "folds": folds, "seconds": round(seconds, 1), "target": target,
+                         "train_quality": choice.quality_ratio, "train_cost": choice.cost_ratio,
+                         "test_quality": on_test["quality_ratio"], "test_cost": on_test["cost_ratio"]})
+            print(f"{members} × {folds}: {seconds:.1f} s, target {target:g}: train {choice.quality_ratio:.4f} / "
+                  f"{choice.cost_ratio:.3f}, test {on_test['quality_ratio']:.4f} / {on_test['cost_ratio']:.3f}",
+                  flush=True)
+    return rows
+
+
 def print_quality_table(rows: Sequence[Mapping[str, Any]], n_folds: int) -> None:
     """The markdown table of :func:`quality_search` (docs/router.md)."""
     print(f"\nzero router (hull of single models), mean validation AIQ: {rows[0]['zero_router_aiq']:.4f}\n")
@@ -299,12 +335,16 @@ def main(argv: Sequence[str] | None = None) -> list[Trial] | list[dict[str, Any]
                         "the task at prediction time, on the first fold")
     parser.add_argument("--shrinkage", action="store_true", help="instead: quality predictions shrunk toward "
                         "per-(task, model) training means, cross-validated")
+    parser.add_argument("--calibration", action="store_true", help="instead: the quality-target calibration per "
+                        "ensemble size and folds (CALIBRATION_VARIANTS), train side and test side")
     args = parser.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(args.threads)
-    train, _ = load_npz(args.npz)
+    train, test = load_npz(args.npz)
+    if args.calibration:
+        return calibration_variants(train, test, args.seed)
     if args.shrinkage:
         for alpha, value in shrinkage(train, args.folds, args.seed).items():
             print(f"alpha {alpha:g}: {value:.4f}")
