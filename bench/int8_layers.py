@@ -72,7 +72,7 @@ def main() -> None:
     reference = enc.encode(torch_model, texts, 64)
     print(f"torch: {time.perf_counter() - start:.1f} s for {len(texts)} prompts\n")
     fp32 = enc.open_encoder(BUNDLED_ENCODER, "cpu", backend="onnx", cache=args.cache)
-    traced = fp32.path.with_name("model.onnx")  # the unfused trace, which router.encoder._quantize quantises
+    traced = fp32.path.with_name(enc.TRACED_FILE)  # the unfused trace, which router.encoder._quantize quantises
     names = [n.name for n in onnx.load(str(traced), load_external_data=False).graph.node if n.op_type == "MatMul"]
     print("| kept in fp32 | MatMuls kept | min cosine | mean cosine | 1st percentile | encode s |")
     print("|---|---:|---:|---:|---:|---:|")

@@ -115,6 +115,8 @@ def open_encoder(
 EXPORT_VERSION = 3
 #: Files of an encoder folder that do not change its vectors (left out of its fingerprint).
 _NOT_THE_MODEL = {"README.md", ".gitattributes"}
+#: File names of an export folder (:func:`export_onnx`): the traced graph, its fused fp32 graph, its int8 graph.
+TRACED_FILE, FUSED_FILE, INT8_FILE = "model.onnx", "model_fused.onnx", "model_int8.onnx"
 
 
 def _local_folder(source: str) -> Path:
@@ -174,7 +176,8 @@ def _export_graph(model: SentenceTransformer, path: Path) -> None:
     axes = {key: {0: "batch", 1: "tokens"} for key in names} | {"sentence_embedding": {0: "batch"}}
     transformer = _transformer(model)
     before = getattr(getattr(transformer, "config", None), "_attn_implementation", None)
-    if before not in (None, "eager"):
+    switch = before not in (None, "eager")
+    if switch:
         transformer.set_attn_implementation("eager")
     try:
         with torch.inference_mode():
@@ -182,7 +185,7 @@ def _export_graph(model: SentenceTransformer, path: Path) -> None:
                               output_names=["sentence_embedding"], dynamic_axes=axes, opset_version=17,
                               dynamo=False)
     finally:
-        if before not in (None, "eager"):
+        if switch:
             transformer.set_attn_implementation(before)
 
 
@@ -245,10 +248,10 @@ def export_onnx(model: SentenceTransformer, folder: Path, cache: Path, *, quanti
     Export runs offline from the loaded model; each file is written atomically."""
     target_dir = cache / f"{folder.name}-{fingerprint(folder)}"
     target_dir.mkdir(parents=True, exist_ok=True)
-    traced = target_dir / "model.onnx"
+    traced = target_dir / TRACED_FILE
     if not traced.is_file():
         _write_atomically(traced, lambda tmp: _export_graph(model, tmp))
-    out = target_dir / ("model_int8.onnx" if quantize else "model_fused.onnx")
+    out = target_dir / (INT8_FILE if quantize else FUSED_FILE)
     if out.is_file():
         return out
     if quantize:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -312,9 +312,9 @@ def cross_fitted(make: Callable[[], Router], data: RoutingData, folds: int, seed
 
 def calibrate(make: Callable[[], Router], train: RoutingData, reward_name: str, *,
               quality_target: float = DEFAULT_QUALITY_TARGET, folds: int = DEFAULT_FOLDS,
-              seed: int = 42, parallel: bool = False, members: int = 0) -> Calibration | None:
+              seed: int = 42, parallel: bool = False) -> Calibration | None:
     """Cross-fitted calibration on the train split (``None`` when it has fewer than ``MIN_ROWS`` dense rows);
-    ``parallel`` as :func:`cross_fitted`; ``members`` (the ensemble size of ``make``'s routers) is recorded."""
+    ``parallel`` as :func:`cross_fitted`."""
     dense = int((~np.isnan(train.cost).any(axis=1)).sum())
     if dense < max(MIN_ROWS, folds):
         log.warning("only %d train rows with every model's outcome: no quality-target calibration", dense)
@@ -322,7 +322,7 @@ def calibrate(make: Callable[[], Router], train: RoutingData, reward_name: str, 
     q_hat, c_hat, rows = cross_fitted(make, train, folds, seed, parallel=parallel)
     cal = calibration_curve(q_hat, c_hat, train.quality[rows], train.cost[rows], list(train.models), reward_name,
                             folds=folds)
-    return Calibration(**{**cal.as_dict(), "quality_target": float(quality_target), "members": int(members)})
+    return replace(cal, quality_target=float(quality_target))
 
 
 def split_figures(choice: Choice, q_hat: np.ndarray, c_hat: np.ndarray, test: RoutingData) -> dict[str, Any]:
@@ -350,19 +350,17 @@ def split_figures(choice: Choice, q_hat: np.ndarray, c_hat: np.ndarray, test: Ro
 def calibrate_training_run(settings: Any, run: Any) -> Calibration | None:
     """The calibration of a training run's attention router (``router.pipeline.TrainRun``) for
     ``settings.route_reward`` and ``settings.route_quality_target``, with its test-split figures."""
-    from dataclasses import replace
-
     from router.pipeline import ATTENTION, predict
     from router.routers import get_router
 
     members = settings.route_calibration_members or get_router(ATTENTION).config.n_members
     cal = calibrate(lambda: get_router(ATTENTION, n_members=members), run.train, settings.route_reward,
                     quality_target=settings.route_quality_target, folds=settings.route_calibration_folds,
-                    seed=settings.seed, parallel=True, members=members)
+                    seed=settings.seed, parallel=True)
     if cal is None:
         return None
     test = split_figures(cal.pick(), *predict(run.routers[ATTENTION], run.test), run.test)
-    cal = replace(cal, test=test)
+    cal = replace(cal, test=test, members=members)
     log.info("%s; on the test split: quality ratio %.3f at cost ratio %.3f", cal.pick().describe(),
              test["quality_ratio"], test["cost_ratio"])
     return cal
