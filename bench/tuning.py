@@ -308,6 +308,14 @@ def calibration_variants(train: RoutingData, test: RoutingData, seed: int,
     return rows
 
 
+def _variants(text: str) -> tuple[tuple[int, int], ...]:
+    """``5x10,5x5`` as ((5, 10), (5, 5)): members × folds of ``--variants``."""
+    try:
+        return tuple((int(m), int(f)) for m, f in (item.lower().split("x") for item in text.split(",")))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected MEMBERSxFOLDS[,MEMBERSxFOLDS...], got {text!r}") from exc
+
+
 def print_quality_table(rows: Sequence[Mapping[str, Any]], n_folds: int) -> None:
     """The markdown table of :func:`quality_search` (docs/router.md)."""
     print(f"\nzero router (hull of single models), mean validation AIQ: {rows[0]['zero_router_aiq']:.4f}\n")
@@ -337,6 +345,9 @@ def main(argv: Sequence[str] | None = None) -> list[Trial] | list[dict[str, Any]
                         "per-(task, model) training means, cross-validated")
     parser.add_argument("--calibration", action="store_true", help="instead: the quality-target calibration per "
                         "ensemble size and folds (CALIBRATION_VARIANTS), train side and test side")
+    parser.add_argument("--variants", type=_variants, default=CALIBRATION_VARIANTS,
+                        help="with --calibration: members x folds to compare, e.g. 5x10,5x5 (default: all of "
+                        "CALIBRATION_VARIANTS)")
     args = parser.parse_args(argv)
 
     import torch
@@ -344,7 +355,7 @@ def main(argv: Sequence[str] | None = None) -> list[Trial] | list[dict[str, Any]
     torch.set_num_threads(args.threads)
     train, test = load_npz(args.npz)
     if args.calibration:
-        return calibration_variants(train, test, args.seed)
+        return calibration_variants(train, test, args.seed, args.variants)
     if args.shrinkage:
         for alpha, value in shrinkage(train, args.folds, args.seed).items():
             print(f"alpha {alpha:g}: {value:.4f}")

@@ -239,3 +239,33 @@ def test_quality_search_scores_every_tau_grid_and_resumes_from_its_log(tmp_path:
 
     monkeypatch.setattr(tuning, "cross_validate", refit)
     assert tuning.quality_search(train, n_folds=2, seed=1, log_path=log) == rows
+
+
+def test_calibration_variants_run_the_members_and_folds_asked_for(tmp_path: Path) -> None:
+    """``bench.tuning --calibration --variants 1x2,1x3``: one calibration per (members, folds), each target's
+    choice on the train side and the test side, ratios against the best single model; a malformed value is a
+    usage error."""
+    import numpy as np
+
+    import bench.tuning as tuning
+
+    rng = np.random.default_rng(3)
+    n, m = 120, 3
+    X = rng.normal(size=(n, 16)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    Q = (rng.random((n, m)) < [0.4, 0.6, 0.8]).astype(np.float32)
+    C = np.tile(np.array([1e-5, 5e-5, 3e-4], dtype=np.float32), (n, 1))
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, X=X, Q=Q, C=C, chars=rng.integers(50, 500, size=n), models=np.array(["a", "b", "c"]),
+             split=np.array(["train", "test"] * (n // 2)), eval_name=np.array(["t1", "t2"] * (n // 2)))
+    rows = tuning.main([str(npz), "--calibration", "--variants", "1x2,1X3", "--threads", "1"])
+    assert [(r["members"], r["folds"], r["target"]) for r in rows] == [
+        (1, 2, 1.0), (1, 2, 0.95), (1, 3, 1.0), (1, 3, 0.95)]
+    for half in (slice(0, n, 2), slice(1, n, 2)):  # "c", the dearest model, is the best single model of both splits
+        assert Q[half].mean(axis=0).argmax() == 2
+    for r in rows:
+        # So every policy's cost ratio lies in (0, 1] (all on "c" is 1).
+        assert 0.0 < r["train_cost"] <= 1.0 + 1e-9 and 0.0 < r["test_cost"] <= 1.0 + 1e-9
+        assert 0.0 < r["train_quality"] and 0.0 < r["test_quality"] and r["seconds"] >= 0.0
+    with pytest.raises(SystemExit):
+        tuning.main([str(npz), "--calibration", "--variants", "5,10"])
