@@ -12,7 +12,8 @@ their work in ``faults.step("ingest")`` etc.); ``router.storage.transaction`` ca
 before every ``COMMIT``, so ``ingest.commit``, ``embed.commit`` and ``route.commit`` are "inside a transaction,
 everything written, not yet committed". Other points: ``train.fitted`` (routers fitted, report written, nothing
 in MLflow), ``register.logged`` (MLflow run logged, no version registered), ``register.gated`` (version
-registered and gated, aliases moved, nothing recorded in the store yet). ``#N`` fires on the N-th hit
+registered and gated, aliases moved, nothing recorded in the store yet), ``onboard.logged`` and ``onboard.gated``
+(the same two moments of onboarding a model into the champion). ``#N`` fires on the N-th hit
 (default 1) counted within the process. ``enospc`` raises ``OSError(ENOSPC)`` (a full disk) instead of
 killing; ``sleep:S`` pauses S seconds (to observe a step while it runs).
 """

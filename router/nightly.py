@@ -20,7 +20,7 @@ import json
 import logging
 import shutil
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -249,7 +249,7 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
     run = step.run
     baseline_name, baseline_aiq = run.best_baseline()
     with faults.step("register"):
-        mlflow_run_id, version, record = _resume_registration(settings, step.data_key)
+        mlflow_run_id, version, record = _resume_registration(settings, {"data_key": step.data_key})
         if mlflow_run_id is None:
             mlflow_run_id = tracking.log_training_run(
                 settings, run.routers[ATTENTION], run.evaluation, run.report_dir, run.snapshot.as_params(),
@@ -324,26 +324,52 @@ def onboard_model(settings: Settings, model: str, flow_run_id: str | None = None
                         mine.eval_names[rows])
     fit_rows, held_rows = holdout_split(outcomes.n, settings.onboard_holdout_fraction, settings.seed)
     with faults.step("onboard"):
-        done = onboard(loaded.router, model, outcomes.take(fit_rows))
-        check = held_out_check(done.router, model, outcomes.take(held_rows), outcomes.take(fit_rows))
-        q_hat, c_hat = done.router.predict(test.X, test.prompt_chars, test.eval_names)
-        metrics = evaluate({"attention": (q_hat[:, : len(pool)], c_hat[:, : len(pool)], "linear")}, test.quality,
-                           test.cost, test.eval_names, test.models, dataset=f"store {settings.database.name}",
-                           n_train=train.n, n_test=test.n).metrics
-        mlflow_run_id = tracking.log_training_run(
-            settings, done.router, metrics, None, snap.as_params(),
-            {"onboarded_model": model, "onboarded_into": str(version), "onboard.n_fit": done.n_fit,
-             "onboard.n_held": check.n, "onboard.seconds": round(done.seconds, 3), "flow_run_id": flow_run_id or ""},
-            train_data=train, run_name=f"onboard-v{version}", tags={"onboarded_model": model},
-            policy=Calibration.from_dict(loaded.policy) if loaded.policy else None, templates=templates,
-        )
-        challenger = promotion.register_challenger(settings, mlflow_run_id,
-                                                   description=f"champion v{version} + onboarded {model}")
-        decision = promotion.gate(settings, challenger, test, held_out=check)
+        # An earlier attempt that died after logging, registering or gating is resumed, not repeated.
+        mlflow_run_id, challenger, record = _resume_registration(settings, _onboarding_params(model, version))
+        if challenger is not None and record is not None and _gate_recorded(settings, challenger):
+            log.info("%s was already onboarded into v%s as v%s and gated (%s)", model, version, challenger,
+                     record["decision"])
+            return PromotionStep(False, challenger, _decision_from_record(record).as_dict(), mlflow_run_id)
+        if record is None:  # not gated yet: the seeded fit again (a logged run was fitted the same way)
+            done = onboard(loaded.router, model, outcomes.take(fit_rows))
+            check = held_out_check(done.router, model, outcomes.take(held_rows), outcomes.take(fit_rows))
+        if mlflow_run_id is None:
+            q_hat, c_hat = done.router.predict(test.X, test.prompt_chars, test.eval_names)
+            metrics = evaluate({"attention": (q_hat[:, : len(pool)], c_hat[:, : len(pool)], "linear")},
+                               test.quality, test.cost, test.eval_names, test.models,
+                               dataset=f"store {settings.database.name}", n_train=train.n, n_test=test.n).metrics
+            mlflow_run_id = tracking.log_training_run(
+                settings, done.router, metrics, None, snap.as_params(),
+                {**_onboarding_params(model, version), "onboard.n_fit": done.n_fit, "onboard.n_held": check.n,
+                 "onboard.seconds": round(done.seconds, 3), "flow_run_id": flow_run_id or ""},
+                train_data=train, run_name=f"onboard-v{version}", tags={"onboarded_model": model},
+                policy=Calibration.from_dict(loaded.policy) if loaded.policy else None, templates=templates,
+            )
+        faults.point("logged")
+        if challenger is None:
+            challenger = promotion.register_challenger(settings, mlflow_run_id,
+                                                       description=f"champion v{version} + onboarded {model}")
+        if record is not None:  # gated before the attempt died: the decision stands
+            decision = _decision_from_record(record)
+        else:
+            decision = promotion.gate(settings, challenger, test, held_out=check)
+        faults.point("gated")
     with open_store(settings) as con:
         _record_gate(con, settings, challenger, version, promotion.champion_version(settings), decision, None,
                      flow_run_id)
     return PromotionStep(False, challenger, decision.as_dict(), mlflow_run_id)
+
+
+def _onboarding_params(model: str, champion: int) -> dict[str, str]:
+    """The MLflow params naming an onboarding run: the model onboarded and the champion it extends."""
+    return {"onboarded_model": model, "onboarded_into": str(champion)}
+
+
+def _gate_recorded(settings: Settings, version: int) -> bool:
+    """Whether the store holds the gate's ``promotions`` row of ``version``."""
+    with open_store(settings, read_only=True) as con:
+        return bool(execute(con, "routing/promotion_of", {"registered_model": settings.registered_model,
+                                                           "challenger": str(version)}))
 
 
 def onboard_new_models(settings: Settings, *, force_night: str | None = None,
@@ -388,18 +414,11 @@ def onboard_new_models(settings: Settings, *, force_night: str | None = None,
 
 
 def _onboarded_before(settings: Settings, model: str, champion: int) -> bool:
-    """Whether a logged run already onboarded ``model`` into version ``champion``."""
-    from router.registry import tracking
-
-    if "'" in model or "\\" in model:  # never part of a filter string; such a name is simply tried again
-        return False
-    with tracking.connect(settings) as client:
-        experiment = client.get_experiment_by_name(settings.mlflow_experiment)
-        if experiment is None:
-            return False
-        runs = client.search_runs([experiment.experiment_id], max_results=1, filter_string=(
-            f"params.onboarded_model = '{model}' and params.onboarded_into = '{champion}'"))
-    return bool(runs)
+    """Whether ``model`` was already onboarded into version ``champion`` to the end: its run logged and
+    registered, the challenger gated and the gate recorded in the store (an attempt that died before that is
+    resumed by :func:`onboard_model`). A name with a quote or backslash is simply tried again."""
+    _, challenger, record = _resume_registration(settings, _onboarding_params(model, champion))
+    return challenger is not None and record is not None and _gate_recorded(settings, challenger)
 
 
 def _record_gate(con: Any, settings: Settings, version: int, champion_before: int | None,
@@ -416,21 +435,23 @@ def _record_gate(con: Any, settings: Settings, version: int, champion_before: in
     })
 
 
-# -------------------------------------------------------------------------------------------------- route
-def _resume_registration(settings: Settings, key: str) -> tuple[str | None, int | None, dict[str, Any] | None]:
-    """(MLflow run id, registered version, gate record) left by an earlier attempt with the same ``data_key``
-    that died before recording its result in the store; ``(None, None, None)`` when there is none.
+def _resume_registration(settings: Settings, params: Mapping[str, str]
+                         ) -> tuple[str | None, int | None, dict[str, Any] | None]:
+    """(MLflow run id, registered version, gate record) of the newest completely logged run with these ``params``
+    (a training run's ``data_key``; an onboarding's model and champion), left by an earlier attempt that may have
+    died before recording its result in the store; ``(None, None, None)`` when there is none.
 
     The gate record is reused only when it is final: a rejection, or a promotion whose alias was moved."""
     from router.registry import promotion, tracking
 
-    if not key.isalnum():  # data keys are hex digests; anything else never reaches a filter string
+    if any("'" in value or "\\" in value for value in params.values()):  # never part of a filter string
         return None, None, None
+    where = " and ".join(f"params.{name} = '{value}'" for name, value in params.items())
     with tracking.connect(settings) as client:
         experiment = client.get_experiment_by_name(settings.mlflow_experiment)
         if experiment is None:
             return None, None, None
-        runs = client.search_runs([experiment.experiment_id], filter_string=f"params.data_key = '{key}'",
+        runs = client.search_runs([experiment.experiment_id], filter_string=where,
                                   order_by=["attributes.start_time DESC"], max_results=5)
         runs = [r for r in runs if r.data.tags.get(tracking.MODEL_ID_TAG)]  # the model was logged completely
         if not runs:
@@ -469,6 +490,7 @@ def _decision_from_record(record: dict[str, Any]):
     )
 
 
+# -------------------------------------------------------------------------------------------------- route
 def route(settings: Settings, *, reward: str | None = None, reward_param: float | None = None,
           budget: float | None = None, quality_target: float | None = None,
           exclude: list[str] | None = None, flow_run_id: str | None = None, day: date | None = None

@@ -134,15 +134,15 @@ def test_holdout_split_is_seeded_and_disjoint() -> None:
 
 
 @pytest.mark.slow
-def test_routerctl_models_onboard(settings, files, cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A champion trained without ``newcomer``; logs name it: too few outcomes or an unknown name exit 2, enough
-    outcomes register and gate a challenger whose pool ends with it. The champion routes to it only if the gate
-    promotes that challenger."""
+def _champion_without_newcomer(settings, files) -> tuple[int, str]:
+    """A store with RouterBench rows and 60 scored log outcomes of ``newcomer``, and a promoted champion fitted
+    without it: (its version, its MLflow run id)."""
     from test_scale import FakeEncoder
 
     from conftest import MODELS
     from router import embeddings as emb
     from router.dataset import load_routing_data
+    from router.evaluation import evaluate
     from router.ingest import ingest_file
     from router.registry import promotion, tracking
     from router.storage import connect
@@ -160,14 +160,22 @@ def test_routerctl_models_onboard(settings, files, cli, monkeypatch: pytest.Monk
         con.close()
     champion = AttentionRouter(**{**CONFIG, "max_epochs": 5}).fit(train, seed=1)
     q, c = champion.predict(test.X, test.prompt_chars)
-    from router.evaluation import evaluate
-
     result = evaluate({"attention": (q, c, "linear")}, test.quality, test.cost, test.eval_names, test.models)
     run = tracking.log_training_run(settings, champion, result, None, {"rows": train.n}, train_data=train)
     first = promotion.register_challenger(settings, run)
     assert promotion.gate(settings, first, test).promoted
+    return first, run
 
+
+def test_routerctl_models_onboard(settings, files, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A champion trained without ``newcomer``; logs name it: too few outcomes or an unknown name exit 2, enough
+    outcomes register and gate a challenger whose pool ends with it. The champion routes to it only if the gate
+    promotes that challenger."""
+    from conftest import MODELS
     from router import nightly
+    from router.registry import promotion
+
+    first, run = _champion_without_newcomer(settings, files)
 
     tonight = nightly.onboard_new_models(settings)  # no training run has these inputs: the retrain fits it
     assert tonight["onboarded"] == [] and "newcomer: not onboarded, tonight's full retrain" in tonight["notes"][0]
@@ -196,7 +204,7 @@ def test_routerctl_models_onboard(settings, files, cli, monkeypatch: pytest.Monk
     from datetime import datetime
 
     from router.dataset import snapshot
-    from router.storage import execute
+    from router.storage import connect, execute
 
     with connect(settings) as con:
         execute(con, "nightly/insert_training_run", {
@@ -210,6 +218,59 @@ def test_routerctl_models_onboard(settings, files, cli, monkeypatch: pytest.Monk
     else:
         assert again["notes"] == []  # the champion routes to it now
     assert len(promotion.list_versions(settings)) == 2
+
+
+@pytest.mark.parametrize("point", ["onboard.logged", "onboard.gated"])
+def test_onboarding_that_dies_after_logging_or_gating_is_resumed_once(settings, files, monkeypatch, point) -> None:
+    """Onboarding dies after its MLflow run is logged (nothing registered) or after the gate (nothing recorded in
+    the store): the nightly does not take the model as onboarded, and the next attempt resumes it: one onboarding
+    run, one challenger version, one gate decision, one ``promotions`` row. Asked again, nothing new is made."""
+    from router import nightly
+    from router.registry import promotion, tracking
+    from router.storage import connect
+
+    first, _ = _champion_without_newcomer(settings, files)
+    settings = settings.model_copy(update={"onboard_min_outcomes": 50})
+
+    def onboarding_runs() -> list:
+        with tracking.connect(settings) as client:
+            experiment = client.get_experiment_by_name(settings.mlflow_experiment)
+            return client.search_runs([experiment.experiment_id], "params.onboarded_model = 'newcomer'")
+
+    def promotion_rows() -> list:
+        with connect(settings) as con:
+            return con.sql("SELECT challenger, promoted, reason FROM promotions ORDER BY decided_at").fetchall()
+
+    monkeypatch.setenv("ROUTER_FAULT_POINT", point)
+    monkeypatch.setenv("ROUTER_FAULT_ACTION", "enospc")
+    with pytest.raises(OSError, match=f"injected at {point}"):
+        nightly.onboard_model(settings, "newcomer")
+    monkeypatch.delenv("ROUTER_FAULT_POINT")
+    [run] = onboarding_runs()
+    versions = {v.version: v for v in promotion.list_versions(settings)}
+    assert set(versions) == ({first} if point == "onboard.logged" else {first, first + 1})
+    assert promotion_rows() == []  # the champion's own gate was not recorded by this test; onboarding's was not
+    gate_tags = dict(versions[first + 1].tags) if point == "onboard.gated" else None
+    assert not nightly._onboarded_before(settings, "newcomer", first)
+
+    step = nightly.onboard_model(settings, "newcomer")
+    assert [r.info.run_id for r in onboarding_runs()] == [run.info.run_id] and step.mlflow_run_id == run.info.run_id
+    versions = {v.version: v for v in promotion.list_versions(settings)}
+    assert set(versions) == {first, first + 1} and step.version == first + 1
+    assert versions[first + 1].gate == step.decision["decision"]
+    if gate_tags is not None:  # gated before dying: that decision stands, the version was not gated again
+        assert {k: v for k, v in versions[first + 1].tags.items() if k.startswith("gate.")} == {
+            k: v for k, v in gate_tags.items() if k.startswith("gate.")}
+    # newcomer's outcomes (every third prompt scored 1) are noise to the router: its held-out check rejects it.
+    assert step.decision["decision"] == "rejected" and "held-out Brier" in step.decision["reason"]
+    assert promotion_rows() == [(str(first + 1), False, step.decision["reason"])]
+    assert promotion.champion_version(settings) == first
+
+    # Asked again (the nightly skips it; `routerctl models onboard` asks): the recorded decision, nothing new.
+    assert nightly._onboarded_before(settings, "newcomer", first)
+    again = nightly.onboard_model(settings, "newcomer")
+    assert (again.version, again.decision) == (first + 1, step.decision)
+    assert len(onboarding_runs()) == 1 and len(promotion_rows()) == 1 and len(promotion.list_versions(settings)) == 2
 
 
 def test_models_awaiting_outcomes_are_neither_trained_nor_routed_to(settings, files, ingest, store) -> None:
