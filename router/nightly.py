@@ -416,7 +416,7 @@ def onboard_new_models(settings: Settings, *, force_night: str | None = None,
 def _onboarded_before(settings: Settings, model: str, champion: int) -> bool:
     """Whether ``model`` was already onboarded into version ``champion`` to the end: its run logged and
     registered, the challenger gated and the gate recorded in the store (an attempt that died before that is
-    resumed by :func:`onboard_model`). A name with a quote or backslash is simply tried again."""
+    resumed by :func:`onboard_model`)."""
     _, challenger, record = _resume_registration(settings, _onboarding_params(model, champion))
     return challenger is not None and record is not None and _gate_recorded(settings, challenger)
 
@@ -444,16 +444,20 @@ def _resume_registration(settings: Settings, params: Mapping[str, str]
     The gate record is reused only when it is final: a rejection, or a promotion whose alias was moved."""
     from router.registry import promotion, tracking
 
-    if any("'" in value or "\\" in value for value in params.values()):  # never part of a filter string
+    # Values with a quote or backslash (a model's name may have one) never enter the filter string; every value is
+    # compared again on the runs found.
+    safe = {name: value for name, value in params.items() if "'" not in value and "\\" not in value}
+    if not safe:
         return None, None, None
-    where = " and ".join(f"params.{name} = '{value}'" for name, value in params.items())
+    where = " and ".join(f"params.{name} = '{value}'" for name, value in safe.items())
     with tracking.connect(settings) as client:
         experiment = client.get_experiment_by_name(settings.mlflow_experiment)
         if experiment is None:
             return None, None, None
         runs = client.search_runs([experiment.experiment_id], filter_string=where,
-                                  order_by=["attributes.start_time DESC"], max_results=5)
-        runs = [r for r in runs if r.data.tags.get(tracking.MODEL_ID_TAG)]  # the model was logged completely
+                                  order_by=["attributes.start_time DESC"], max_results=100)
+        runs = [r for r in runs if r.data.tags.get(tracking.MODEL_ID_TAG)  # the model was logged completely
+                and all(r.data.params.get(name) == value for name, value in params.items())]
         if not runs:
             return None, None, None
         run_id = runs[0].info.run_id

@@ -134,7 +134,7 @@ def test_holdout_split_is_seeded_and_disjoint() -> None:
 
 
 @pytest.mark.slow
-def _champion_without_newcomer(settings, files) -> tuple[int, str]:
+def _champion_without_newcomer(settings, files, newcomer: str = "newcomer") -> tuple[int, str]:
     """A store with RouterBench rows and 60 scored log outcomes of ``newcomer``, and a promoted champion fitted
     without it: (its version, its MLflow run id)."""
     from test_scale import FakeEncoder
@@ -151,7 +151,7 @@ def _champion_without_newcomer(settings, files) -> tuple[int, str]:
     try:
         ingest_file(con, "routerbench", files.routerbench("bench_train.csv", n=80), settings)
         ingest_file(con, "routerbench", files.routerbench("bench_test.csv", n=30, start=100), settings)
-        logs = [files.log_record(i, model="newcomer", quality=float(i % 3 == 0), cost_usd=0.002) for i in range(60)]
+        logs = [files.log_record(i, model=newcomer, quality=float(i % 3 == 0), cost_usd=0.002) for i in range(60)]
         ingest_file(con, "logs", files.logs(records=logs), settings)
         emb.embed_missing(con, settings, model=FakeEncoder())
         train = load_routing_data(con, settings.encoder, "train", sources=["routerbench"], models=list(MODELS))
@@ -220,22 +220,25 @@ def test_routerctl_models_onboard(settings, files, cli, monkeypatch: pytest.Monk
     assert len(promotion.list_versions(settings)) == 2
 
 
-@pytest.mark.parametrize("point", ["onboard.logged", "onboard.gated"])
-def test_onboarding_that_dies_after_logging_or_gating_is_resumed_once(settings, files, monkeypatch, point) -> None:
+@pytest.mark.parametrize(("point", "newcomer"), [("onboard.logged", "newcomer"), ("onboard.gated", "o'brien-7b")])
+def test_onboarding_that_dies_after_logging_or_gating_is_resumed_once(settings, files, monkeypatch, point,
+                                                                      newcomer) -> None:
     """Onboarding dies after its MLflow run is logged (nothing registered) or after the gate (nothing recorded in
     the store): the nightly does not take the model as onboarded, and the next attempt resumes it: one onboarding
-    run, one challenger version, one gate decision, one ``promotions`` row. Asked again, nothing new is made."""
+    run, one challenger version, one gate decision, one ``promotions`` row. Asked again, nothing new is made. A
+    model whose name has a quote (never put into an MLflow filter string) is found again all the same."""
     from router import nightly
     from router.registry import promotion, tracking
     from router.storage import connect
 
-    first, _ = _champion_without_newcomer(settings, files)
+    first, _ = _champion_without_newcomer(settings, files, newcomer)
     settings = settings.model_copy(update={"onboard_min_outcomes": 50})
 
     def onboarding_runs() -> list:
         with tracking.connect(settings) as client:
             experiment = client.get_experiment_by_name(settings.mlflow_experiment)
-            return client.search_runs([experiment.experiment_id], "params.onboarded_model = 'newcomer'")
+            runs = client.search_runs([experiment.experiment_id], f"params.onboarded_into = '{first}'")
+            return [r for r in runs if r.data.params["onboarded_model"] == newcomer]
 
     def promotion_rows() -> list:
         with connect(settings) as con:
@@ -244,16 +247,16 @@ def test_onboarding_that_dies_after_logging_or_gating_is_resumed_once(settings, 
     monkeypatch.setenv("ROUTER_FAULT_POINT", point)
     monkeypatch.setenv("ROUTER_FAULT_ACTION", "enospc")
     with pytest.raises(OSError, match=f"injected at {point}"):
-        nightly.onboard_model(settings, "newcomer")
+        nightly.onboard_model(settings, newcomer)
     monkeypatch.delenv("ROUTER_FAULT_POINT")
     [run] = onboarding_runs()
     versions = {v.version: v for v in promotion.list_versions(settings)}
     assert set(versions) == ({first} if point == "onboard.logged" else {first, first + 1})
-    assert promotion_rows() == []  # the champion's own gate was not recorded by this test; onboarding's was not
+    assert promotion_rows() == []  # (the champion's gate was not recorded in the store by this test's setup)
     gate_tags = dict(versions[first + 1].tags) if point == "onboard.gated" else None
-    assert not nightly._onboarded_before(settings, "newcomer", first)
+    assert not nightly._onboarded_before(settings, newcomer, first)
 
-    step = nightly.onboard_model(settings, "newcomer")
+    step = nightly.onboard_model(settings, newcomer)
     assert [r.info.run_id for r in onboarding_runs()] == [run.info.run_id] and step.mlflow_run_id == run.info.run_id
     versions = {v.version: v for v in promotion.list_versions(settings)}
     assert set(versions) == {first, first + 1} and step.version == first + 1
@@ -261,14 +264,14 @@ def test_onboarding_that_dies_after_logging_or_gating_is_resumed_once(settings, 
     if gate_tags is not None:  # gated before dying: that decision stands, the version was not gated again
         assert {k: v for k, v in versions[first + 1].tags.items() if k.startswith("gate.")} == {
             k: v for k, v in gate_tags.items() if k.startswith("gate.")}
-    # newcomer's outcomes (every third prompt scored 1) are noise to the router: its held-out check rejects it.
+    # The newcomer's outcomes (every third prompt scored 1) are noise to the router: its held-out check rejects it.
     assert step.decision["decision"] == "rejected" and "held-out Brier" in step.decision["reason"]
     assert promotion_rows() == [(str(first + 1), False, step.decision["reason"])]
     assert promotion.champion_version(settings) == first
 
     # Asked again (the nightly skips it; `routerctl models onboard` asks): the recorded decision, nothing new.
-    assert nightly._onboarded_before(settings, "newcomer", first)
-    again = nightly.onboard_model(settings, "newcomer")
+    assert nightly._onboarded_before(settings, newcomer, first)
+    again = nightly.onboard_model(settings, newcomer)
     assert (again.version, again.decision) == (first + 1, step.decision)
     assert len(onboarding_runs()) == 1 and len(promotion_rows()) == 1 and len(promotion.list_versions(settings)) == 2
 
