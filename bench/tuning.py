@@ -19,6 +19,7 @@ weighting, ensemble size), every fit scored with the linear reward and with the 
 configuration's result as a JSON line as soon as it is done, and skips configurations already in the file.
 ``--fallback`` instead measures what a missing task costs at prediction time (:func:`task_fallback`);
 ``--shrinkage`` what shrinking the quality predictions toward per-task means does (:func:`shrinkage`);
+``--blend`` what blending them with ``knn40``'s does (:func:`knn_blend`);
 ``--calibration`` what the quality-target calibration's ensemble size and folds do (:func:`calibration_variants`:
 its train-side choice, and that choice applied to a five-member router's test predictions, reported only).
 
@@ -43,7 +44,7 @@ from router.rewards import ExponentialReward, Reward
 from router.routers import get_router
 from router.routers.base import RoutingData
 
-__all__ = ["CALIBRATION_VARIANTS", "DEFAULT_GRID", "GRID_BASE", "QUALITY_GRID", "TAU_GRIDS", "Trial", "calibration_variants", "cross_validate", "load_npz", "main", "score", "stratified_folds", "tune"]
+__all__ = ["CALIBRATION_VARIANTS", "DEFAULT_GRID", "GRID_BASE", "QUALITY_GRID", "TAU_GRIDS", "Trial", "calibration_variants", "cross_validate", "knn_blend", "load_npz", "main", "score", "stratified_folds", "tune"]
 
 #: The reference point of the grid, spelled out so the grid means the same thing if the defaults change.
 GRID_BASE: dict[str, Any] = {
@@ -275,6 +276,37 @@ def shrinkage(train: RoutingData, n_folds: int, seed: int,
     return {a: float(np.mean(v)) for a, v in scores.items()}
 
 
+def knn_blend(train: RoutingData, n_folds: int, seed: int, k: int = 40,
+              weights: Sequence[float] = (1.0, 0.75, 0.5, 0.25, 0.0)) -> dict[str, dict[float, float]]:
+    """Cross-validated AIQ of the default attention router's predictions blended with a ``knn{k}`` router's
+    fitted on the same fold, ``w·attention + (1 − w)·knn``: quality only, and quality and cost together;
+    each scored with the linear reward and the default exponential one. ``w = 1`` is the router alone, ``w = 0``
+    the kNN alone (docs/router.md)."""
+    from router.rewards import get_reward
+
+    fold = stratified_folds(train, n_folds, seed)
+    kinds = ("quality", "quality+cost")
+    rewards = {"linear": "linear", "exponential": get_reward("exponential")}
+    scores: dict[str, dict[float, list[float]]] = {f"{kind} {r}": {w: [] for w in weights}
+                                                   for kind in kinds for r in rewards}
+    for j in range(n_folds):
+        fit, val = train.subset(np.flatnonzero(fold != j)), train.subset(np.flatnonzero(fold == j))
+        args = (val.X, val.prompt_chars, val.eval_names)
+        q_att, c_att = get_router("attention").fit(fit, seed=seed).predict(*args)
+        q_knn, c_knn = get_router(f"knn{k}").fit(fit, seed=seed).predict(*args)
+        runs = {}
+        for w in weights:
+            q = w * q_att + (1.0 - w) * q_knn
+            for kind, c in (("quality", c_att), ("quality+cost", w * c_att + (1.0 - w) * c_knn)):
+                for name, reward in rewards.items():
+                    runs[f"{kind} {name} {w:g}"] = (q, c, reward)
+        metrics = evaluate(runs, val.quality, val.cost, val.eval_names, val.models).metrics
+        for key in scores:
+            for w in weights:
+                scores[key][w].append(float(metrics["routers"][f"{key} {w:g}"]["aiq"]))
+    return {key: {w: float(np.mean(v)) for w, v in by.items()} for key, by in scores.items()}
+
+
 #: (members, folds) of the calibration's cross-fitted attention routers compared by ``--calibration``.
 CALIBRATION_VARIANTS: tuple[tuple[int, int], ...] = ((5, 10), (1, 10), (2, 10), (1, 5), (3, 5), (5, 5))
 
@@ -343,6 +375,8 @@ def main(argv: Sequence[str] | None = None) -> list[Trial] | list[dict[str, Any]
                         "the task at prediction time, on the first fold")
     parser.add_argument("--shrinkage", action="store_true", help="instead: quality predictions shrunk toward "
                         "per-(task, model) training means, cross-validated")
+    parser.add_argument("--blend", action="store_true", help="instead: the attention router's predictions "
+                        "blended with knn40's, cross-validated")
     parser.add_argument("--calibration", action="store_true", help="instead: the quality-target calibration per "
                         "ensemble size and folds (CALIBRATION_VARIANTS), train side and test side")
     parser.add_argument("--variants", type=_variants, default=CALIBRATION_VARIANTS,
@@ -359,6 +393,10 @@ def main(argv: Sequence[str] | None = None) -> list[Trial] | list[dict[str, Any]
     if args.shrinkage:
         for alpha, value in shrinkage(train, args.folds, args.seed).items():
             print(f"alpha {alpha:g}: {value:.4f}")
+        return []
+    if args.blend:
+        for key, by in knn_blend(train, args.folds, args.seed).items():
+            print(f"{key}: " + ", ".join(f"w {w:g} {value:.4f}" for w, value in by.items()))
         return []
     if args.fallback:
         for name, value in task_fallback(train, args.folds, args.seed).items():

@@ -269,3 +269,31 @@ def test_calibration_variants_run_the_members_and_folds_asked_for(tmp_path: Path
         assert 0.0 < r["train_quality"] and 0.0 < r["test_quality"] and r["seconds"] >= 0.0
     with pytest.raises(SystemExit):
         tuning.main([str(npz), "--calibration", "--variants", "5,10"])
+
+
+def test_knn_blend_ends_are_the_two_routers_alone() -> None:
+    """``bench.tuning --blend``: weight 1 scores the attention router's own predictions, weight 0 (quality and
+    cost) the kNN router's, each equal to that router cross-validated alone on the same folds."""
+    import numpy as np
+
+    import bench.tuning as tuning
+    from router.routers.base import RoutingData
+
+    rng = np.random.default_rng(5)
+    n = 90
+    X = rng.normal(size=(n, 8)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    quality = (rng.random((n, 3)) < [0.3, 0.6, 0.8]).astype(np.float32)
+    cost = np.tile(np.array([1e-5, 4e-5, 2e-4], dtype=np.float32), (n, 1)) * rng.uniform(0.5, 2.0, size=(n, 1))
+    train = RoutingData(X, quality, cost.astype(np.float32), rng.integers(50, 500, size=n), ["a", "b", "c"],
+                        np.array(["t1", "t2", "t3"] * 30, dtype=object))
+    scores = tuning.knn_blend(train, n_folds=2, seed=1, k=5, weights=(1.0, 0.5, 0.0))
+    assert set(scores) == {f"{kind} {reward}" for kind in ("quality", "quality+cost")
+                           for reward in ("linear", "exponential")}
+    attention = tuning.cross_validate("attention", {}, train, n_folds=2, seed=1)
+    knn = tuning.cross_validate("knn5", {}, train, n_folds=2, seed=1)
+    assert scores["quality linear"][1.0] == pytest.approx(attention.aiq, abs=1e-12)
+    assert scores["quality+cost linear"][1.0] == pytest.approx(attention.aiq, abs=1e-12)
+    assert scores["quality+cost linear"][0.0] == pytest.approx(knn.aiq, abs=1e-12)
+    for by in scores.values():
+        assert all(0.0 < v <= 1.0 for v in by.values())
