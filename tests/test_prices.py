@@ -100,11 +100,33 @@ def test_routerctl_ingest_prices_and_prices(cli, files, store) -> None:
     by = {f["model"]: f for f in data["factors"]}
     assert by["m1"]["factor"] == pytest.approx(0.5) and by["m2"]["factor"] == 1.0
     assert by["m2"]["current"]["pricing"] == "per_token"  # the per-call price is three days away
+    assert data["label"] == "m1:0.5"  # the served model's prices param: only the factors that are not 1
     later = json.loads(cli("prices", "--json", "--on", str(date.today() + timedelta(days=3))).output)
     assert {f["model"]: f["note"] for f in later["factors"]}["m2"].startswith("pricing changed")
     table = cli("prices")
     assert table.exit_code == 0 and "m1" in table.output and "0.5" in table.output
+    assert "prices=m1:0.5" in table.output
     assert cli("prices", "--on", "tomorrow").exit_code == 2
+
+
+def test_served_price_factors_read_back_the_label() -> None:
+    """``serving.price_factors`` parses what ``PriceFactors.label`` writes (a model name may hold colons), leaves
+    unnamed models at 1, and refuses what it cannot read."""
+    from router.prices import Factor, PriceFactors
+    from router.registry.serving import price_factors
+
+    models = ["m1", "llama3:8b", "m3"]
+    label = PriceFactors(date.today(), None, [Factor("llama3:8b", 0.25, None, None), Factor("m1", 1.0, None, None),
+                                              Factor("m3", 3.0, None, None)]).label()
+    assert label == "llama3:8b:0.25,m3:3"
+    assert price_factors(label, models).tolist() == [1.0, 0.25, 3.0]
+    assert price_factors("", models).tolist() == [1.0, 1.0, 1.0]
+    assert price_factors(" m3:2 , ", models).tolist() == [1.0, 1.0, 2.0]
+    for bad, message in (("m1", "is not <model>:<factor>"), (":2", "is not <model>:<factor>"),
+                         ("m9:2", "unknown model 'm9'"), ("m1:2,m1:3", "named twice"), ("m1:0", "positive finite"),
+                         ("m1:-1", "positive finite"), ("m1:nan", "positive finite"), ("m1:cheap", "positive finite")):
+        with pytest.raises(ValueError, match=message):
+            price_factors(bad, models)
 
 
 # ------------------------------------------------------------------------------------------------- factors

@@ -286,6 +286,23 @@ def test_route_frame_contract() -> None:
         serving.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"exclude": ",".join(MODELS)})
     with pytest.raises(ValueError, match=r"cannot exclude \['gpt-9'\]: not in the champion's pool"):
         serving.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"exclude": "gpt-9"})
+    # Price factors: costs are rescaled before choosing and returned rescaled. The quality end is unmoved; with a
+    # tiny willingness to pay, the cheapest model made 1000x dearer is never chosen.
+    cheapest = MODELS[int(costs.mean(axis=0).argmin())]
+    priced = serving.route_frame(router, pool, data.test.X[:5], data.test.prompt_chars[:5],
+                                 {"lambda": 1e-10, "prices": f" {cheapest}:1000 "})
+    assert np.allclose(priced[f"c::{cheapest}"], frame[f"c::{cheapest}"] * 1000)
+    others = [m for m in MODELS if m != cheapest]
+    assert all(np.array_equal(priced[f"c::{m}"], frame[f"c::{m}"]) for m in others)
+    repriced = priced[[f"c::{m}" for m in MODELS]].to_numpy()
+    assert list(priced["model"]) == [MODELS[j] for j in repriced.argmin(axis=1)]
+    assert cheapest not in set(priced["model"])
+    assert np.allclose(priced["cost_hat"], repriced.min(axis=1))
+    same = serving.route_frame(router, pool, data.test.X[:5], data.test.prompt_chars[:5],
+                               {"lambda": 1e9, "prices": f"{cheapest}:1000"})
+    assert list(same["model"]) == list(rich["model"])
+    with pytest.raises(ValueError, match="unknown model 'gpt-9'"):
+        serving.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"prices": "gpt-9:0.5"})
     with pytest.raises(ValueError, match="unknown reward"):
         serving.route_frame(router, pool, data.test.X[:1], data.test.prompt_chars[:1], {"reward": "quadratic"})
     with pytest.raises(ValueError, match="positive"):
@@ -341,7 +358,7 @@ def test_registered_model_layout(lifecycle: Lifecycle, tmp_path: Path) -> None:
     assert pool.mean_cost["large"] == pytest.approx(float(np.nanmean(train.cost[:, 2])), rel=1e-6)
     info = mlflow.models.Model.load(str(local))
     assert info.signature.params is not None
-    assert {p.name for p in info.signature.params.params} == {"reward", "lambda", "tau", "exclude"}
+    assert {p.name for p in info.signature.params.params} == {"reward", "lambda", "tau", "exclude", "prices"}
     # v3 carries its calibrated default policy: signature defaults, model_config, version tags, load_version
     loaded = promotion.load_version(settings, 3)
     policy = Calibration.from_dict(loaded.policy)
@@ -393,9 +410,10 @@ def test_a_baseline_router_is_packaged_and_served_through_the_pyfunc(tmp_path: P
     assert list(frame["model"]) == [MODELS[j] for j in expected_q.argmax(axis=1)]
 
 
-def test_a_served_attention_router_infers_a_missing_task(tmp_path: Path) -> None:
+def test_a_served_attention_router_infers_a_missing_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Served without a ``task`` column, an attention router trained with tasks uses the task its classifier infers
-    from each prompt (the classifier travels in the version's weights), as the fitted router predicts."""
+    from each prompt (the classifier travels in the version's weights), as the fitted router predicts. Where it is
+    served with ``ROUTER_SERVE_PRICES``, its costs are rescaled by those factors unless a request names its own."""
     import pandas as pd
 
     settings = make_settings(tmp_path / "home")
@@ -421,6 +439,19 @@ def test_a_served_attention_router_infers_a_missing_task(tmp_path: Path) -> None
     frame = model.predict(pd.DataFrame({"prompt": prompts}), params={"lambda": 1e9})
     np.testing.assert_allclose(frame[[f"q::{m}" for m in MODELS]].to_numpy(), inferred_q, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(frame[[f"c::{m}" for m in MODELS]].to_numpy(), inferred_c, rtol=1e-5)
+
+    monkeypatch.setenv("ROUTER_SERVE_PRICES", f"{MODELS[0]}:2")
+    with tracking.connect(settings):
+        priced = mlflow.pyfunc.load_model(f"models:/{settings.registered_model}/{version}")
+    served = priced.predict(pd.DataFrame({"prompt": prompts}), params={"lambda": 1e9})
+    np.testing.assert_allclose(served[f"c::{MODELS[0]}"], inferred_c[:, 0] * 2, rtol=1e-5)
+    np.testing.assert_allclose(served[f"c::{MODELS[1]}"], inferred_c[:, 1], rtol=1e-5)
+    own = priced.predict(pd.DataFrame({"prompt": prompts}), params={"lambda": 1e9, "prices": f"{MODELS[1]}:3"})
+    np.testing.assert_allclose(own[f"c::{MODELS[0]}"], inferred_c[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(own[f"c::{MODELS[1]}"], inferred_c[:, 1] * 3, rtol=1e-5)
+    monkeypatch.setenv("ROUTER_SERVE_PRICES", "gpt-9:2")
+    with tracking.connect(settings), pytest.raises(Exception, match="unknown model 'gpt-9'"):
+        mlflow.pyfunc.load_model(f"models:/{settings.registered_model}/{version}")
 
 
 # ----------------------------------------------------------------------------------------------- promotion

@@ -177,6 +177,25 @@ def test_invocations_accept_task_and_exponential_reward(server: str) -> None:
         assert row["model"] == min(MODELS, key=lambda m: row[f"c::{m}"])  # tiny tau: cost dominates
 
 
+def test_invocations_rescale_costs_by_price_factors(server: str) -> None:
+    """A request's ``prices`` multiplies a model's predicted costs before choosing: with the cheap model a million
+    times dearer, a negligible willingness to pay picks the other one, and the returned costs are the rescaled ones."""
+    frame = {"columns": ["prompt"], "data": [["What is 3 plus 5?"], ["Prove Fermat's last theorem."]]}
+    status, plain = _post(f"{server}/invocations", {"dataframe_split": frame, "params": {"lambda": 1e-10}})
+    assert status == 200, plain
+    status, body = _post(f"{server}/invocations",
+                         {"dataframe_split": frame, "params": {"lambda": 1e-10, "prices": "cheap:1000000"}})
+    assert status == 200, body
+    for before, row in zip(plain["predictions"], body["predictions"], strict=True):
+        assert before["model"] == "cheap" and row["model"] == "pricey"
+        assert row["c::cheap"] == pytest.approx(before["c::cheap"] * 1e6, rel=1e-9)
+        assert row["c::pricey"] == pytest.approx(before["c::pricey"], rel=1e-12)
+        assert row["cost_hat"] == pytest.approx(row["c::pricey"])
+    status, body = _post(f"{server}/invocations",
+                         {"dataframe_split": frame, "params": {"prices": "gpt-9:0.5"}})
+    assert status == 400 and "unknown model 'gpt-9'" in json.dumps(body)
+
+
 def test_invocations_reject_bad_params(server: str) -> None:
     frame = {"columns": ["prompt"], "data": [["hello"]]}
     status, body = _post(f"{server}/invocations", {"dataframe_split": frame, "params": {"reward": "quadratic"}})

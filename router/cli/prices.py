@@ -17,7 +17,8 @@ from router.cli.app import app, console, existing_store
 @app.command()
 def prices(
     as_json: bool = typer.Option(False, "--json", help='print {"day", "champion", "training_cut", "factors": '
-                                 '[{"model", "factor", "current", "training", "note"}]}'),
+                                 '[{"model", "factor", "current", "training", "note"}], "label"} (label: the '
+                                 'factors other than 1 as <model>:<factor>,..., the served model\'s prices param)'),
     on: str = typer.Option(None, "--on", help="the routing day (YYYY-MM-DD; default today, UTC)"),
 ) -> None:
     """Current prices (per call, or blended per 1,000 tokens) and the price factor of every model with a price."""
@@ -44,7 +45,7 @@ def prices(
     result = pricing.factors(table, models, day=day, cut=params.get("data.cut") or None,
                              recorded=pricing.recorded_prices(params.get("data.prices"))) if models else None
     data = {**(result.as_dict() if result else {"day": day.isoformat(), "training_cut": None, "factors": []}),
-            "champion": version}
+            "champion": version, "label": result.label() if result else ""}
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
@@ -64,3 +65,6 @@ def prices(
                     f.current["pricing"] if f.current else "–", price(f.current), price(f.training),
                     f"{f.factor:.4g}", escape(f.note))
     console.print(out)
+    if result.label():
+        console.print(f"The served model routes at these prices with the param prices={escape(result.label())} "
+                      "(or ROUTER_SERVE_PRICES where it is served).")

@@ -214,6 +214,7 @@ def _signature(models: Sequence[str], defaults: Mapping[str, Any] | None = None)
                 ParamSpec("lambda", "double", float(defaults["lambda"])),
                 ParamSpec("tau", "double", float(defaults["tau"])),
                 ParamSpec("exclude", "string", str(defaults["exclude"])),
+                ParamSpec("prices", "string", str(defaults["prices"])),
             ]
         ),
     )

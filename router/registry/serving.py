@@ -22,13 +22,15 @@ if TYPE_CHECKING:
     from router.templates import Template
 
 __all__ = ["COST_PREFIX", "DEFAULT_PARAMS", "QUALITY_PREFIX", "embed_prompts", "pool_encoder", "predict",
-           "prompt_inputs", "route_frame"]
+           "price_factors", "prompt_inputs", "route_frame"]
 
 #: Inference params of the pyfunc and their defaults (also the signature's ``ParamSchema``).
 #: ``reward`` picks the reward of ``router.rewards``; ``lambda`` is the linear reward's willingness to pay
 #: (dollars per unit of quality), ``tau`` the exponential reward's cost scale (dollars); ``exclude`` names models
-#: never chosen (comma-separated; the served model's default is ``ROUTER_POOL_EXCLUDE`` where it runs).
-DEFAULT_PARAMS: dict[str, Any] = {"reward": "linear", "lambda": 1.0, "tau": 1e-3, "exclude": ""}
+#: never chosen (comma-separated; the served model's default is ``ROUTER_POOL_EXCLUDE`` where it runs); ``prices``
+#: rescales predicted costs by price factors, ``<model>:<factor>,...`` (the format of ``routerctl prices --json``'s
+#: ``label``; the served model's default is ``ROUTER_SERVE_PRICES`` where it runs).
+DEFAULT_PARAMS: dict[str, Any] = {"reward": "linear", "lambda": 1.0, "tau": 1e-3, "exclude": "", "prices": ""}
 
 #: Output column prefixes: ``q::<model>`` predicted quality and ``c::<model>`` predicted cost of every model.
 QUALITY_PREFIX, COST_PREFIX = "q::", "c::"
@@ -40,6 +42,38 @@ def predict(
     """``router.predict`` as float64 arrays (task labels go to every router; most ignore them)."""
     q_hat, c_hat = router.predict(X, prompt_chars, tasks)
     return np.asarray(q_hat, dtype=np.float64), np.asarray(c_hat, dtype=np.float64)
+
+
+def price_factors(text: str, models: Sequence[str]) -> np.ndarray:
+    """The factor of every model of ``models`` (pool order) from ``<model>:<factor>,...`` (a model's name ends at
+    its last colon; models not named keep factor 1; "" is no change): the inverse of
+    :meth:`router.prices.PriceFactors.label`, so the factors batch routing applies can be handed to the served model.
+
+    Raises ``ValueError`` for an item without a factor, a model outside the pool, a model named twice, or a factor
+    that is not a positive finite number."""
+    out = np.ones(len(models), dtype=np.float64)
+    column = {m: j for j, m in enumerate(models)}
+    seen: set[str] = set()
+    for item in (part.strip() for part in str(text or "").split(",")):
+        if not item:
+            continue
+        model, colon, raw = item.rpartition(":")
+        model = model.strip()
+        if not colon or not model:
+            raise ValueError(f"prices: {item!r} is not <model>:<factor>")
+        if model not in column:
+            raise ValueError(f"prices: unknown model {model!r}; the pool is {', '.join(models)}")
+        if model in seen:
+            raise ValueError(f"prices: {model!r} is named twice")
+        try:
+            factor = float(raw)
+        except ValueError:
+            factor = float("nan")
+        if not (np.isfinite(factor) and factor > 0):
+            raise ValueError(f"prices: the factor of {model!r} must be a positive finite number, got {raw.strip()!r}")
+        seen.add(model)
+        out[column[model]] = factor
+    return out
 
 
 def pool_encoder(pool: ModelPool) -> SentenceTransformer:
@@ -108,7 +142,8 @@ def route_frame(
     Columns: ``model`` (chosen), ``quality_hat`` / ``cost_hat`` (predicted for the choice), then
     ``q::<model>`` and ``c::<model>`` for every model of the pool, in pool order. ``params``: ``reward``
     (``linear``/``exponential``) and its parameter (``lambda`` / ``tau``), ``exclude`` (models never chosen,
-    comma-separated: their ``q::``/``c::`` columns are still returned); missing ones take
+    comma-separated: their ``q::``/``c::`` columns are still returned), ``prices`` (:func:`price_factors`: the
+    predicted costs are multiplied by them before choosing, and returned so); missing ones take
     :data:`DEFAULT_PARAMS`. ``tasks`` (a label per prompt) reach only routers whose ``predict`` takes them.
     ``mix`` (a parameter and a mask of prompts) routes the masked prompts with that parameter instead (the
     version's mixed quality-target policy, ``router.policy``).
@@ -122,7 +157,9 @@ def route_frame(
     reward = get_reward(str(chosen_params["reward"]))
     param = float(chosen_params[reward.param_name])
     keep = available(pool.models, [m.strip() for m in str(chosen_params["exclude"] or "").split(",") if m.strip()])
+    factors = price_factors(str(chosen_params["prices"] or ""), pool.models)
     q_hat, c_hat = predict(router, np.asarray(X, dtype=np.float32), np.asarray(prompt_chars), tasks)
+    c_hat = c_hat * factors[None, :]
     rows = np.arange(q_hat.shape[0])
     if rows.size:
         choice = keep[reward.choose(q_hat[:, keep], c_hat[:, keep], param)]
