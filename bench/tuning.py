@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +40,11 @@ from typing import Any
 import numpy as np
 
 from router.evaluation import evaluate
-from router.rewards import ExponentialReward, Reward
+from router.rewards import ExponentialReward, Reward, get_reward
 from router.routers import get_router
 from router.routers.base import RoutingData
 
-__all__ = ["CALIBRATION_VARIANTS", "DEFAULT_GRID", "GRID_BASE", "QUALITY_GRID", "TAU_GRIDS", "Trial", "calibration_variants", "cross_validate", "knn_blend", "load_npz", "main", "score", "stratified_folds", "tune"]
+__all__ = ["CALIBRATION_VARIANTS", "DEFAULT_GRID", "GRID_BASE", "QUALITY_GRID", "TAU_GRIDS", "Trial", "calibration_variants", "cross_validate", "fold_splits", "knn_blend", "load_npz", "main", "score", "stratified_folds", "tune"]
 
 #: The reference point of the grid, spelled out so the grid means the same thing if the defaults change.
 GRID_BASE: dict[str, Any] = {
@@ -148,6 +148,13 @@ def stratified_folds(data: RoutingData, n_folds: int = 5, seed: int = 42) -> np.
     return fold
 
 
+def fold_splits(train: RoutingData, n_folds: int, seed: int) -> Iterator[tuple[RoutingData, RoutingData]]:
+    """``(fit, validation)`` of each of :func:`stratified_folds`' folds in turn: the fold held out, the rest fitted."""
+    fold = stratified_folds(train, n_folds, seed)
+    for k in range(n_folds):
+        yield train.subset(np.flatnonzero(fold != k)), train.subset(np.flatnonzero(fold == k))
+
+
 def score(
     router_name: str, params: Mapping[str, Any], fit: RoutingData, val: RoutingData, seed: int = 42,
     rewards: Mapping[str, Reward] | None = None,
@@ -174,12 +181,7 @@ def cross_validate(
     rewards: Mapping[str, Reward] | None = None,
 ) -> Trial:
     """Mean of :func:`score` over ``n_folds`` stratified folds of ``train`` (fit seconds: mean per fold)."""
-    fold = stratified_folds(train, n_folds, seed)
-    trials = [
-        score(router_name, params, train.subset(np.flatnonzero(fold != k)), train.subset(np.flatnonzero(fold == k)),
-              seed, rewards)
-        for k in range(n_folds)
-    ]
+    trials = [score(router_name, params, fit, val, seed, rewards) for fit, val in fold_splits(train, n_folds, seed)]
     aiqs = np.array([t.aiq for t in trials])
     return Trial(
         params=dict(params),
@@ -234,8 +236,7 @@ def task_fallback(train: RoutingData, n_folds: int, seed: int) -> dict[str, floa
     default router with the task given, inferred by its task classifier (``infer_task``) and absent (all-zero
     one-hot), the same with ``task_dropout=0.2``, and a router trained without tasks; plus the task classifier's
     accuracy on the fold (docs/router.md, "Task label")."""
-    fold = stratified_folds(train, n_folds, seed)
-    fit, val = train.subset(np.flatnonzero(fold != 0)), train.subset(np.flatnonzero(fold == 0))
+    fit, val = next(fold_splits(train, n_folds, seed))
     predictions = {}
     accuracy = float("nan")
     for label, params in (("default", {}), ("task_dropout 0.2", {"task_dropout": 0.2}),
@@ -259,10 +260,8 @@ def shrinkage(train: RoutingData, n_folds: int, seed: int,
     """Cross-validated AIQ (linear reward) of the default attention router's quality predictions shrunk toward
     the per-(task, model) mean quality of the fold's training rows, ``α·q̂ + (1 − α)·q̄``: ``α = 1`` is the router,
     ``α = 0`` a router that knows only each task's mean per model (docs/router.md)."""
-    fold = stratified_folds(train, n_folds, seed)
     scores: dict[float, list[float]] = {a: [] for a in alphas}
-    for k in range(n_folds):
-        fit, val = train.subset(np.flatnonzero(fold != k)), train.subset(np.flatnonzero(fold == k))
+    for fit, val in fold_splits(train, n_folds, seed):
         q_hat, c_hat = get_router("attention").fit(fit, seed=seed).predict(val.X, val.prompt_chars, val.eval_names)
         labels, val_labels = np.asarray(fit.eval_names).astype(str), np.asarray(val.eval_names).astype(str)
         observed = ~np.isnan(fit.quality)
@@ -282,15 +281,11 @@ def knn_blend(train: RoutingData, n_folds: int, seed: int, k: int = 40,
     fitted on the same fold, ``w·attention + (1 − w)·knn``: quality only, and quality and cost together;
     each scored with the linear reward and the default exponential one. ``w = 1`` is the router alone, ``w = 0``
     the kNN alone (docs/router.md)."""
-    from router.rewards import get_reward
-
-    fold = stratified_folds(train, n_folds, seed)
     kinds = ("quality", "quality+cost")
     rewards = {"linear": "linear", "exponential": get_reward("exponential")}
     scores: dict[str, dict[float, list[float]]] = {f"{kind} {r}": {w: [] for w in weights}
                                                    for kind in kinds for r in rewards}
-    for j in range(n_folds):
-        fit, val = train.subset(np.flatnonzero(fold != j)), train.subset(np.flatnonzero(fold == j))
+    for fit, val in fold_splits(train, n_folds, seed):
         args = (val.X, val.prompt_chars, val.eval_names)
         q_att, c_att = get_router("attention").fit(fit, seed=seed).predict(*args)
         q_knn, c_knn = get_router(f"knn{k}").fit(fit, seed=seed).predict(*args)
