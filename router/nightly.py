@@ -325,8 +325,8 @@ def onboard_model(settings: Settings, model: str, flow_run_id: str | None = None
     fit_rows, held_rows = holdout_split(outcomes.n, settings.onboard_holdout_fraction, settings.seed)
     with faults.step("onboard"):
         # An earlier attempt that died after logging, registering or gating is resumed, not repeated.
-        mlflow_run_id, challenger, record = _resume_registration(settings, _onboarding_params(model, version))
-        if challenger is not None and record is not None and _gate_recorded(settings, challenger):
+        mlflow_run_id, challenger, record, finished = _onboarding_state(settings, model, version)
+        if finished:
             log.info("%s was already onboarded into v%s as v%s and gated (%s)", model, version, challenger,
                      record["decision"])
             return PromotionStep(False, challenger, _decision_from_record(record).as_dict(), mlflow_run_id)
@@ -363,6 +363,16 @@ def onboard_model(settings: Settings, model: str, flow_run_id: str | None = None
 def _onboarding_params(model: str, champion: int) -> dict[str, str]:
     """The MLflow params naming an onboarding run: the model onboarded and the champion it extends."""
     return {"onboarded_model": model, "onboarded_into": str(champion)}
+
+
+def _onboarding_state(settings: Settings, model: str, champion: int
+                      ) -> tuple[str | None, int | None, dict[str, Any] | None, bool]:
+    """What earlier attempts left of onboarding ``model`` into version ``champion``: (MLflow run id, registered
+    challenger, gate record) as :func:`_resume_registration` finds them, and whether it was finished: run logged
+    and registered, challenger gated, and the gate recorded in the store."""
+    run_id, challenger, record = _resume_registration(settings, _onboarding_params(model, champion))
+    finished = challenger is not None and record is not None and _gate_recorded(settings, challenger)
+    return run_id, challenger, record, finished
 
 
 def _gate_recorded(settings: Settings, version: int) -> bool:
@@ -417,8 +427,7 @@ def _onboarded_before(settings: Settings, model: str, champion: int) -> bool:
     """Whether ``model`` was already onboarded into version ``champion`` to the end: its run logged and
     registered, the challenger gated and the gate recorded in the store (an attempt that died before that is
     resumed by :func:`onboard_model`)."""
-    _, challenger, record = _resume_registration(settings, _onboarding_params(model, champion))
-    return challenger is not None and record is not None and _gate_recorded(settings, challenger)
+    return _onboarding_state(settings, model, champion)[3]
 
 
 def _record_gate(con: Any, settings: Settings, version: int, champion_before: int | None,
