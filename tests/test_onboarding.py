@@ -133,7 +133,6 @@ def test_holdout_split_is_seeded_and_disjoint() -> None:
     assert len(holdout_split(3, 0.01, seed=0)[1]) == 1 and len(holdout_split(5, 0.0, seed=0)[1]) == 0
 
 
-@pytest.mark.slow
 def _champion_without_newcomer(settings, files, newcomer: str = "newcomer") -> tuple[int, str]:
     """A store with RouterBench rows and 60 scored log outcomes of ``newcomer``, and a promoted champion fitted
     without it: (its version, its MLflow run id)."""
@@ -167,6 +166,7 @@ def _champion_without_newcomer(settings, files, newcomer: str = "newcomer") -> t
     return first, run
 
 
+@pytest.mark.slow
 def test_routerctl_models_onboard(settings, files, cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """A champion trained without ``newcomer``; logs name it: too few outcomes or an unknown name exit 2, enough
     outcomes register and gate a challenger whose pool ends with it. The champion routes to it only if the gate
