@@ -271,22 +271,28 @@ def test_calibration_variants_run_the_members_and_folds_asked_for(tmp_path: Path
         tuning.main([str(npz), "--calibration", "--variants", "5,10"])
 
 
-def test_knn_blend_ends_are_the_two_routers_alone() -> None:
-    """``bench.tuning --blend``: weight 1 scores the attention router's own predictions, weight 0 (quality and
-    cost) the kNN router's, each equal to that router cross-validated alone on the same folds."""
+def _tiny_routing_data(seed: int, n: int = 90, shift: float = 0.0):
+    """``n`` prompts × 3 models: random unit vectors (``shift`` added before normalising: a direction they share,
+    as sentence embeddings have), Bernoulli scores, costs 1:4:20 scaled per prompt, tasks t1/t2/t3 in turn."""
     import numpy as np
 
-    import bench.tuning as tuning
     from router.routers.base import RoutingData
 
-    rng = np.random.default_rng(5)
-    n = 90
-    X = rng.normal(size=(n, 8)).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 8)).astype(np.float32) + shift
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     quality = (rng.random((n, 3)) < [0.3, 0.6, 0.8]).astype(np.float32)
     cost = np.tile(np.array([1e-5, 4e-5, 2e-4], dtype=np.float32), (n, 1)) * rng.uniform(0.5, 2.0, size=(n, 1))
-    train = RoutingData(X, quality, cost.astype(np.float32), rng.integers(50, 500, size=n), ["a", "b", "c"],
-                        np.array(["t1", "t2", "t3"] * 30, dtype=object))
+    return RoutingData(X, quality, cost.astype(np.float32), rng.integers(50, 500, size=n), ["a", "b", "c"],
+                       np.array(["t1", "t2", "t3"] * (n // 3), dtype=object))
+
+
+def test_knn_blend_ends_are_the_two_routers_alone() -> None:
+    """``bench.tuning --blend``: weight 1 scores the attention router's own predictions, weight 0 (quality and
+    cost) the kNN router's, each equal to that router cross-validated alone on the same folds."""
+    import bench.tuning as tuning
+
+    train = _tiny_routing_data(5)
     scores = tuning.knn_blend(train, n_folds=2, seed=1, k=5, weights=(1.0, 0.5, 0.0))
     assert set(scores) == {f"{kind} {reward}" for kind in ("quality", "quality+cost")
                            for reward in ("linear", "exponential")}
@@ -297,3 +303,57 @@ def test_knn_blend_ends_are_the_two_routers_alone() -> None:
     assert scores["quality+cost linear"][0.0] == pytest.approx(knn.aiq, abs=1e-12)
     for by in scores.values():
         assert all(0.0 < v <= 1.0 for v in by.values())
+
+
+def test_ablations_score_each_variant_on_the_default_folds(capsys) -> None:
+    """``bench.ablations``: the ``default`` variant is the attention router cross-validated as ``bench.tuning``
+    does it; every other variant changes the predictions, and the table has a row per variant."""
+    import numpy as np
+
+    import bench.ablations as ablations
+    import bench.tuning as tuning
+
+    train = _tiny_routing_data(5, shift=0.5)
+    small = {"n_members": 1, "max_epochs": 2}
+    scores = ablations.ablations(train, n_folds=2, seed=1, **small)
+    assert list(scores) == list(ablations.VARIANTS)
+    alone = tuning.cross_validate("attention", small, train, n_folds=2, seed=1)
+    assert np.mean(scores["default"]["linear"]) == pytest.approx(alone.aiq, abs=1e-12)
+    for name, by in scores.items():
+        assert len(by["linear"]) == len(by["exponential"]) == len(by["pooled"]) == 2
+        assert all(0.0 < v <= 1.0 for v in by["linear"] + by["exponential"]), name
+
+    fit = train.subset(np.arange(60))
+    args = (train.X[60:], train.prompt_chars[60:], train.eval_names[60:])
+    base, _ = ablations.make("default", **small).fit(fit, seed=1).predict(*args)
+    for name in ("length", "centred", "cosine"):
+        q, _ = ablations.make(name, **small).fit(fit, seed=1).predict(*args)
+        assert not np.allclose(q, base), f"{name} predicts what the default does"
+    ablations.print_table(scores, 2)
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[0] for line in table[2:]] == [f"| `{name}`" for name in ablations.VARIANTS]
+    with pytest.raises(ValueError, match="unknown variant"):
+        ablations.ablations(train, n_folds=2, seed=1, names=["default", "wider"])
+
+
+def test_cosine_schedule_decays_the_learning_rate_to_zero_and_restores_adamw() -> None:
+    """``bench.ablations``' cosine variant: the optimiser's learning rate before step ``k`` of ``T`` is
+    ``lr · ½(1 + cos(πk/T))``, zero from step ``T`` on, and ``torch.optim.AdamW`` is the plain one afterwards."""
+    import math
+
+    import torch
+
+    import bench.ablations as ablations
+
+    plain = torch.optim.AdamW
+    weight = torch.nn.Parameter(torch.ones(3))
+    seen = []
+    with ablations._cosine_adamw(4):
+        optimiser = torch.optim.AdamW([weight], lr=0.1)
+        for _ in range(5):
+            optimiser.zero_grad()
+            (weight ** 2).sum().backward()
+            optimiser.step()
+            seen.append(optimiser.param_groups[0]["lr"])
+    assert seen == pytest.approx([0.1 * 0.5 * (1 + math.cos(math.pi * k / 4)) for k in (1, 2, 3, 4, 4)])
+    assert torch.optim.AdamW is plain
