@@ -19,7 +19,9 @@ hull point whose quality ratio is within :data:`NOISE_Z` standard errors of the 
 it is a **mixed policy**: the share ``w`` of prompts whose share key (:func:`share_keys`, from the sha256 of the
 prompt) is below ``w`` is routed with the dearer parameter, the rest with the cheaper one, so expected quality and
 cost are the chord's. When no hull point comes within the noise of the target, the cheapest point of the best
-calibrated quality is used (``reached`` is then false and said so wherever the policy is reported).
+calibrated quality is used (``reached`` is then false and said so wherever the policy is reported). A best single
+model that cost nothing on the calibration rows puts every point that spends at an infinite cost ratio, off the
+hull: such a point is chosen only when no hull point reaches the target, the smallest grid value that does.
 :func:`split_figures` reports the chosen policy honestly on the test split (the final router's predictions;
 quality and cost against the best single model there).
 """
@@ -137,11 +139,20 @@ class Calibration:
             raise ValueError(f"quality target must be a positive number, got {target!r}")
         grid, q, c = (np.asarray(v, dtype=np.float64) for v in (self.grid, self.quality_ratio, self.cost_ratio))
         se = np.asarray(self.quality_se, dtype=np.float64) if self.quality_se else np.zeros(grid.size)
-        hull = _hull_points(grid, q, c)  # grid indices of the calibrated hull's vertices, cheapest first
-        need = target * (1.0 - _RTOL) - NOISE_Z * se[hull]  # a vertex reaches the target within its noise
-        ok = np.flatnonzero(q[hull] >= need)
-        if ok.size == 0:  # never reached: the cheapest point of the best calibrated quality
-            k = hull[-1]
+        reaches = q >= target * (1.0 - _RTOL) - NOISE_Z * se  # each point reaches the target within its noise
+        # A reference model that cost nothing puts every point that spends at an infinite cost ratio: those points
+        # have no place on the hull; grid order (the reward's willingness to pay) ranks them among themselves.
+        finite = np.flatnonzero(np.isfinite(c))
+        hull = finite[_hull_points(grid[finite], q[finite], c[finite])] if finite.size else finite
+        ok = np.flatnonzero(reaches[hull])
+        if ok.size == 0:  # not on the hull: the smallest grid value that reaches it at an infinite cost ratio,
+            dear = np.flatnonzero(reaches & ~np.isfinite(c))  # else the cheapest of the best quality, flagged
+            if dear.size:
+                k = int(dear[np.argmin(grid[dear])])
+                return Choice(self.reward, target, float(grid[k]), True, float(q[k]), float(c[k]),
+                              self.reference_model, quality_se=float(se[k]))
+            best = np.flatnonzero(q == q.max())
+            k = int(hull[-1]) if hull.size and q[hull[-1]] == q.max() else int(best[np.argmin(grid[best])])
             return Choice(self.reward, target, float(grid[k]), False, float(q[k]), float(c[k]), self.reference_model,
                           quality_se=float(se[k]))
         b = int(ok[0])

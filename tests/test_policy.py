@@ -287,3 +287,27 @@ def test_the_served_model_mixes_only_for_requests_left_to_the_defaults() -> None
     assert not model._default_policy({"reward": "exponential", "tau": 2.0})
     model.choice = cal.pick()  # a vertex: nothing to mix
     assert not model._default_policy({"reward": "linear", "lambda": 3.0})
+
+
+def test_a_free_best_single_model_is_chosen_at_no_cost_and_dearer_points_only_beyond_it() -> None:
+    """The best single model costs nothing on the calibration rows: every point that spends has an infinite cost
+    ratio. The target 1.0 is reached at cost ratio 0 by routing to it alone; a target only a spending point
+    reaches takes the smallest grid value that does (flagged by its infinite cost ratio, not a crash)."""
+    rng = np.random.default_rng(0)
+    n = 40
+    quality = np.column_stack([np.full(n, 0.9), (np.arange(n) % 2 == 0).astype(float)])  # "rich" helps half the rows
+    cost = np.column_stack([np.zeros(n), np.full(n, 0.01)])
+    q_hat = quality + rng.normal(0.0, 0.05, quality.shape)
+    cal = calibration_curve(q_hat, cost + 0.001, quality, cost, ["free", "paid"], "linear")
+    assert cal.reference_model == "free" and np.isinf(cal.cost_ratio).any()
+    at_target = cal.pick(1.0)
+    assert (at_target.reached, at_target.cost_ratio, at_target.mix_param) == (True, 0.0, None)
+    assert at_target.quality_ratio == pytest.approx(1.0)
+    # routing the rows where "paid" scores 1 to it: mean (0.9 + 1) / 2 = 0.95 → 1.0556 × free's 0.9
+    above = cal.pick(1.05)
+    assert above.reached and np.isinf(above.cost_ratio) and above.quality_ratio + NOISE_Z * above.quality_se >= 1.05
+    spending = [g for g, q, c, se in zip(cal.grid, cal.quality_ratio, cal.cost_ratio, cal.quality_se)
+                if np.isinf(c) and q + NOISE_Z * se >= 1.05]
+    assert above.reward_param == min(spending)
+    never = cal.pick(2.0)
+    assert not never.reached and never.quality_ratio == max(cal.quality_ratio)
