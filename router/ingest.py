@@ -84,6 +84,9 @@ class Staged:
     rejects: pl.DataFrame  # rows the reader could not parse (no _idx)
     models: list[str]
     source_rows: int
+    #: The record's key within a file and its name in the quarantine reason: a later copy of a key is quarantined
+    #: (at commit, among the records that passed every other check, so a bad first copy costs no good one its place).
+    key: tuple[tuple[str, ...], str]
 
 
 # --------------------------------------------------------------------------------------------------- files
@@ -185,9 +188,9 @@ def stage_routerbench(df: pl.DataFrame, file: Path, source: str) -> Staged:
     issues = concat_issues([
         flagged(records, "_bad_quality", "score is not a number"),
         flagged(records, "_bad_cost", "cost is not a number"),
-        duplicate_issues(records, ["sample_key", "model"], "(sample_id, model)"),
     ])
-    return Staged("routerbench", records, issues, empty_rejects(), models, df.height)
+    return Staged("routerbench", records, issues, empty_rejects(), models, df.height,
+                  (("sample_key", "model"), "(sample_id, model)"))
 
 
 def stage_logs(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
@@ -226,9 +229,9 @@ def stage_logs(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
         flagged(records, "_bad_ts", "ts is not an ISO-8601 timestamp"),
         flagged(records, "_bad_other", "latency_ms/tokens_in/tokens_out is not a number"),
         flagged(records, "_bad_tokens", "tokens_in/tokens_out is not a whole number"),
-        duplicate_issues(records, ["sample_key", "model"], "(request_id, model)"),
     ])
-    return Staged("logs", records, issues, rejects, [], df.height + rejects.height)
+    return Staged("logs", records, issues, rejects, [], df.height + rejects.height,
+                  (("sample_key", "model"), "(request_id, model)"))
 
 
 def stage_backlog(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
@@ -243,11 +246,8 @@ def stage_backlog(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged
         submitted.alias("submitted_at"),
         bad_ts.alias("_bad_ts"),
     ).with_row_index(INDEX).with_columns(pl.col(INDEX).cast(pl.Int64))
-    issues = concat_issues([
-        flagged(records, "_bad_ts", "submitted_at is not an ISO-8601 timestamp"),
-        duplicate_issues(records, ["query_id"], "query_id"),
-    ])
-    return Staged("backlog", records, issues, rejects, [], df.height + rejects.height)
+    issues = flagged(records, "_bad_ts", "submitted_at is not an ISO-8601 timestamp")
+    return Staged("backlog", records, issues, rejects, [], df.height + rejects.height, (("query_id",), "query_id"))
 
 
 def stage_prices(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
@@ -285,10 +285,9 @@ def stage_prices(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
         flagged(records, "_bad_per_token", "a per_token price needs input_per_1k and output_per_1k (and no per_call)"),
         flagged(records, "_bad_per_call", "a per_call price needs per_call (and no per-token fields)"),
         flagged(records, "_bad_currency", f"currency is not {schemas.CURRENCY}"),
-        duplicate_issues(records.filter(pl.col("effective_from").is_not_null()), ["model", "effective_from"],
-                         "(model, effective_from)"),
     ])
-    return Staged("prices", records, issues, rejects, [], df.height + rejects.height)
+    return Staged("prices", records, issues, rejects, [], df.height + rejects.height,
+                  (("model", "effective_from"), "(model, effective_from)"))
 
 
 def _finish(records: pl.DataFrame) -> pl.DataFrame:
@@ -434,6 +433,11 @@ def commit(con: duckdb.DuckDBPyConnection, staged: Staged, path: Path, digest: s
         good = good.with_columns(prompt_ids(good))
     if bad.height:
         good = good.join(bad.select(INDEX).unique(), on=INDEX, how="anti", maintain_order="left")
+    keys, label = staged.key
+    repeats = duplicate_issues(good, list(keys), label)  # a null key is never a repeat
+    if repeats.height:
+        bad = concat_issues([bad, repeats])
+        good = good.join(repeats.select(INDEX), on=INDEX, how="anti", maintain_order="left")
     with _COMMITS, transaction(con):
         skipped = _already_ingested(con, staged.kind, path, digest)  # by another thread since the first check
         if skipped is not None:

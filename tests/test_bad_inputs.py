@@ -515,6 +515,23 @@ def test_logs_duplicate_request_ids_within_and_across_files(files, ingest, store
     assert table(store, "outcomes").height == 3
 
 
+def test_a_bad_first_copy_of_a_key_does_not_cost_a_good_later_copy_its_place(files, ingest, store,
+                                                                             reconciled) -> None:
+    """Within a file, the first copy of a request that fails another check is quarantined for that reason, and the
+    next copy that passes every check is the one stored (a repeat of a *stored* copy is still a duplicate)."""
+    records = [files.log_record(0, quality=1.5), files.log_record(0, quality=0.25), files.log_record(0, quality=0.75),
+               files.log_record(1, cost_usd=-1.0), files.log_record(1, cost_usd=-2.0)]
+    result = ingest("logs", files.logs("bad_first.jsonl", records))
+    bad = reconciled(result)
+    assert (result.rows_in, result.rows_ok, result.rows_quarantined) == (5, 1, 4)
+    reasons = dict(zip(bad["row_number"].to_list(), bad["reason"].to_list()))
+    assert sorted(reasons) == [1, 3, 4, 5]
+    assert reasons[3] == "duplicate (request_id, model) within file (first at row 2)"
+    assert "duplicate" not in reasons[1] + reasons[4] + reasons[5]
+    assert _outcome(store, "req-0", "alpha-7b")["quality"] == 0.25
+    assert table(store, "outcomes").height == 1
+
+
 def test_conflicts_name_the_run_of_the_stored_row_they_contradict(files, ingest, store, reconciled) -> None:
     """The ingest finds the stored keys once and reads the matched rows back by rowid: each conflict must name
     the run of the very row it contradicts, identical repeats must be skipped, new rows stored once."""
