@@ -298,7 +298,8 @@ def _finish(records: pl.DataFrame) -> pl.DataFrame:
                                 pl.col("tokens_out").cast(pl.Int64, strict=False))
 
 
-_NESTED = (pl.List, pl.Array, pl.Struct, pl.Object)
+#: Column types a value cannot be read from: nested values, objects, and durations (not a number of anything here).
+_REFUSED_TYPES = (pl.List, pl.Array, pl.Struct, pl.Object, pl.Duration)
 
 
 def _check_types(df: pl.DataFrame, file: Path, kind: str) -> pl.DataFrame:
@@ -311,7 +312,7 @@ def _check_types(df: pl.DataFrame, file: Path, kind: str) -> pl.DataFrame:
         df = df.with_columns(pl.col("prompt").cast(pl.List(pl.String)).list.join("\n"))
     ignored = set(schemas.ROUTERBENCH_IGNORED) - set(schemas.ROUTERBENCH_INDEX)
     bad = {name: str(dtype) for name, dtype in df.schema.items()
-           if isinstance(dtype, _NESTED) and name not in ignored and not name.endswith(schemas.RESPONSE_SUFFIX)}
+           if isinstance(dtype, _REFUSED_TYPES) and name not in ignored and not name.endswith(schemas.RESPONSE_SUFFIX)}
     if bad:
         raise schemas.SchemaError(f"{file}: wrong column types (expected text, numbers or timestamps): "
                                   + ", ".join(f"{name!r} is {dtype}" for name, dtype in bad.items()))

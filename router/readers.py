@@ -88,7 +88,19 @@ def read_csv(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         # polars appends tuning hints (schema inference, ragged lines) that do not apply here: keep the cause
         cause = str(exc).strip().split("\n\n")[0].strip()
         raise FileRejected(f"{path}: cannot parse as CSV (unbalanced quotes or a ragged row?): {cause}") from exc
-    return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
+    return _numbered(df, path), empty_rejects()
+
+
+def _refuse_reserved(columns: Any, path: Path) -> None:
+    """A file with a column named like the readers' row-number column is refused (it would be overwritten)."""
+    if ROW in columns:
+        raise FileRejected(f"{path}: column {ROW!r} is reserved for the row number; rename it")
+
+
+def _numbered(df: pl.DataFrame, path: Path) -> pl.DataFrame:
+    """``df`` with its 1-based row number in :data:`ROW`."""
+    _refuse_reserved(df.columns, path)
+    return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64))
 
 
 def read_parquet(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -105,7 +117,7 @@ def read_parquet(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
             pl.col(name).map_elements(lambda b: b.decode("utf-8", "replace"), return_dtype=pl.String)
             for name in binary
         )
-    return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
+    return _numbered(df, path), empty_rejects()
 
 
 def read_pickle(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -120,6 +132,9 @@ def read_pickle(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     if not isinstance(frame, pd.DataFrame):
         raise FileRejected(f"{path}: pickle holds a {type(frame).__name__}, not a pandas DataFrame")
     frame.columns = [str(c) for c in frame.columns]
+    repeated = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    if repeated:
+        raise FileRejected(f"{path}: column names repeated: {', '.join(map(repr, repeated))}")
     if "Unnamed: 0" not in frame.columns:  # keep the original row index: it is part of the natural key
         frame = frame.rename_axis("Unnamed: 0").reset_index()
     else:
@@ -133,7 +148,7 @@ def read_pickle(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         else:
             columns[name] = pl.from_pandas(col).alias(name)
     df = pl.DataFrame(columns)
-    return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
+    return _numbered(df, path), empty_rejects()
 
 
 def _missing(v: Any) -> bool:
@@ -162,7 +177,7 @@ def read_jsonl(path: Path, expected: tuple[str, ...] = ()) -> tuple[pl.DataFrame
     df = _polars_ndjson(raw, lines, expected)
     if df is None:
         return _read_jsonl_pieces(path, raw, expected)
-    return df.with_row_index(ROW, offset=1).with_columns(pl.col(ROW).cast(pl.Int64)), empty_rejects()
+    return _numbered(df, path), empty_rejects()
 
 
 def _polars_ndjson(raw: bytes, lines: int, expected: tuple[str, ...] = ()) -> pl.DataFrame | None:
@@ -225,6 +240,7 @@ def _read_jsonl_pieces(path: Path, raw: bytes, expected: tuple[str, ...] = ()) -
         if hi - lo > JSONL_PIECE_LINES and splits <= JSONL_MAX_SPLITS:
             df = _polars_ndjson(piece(lo, hi), hi - lo, expected)
             if df is not None:
+                _refuse_reserved(df.columns, path)
                 frames.append(df.with_columns(pl.int_range(lo + 1, hi + 1, dtype=pl.Int64).alias(ROW)))
                 continue
             splits += 1
@@ -269,6 +285,7 @@ def _read_jsonl_lines(path: Path, raw: bytes, first_line: int = 1) -> tuple[pl.D
     columns: dict[str, None] = {}
     for rec in records:
         columns.update(dict.fromkeys(rec))
+    _refuse_reserved(columns, path)
     df = pl.DataFrame(records, schema={c: pl.String for c in columns}) if records else pl.DataFrame()
     df = df.with_columns(pl.Series(ROW, rows, dtype=pl.Int64))
     return df, pl.DataFrame(rejects, schema=REJECT_SCHEMA)

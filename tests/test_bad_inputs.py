@@ -724,6 +724,30 @@ def test_pickle_that_is_not_a_routerbench_frame(files, rejected) -> None:
     rejected("routerbench", files.raw("nocost.pkl", pickle.dumps(frame)), "score columns without a", "['m']")
 
 
+@pytest.mark.parametrize("name", ["row.jsonl", "row.csv", "row.parquet", "row_pieces.jsonl", "row.json"])
+def test_a_column_named_like_the_row_number_is_refused_by_name(files, rejected, name) -> None:
+    """``_row`` numbers the rows inside the readers: a file with its own ``_row`` column is refused with that
+    name, by every reader and path (polars' JSONL reader, and line by line after a bad line), never a crash."""
+    records = [files.log_record(i, _row=i) for i in range(2)]
+    if name == "row_pieces.jsonl":
+        path = files.raw(name, "\n".join([json.dumps(r) for r in records] + ['{"request_id": "cut']) + "\n")
+    elif name == "row.json":
+        path = files.raw(name, json.dumps(records))
+    else:
+        path = files.write(name, records)
+    rejected("logs", path, "'_row' is reserved")
+
+
+def test_repeated_pickle_columns_and_duration_columns_are_refused_by_name(files, rejected) -> None:
+    frame = pd.DataFrame([["s", "p", "e", 1.0, 0.1]], columns=["sample_id", "prompt", "eval_name", "m", "m"])
+    rejected("routerbench", files.raw("dupcol.pkl", pickle.dumps(frame)), "column names repeated: 'm'")
+    logs = pl.DataFrame([files.log_record(i) for i in range(2)]).with_columns(
+        pl.duration(milliseconds=pl.col("cost_usd") * 1000).alias("cost_usd"))
+    path = files.root / "duration.parquet"
+    logs.write_parquet(path)
+    rejected("logs", path, "wrong column types", "'cost_usd' is Duration")
+
+
 def test_non_object_and_blank_lines_in_jsonl(files, ingest, reconciled) -> None:
     text = json.dumps(files.log_record(0)) + "\n\n" + "42\n" + "null\n" + json.dumps(files.log_record(1)) + "\n"
     result = ingest("logs", files.raw("odd.jsonl", text))
