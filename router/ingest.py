@@ -193,6 +193,10 @@ def stage_routerbench(df: pl.DataFrame, file: Path, source: str) -> Staged:
                   (("sample_key", "model"), "(sample_id, model)"))
 
 
+#: Token counts from this on (2**63) do not fit the store's BIGINT.
+_INT64_LIMIT = float(2**63)
+
+
 def stage_logs(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
     df = _only_rejects(df, rejects, schemas.LOGS)
     schemas.check_long_columns(schemas.LOGS, [c for c in df.columns if c != ROW], str(file))
@@ -221,7 +225,10 @@ def stage_logs(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
         (pl.col("tokens_in").is_not_null() & (pl.col("tokens_in") != pl.col("tokens_in").round()))
         | (pl.col("tokens_out").is_not_null() & (pl.col("tokens_out") != pl.col("tokens_out").round()))
     )
-    records = records.with_columns(bad_tokens.alias("_bad_tokens"))
+    # A value the store cannot hold: infinite, or a token count past Int64 (it would be stored NULL).
+    out_of_range = pl.any_horizontal(pl.col("latency_ms").is_infinite(),
+                                     *[pl.col(c).abs() >= _INT64_LIMIT for c in ("tokens_in", "tokens_out")])
+    records = records.with_columns(bad_tokens.alias("_bad_tokens"), out_of_range.fill_null(False).alias("_bad_range"))
     records = _finish(records).with_row_index(INDEX).with_columns(pl.col(INDEX).cast(pl.Int64))
     issues = concat_issues([
         flagged(records, "_bad_quality", "quality is not a number"),
@@ -229,6 +236,7 @@ def stage_logs(df: pl.DataFrame, rejects: pl.DataFrame, file: Path) -> Staged:
         flagged(records, "_bad_ts", "ts is not an ISO-8601 timestamp"),
         flagged(records, "_bad_other", "latency_ms/tokens_in/tokens_out is not a number"),
         flagged(records, "_bad_tokens", "tokens_in/tokens_out is not a whole number"),
+        flagged(records, "_bad_range", "latency_ms/tokens_in/tokens_out is infinite or too large"),
     ])
     return Staged("logs", records, issues, rejects, [], df.height + rejects.height,
                   (("sample_key", "model"), "(request_id, model)"))

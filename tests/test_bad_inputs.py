@@ -306,6 +306,20 @@ def test_logs_negative_non_numeric_and_missing_cost(files, ingest, store, reconc
     assert sorted(table(store, "outcomes")["cost_usd"]) == [0.0, 0.002]
 
 
+def test_logs_infinite_latency_and_token_counts_past_int64_are_quarantined(files, ingest, store, reconciled) -> None:
+    """Values the store cannot hold are quarantined with a reason, not stored as NULL or inf: an infinite latency,
+    a token count of 1e30, "Infinity" or 2**64 − 1; the largest count that fits is stored as it is."""
+    records = [files.log_record(0, latency_ms="Infinity"), files.log_record(1, tokens_in=1e30),
+               files.log_record(2, tokens_out="Infinity"), files.log_record(3, tokens_in=2**64 - 1),
+               files.log_record(4, tokens_in=2**53, latency_ms=12.5)]
+    result = ingest("logs", files.logs("range.jsonl", records))
+    bad = reconciled(result)
+    assert bad.select("row_number", "reason").rows() == [
+        (n, "latency_ms/tokens_in/tokens_out is infinite or too large") for n in (1, 2, 3, 4)]
+    row = _outcome(store, "req-4", "alpha-7b")
+    assert (row["tokens_in"], row["latency_ms"]) == (2**53, 12.5)
+
+
 def test_logs_wrong_types_are_coerced_or_quarantined(files, ingest, store, reconciled) -> None:
     frame = pl.DataFrame({
         "request_id": [1, 2, 3], "ts": [datetime(2025, 1, 1, 9, tzinfo=UTC)] * 3, "prompt": ["a", "b", "c"],
