@@ -194,8 +194,16 @@ def _polars_ndjson(raw: bytes, lines: int, expected: tuple[str, ...] = ()) -> pl
             continue
         scalar = all(dtype == pl.String or dtype.is_numeric() or dtype == pl.Null or dtype == pl.Boolean
                      for dtype in df.dtypes)
-        return df if scalar and df.height == lines else None
+        return df if scalar and df.height == lines and not _has_nul(df) else None
     return None
+
+
+def _has_nul(df: pl.DataFrame) -> bool:
+    """Whether a text column holds a NUL character. polars reads the escape of a lone high surrogate (``\\ud800``,
+    half of a pair: no character) as NUL, so such a frame is read line by line instead, where Python's json tells
+    a real ``\\u0000`` from it (:func:`_read_jsonl_lines`)."""
+    text = [name for name, dtype in df.schema.items() if dtype == pl.String]
+    return bool(text) and df.select(pl.any_horizontal(pl.col(text).str.contains("\x00", literal=True).any())).item()
 
 
 def _unreadable(exc: Exception) -> bool:
@@ -280,6 +288,10 @@ def _read_jsonl_lines(path: Path, raw: bytes, first_line: int = 1) -> tuple[pl.D
             rejects.append({ROW: number, "row_key": None, "raw": text[:MAX_RAW_CHARS],
                             "reason": f"line is a JSON {type(obj).__name__}, not an object"})
             continue
+        if b"\\u" in line and not _encodable(obj):
+            rejects.append({ROW: number, "row_key": None, "raw": text[:MAX_RAW_CHARS],
+                            "reason": "a \\u escape is half of a surrogate pair (no character)"})
+            continue
         records.append({k: _as_text(v) for k, v in obj.items()})
         rows.append(number)
     columns: dict[str, None] = {}
@@ -289,6 +301,15 @@ def _read_jsonl_lines(path: Path, raw: bytes, first_line: int = 1) -> tuple[pl.D
     df = pl.DataFrame(records, schema={c: pl.String for c in columns}) if records else pl.DataFrame()
     df = df.with_columns(pl.Series(ROW, rows, dtype=pl.Int64))
     return df, pl.DataFrame(rejects, schema=REJECT_SCHEMA)
+
+
+def _encodable(obj: dict[str, Any]) -> bool:
+    """Whether every key and string of a parsed line is text UTF-8 can hold (json accepts lone surrogates)."""
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _as_text(v: Any) -> str | None:
@@ -309,7 +330,7 @@ def read_json(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         raise FileRejected(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, list):
         raise FileRejected(f"{path}: expected a JSON array of objects, got a JSON {type(data).__name__}")
-    lines = "\n".join(json.dumps(item, ensure_ascii=False) for item in data).encode("utf-8")
+    lines = "\n".join(json.dumps(item) for item in data).encode("utf-8")  # ASCII: a lone surrogate stays an escape
     return _read_jsonl_lines(path, lines)
 
 

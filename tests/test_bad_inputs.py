@@ -762,6 +762,21 @@ def test_repeated_pickle_columns_and_duration_columns_are_refused_by_name(files,
     rejected("logs", path, "wrong column types", "'cost_usd' is Duration")
 
 
+@pytest.mark.parametrize("name", ["surrogates.jsonl", "surrogates.json"])
+def test_escapes_of_half_a_surrogate_pair_quarantine_their_line(files, ingest, store, reconciled, name) -> None:
+    """``\\ud800`` or ``\\udc00`` alone is no character: its line is quarantined with that reason (polars read the
+    first as NUL, Python's json as text the store cannot encode). A real pair and an escaped NUL are text."""
+    values = ["bad \\ud800 x", "m\\udc00", "pair \\ud83d\\ude00", "nul \\u0000 x", "end \\ud83d"]
+    lines = [json.dumps(files.log_record(i)).replace(f'"Log prompt {i}"', f'"{v}"') for i, v in enumerate(values)]
+    text = "\n".join(lines) + "\n" if name.endswith(".jsonl") else "[" + ",".join(lines) + "]"
+    bad = reconciled(ingest("logs", files.raw(name, text)))
+    assert bad.select("row_number", "reason").rows() == [
+        (n, "a \\u escape is half of a surrogate pair (no character)") for n in (1, 2, 5)]
+    stored = dict(store.execute(
+        "SELECT o.sample_key, p.text AS prompt FROM outcomes o JOIN prompts p USING (prompt_id)").fetchall())
+    assert stored == {"req-2": "pair \U0001F600", "req-3": "nul \x00 x"}
+
+
 def test_non_object_and_blank_lines_in_jsonl(files, ingest, reconciled) -> None:
     text = json.dumps(files.log_record(0)) + "\n\n" + "42\n" + "null\n" + json.dumps(files.log_record(1)) + "\n"
     result = ingest("logs", files.raw("odd.jsonl", text))
