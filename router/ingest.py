@@ -31,7 +31,7 @@ from router.coercion import (as_float, as_text, as_timestamp, concat_issues, dup
 from router.errors import RouterError
 from router import schemas
 from router.files import sha256_file
-from router.readers import ROW, FileRejected, clip_json, data_suffix, empty_rejects, read_any
+from router.readers import ROW, FileRejected, clip_json, data_suffix, read_any
 from router.settings import Settings
 from router.storage import query, register, transaction
 from router.timing import Laps
@@ -160,7 +160,7 @@ def _sample_key(df: pl.DataFrame) -> pl.Expr:
     return pl.concat_str([as_text(df, "sample_id"), as_text(df, index)], separator="#")
 
 
-def stage_routerbench(df: pl.DataFrame, file: Path, source: str) -> Staged:
+def stage_routerbench(df: pl.DataFrame, rejects: pl.DataFrame, file: Path, source: str) -> Staged:
     columns = [c for c in df.columns if c != ROW]
     models = schemas.routerbench_models(columns, str(file))
     base = df.select(
@@ -189,7 +189,7 @@ def stage_routerbench(df: pl.DataFrame, file: Path, source: str) -> Staged:
         flagged(records, "_bad_quality", "score is not a number"),
         flagged(records, "_bad_cost", "cost is not a number"),
     ])
-    return Staged("routerbench", records, issues, empty_rejects(), models, df.height,
+    return Staged("routerbench", records, issues, rejects, models, df.height + rejects.height,
                   (("sample_key", "model"), "(sample_id, model)"))
 
 
@@ -342,7 +342,7 @@ def stage(kind: str, path: Path, source: str | None = None) -> Staged:
         raise FileRejected(f"{path}: no rows")
     df = _check_types(df, path, kind)
     if kind == "routerbench":
-        return stage_routerbench(df, path, source or "routerbench")
+        return stage_routerbench(df, rejects, path, source or "routerbench")
     if kind == "logs":
         return stage_logs(df, rejects, path)
     if kind == "backlog":

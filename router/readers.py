@@ -8,6 +8,7 @@ which go to quarantine. A file that cannot be read at all raises :class:`FileRej
 from __future__ import annotations
 
 import codecs
+import csv
 import gzip
 import io
 import json
@@ -80,15 +81,44 @@ def clip_json(record: dict[str, Any]) -> str:
 def read_csv(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """All columns as text (coerced later, per value); invalid UTF-8 bytes become U+FFFD and are caught by
     validation."""
+    payload = _text_payload(path)
     try:
-        df = pl.read_csv(io.BytesIO(_text_payload(path)), infer_schema=False, encoding="utf8-lossy")
+        df = pl.read_csv(io.BytesIO(payload), infer_schema=False, encoding="utf8-lossy")
     except pl.exceptions.NoDataError as exc:
         raise FileRejected(f"{path}: empty file") from exc
     except (pl.exceptions.ComputeError, pl.exceptions.PolarsError, OSError) as exc:
         # polars appends tuning hints (schema inference, ragged lines) that do not apply here: keep the cause
         cause = str(exc).strip().split("\n\n")[0].strip()
         raise FileRejected(f"{path}: cannot parse as CSV (unbalanced quotes or a ragged row?): {cause}") from exc
-    return _numbered(df, path), empty_rejects()
+    return _short_rows(payload, _numbered(df, path))
+
+
+def _short_rows(payload: bytes, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``df`` without the rows that have fewer fields than the header, and those rows as rejects (a line cut off
+    by a writer that died, or a short row): polars fills their missing fields with nulls. Only a frame with a
+    null in its last column can hold one, so only then are the records' fields counted (Python's csv module,
+    which quotes as polars does)."""
+    columns = [c for c in df.columns if c != ROW]
+    if not columns or df.get_column(columns[-1]).null_count() == 0:
+        return df, empty_rejects()
+    records = csv.reader(io.StringIO(payload.decode("utf-8", "replace"), newline=""))
+    header = len(next(records, []))
+    short: list[tuple[int, list[str]]] = []
+    rows = blank_tail = 0
+    for rows, fields in enumerate(records, start=1):
+        blank_tail = 0 if fields else blank_tail + 1
+        if len(fields) < header:
+            short.append((rows, fields))
+    # polars leaves out the file's last blank line: align the counts on trailing blank lines, else count nothing
+    if not 0 <= rows - df.height <= blank_tail:
+        return df, empty_rejects()
+    short = [(row, fields) for row, fields in short if row <= df.height]
+    if not short:
+        return df, empty_rejects()
+    rejects = pl.DataFrame([{ROW: row, "row_key": None, "raw": clip_json(dict(zip(columns, fields))),
+                             "reason": f"row has {len(fields)} of the header's {header} fields (cut off?)"
+                             if fields else "blank line"} for row, fields in short], schema=REJECT_SCHEMA)
+    return df.filter(~pl.col(ROW).is_in(rejects[ROW].implode())), rejects
 
 
 def _refuse_reserved(columns: Any, path: Path) -> None:

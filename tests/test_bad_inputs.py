@@ -140,6 +140,29 @@ def test_routerbench_duplicate_keys_within_file(files, ingest, store, reconciled
     assert _outcome(store, "code.1#1", "m1")["quality"] == rows[1]["m1"]  # the first one wins
 
 
+@pytest.mark.parametrize("kind", ["routerbench", "logs", "backlog"])
+def test_a_csv_row_cut_off_or_short_is_quarantined_not_filled_with_nulls(files, ingest, store, reconciled,
+                                                                         kind) -> None:
+    """A writer that died mid-line leaves a last row with fewer fields than the header (polars would fill the rest
+    with nulls and store it): that row is quarantined with the count, a blank line as a blank line, and a row whose
+    last field is empty but present is a whole row."""
+    rows = {"routerbench": files.routerbench_rows(n=4, models=("m1",)),
+            "logs": [files.log_record(i, task=f"t{i}") for i in range(4)],
+            "backlog": [files.backlog_record(i, task=f"t{i}") for i in range(4)]}[kind]
+    text = files.write(f"cut_{kind}_train.csv", rows).read_text()
+    header, *lines = text.splitlines()
+    width = header.count(",") + 1
+    lines[1] = lines[1].rsplit(",", 1)[0] + ","  # an empty last field: still a whole row
+    text = "\n".join([header, lines[0], lines[1], "", lines[2], lines[3][:lines[3].index(",") + 4]])  # cut
+    result = ingest(kind, files.raw(f"cut_{kind}_train.csv", text))
+    bad = reconciled(result)
+    assert bad.select("row_number", "reason").rows() == [
+        (3, "blank line"), (5, f"row has 2 of the header's {width} fields (cut off?)")]
+    assert result.rows_quarantined == 2
+    stored = table(store, "backlog" if kind == "backlog" else "outcomes")
+    assert stored.height == 3
+
+
 def test_routerbench_sample_id_reused_with_another_row_index_is_not_a_duplicate(files, ingest, store) -> None:
     rows = files.routerbench_rows(n=2, models=("m1",))
     rows[1] = {**rows[1], "sample_id": rows[0]["sample_id"], "prompt": "['another question']"}
