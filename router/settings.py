@@ -132,18 +132,25 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config_file = os.environ.get("ROUTER_CONFIG")
         if config_file:
+            import tomllib
+
+            from router.errors import RouterError
+
             if not Path(config_file).is_file():
-                raise FileNotFoundError(f"ROUTER_CONFIG names {config_file!r}, which is not a file")
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+                raise RouterError(f"ROUTER_CONFIG names {config_file!r}, which is not a file")
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise RouterError(f"ROUTER_CONFIG {config_file!r} is not valid TOML: {exc}") from exc
         return tuple(sources)
 
     # Derived paths: an explicit value wins, else a location inside the workspace.
     @cached_property
     def workspace(self) -> Path:
-        return self.home.expanduser().resolve()
+        return _absolute(self.home, "ROUTER_HOME")
 
     def _under(self, value: Path | None, name: str) -> Path:
-        return (value.expanduser().resolve() if value is not None else self.workspace / name)
+        return _absolute(value, f"the path for {name}") if value is not None else self.workspace / name
 
     @property
     def database(self) -> Path:
@@ -194,6 +201,21 @@ class Settings(BaseSettings):
         return None
 
     def ensure_workspace(self) -> None:
-        for path in (self.workspace, self.database.parent, self.mlflow_artifacts, self.prefect, self.reports):
-            path.mkdir(parents=True, exist_ok=True)
+        from router.errors import RouterError
 
+        for path in (self.workspace, self.database.parent, self.mlflow_artifacts, self.prefect, self.reports):
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RouterError(f"cannot create the folder {path} ({exc.strerror or exc}): set ROUTER_HOME (or "
+                                  "the path setting that names it) to a folder this user can write") from exc
+
+
+def _absolute(path: Path, name: str) -> Path:
+    """``path`` with ``~`` expanded, made absolute; a ``~user`` that names no user is bad input naming ``name``."""
+    from router.errors import RouterError
+
+    try:
+        return path.expanduser().resolve()
+    except RuntimeError as exc:  # Path.expanduser: the home folder of that user cannot be determined
+        raise RouterError(f"{name} is {str(path)!r}: {exc}") from exc

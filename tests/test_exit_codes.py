@@ -163,3 +163,52 @@ def test_a_nightly_that_fails_mid_run_prints_one_line_and_nothing_at_exit(tmp_pa
     assert proc.returncode == 2, out[-4000:]
     assert str(home / "landing" / "routerbench") in " ".join(proc.stderr.split())
     assert "Traceback" not in out and "nanobind" not in out and "I/O operation on closed file" not in out
+
+
+def test_unusable_settings_and_workspaces_exit_2_naming_what_to_change(tmp_path, files) -> None:
+    """A ROUTER_CONFIG that is no file or no TOML, a ROUTER_HOME of an unknown user's ``~`` or one that cannot be
+    created are bad input (exit 2, one line naming the setting), not internal errors."""
+    home = tmp_path / "ws"
+    cases = [({"ROUTER_CONFIG": str(tmp_path / "missing.toml")}, "which is not a file"),
+             ({"ROUTER_CONFIG": str(tmp_path)}, "which is not a file")]
+    bad_toml = tmp_path / "bad.toml"
+    bad_toml.write_text("seed = [\n")
+    cases.append(({"ROUTER_CONFIG": str(bad_toml)}, "is not valid TOML"))
+    for extra, needle in cases:
+        proc = _routerctl(home, "status", **extra)
+        assert proc.returncode == 2 and needle in proc.stderr and str(extra["ROUTER_CONFIG"]) in proc.stderr, proc
+        assert "Traceback" not in proc.stderr + proc.stdout and "internal error" not in proc.stderr
+    proc = _routerctl(Path("~no-such-user-xattn/ws"), "status")
+    assert proc.returncode == 2 and "ROUTER_HOME is '~no-such-user-xattn/ws'" in proc.stderr, proc
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    proc = _routerctl(a_file, "ingest", "logs", str(files.logs()))
+    assert proc.returncode == 2 and f"cannot create the folder {a_file}" in " ".join(proc.stderr.split()), proc
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_route_and_scenarios_without_a_registry_create_none(tmp_path, files) -> None:
+    home = tmp_path / "ws"
+    assert _routerctl(home, "ingest", "backlog", str(files.backlog())).returncode == 0
+    for command in ("route", "scenarios"):
+        proc = _routerctl(home, command)
+        assert proc.returncode == 2 and "no champion registered" in proc.stderr, proc
+    assert not (home / "mlflow.db").exists()
+
+
+def test_a_traceback_goes_to_the_temp_folder_when_the_workspace_cannot_hold_it(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    from router.cli.app import _traceback_file
+
+    home = tmp_path / "ws"
+    home.mkdir()
+    (home / "logs").write_text("a file where the logs folder would be")
+    monkeypatch.setenv("ROUTER_HOME", str(home))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    try:
+        raise ZeroDivisionError("a bug")
+    except ZeroDivisionError as exc:
+        path = Path(_traceback_file(exc))
+    assert path.parent == tmp_path / "tmp" and "ZeroDivisionError: a bug" in path.read_text()

@@ -36,10 +36,15 @@ def _traceback_file(exc: BaseException) -> str:
         folder = workspace / "logs" if workspace.is_dir() else Path(tempfile.gettempdir())
     except Exception:  # noqa: BLE001 - the settings themselves may be what failed
         folder = Path(tempfile.gettempdir())
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"routerctl-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
-    path.write_text("".join(traceback.format_exception(exc)))
-    return str(path)
+    name = f"routerctl-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    text = "".join(traceback.format_exception(exc))
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    except OSError:  # the workspace cannot be written (perhaps the very failure): the system temp folder
+        folder = Path(tempfile.gettempdir())
+        (folder / name).write_text(text)
+    return str(folder / name)
 
 
 def _release(exc: BaseException) -> None:

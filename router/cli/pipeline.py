@@ -11,6 +11,8 @@ from rich.table import Table
 from router.cli.app import app, console, existing_store, fail, positive, settings, writing
 from router.rewards import REWARDS
 
+NO_CHAMPION = "no champion registered: run the nightly pipeline or `routerctl models promote VERSION`"
+
 #: The registered rewards (``router.rewards.REWARDS``), as a choice.
 Reward = Enum("Reward", {name: name for name in sorted(REWARDS)}, type=str)
 
@@ -88,11 +90,13 @@ def route(
     if sum(v is not None for v in (lambda_, budget, quality_target)) > 1:
         fail("give one of --lambda, --budget, --quality-target")
     s = existing_store()
+    if s.missing_registry():  # opening it would create an empty registry
+        fail(NO_CHAMPION)
     with writing(s):
         summary = route_step(s, reward=reward and reward.value, reward_param=lambda_, budget=budget,
                              quality_target=quality_target, exclude=exclude_model or None)
     if summary.get("model_version") is None:
-        fail("no champion registered: run the nightly pipeline or `routerctl models promote VERSION`")
+        fail(NO_CHAMPION)
     table = Table("model", "queries", title=(
         f"routed {summary['routed']} queries with champion v{summary['model_version']} "
         f"({summary['reward']}, parameter {summary['reward_param']:.4g}"
@@ -127,10 +131,12 @@ def scenarios(
     from router.scenarios import scenarios_step
 
     s = existing_store()
+    if s.missing_registry():  # opening it would create an empty registry
+        fail(NO_CHAMPION)
     with writing(s):
         summary = scenarios_step(s, reward=reward and reward.value)
     if summary.get("model_version") is None:
-        fail("no champion registered: run the nightly pipeline or `routerctl models promote VERSION`")
+        fail(NO_CHAMPION)
     console.print(f"scenario run {summary['run_id']}: {summary['points']} points for {summary['queries']} "
                   f"{summary['backlog']} backlog queries (champion v{summary['model_version']}, {summary['reward']})")
     console.print(f"plot: {summary['plot']}; view latest_scenarios, snapshot "
