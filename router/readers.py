@@ -101,6 +101,7 @@ def _short_rows(payload: bytes, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.Data
     columns = [c for c in df.columns if c != ROW]
     if not columns or df.get_column(columns[-1]).null_count() == 0:
         return df, empty_rejects()
+    csv.field_size_limit(max(csv.field_size_limit(), len(payload)))  # a prompt may be longer than its 128 KiB
     records = csv.reader(io.StringIO(payload.decode("utf-8", "replace"), newline=""))
     header = len(next(records, []))
     short: list[tuple[int, list[str]]] = []

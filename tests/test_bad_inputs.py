@@ -145,10 +145,11 @@ def test_a_csv_row_cut_off_or_short_is_quarantined_not_filled_with_nulls(files, 
                                                                          kind) -> None:
     """A writer that died mid-line leaves a last row with fewer fields than the header (polars would fill the rest
     with nulls and store it): that row is quarantined with the count, a blank line as a blank line, and a row whose
-    last field is empty but present is a whole row."""
+    last field is empty but present is a whole row (and a 200 KB prompt is read whole)."""
     rows = {"routerbench": files.routerbench_rows(n=4, models=("m1",)),
             "logs": [files.log_record(i, task=f"t{i}") for i in range(4)],
             "backlog": [files.backlog_record(i, task=f"t{i}") for i in range(4)]}[kind]
+    rows[2]["prompt"] = "a prompt past the csv module's default field limit " * 4_000
     text = files.write(f"cut_{kind}_train.csv", rows).read_text()
     header, *lines = text.splitlines()
     width = header.count(",") + 1
