@@ -82,6 +82,8 @@ def read_csv(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     """All columns as text (coerced later, per value); invalid UTF-8 bytes become U+FFFD and are caught by
     validation."""
     payload = _text_payload(path)
+    if b"\n" not in payload and b"\r" in payload:  # classic Mac line ends: polars would read one header line
+        payload = payload.replace(b"\r", b"\n")
     try:
         df = pl.read_csv(io.BytesIO(payload), infer_schema=False, encoding="utf8-lossy")
     except pl.exceptions.NoDataError as exc:

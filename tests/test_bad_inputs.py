@@ -164,6 +164,13 @@ def test_a_csv_row_cut_off_or_short_is_quarantined_not_filled_with_nulls(files, 
     assert stored.height == 3
 
 
+def test_a_csv_with_carriage_return_line_ends_is_read_row_by_row(files, ingest, store) -> None:
+    text = files.write("cr.csv", [files.backlog_record(i) for i in range(3)]).read_text()
+    result = ingest("backlog", files.raw("cr.csv", text.replace("\n", "\r")))
+    assert (result.rows_in, result.rows_new) == (3, 3)
+    assert sorted(table(store, "backlog")["query_id"]) == ["q-0", "q-1", "q-2"]
+
+
 def test_routerbench_sample_id_reused_with_another_row_index_is_not_a_duplicate(files, ingest, store) -> None:
     rows = files.routerbench_rows(n=2, models=("m1",))
     rows[1] = {**rows[1], "sample_id": rows[0]["sample_id"], "prompt": "['another question']"}
