@@ -259,7 +259,7 @@ def test_policies_side_by_side_and_the_docs_comparison(backlog_store, settings) 
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "analysts.md").read_text()
     block = next(b for b in re.findall(r"```sql\n(.*?)```", docs, flags=re.S) if "both_runs" in b)
-    got = {r[0]: r for r in backlog_store.sql(block).fetchall()}
+    got = {r[1]: r for r in backlog_store.sql(block).fetchall()}
     ref = {p: backlog_store.sql(f"SELECT count(*), sum(predicted_cost_usd) FROM routing_decisions "
                                 f"WHERE policy = '{p}'").fetchall()[0] for p in got}
     assert set(got) == {"quality_target=1", "quality_target=0.95"}
@@ -267,6 +267,15 @@ def test_policies_side_by_side_and_the_docs_comparison(backlog_store, settings) 
                                "WHERE a.policy = 'quality_target=1' AND b.policy = 'quality_target=0.95' "
                                "AND a.chosen_model <> b.chosen_model").fetchall()[0][0]
     assert differ > 0
-    for policy, (_, queries, spend, _, routed_differently) in got.items():
-        assert queries == ref[policy][0] == 120 and spend == pytest.approx(ref[policy][1], abs=1e-4)
-        assert routed_differently == differ
+    for policy, (version, _, queries, spend, _, routed_differently) in got.items():
+        assert version == "1" and queries == ref[policy][0] == 120
+        assert spend == pytest.approx(ref[policy][1], abs=1e-4) and routed_differently == differ
+    # The same policy under a new version: the two newest runs are (2, 0.95) and (1, 0.95), one row each.
+    routing.route_backlog(backlog_store, predictor, reward_param=1e9, quality_target=0.95,
+                          **{**kwargs, "model_version": "2"})
+    rows = {(r[0], r[1]): r for r in backlog_store.sql(block).fetchall()}
+    assert set(rows) == {("2", "quality_target=0.95"), ("1", "quality_target=0.95")}
+    assert {r[2] for r in rows.values()} == {120} and {r[5] for r in rows.values()} == {differ}
+    # version 2 chose as the first run (same λ), version 1's 0.95 run as before
+    assert rows["2", "quality_target=0.95"][3] == pytest.approx(ref["quality_target=1"][1], abs=1e-4)
+    assert rows["1", "quality_target=0.95"][3] == pytest.approx(ref["quality_target=0.95"][1], abs=1e-4)
