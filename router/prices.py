@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -116,9 +116,10 @@ class PriceFactors:
         """The factors that are not 1, by model (what the decisions' policy key records)."""
         return {f.model: f.factor for f in self.factors if not math.isclose(f.factor, 1.0, rel_tol=1e-12)}
 
-    def label(self) -> str:
-        """``<model>:<factor>,...`` of the factors that are not 1 (sorted by model); "" when none."""
-        return ",".join(f"{m}:{v:.6g}" for m, v in sorted(self.changed().items()))
+    def label(self, models: Collection[str] | None = None) -> str:
+        """``<model>:<factor>,...`` of the factors that are not 1 (sorted by model; of ``models`` only, when
+        given: a served model refuses a model outside its pool); "" when none."""
+        return ",".join(f"{m}:{v:.6g}" for m, v in sorted(self.changed().items()) if models is None or m in models)
 
     def as_dict(self) -> dict[str, Any]:
         return {"day": self.day.isoformat(), "training_cut": self.cut.isoformat() if self.cut else None,

@@ -122,9 +122,13 @@ def test_served_price_factors_read_back_the_label() -> None:
     assert price_factors(label, models).tolist() == [1.0, 0.25, 3.0]
     assert price_factors("", models).tolist() == [1.0, 1.0, 1.0]
     assert price_factors(" m3:2 , ", models).tolist() == [1.0, 1.0, 2.0]
+    assert price_factors("m1:0", models).tolist() == [0.0, 1.0, 1.0]  # a model that became free, as batch applies
+    assert PriceFactors(date.today(), None, [Factor("m1", 0.0, None, None), Factor("m9", 2.0, None, None)]).label(
+        models) == "m1:0"  # only the pool's models
     for bad, message in (("m1", "is not <model>:<factor>"), (":2", "is not <model>:<factor>"),
-                         ("m9:2", "unknown model 'm9'"), ("m1:2,m1:3", "named twice"), ("m1:0", "positive finite"),
-                         ("m1:-1", "positive finite"), ("m1:nan", "positive finite"), ("m1:cheap", "positive finite")):
+                         ("m9:2", "unknown model 'm9'"), ("m1:2,m1:3", "named twice"), ("m1:-1", "finite number ≥ 0"),
+                         ("m1:nan", "finite number ≥ 0"), ("m1:inf", "finite number ≥ 0"),
+                         ("m1:cheap", "finite number ≥ 0")):
         with pytest.raises(ValueError, match=message):
             price_factors(bad, models)
 
@@ -356,13 +360,16 @@ def test_a_price_cut_on_a_trained_night_shifts_traffic_to_the_cut_model(trained)
     today = datetime.now(UTC).date()
     cut = settings.workspace / "cut.csv"
     cut.write_text(HEADER + f"{GPT4},{today},per_token,0.001,0.003,,USD\n"
-                   f"claude-v2,{today + timedelta(days=1)},per_token,0.0001,0.0001,,USD\n")
+                   f"claude-v2,{today + timedelta(days=1)},per_token,0.0001,0.0001,,USD\n"
+                   f"outsider-7b,2020-01-01,per_call,,,0.01,USD\noutsider-7b,{today},per_call,,,0.02,USD\n")
     with open_store(settings) as con:
-        assert ingest_file(con, "prices", cut, settings).rows_new == 2
+        assert ingest_file(con, "prices", cut, settings).rows_new == 4
     listed = CliRunner().invoke(app, ["prices", "--json"], env={"ROUTER_HOME": str(settings.workspace)})
     assert listed.exit_code == 0, listed.output
     factors = {f["model"]: f["factor"] for f in json.loads(listed.output)["factors"]}
     assert factors[GPT4] == pytest.approx(0.1) and factors["claude-v2"] == 1.0  # claude's cut is tomorrow's
+    assert factors["outsider-7b"] == pytest.approx(2.0)  # listed, but outside the champion's pool:
+    assert json.loads(listed.output)["label"] == f"{GPT4}:0.1"  # not in the served model's param
 
     after = nightly.route(settings, quality_target=0.9)
     label = f"quality_target=0.9;prices={GPT4}:0.1"

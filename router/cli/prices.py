@@ -44,8 +44,11 @@ def prices(
     models = sorted(set(table["model"])) if table is not None else []
     result = pricing.factors(table, models, day=day, cut=params.get("data.cut") or None,
                              recorded=pricing.recorded_prices(params.get("data.prices"))) if models else None
+    # The served model's param names the champion's pool only (it refuses any other model)
+    pool = set(promotion.load_version(s, version).pool.models) if version is not None and result else None
+    label = result.label(pool) if result else ""
     data = {**(result.as_dict() if result else {"day": day.isoformat(), "training_cut": None, "factors": []}),
-            "champion": version, "label": result.label() if result else ""}
+            "champion": version, "label": label}
     if as_json:
         console.print_json(json.dumps(data, default=str))
         return
@@ -65,6 +68,6 @@ def prices(
                     f.current["pricing"] if f.current else "–", price(f.current), price(f.training),
                     f"{f.factor:.4g}", escape(f.note))
     console.print(out)
-    if result.label():
-        console.print(f"The served model routes at these prices with the param prices={escape(result.label())} "
+    if label:
+        console.print(f"The served model routes at these prices with the param prices={escape(label)} "
                       "(or ROUTER_SERVE_PRICES where it is served).")

@@ -50,7 +50,7 @@ def price_factors(text: str, models: Sequence[str]) -> np.ndarray:
     :meth:`router.prices.PriceFactors.label`, so the factors batch routing applies can be handed to the served model.
 
     Raises ``ValueError`` for an item without a factor, a model outside the pool, a model named twice, or a factor
-    that is not a positive finite number."""
+    that is not a finite number ≥ 0 (0: a model that became free, as batch routing applies it)."""
     out = np.ones(len(models), dtype=np.float64)
     column = {m: j for j, m in enumerate(models)}
     seen: set[str] = set()
@@ -69,8 +69,8 @@ def price_factors(text: str, models: Sequence[str]) -> np.ndarray:
             factor = float(raw)
         except ValueError:
             factor = float("nan")
-        if not (np.isfinite(factor) and factor > 0):
-            raise ValueError(f"prices: the factor of {model!r} must be a positive finite number, got {raw.strip()!r}")
+        if not (np.isfinite(factor) and factor >= 0):  # 0: the model became free, as batch routing applies it
+            raise ValueError(f"prices: the factor of {model!r} must be a finite number ≥ 0, got {raw.strip()!r}")
         seen.add(model)
         out[column[model]] = factor
     return out
