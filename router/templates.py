@@ -67,14 +67,18 @@ def _common_prefix(a: str, b: str) -> int:
     return i
 
 
-def _shared_prefix(texts: Sequence[str], k: int) -> str:
-    """The longest prefix at least ``k`` of the sorted distinct ``texts`` start with (texts sharing a prefix are
-    contiguous once sorted, so it is the longest common prefix of some window of ``k`` neighbours)."""
-    best, best_len = "", 0
+def _shared_prefix(texts: Sequence[str], k: int, boundaries: tuple[str, ...]) -> str:
+    """The longest block, cut at its last boundary (:func:`_cut`), that at least ``k`` of the sorted distinct
+    ``texts`` start with (texts sharing a prefix are contiguous once sorted, so it is the common prefix of some
+    window of ``k`` neighbours). Each window's prefix is cut before the lengths are compared: a longer raw prefix
+    without a boundary (text without spaces) must not hide a shorter one that has one."""
+    best = ""
     for i in range(len(texts) - k + 1):
         n = _common_prefix(texts[i], texts[i + k - 1])
-        if n > best_len:
-            best, best_len = texts[i][:n], n
+        if n > len(best):
+            cut = _cut(texts[i][:n], boundaries)
+            if len(cut) > len(best):
+                best = cut
     return best
 
 
@@ -82,6 +86,12 @@ def _shared_prefix(texts: Sequence[str], k: int) -> str:
 #: as a Python or JSON string literal); reversed, for suffixes.
 _BOUNDARIES = (" ", "\n", "\t", "\r", "\\n")
 _REVERSED_BOUNDARIES = tuple(b[::-1] for b in _BOUNDARIES)
+
+
+def normal_newlines(text: str) -> str:
+    """``text`` with Windows line ends (``\\r\\n``) as ``\\n``: a template is the same block whichever line ends a
+    client wrote (the encoder reads both as whitespace, so the vectors do not change)."""
+    return text.replace("\r\n", "\n") if "\r" in text else text
 
 
 def _cut(prefix: str, boundaries: tuple[str, ...]) -> str:
@@ -93,13 +103,13 @@ def _cut(prefix: str, boundaries: tuple[str, ...]) -> str:
 def learn_group(group: str, texts: Iterable[str], rules: TemplateRules = TemplateRules()) -> Template | None:
     """The template of one group's prompts, or ``None`` when no block of ``rules.min_chars`` is shared by
     ``rules.min_share`` of its distinct prompts (and at least ``rules.min_prompts`` of them)."""
-    distinct = sorted(set(texts))
+    distinct = sorted({normal_newlines(t) for t in texts})
     k = max(rules.min_prompts, math.ceil(rules.min_share * len(distinct)))
     if len(distinct) < k:
         return None
-    prefix = _cut(_shared_prefix(distinct, k), _BOUNDARIES)
+    prefix = _shared_prefix(distinct, k, _BOUNDARIES)
     reversed_texts = sorted(t[::-1] for t in distinct)
-    suffix = _cut(_shared_prefix(reversed_texts, k), _REVERSED_BOUNDARIES)[::-1]
+    suffix = _shared_prefix(reversed_texts, k, _REVERSED_BOUNDARIES)[::-1]
     prefix = prefix if len(prefix) >= rules.min_chars else ""
     suffix = suffix if len(suffix) >= rules.min_chars else ""
     if not prefix and not suffix:
@@ -117,7 +127,9 @@ def strip(text: str, templates: Sequence[Template]) -> tuple[str, str | None]:
     """``(remainder, template id)``: ``text`` without the longest learned prefix it starts with and the longest
     learned suffix it ends with (whatever group learned them, so the result depends on the text alone, as it must
     when serving a prompt of unknown task). Nothing is stripped (``(text, None)``) when no template fits or the
-    remainder would be blank; when prefix and suffix together would leave nothing, only the longer one goes."""
+    remainder would be blank; when prefix and suffix together would leave nothing, only the longer one goes.
+    Line ends are compared as :func:`normal_newlines` writes them (the remainder too)."""
+    original, text = text, normal_newlines(text)
     prefix = max((t.prefix for t in templates if t.prefix and text.startswith(t.prefix)), key=len, default="")
     suffix = max((t.suffix for t in templates if t.suffix and text.endswith(t.suffix)), key=len, default="")
     candidates = [(prefix, suffix)]
@@ -128,7 +140,7 @@ def strip(text: str, templates: Sequence[Template]) -> tuple[str, str | None]:
         remainder = text[len(pre):len(text) - len(suf)]
         if len(pre) + len(suf) < len(text) and remainder.strip():
             return remainder, template_id(pre, suf)
-    return text, None
+    return original, None
 
 
 def templates_json(templates: Sequence[Template]) -> str:

@@ -30,6 +30,29 @@ def test_shared_prefix_is_learned_and_stripped() -> None:
     assert len({rem for rem, _ in stripped}) == len(texts)  # every remainder is distinct
 
 
+def test_windows_line_ends_share_the_template_of_unix_ones() -> None:
+    """The same few-shot block written with CRLF by some clients and LF by others is one template covering both;
+    a prompt no template fits comes back exactly as given (its line ends too)."""
+    texts = [SHOTS + q for q in QUESTIONS[:5]] + [(SHOTS + q).replace("\n", "\r\n") for q in QUESTIONS[5:]]
+    template = learn_group("arc", texts)
+    assert template is not None and template.prefix == SHOTS + "Question: Which number is larger, "
+    stripped = [strip(t, [template]) for t in texts]
+    assert {tid for _, tid in stripped} == {template.id}
+    assert [rem for rem, _ in stripped] == [q[len("Question: Which number is larger, "):] for q in QUESTIONS]
+    other = "A prompt of\r\nits own"
+    assert strip(other, [template]) == (other, None)
+
+
+def test_a_shared_block_is_found_beside_longer_text_without_spaces() -> None:
+    """Two prompts sharing a long run without spaces (here CJK text) cut to no block at all: they must not hide the
+    block other prompts share up to a space."""
+    block = "Answer the question below in one word, and give no explanation of any kind whatsoever. "
+    cjk = "请用一个词回答下面的问题并且不要给出任何解释这是一个很长的共享前缀没有空格" * 4  # longer than the block
+    texts = [block + "Q: two plus two?", block + "Q: the capital of France?", cjk + "问题一", cjk + "问题二"]
+    template = learn_group("mixed", texts, TemplateRules(min_share=0.5, min_prompts=2))
+    assert template is not None and template.prefix == block + "Q: "
+
+
 def test_shared_suffix_is_learned_and_stripped() -> None:
     texts = [f"Sentence {i}: the {w} sat on the mat number {i * 13}." + FORMAT
              for i, w in enumerate(["cat", "dog", "bird", "fox", "cow", "owl"])]
