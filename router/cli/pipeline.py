@@ -90,8 +90,6 @@ def route(
     if sum(v is not None for v in (lambda_, budget, quality_target)) > 1:
         fail("give one of --lambda, --budget, --quality-target")
     s = existing_store()
-    if s.missing_registry():  # opening it would create an empty registry
-        fail(NO_CHAMPION)
     with writing(s):
         summary = route_step(s, reward=reward and reward.value, reward_param=lambda_, budget=budget,
                              quality_target=quality_target, exclude=exclude_model or None)
@@ -131,8 +129,6 @@ def scenarios(
     from router.scenarios import scenarios_step
 
     s = existing_store()
-    if s.missing_registry():  # opening it would create an empty registry
-        fail(NO_CHAMPION)
     with writing(s):
         summary = scenarios_step(s, reward=reward and reward.value)
     if summary.get("model_version") is None:

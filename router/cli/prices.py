@@ -39,7 +39,7 @@ def prices(
     s = existing_store()
     with open_store(s, read_only=True) as con:
         table = pricing.load_prices(con) if schema_version(con) >= pricing.SCHEMA_VERSION else None
-    version = promotion.champion_version(s) if s.missing_registry() is None else None
+    version = promotion.champion_version(s)
     params = promotion.run_params(s, version) if version is not None else {}
     models = sorted(set(table["model"])) if table is not None else []
     result = pricing.factors(table, models, day=day, cut=params.get("data.cut") or None,

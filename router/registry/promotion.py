@@ -134,7 +134,10 @@ def register_challenger(settings: Settings, run_id: str, *, description: str | N
 
 
 def champion_version(settings: Settings) -> int | None:
-    """The version the ``champion`` alias points at, or ``None``."""
+    """The version the ``champion`` alias points at, or ``None`` (also when the local registry file does not exist
+    yet: opening it would create an empty one)."""
+    if settings.missing_registry():
+        return None
     with connect(settings) as client:
         return alias_version(client, settings.registered_model, CHAMPION)
 
