@@ -40,13 +40,14 @@ def prices(
     with open_store(s, read_only=True) as con:
         table = pricing.load_prices(con) if schema_version(con) >= pricing.SCHEMA_VERSION else None
     version = promotion.champion_version(s)
-    params = promotion.run_params(s, version) if version is not None else {}
     models = sorted(set(table["model"])) if table is not None else []
-    result = pricing.factors(table, models, day=day, cut=params.get("data.cut") or None,
-                             recorded=pricing.recorded_prices(params.get("data.prices"))) if models else None
+    # the champion's data cut, training prices and pool (its run params, read once with its artifacts)
+    loaded = promotion.load_version(s, version) if version is not None and models else None
+    result = pricing.factors(table, models, day=day, cut=loaded.data_cut if loaded else None,
+                             recorded=pricing.recorded_prices(loaded.training_prices if loaded else None)
+                             ) if models else None
     # The served model's param names the champion's pool only (it refuses any other model)
-    pool = set(promotion.load_version(s, version).pool.models) if version is not None and result else None
-    label = result.label(pool) if result else ""
+    label = result.label(loaded.pool.models if loaded else None) if result else ""
     data = {**(result.as_dict() if result else {"day": day.isoformat(), "training_cut": None, "factors": []}),
             "champion": version, "label": label}
     if as_json:
