@@ -408,16 +408,6 @@ def write_decisions(con: duckdb.DuckDBPyConnection, decided: pl.DataFrame, model
 
 
 # ---------------------------------------------------------------------------------------------- routing
-def fit_budget(con: duckdb.DuckDBPyConnection, predictor: Predictor, reward: Reward, budget: float, *,
-               encoder: str, version: str, batch_size: int, exclude: Sequence[str] = ()) -> tuple[float, float, float]:
-    """(param, predicted spend, predicted mean quality) of the best parameter whose spend fits ``budget``."""
-    stage_pending(con, encoder, version)
-    decisions = Decisions(predictor.models, reward, None, budget, exclude=exclude)
-    for units in iter_units(con, encoder, batch_size):
-        decisions.add(units, *predict_units(predictor, units))
-    return decisions.fit_budget()
-
-
 def start_summary(reward_name: str, reward_param: float | None, budget: float | None, version: str,
                   unembedded: int) -> tuple[Reward, RoutingSummary]:
     reward = get_reward(reward_name)
