@@ -204,9 +204,11 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
                   f"- routed now: {routing['routed']} queries, predicted spend ${routing['predicted_spend_usd']:.4f}, "
                   f"mean predicted quality {_fmt(routing.get('predicted_quality'))}",
                   f"- left for later (no embedding yet): {routing.get('skipped_unembedded', 0)}", ""]
-        mix = relation(con, "nightly/spend_by_model", {"version": routing["model_version"]}).pl()
+        mix = relation(con, "nightly/spend_by_model", {"version": routing["model_version"],
+                                                         "policy": routing.get("policy_key", "")}).pl()
         if mix.height:
-            lines += ["All decisions of this champion:", "",
+            lines += [f"All decisions of this champion under tonight's policy (`{routing.get('policy_key', '')}`):",
+                      "",
                       "| model | queries | predicted spend ($) | mean predicted quality |", "|---|---:|---:|---:|"]
             lines += [f"| {m} | {n} | {s:.4f} | {q:.4f} |" for m, n, s, q in mix.iter_rows()]
     lines += ["", "## Trend", ""]

@@ -533,7 +533,8 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
             batch_size=settings.route_batch_size, flow_run_id=flow_run_id,
             **plan.route_kwargs(factors, settings.pool_exclude if exclude is None else exclude),
         )
-    return {**asdict(summary), "policy": plan.policy, "prices": factors.as_dict()}
+    # "policy" describes how the parameter was chosen; the decisions' key stays beside it as "policy_key"
+    return {**asdict(summary), "policy": plan.policy, "policy_key": summary.policy, "prices": factors.as_dict()}
 
 
 # ------------------------------------------------------------------------------------------------- doctor

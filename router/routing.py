@@ -1,13 +1,15 @@
 """Batch routing of the stored backlog.
 
-Every backlog query not yet decided by the given model version under the given policy is routed and stored in
-``routing_decisions``. A decision is keyed by (query_id, model_version, policy), so re-running adds nothing, a
-new champion decides the backlog again, and another policy (``quality_target=0.95`` after ``quality_target=1``)
-keeps its own set beside the first (:func:`policy_label`).
+Every backlog query whose newest decision was not made by the given model version under the given policy is
+routed and stored in ``routing_decisions``. A decision is keyed by (query_id, model_version, policy), so re-running
+adds nothing, a new champion decides the backlog again, and another policy (``quality_target=0.95`` after
+``quality_target=1``) keeps its own set beside the first (:func:`policy_label`). Routing a policy again after
+another one (the nightly's after a what-if run, a price back at an earlier level) decides the backlog again and
+replaces that policy's earlier rows, so the newest decision of every query is the policy routed last.
 
 How it scales (``docs/performance.md``):
 
-* the pending set is computed **once** per run (one anti-join, ``routing/stage_pending``) into a temporary
+* the pending set is computed **once** per run (one pass, ``routing/stage_pending``) into a temporary
   table, instead of one anti-join per batch;
 * queries sharing a prompt (and task) are predicted **once**: the unit of work is the distinct
   (prompt_id, task) pair, weighted by its number of queries;
@@ -160,8 +162,9 @@ def available(models: Sequence[str], exclude: Sequence[str] = ()) -> np.ndarray:
 
 def stage_pending(con: duckdb.DuckDBPyConnection, encoder: str, version: str, policy: str | None = None
                   ) -> tuple[int, int]:
-    """Compute the pending queries of ``version`` under ``policy`` (``None``: not decided by any policy) once
-    (temp table); returns (pending, pending unembedded)."""
+    """Compute the pending queries of ``version`` under ``policy`` once (temp table): those whose newest decision
+    is another version's or another policy's (``None``: those ``version`` has not decided under any policy);
+    returns (pending, pending unembedded)."""
     execute(con, "routing/stage_pending", {"encoder": encoder, "version": version, "policy": policy})
     pending, unembedded = execute(con, "routing/pending_counts")[0]
     return int(pending), int(unembedded)

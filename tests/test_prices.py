@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import pytest
 
 from conftest import table
 from router import prices as pricing
-from router.routing import route_backlog
+from router.routing import route_backlog, stage_pending
 from router.scenarios import run_scenarios
 
 DAY = date(2026, 12, 5)
@@ -246,6 +246,53 @@ def test_a_price_cut_moves_decisions_to_the_cut_model(backlog, ingest, files) ->
                           "count(*) FILTER (WHERE chosen_model = 'rich') FROM routing_decisions WHERE policy = ?",
                           [cut.policy]).fetchone()[0]
     assert spent == pytest.approx(0.001)  # the stored predicted cost is the rescaled one
+
+    # The price goes back to the training price: the first policy key again. Its old rows are older than the cut's,
+    # so every query is decided again (its rows replaced, not duplicated) and the analysts' views follow.
+    latest = "SELECT policy, count(*) FROM latest_decisions GROUP BY 1"
+    assert store.execute(latest).fetchall() == [(cut.policy, 10)]
+    back = _route(store, empty)
+    assert (back.policy, back.routed) == ("lambda=0.05", 10)
+    assert store.execute(latest).fetchall() == [("lambda=0.05", 10)]
+    assert _decisions(store, "lambda=0.05") == base and _decisions(store, cut.policy) == after
+    assert store.execute("SELECT count(*) FROM routing_decisions").fetchone()[0] == 20
+    assert _route(store, empty).routed == 0  # newest already: nothing left to decide
+
+
+def test_a_policy_routed_after_a_what_if_run_is_the_newest_again(backlog, tmp_path: Path) -> None:
+    """The nightly's policy, then an analyst's what-if policy, then the nightly's again: the third run decides the
+    backlog again, so `latest_decisions` shows one policy, the one routed last, for every query."""
+    store = backlog
+    runs = [route_backlog(store, _Fixed(), model_version="1", router_name="r", encoder="enc", reward_param=p)
+            for p in (0.05, 10.0, 0.05)]
+    assert [r.routed for r in runs] == [10, 10, 10]
+    assert store.execute("SELECT policy, count(*) FROM latest_decisions GROUP BY 1").fetchall() == [("lambda=0.05", 10)]
+    first = runs[0]
+    assert _decisions(store, "lambda=0.05") != _decisions(store, "lambda=10")  # two policies that choose apart
+    assert store.execute("SELECT count(*) FROM routing_decisions").fetchone()[0] == 20
+    # a new query is decided alone under the newest policy; the others stay
+    store.execute("INSERT INTO backlog SELECT * REPLACE ('q-new' AS query_id) FROM backlog WHERE query_id = 'q-0'")
+    again = route_backlog(store, _Fixed(), model_version="1", router_name="r", encoder="enc", reward_param=0.05)
+    assert again.routed == 1 and first.policy == again.policy
+    # what-if scenarios still predict only what this version never decided, whatever the policy
+    assert stage_pending(store, "enc", "1") == (0, 0)
+    store.execute("DROP TABLE route_pending")
+
+    # the night report's model mix counts each query once: tonight's policy, not every policy of the champion
+    from dataclasses import asdict
+
+    from router.night_report import write_night_report
+
+    night = datetime(2026, 12, 5, 2)
+    routing = {**asdict(again), "policy": {"kind": "lambda"}, "policy_key": again.policy}
+    out = write_night_report(store, tmp_path / "reports", flow_run_id="night-1", started=night, night=night.date(),
+                             ingest={}, validation={}, embed={}, train={"skipped": True}, promotion={"skipped": True},
+                             routing=routing)
+    text = (out / "report.md").read_text()
+    table = text[text.index("All decisions of this champion under tonight's policy (`lambda=0.05`)"):]
+    rows = [line.split("|") for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    expected = dict(store.execute("SELECT chosen_model, count(*) FROM latest_decisions GROUP BY 1").fetchall())
+    assert {r[1].strip(): int(r[2]) for r in rows} == expected and sum(expected.values()) == 11
 
 
 def test_scenarios_rescale_the_costs(backlog, tmp_path: Path) -> None:

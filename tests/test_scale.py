@@ -241,21 +241,24 @@ def test_dask_flows_match_single_process(files, ingest, store, settings, tmp_pat
 
 
 def test_policies_side_by_side_and_the_docs_comparison(backlog_store, settings) -> None:
-    """Decisions are keyed by (query, version, policy): a second policy keeps the first's decisions, a re-run of
-    either adds nothing, latest_decisions shows the newest run, and docs/analysts.md's comparison runs."""
+    """Decisions are keyed by (query, version, policy): a second policy keeps the first's decisions, the first
+    routed again after it decides the backlog again in place (its rows replaced, none added), a re-run of the
+    newest adds nothing, latest_decisions shows the newest run, and docs/analysts.md's comparison runs."""
     import re
 
     predictor = FakePredictor()
     kwargs = {"model_version": "1", "router_name": "r", "encoder": settings.encoder}
     first = routing.route_backlog(backlog_store, predictor, reward_param=1e9, quality_target=1.0, **kwargs)
     second = routing.route_backlog(backlog_store, predictor, reward_param=1e-3, quality_target=0.95, **kwargs)
-    again = routing.route_backlog(backlog_store, predictor, reward_param=1e9, quality_target=1.0, **kwargs)
     assert (first.policy, second.policy) == ("quality_target=1", "quality_target=0.95")
-    assert first.routed == second.routed == 120 and again.routed == 0
+    latest = "SELECT DISTINCT reward_param FROM latest_decisions"
+    assert first.routed == second.routed == 120 and backlog_store.sql(latest).fetchall() == [(1e-3,)]
+    again = routing.route_backlog(backlog_store, predictor, reward_param=1e9, quality_target=1.0, **kwargs)
+    once_more = routing.route_backlog(backlog_store, predictor, reward_param=1e9, quality_target=1.0, **kwargs)
+    assert again.routed == 120 and once_more.routed == 0
     rows = backlog_store.sql("SELECT policy, count(*) FROM routing_decisions GROUP BY ALL ORDER BY 1").fetchall()
     assert rows == [("quality_target=0.95", 120), ("quality_target=1", 120)]
-    latest = backlog_store.sql("SELECT DISTINCT reward_param FROM latest_decisions").fetchall()
-    assert latest == [(1e-3,)]
+    assert backlog_store.sql(latest).fetchall() == [(1e9,)]
 
     docs = (Path(__file__).resolve().parents[1] / "docs" / "analysts.md").read_text()
     block = next(b for b in re.findall(r"```sql\n(.*?)```", docs, flags=re.S) if "both_runs" in b)
@@ -270,12 +273,12 @@ def test_policies_side_by_side_and_the_docs_comparison(backlog_store, settings) 
     for policy, (version, _, queries, spend, _, routed_differently) in got.items():
         assert version == "1" and queries == ref[policy][0] == 120
         assert spend == pytest.approx(ref[policy][1], abs=1e-4) and routed_differently == differ
-    # The same policy under a new version: the two newest runs are (2, 0.95) and (1, 0.95), one row each.
-    routing.route_backlog(backlog_store, predictor, reward_param=1e9, quality_target=0.95,
+    # A policy under a new version: the two newest runs are (2, 0.95) and (1, 1), one row each.
+    routing.route_backlog(backlog_store, predictor, reward_param=1e-3, quality_target=0.95,
                           **{**kwargs, "model_version": "2"})
     rows = {(r[0], r[1]): r for r in backlog_store.sql(block).fetchall()}
-    assert set(rows) == {("2", "quality_target=0.95"), ("1", "quality_target=0.95")}
+    assert set(rows) == {("2", "quality_target=0.95"), ("1", "quality_target=1")}
     assert {r[2] for r in rows.values()} == {120} and {r[5] for r in rows.values()} == {differ}
-    # version 2 chose as the first run (same λ), version 1's 0.95 run as before
-    assert rows["2", "quality_target=0.95"][3] == pytest.approx(ref["quality_target=1"][1], abs=1e-4)
-    assert rows["1", "quality_target=0.95"][3] == pytest.approx(ref["quality_target=0.95"][1], abs=1e-4)
+    # version 2 chose as version 1's 0.95 run (same λ), version 1's run of the target 1 as before
+    assert rows["2", "quality_target=0.95"][3] == pytest.approx(ref["quality_target=0.95"][1], abs=1e-4)
+    assert rows["1", "quality_target=1"][3] == pytest.approx(ref["quality_target=1"][1], abs=1e-4)
