@@ -129,10 +129,11 @@ def bounded_memory(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
 
 
 def policy_label(reward_param: float | None, budget: float | None, quality_target: float | None = None,
-                 exclude: Sequence[str] = (), prices: str = "") -> str:
+                 exclude: Sequence[str] = (), prices: str = "", reward: str = "linear") -> str:
     """The ``policy`` key of decisions: ``quality_target=<t>``, else ``budget=<usd>``, else ``lambda=<λ>``; then
-    ``;exclude=<a>,<b>`` when models were left out of the pool (the decisions record the pool they were made with),
-    and ``;prices=<model>:<factor>,...`` when predicted costs were rescaled by price changes
+    ``;reward=<name>`` for a reward other than ``linear`` (the same parameter chooses otherwise under another
+    reward), ``;exclude=<a>,<b>`` when models were left out of the pool (the decisions record the pool they were
+    made with), and ``;prices=<model>:<factor>,...`` when predicted costs were rescaled by price changes
     (:meth:`router.prices.PriceFactors.label`: only factors other than 1)."""
     if quality_target is not None:
         label = f"quality_target={quality_target:g}"
@@ -140,6 +141,7 @@ def policy_label(reward_param: float | None, budget: float | None, quality_targe
         label = f"budget={budget:g}"
     else:
         label = f"lambda={reward_param:g}"
+    label += f";reward={reward}" if reward != "linear" else ""
     label += f";exclude={','.join(sorted(set(exclude)))}" if exclude else ""
     return label + (f";prices={prices}" if prices else "")
 
@@ -381,7 +383,8 @@ def write_decisions(con: duckdb.DuckDBPyConnection, decided: pl.DataFrame, model
     """Store the decisions of every pending query (joined from its unit's decision) and fill ``summary``."""
     staged_models = pl.DataFrame({"idx": np.arange(len(models), dtype=np.int32), "name": list(models)})
     params = {"version": summary.model_version, "router": router_name, "reward": summary.reward,
-              "policy": summary.policy or policy_label(summary.reward_param, summary.budget_usd),
+              "policy": summary.policy or policy_label(summary.reward_param, summary.budget_usd,
+                                                        reward=summary.reward),
               "budget": summary.budget_usd,
               "flow_run_id": flow_run_id}
     con.register("staged_models", staged_models)
@@ -465,7 +468,7 @@ def route_backlog(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
         reward = get_reward(reward_name)
         param = reward_param if reward_param is not None or budget is not None else float(reward.sweep()[-1])
         prices = price_factors.label() if price_factors is not None else ""
-        label = policy_label(param, budget, quality_target, exclude, prices)
+        label = policy_label(param, budget, quality_target, exclude, prices, reward_name)
         available(predictor.models, exclude)  # refuse a bad exclusion before anything is staged
         pending, unembedded = stage_pending(con, encoder, model_version, label)
         reward, summary = start_summary(reward_name, reward_param, budget, model_version, unembedded)

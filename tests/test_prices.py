@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -257,6 +258,20 @@ def test_a_price_cut_moves_decisions_to_the_cut_model(backlog, ingest, files) ->
     assert _decisions(store, "lambda=0.05") == base and _decisions(store, cut.policy) == after
     assert store.execute("SELECT count(*) FROM routing_decisions").fetchone()[0] == 20
     assert _route(store, empty).routed == 0  # newest already: nothing left to decide
+
+
+def test_the_reward_is_part_of_the_policy_key(backlog) -> None:
+    """The same parameter under the exponential reward is another policy (it chooses otherwise): routed, not taken
+    for the linear reward's decisions."""
+    store = backlog
+    runs = {name: route_backlog(store, _Fixed(), model_version="1", router_name="r", encoder="enc",
+                                reward_name=name, reward_param=0.08) for name in ("linear", "exponential")}
+    assert {n: (r.policy, r.routed) for n, r in runs.items()} == {
+        "linear": ("lambda=0.08", 10), "exponential": ("lambda=0.08;reward=exponential", 10)}
+    chosen = {n: Counter(_decisions(store, r.policy).values()) for n, r in runs.items()}
+    assert chosen == {"linear": {"cheap": 7, "rich": 3}, "exponential": {"rich": 10}}
+    assert store.execute("SELECT DISTINCT reward, policy FROM latest_decisions").fetchall() == [
+        ("exponential", "lambda=0.08;reward=exponential")]
 
 
 def test_a_policy_routed_after_a_what_if_run_is_the_newest_again(backlog, tmp_path: Path) -> None:
