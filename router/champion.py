@@ -4,10 +4,10 @@ Every path that routes with the champion (``routerctl route`` and the nightly's 
 scenarios, the distributed route flow ``flows.scale``) builds its inputs here, so they agree on the policy and
 on the prices:
 
-* **policy** — an explicit parameter (``--lambda``), else a budget (``--budget``), else the settings'
-  ``ROUTER_ROUTE_LAMBDA`` / ``ROUTER_ROUTE_BUDGET_USD``, else the default: the quality target
-  (``ROUTER_ROUTE_QUALITY_TARGET`` / ``--quality-target``) resolved on the champion's stored calibration
-  (``router.policy.resolve``: the parameter, or a mix of two);
+* **policy** — an explicit parameter (``--lambda``), budget (``--budget``) or quality target
+  (``--quality-target``), else the settings' ``ROUTER_ROUTE_LAMBDA`` / ``ROUTER_ROUTE_BUDGET_USD``, else the
+  default: the quality target ``ROUTER_ROUTE_QUALITY_TARGET``. A quality target is resolved on the champion's
+  stored calibration (``router.policy.resolve``: the parameter, or a mix of two);
 * **prices** — the factors in force on the routing day against the prices of the champion's training data
   (``router.prices.for_version``).
 """
@@ -74,15 +74,16 @@ def plan(settings: Any, *, reward: str | None = None, reward_param: float | None
          from_settings: bool = True) -> RoutePlan | None:
     """The champion's :class:`RoutePlan` (``None`` when no champion is registered).
 
-    Arguments left out come from the settings (``ROUTER_ROUTE_REWARD``; with ``from_settings``, also
-    ``ROUTER_ROUTE_LAMBDA`` / ``ROUTER_ROUTE_BUDGET_USD``); with neither a parameter nor a budget the policy is
-    the quality target (``quality_target``, default ``ROUTER_ROUTE_QUALITY_TARGET``). Raises
+    Arguments left out come from the settings (``ROUTER_ROUTE_REWARD``; with ``from_settings`` and none of a
+    parameter, a budget and a quality target given, also ``ROUTER_ROUTE_LAMBDA`` / ``ROUTER_ROUTE_BUDGET_USD``);
+    with neither a parameter nor a budget the policy is the quality target (``quality_target``, default
+    ``ROUTER_ROUTE_QUALITY_TARGET``). Raises
     :class:`~router.errors.RouterError` when the champion was trained with another encoder than the store's."""
     from router.policy import resolve
     from router.registry import promotion
 
     reward = reward or settings.route_reward
-    if reward_param is None and budget is None and from_settings:
+    if reward_param is None and budget is None and quality_target is None and from_settings:
         reward_param, budget = settings.route_lambda, settings.route_budget_usd
         if budget is not None:
             reward_param = None

@@ -505,6 +505,27 @@ def test_promote_refuses_a_pool_that_differs_from_the_store(lifecycle: Lifecycle
     assert promotion.champion_version(lifecycle.settings) == 3
 
 
+def test_the_route_policy_an_explicit_target_then_the_settings_then_the_default_target(lifecycle: Lifecycle) -> None:
+    """``router.champion.plan``: a quality target given (``--quality-target``) wins over the settings' λ or budget,
+    which win over the settings' default target; an explicit λ or budget wins over everything."""
+    from router import champion
+    from router.policy import resolve
+
+    settings = lifecycle.settings
+    assert promotion.champion_version(settings) == 3  # calibrated (see the fixture)
+    calibration = promotion.load_version(settings, 3).policy
+    for env in ({}, {"route_lambda": 0.5}, {"route_budget_usd": 3.0}):
+        plan = champion.plan(settings.model_copy(update=env), quality_target=0.7)
+        assert (plan.policy["kind"], plan.budget) == ("quality_target", None), env
+        assert plan.reward_param == resolve(calibration, "linear", 0.7)[0]
+    assert champion.plan(settings.model_copy(update={"route_lambda": 0.5})).policy == {"kind": "lambda"}
+    budget = champion.plan(settings.model_copy(update={"route_budget_usd": 3.0}))
+    assert (budget.policy, budget.budget, budget.reward_param) == ({"kind": "budget"}, 3.0, None)
+    explicit = champion.plan(settings.model_copy(update={"route_budget_usd": 3.0}), reward_param=0.2)
+    assert (explicit.policy, explicit.reward_param, explicit.budget) == ({"kind": "lambda"}, 0.2, None)
+    assert champion.plan(settings).policy["kind"] == "quality_target"  # nothing set: the default target
+
+
 def test_rollback_restores_the_previous_champion(lifecycle: Lifecycle) -> None:
     settings = lifecycle.settings
     assert promotion.rollback(settings) == (3, 1)
