@@ -15,10 +15,13 @@ Four kinds of check, each a row of ``drift_checks`` (statistic, threshold, breac
   one threshold covers both directions (the raw ratio is in the detail). Breached when above
   ``ROUTER_DRIFT_COST_RATIO``.
 
-With no champion (or none whose training run the store recorded), no new prompts, too few vectors, no task
-labels or fewer than ``ROUTER_DRIFT_MIN_OUTCOMES`` logged outcomes for a model, the check is recorded as
-skipped: NULL statistic, not breached, the reason in its detail. The statistics are pure functions of arrays
-(:func:`mmd_test`, :func:`total_variation`, :func:`calibration`); :func:`run_checks` does the store's I/O.
+The champion's training prompts are those of its training run, or, for a champion the onboard step made, of
+the version it was onboarded onto (``drift/champion_training``). With no champion (or none on its line whose
+training run the store recorded), no new prompts, too few vectors, no task labels or fewer than
+``ROUTER_DRIFT_MIN_OUTCOMES`` logged outcomes for a model, the check is recorded as skipped: NULL statistic, not
+breached, the reason in its detail. The statistics are pure functions of arrays (:func:`mmd_test`,
+:func:`total_variation`, :func:`calibration`); :func:`prompt_checks`, :func:`logged_outcomes` and :func:`record`
+do the store's I/O.
 """
 
 from __future__ import annotations

@@ -134,6 +134,31 @@ def test_task_mix_flags_new_tasks_and_checks_are_skipped_without_champion(night_
     assert [c.detail["skipped"] for c in no_champion] == ["no champion trained in this store yet"] * 2
 
 
+def test_an_onboarded_champion_is_checked_against_the_training_prompts_of_its_base(night_store, store, settings
+                                                                                   ) -> None:
+    """The onboard step promotes a version with no training run of its own (v1 + a new model = v2, then v2 + another
+    = v3): the prompt checks compare with v1's training prompts and name the serving champion, whose outcome checks
+    then run."""
+    since = night_store(["poetry"] * 30 + ["math"] * 10, shift=1.0)
+    before = {c.name: (c.statistic, c.breached) for c in drift.prompt_checks(store, settings, since)[0]}
+    for challenger, base in (("2", "1"), ("3", "2")):
+        execute(store, "routing/insert_promotion", {
+            "now": datetime.now(UTC).replace(tzinfo=None), "registered_model": "xattn-router",
+            "challenger": challenger, "champion_before": base, "champion_after": challenger, "challenger_aiq": 0.5,
+            "champion_aiq": 0.5, "baseline_aiq": 0.4, "promoted": True, "reason": "onboarded", "flow_run_id": None})
+        checks, version = drift.prompt_checks(store, settings, since)
+        assert version == challenger
+        assert {c.name: (c.statistic, c.breached) for c in checks} == before  # v1's training prompts
+        assert before["embedding"][1] and before["task_mix"][1]
+        assert {c.detail["champion"] for c in checks} == {challenger}
+    # a rejected onboarding leaves the champion (champion_after = the base): nothing changes
+    execute(store, "routing/insert_promotion", {
+        "now": datetime.now(UTC).replace(tzinfo=None), "registered_model": "xattn-router", "challenger": "4",
+        "champion_before": "3", "champion_after": "3", "challenger_aiq": 0.3, "champion_aiq": 0.5,
+        "baseline_aiq": 0.4, "promoted": False, "reason": "rejected", "flow_run_id": None})
+    assert drift.prompt_checks(store, settings, since)[1] == "3"
+
+
 def test_recorded_checks_reach_cli_doctor_and_report(night_store, store, settings, cli, tmp_path: Path) -> None:
     from router.doctor import WARNING, run_checks
     from router.night_report import write_night_report
