@@ -11,7 +11,8 @@ Four kinds of check, each a row of ``drift_checks`` (statistic, threshold, breac
   that carry a task. Breached when above ``ROUTER_DRIFT_TASK_TVD``.
 * ``quality:<model>``: mean |predicted − realized| quality of the champion on tonight's scored logs of that
   model. Breached when above ``ROUTER_DRIFT_QUALITY_ERROR``.
-* ``cost_ratio:<model>``: realized over predicted cost on the same logs; the statistic is ``max(r, 1/r)`` so
+* ``cost_ratio:<model>``: realized over predicted cost on the same logs (each plus :data:`COST_FLOOR_USD` per
+  outcome); the statistic is ``max(r, 1/r)`` so
   one threshold covers both directions (the raw ratio is in the detail). Breached when above
   ``ROUTER_DRIFT_COST_RATIO``.
 
@@ -132,13 +133,20 @@ def total_variation(a: Sequence[str], b: Sequence[str]) -> float:
     return 0.5 * sum(abs(ca[k] / len(a) - cb[k] / len(b)) for k in set(ca) | set(cb))
 
 
+#: USD per call added to both the realized and the predicted total cost of a model before their ratio is taken:
+#: below any priced API's call, so it moves no real ratio, and a free model (realized 0) whose cost the champion
+#: predicts at its floor (1e-7 per call) compares as ~1, not as 0 (an infinite spread, a breach every night).
+COST_FLOOR_USD = 1e-6
+
+
 def calibration(predicted_quality: np.ndarray, realized_quality: np.ndarray, predicted_cost: np.ndarray,
                 realized_cost: np.ndarray) -> dict[str, float]:
-    """Mean |predicted − realized| quality and realized/predicted total cost of one model's outcomes."""
+    """Mean |predicted − realized| quality and realized/predicted total cost of one model's outcomes, each total
+    with :data:`COST_FLOOR_USD` per outcome added (so the ratio is positive and finite)."""
     error = float(np.mean(np.abs(np.asarray(predicted_quality, float) - np.asarray(realized_quality, float))))
-    spent, expected = float(np.sum(realized_cost)), float(np.sum(predicted_cost))
-    ratio = spent / expected if expected > 0 else math.inf
-    return {"quality_error": error, "cost_ratio": ratio}
+    floor = COST_FLOOR_USD * len(np.atleast_1d(realized_cost))
+    spent, expected = float(np.sum(realized_cost)) + floor, float(np.sum(predicted_cost)) + floor
+    return {"quality_error": error, "cost_ratio": spent / expected}
 
 
 def sample_rows(n: int, k: int, seed: int) -> np.ndarray:
@@ -200,7 +208,7 @@ def outcome_checks(outcomes: dict[str, np.ndarray], predict: Callable[..., tuple
         j = column[model]
         stats = calibration(q_hat[rows, j], outcomes["quality"][rows], c_hat[rows, j], outcomes["cost_usd"][rows])
         ratio = stats["cost_ratio"]
-        spread = max(ratio, 1.0 / ratio) if ratio > 0 else math.inf
+        spread = max(ratio, 1.0 / ratio)
         checks.append(DriftCheck(qname, stats["quality_error"], settings.drift_quality_error,
                                  stats["quality_error"] > settings.drift_quality_error,
                                  {"breach_when": "above", "outcomes": len(rows)}))

@@ -4,6 +4,7 @@ training), `routerctl drift`, the doctor's warning and the report's section."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -57,11 +58,30 @@ def test_outcome_checks_per_model(settings) -> None:
     assert set(checks) == {"quality:m1", "cost_ratio:m1", "quality:m2", "cost_ratio:m2"}  # "other": not pooled
     assert checks["quality:m1"].statistic == pytest.approx(0.0) and not checks["quality:m1"].breached
     assert checks["quality:m2"].statistic == pytest.approx(0.5) and checks["quality:m2"].breached
-    assert checks["cost_ratio:m2"].detail["ratio"] == pytest.approx(3.0) and checks["cost_ratio:m2"].breached
+    assert checks["cost_ratio:m2"].detail["ratio"] == pytest.approx(3.0, rel=1e-3) and checks["cost_ratio:m2"].breached
     assert checks["cost_ratio:m1"].statistic == pytest.approx(1.0) and not checks["cost_ratio:m1"].breached
     few = drift.outcome_checks(outcomes, predict, ["m1", "m2"], settings.model_copy(update={"drift_min_outcomes": 10}))
     skipped = [c for c in few if c.statistic is None]
     assert {c.name for c in skipped} == {"quality:m2", "cost_ratio:m2"} and not any(c.breached for c in skipped)
+
+
+def test_a_free_model_s_cost_ratio_is_finite_and_breaches_only_when_its_cost_is_mispredicted(settings) -> None:
+    """A model that costs nothing (local, free tier) logs cost 0: predicted at the cost head's floor it is not a
+    breach (it was ``inf`` every night); predicted at a real price it is one, with a finite statistic."""
+    n = 30
+    outcomes = {"model": np.array(["free"] * n, dtype=object), "quality": np.full(n, 0.5), "cost_usd": np.zeros(n),
+                "task": np.full(n, "", dtype=object), "n_chars": np.full(n, 10), "X": np.zeros((n, DIM))}
+    found = {}
+    for predicted in (1e-7, 1e-3):  # the attention router's cost floor; a price the model no longer has
+        def predict(X, n_chars, tasks, c=predicted):
+            return np.full((len(X), 1), 0.5), np.full((len(X), 1), c)
+
+        (check,) = [c for c in drift.outcome_checks(outcomes, predict, ["free"], settings) if c.name == "cost_ratio:free"]
+        assert math.isfinite(check.statistic) and 0 < check.detail["ratio"] <= 1
+        json.dumps(check.detail, allow_nan=False)
+        found[predicted] = check
+    assert found[1e-7].statistic < 1.1 and not found[1e-7].breached
+    assert found[1e-3].statistic > 100 and found[1e-3].breached
 
 
 # ---------------------------------------------------------------------------------------------- the store
