@@ -104,7 +104,8 @@ def learn_group(group: str, texts: Iterable[str], rules: TemplateRules = Templat
     """The template of one group's prompts, or ``None`` when no block of ``rules.min_chars`` is shared by
     ``rules.min_share`` of its distinct prompts (and at least ``rules.min_prompts`` of them)."""
     distinct = sorted({normal_newlines(t) for t in texts})
-    k = max(rules.min_prompts, math.ceil(rules.min_share * len(distinct)))
+    # rounded first: 0.55 * 100 is 55.00000000000001 in floating point, and 55 prompts are at least 55%
+    k = max(rules.min_prompts, math.ceil(round(rules.min_share * len(distinct), 9)))
     if len(distinct) < k:
         return None
     prefix = _shared_prefix(distinct, k, _BOUNDARIES)

@@ -76,6 +76,19 @@ def test_prefix_and_suffix_together_and_the_share_rule() -> None:
     assert strip(others[0], [template]) == (others[0], None)  # a prompt without the blocks keeps its text
 
 
+@pytest.mark.parametrize(("share", "n"), [(0.55, 100), (0.07, 100), (0.14, 50), (0.28, 25), (0.56, 25)])
+def test_exactly_the_minimum_share_is_enough(share: float, n: int) -> None:
+    """share × n prompts (a whole number whose floating-point product lands just above it) carry the block: that is
+    at least the share, so the template is learned; one fewer is not."""
+    k = round(share * n)
+    head = "Answer the multiple-choice question below with the letter of the right option and nothing else. "
+    for carrying, learned in ((k, True), (k - 1, False)):
+        texts = [head + f"Question {i}: pick one." for i in range(carrying)]
+        texts += [f"Free-form request number {i} about topic {i * 7}." for i in range(n - carrying)]
+        template = learn_group("t", texts, TemplateRules(min_share=share, min_prompts=2))
+        assert (template is not None) is learned, (share, n, carrying)
+
+
 def test_no_template() -> None:
     texts = ["Write a function that reverses a string.", "Translate 'cat' into French.",
              "Name three prime numbers.", "Summarise the plot of Hamlet in one sentence."]
