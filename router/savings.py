@@ -51,6 +51,10 @@ def headline(routing: dict[str, Any], outcomes: dict[str, Any] | None) -> str:
         if quality is not None and cost is not None:
             return (f"Routing kept {quality:.0%} of {reference}'s quality at {cost:.0%} of its cost on the "
                     f"{outcomes['queries']} routed queries with stored outcomes.")
+        # the reference scored or cost nothing there: no ratio, so the figures themselves
+        return (f"On the {outcomes['queries']} routed queries with stored outcomes the chosen models scored "
+                f"{outcomes['quality']:.4f} (mean quality) for ${outcomes['cost_usd']:.4f}, {reference} "
+                f"{outcomes['reference_quality']:.4f} for ${outcomes['reference_cost_usd']:.4f}.")
     predicted = _share(routing.get("predicted_spend_usd"), routing.get("reference_spend_usd"))
     spend = "" if predicted is None else f" at a predicted {predicted:.0%} of {reference}'s cost"
     return f"Routed {routing['routed']} queries{spend}; none has stored outcomes to check the quality against."

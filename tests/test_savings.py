@@ -65,6 +65,10 @@ def test_headline_and_section(night) -> None:  # noqa: ANN001
     priced = "\n".join(savings.section({**routing, "price_factors": {"beta/chat-v2": 0.5, "alpha-7b": 2.0}}, outcomes))
     assert "- price changes since training: predicted costs rescaled by alpha-7b ×2, beta/chat-v2 ×0.5" in priced
     assert "predicted 25% of beta/chat-v2's cost" in savings.headline(routing, {"queries": 0})
+    zero = {**outcomes, "reference_quality": 0.0}  # the reference failed every query with an outcome: no ratio
+    assert savings.headline(routing, zero) == (
+        "On the 5 routed queries with stored outcomes the chosen models scored 0.9000 (mean quality) for $0.0100, "
+        "beta/chat-v2 0.0000 for $0.0280.")
     assert savings.headline({**routing, "routed": 0}, None).startswith("No backlog queries")
     assert savings.headline({"model_version": None, "reason": "no champion"}, None).endswith("(no champion).")
 
