@@ -9,6 +9,7 @@ night-over-night trend of AIQ and predicted spend.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -20,6 +21,23 @@ from router.report import copy_to_latest
 from router.storage import execute, relation
 
 NIGHT_FILES = ("report.md", "trend.png", "drift.png", "night.json")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (a night that routed nothing has no mean predicted quality)
+    replaced by None, so ``night.json`` is JSON every parser reads (``NaN`` is not JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def night_json(data: dict[str, Any]) -> str:
+    """``night.json``'s text: strict JSON (no NaN, values JSON lacks written as text)."""
+    return json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -214,12 +232,12 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
     lines += ["", "## Trend", ""]
     lines.append("![trend](trend.png)" if trend else "First night: no trend yet.")
     (out / "report.md").write_text("\n".join(lines) + "\n")
-    (out / "night.json").write_text(json.dumps({
+    (out / "night.json").write_text(night_json({
         "flow_run_id": flow_run_id, "night": night.isoformat(), "ingest": {k: v for k, v in ingest.items()
                                                                             if k != "files"},
         "validation": validation, "embed": embed, "drift": drift, "train": train, "promotion": promotion,
         "routing": routing,
-    }, indent=2, default=str))
+    }))
     copy_to_latest(out, reports_root, name="nightly-latest")
     return out
 
@@ -242,7 +260,7 @@ def append_doctor(out: Path, reports_root: Path, doctor: dict[str, Any]) -> Path
     night = out / "night.json"
     data = json.loads(night.read_text()) if night.exists() else {}
     data["doctor"] = doctor
-    _replace(night, json.dumps(data, indent=2, default=str))
+    _replace(night, night_json(data))
     copy_to_latest(out, reports_root, name="nightly-latest")
     return out
 

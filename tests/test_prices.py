@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import Counter
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -308,6 +309,19 @@ def test_a_policy_routed_after_a_what_if_run_is_the_newest_again(backlog, tmp_pa
     rows = [line.split("|") for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:]
     expected = dict(store.execute("SELECT chosen_model, count(*) FROM latest_decisions GROUP BY 1").fetchall())
     assert {r[1].strip(): int(r[2]) for r in rows} == expected and sum(expected.values()) == 11
+
+    # a night with nothing left to route has no mean predicted quality: night.json says null, not NaN (not JSON)
+    idle = route_backlog(store, _Fixed(), model_version="1", router_name="r", encoder="enc", reward_param=0.05)
+    assert idle.routed == 0 and math.isnan(idle.predicted_quality)
+    out = write_night_report(store, tmp_path / "reports", flow_run_id="night-2", started=night, night=night.date(),
+                             ingest={}, validation={}, embed={}, train={"skipped": True}, promotion={"skipped": True},
+                             routing={**asdict(idle), "policy": {"kind": "lambda"}, "policy_key": idle.policy})
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"{constant} is not JSON")
+
+    data = json.loads((out / "night.json").read_text(), parse_constant=refuse)
+    assert data["routing"]["predicted_quality"] is None and data["routing"]["routed"] == 0
 
 
 def test_scenarios_rescale_the_costs(backlog, tmp_path: Path) -> None:
