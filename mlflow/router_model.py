@@ -42,7 +42,8 @@ class RouterModel(PythonModel):
     def load_context(self, context):  # noqa: ANN001, ANN201
         from pathlib import Path
 
-        from router.registry.packaging import CONFIG, POOL, TEMPLATES, WEIGHTS, load_router_artifacts
+        from router.registry.packaging import (CONFIG, POOL, SERVE_BATCH_SIZE, TEMPLATES, WEIGHTS,
+                                               load_router_artifacts)
         from router.registry.serving import pool_encoder
         from router.templates import load_templates
 
@@ -51,7 +52,7 @@ class RouterModel(PythonModel):
         # The prompt templates stripped before embedding (versions logged before them have none: raw prompts).
         self.templates = load_templates(Path(artifacts[TEMPLATES]).read_text()) if TEMPLATES in artifacts else ()
         config = context.model_config or {}
-        self.batch_size = int(config.get("batch_size", 64))
+        self.batch_size = int(config.get("batch_size", SERVE_BATCH_SIZE))
         # The version's calibrated default policy (router.policy); the signature's param defaults say the same.
         from router.policy import Calibration
 
@@ -68,7 +69,8 @@ class RouterModel(PythonModel):
 
         self.prices = os.environ.get("ROUTER_SERVE_PRICES", "")
         price_factors(self.prices, self.pool.models)
-        # ``load_model(uri, model_config={"load_encoder": False})`` skips the encoder (``predict`` then refuses).
+        # ``load_model(uri, model_config={"load_encoder": False})`` skips the encoder (``predict`` then refuses);
+        # versions logged before the key was in their model_config ignore it (MLflow drops unknown keys).
         self.encoder = None
         if config.get("load_encoder", True):
             self.encoder = pool_encoder(self.pool)

@@ -369,6 +369,13 @@ def test_registered_model_layout(lifecycle: Lifecycle, tmp_path: Path) -> None:
     assert promotion.load_version(settings, 2).policy is None
     assert [c.name for c in info.signature.inputs.inputs] == ["prompt", "task"]
     assert info.metadata["encoder"] == BUNDLED_ENCODER
+    # the load-time overrides docs/registry.md names are keys of the logged model_config, so MLflow takes them
+    import pandas as pd
+
+    bare = mlflow.pyfunc.load_model(str(local), model_config={"load_encoder": False, "batch_size": 8})
+    assert bare.model_config["load_encoder"] is False and bare.model_config["batch_size"] == 8
+    with pytest.raises(RuntimeError, match="loaded without its encoder"):
+        bare.predict(pd.DataFrame({"prompt": ["What is 2 + 2?"]}))
 
 
 def test_a_baseline_router_is_packaged_and_served_through_the_pyfunc(tmp_path: Path) -> None:

@@ -38,6 +38,8 @@ __all__ = ["ARTIFACT_FILES", "CONFIG", "MODEL_CODE", "MODEL_NAME", "POOL", "TEMP
 MODEL_CODE = resources.model_code()
 #: Name of the logged model inside a training run.
 MODEL_NAME = "model"
+#: Prompts the served model embeds per encoder batch (``model_config["batch_size"]``, which a load may override).
+SERVE_BATCH_SIZE = 64
 #: Keys of the pyfunc's artifacts (``context.artifacts[...]``) and the file names they are saved under.
 #: ``templates``: the prompt templates stripped before embedding (``router.templates``; versions logged before it
 #: have none and embed raw prompts).
@@ -233,7 +235,10 @@ def log_pyfunc(files: Mapping[str, Path], models: Sequence[str], policy: Calibra
         code_paths=[str(resources.copy_code(files[POOL].parent / "code"))],
         pip_requirements=_pip_requirements(),
         signature=_signature(models, policy.defaults() if policy is not None else None),
-        model_config={"policy": policy.as_dict()} if policy is not None else None,
+        # every key a load may override (MLflow drops a load's keys the logged config lacks): the encoder's
+        # loading, the embedding batch, and the calibrated default policy when there is one
+        model_config={"load_encoder": True, "batch_size": SERVE_BATCH_SIZE,
+                      **({"policy": policy.as_dict()} if policy is not None else {})},
         input_example=pd.DataFrame({"prompt": ["What is the capital of France?"]}),
         metadata={
             "router": pool.router,
