@@ -8,13 +8,16 @@ snapshot ``latest_scenarios.parquet``). Two more points are stored: ``policy`` (
 quality-target policy would route with, ``router.policy``; for a mixed policy, the expectation of its two
 parameters' points weighted by their shares, stored under the cheaper parameter) and ``reference`` (every query to the best single
 model; ``reward_param`` 0). A PNG plots spend against expected quality with both marked. No decision is written.
-The predicted costs are rescaled by the price factors in force (``router.prices``), as batch routing does.
+The predicted costs are rescaled by the price factors in force (``router.prices``), and models left out of the
+pool (``ROUTER_POOL_EXCLUDE``, ``--exclude-model``) are never chosen, as batch routing does; the reference point
+is the best single model whatever the exclusions (what the routing is compared with).
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +29,7 @@ import polars as pl
 
 from router.prices import PriceFactors
 from router.rewards import Reward, get_reward
-from router.routing import Predictor, iter_units, predict_units, stage_pending
+from router.routing import Predictor, available, iter_units, predict_units, stage_pending
 from router.storage import execute, transaction
 
 log = logging.getLogger(__name__)
@@ -46,24 +49,27 @@ class ScenarioRun:
     plot: Path | None = None
     notes: list[str] = field(default_factory=list)
     prices: str = ""  # the price factors other than 1 the costs were rescaled by (PriceFactors.label())
+    excluded: str = ""  # models left out of the pool, sorted, comma-separated ('' when none)
 
     def summary(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "model_version": self.model_version, "backlog": self.backlog,
                 "queries": self.queries, "reward": self.reward, "points": self.points.height,
-                "plot": str(self.plot) if self.plot else None, "prices": self.prices}
+                "plot": str(self.plot) if self.plot else None, "prices": self.prices, "excluded": self.excluded}
 
 
-def scenario_points(reward: Reward, params: np.ndarray, q: np.ndarray, c: np.ndarray, weights: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def scenario_points(reward: Reward, params: np.ndarray, q: np.ndarray, c: np.ndarray, weights: np.ndarray,
+                    keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Weighted ``(spend (P,), mean quality (P,), queries per model (P, m))`` of the reward's choices at every
-    value of ``params`` (``reward.choose`` per value: ties to the cheaper predicted cost)."""
+    value of ``params`` (``reward.choose`` per value: ties to the cheaper predicted cost), among the columns
+    ``keep`` (default: every model; ``router.routing.available``)."""
     w = np.asarray(weights, dtype=np.float64)
     rows = np.arange(q.shape[0])
+    keep = np.arange(q.shape[1]) if keep is None else np.asarray(keep)
     spend, quality = np.zeros(params.size), np.zeros(params.size)
     counts = np.zeros((params.size, q.shape[1]))
     total = max(float(w.sum()), 1.0)
     for k, param in enumerate(params):
-        chosen = reward.choose(q, c, float(param))
+        chosen = keep[reward.choose(q[:, keep], c[:, keep], float(param))]
         spend[k] = w @ c[rows, chosen]
         quality[k] = (w @ q[rows, chosen]) / total
         counts[k] = np.bincount(chosen, weights=w, minlength=q.shape[1])
@@ -121,10 +127,12 @@ def run_scenarios(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
                   reward_name: str, policy_param: float | None, reference_model: str | None,
                   batch_size: int = 50_000, out_dir: Path | None = None,
                   price_factors: PriceFactors | None = None,
-                  policy_mix: tuple[float, float] | None = None) -> ScenarioRun:
+                  policy_mix: tuple[float, float] | None = None, exclude: Sequence[str] = ()) -> ScenarioRun:
     """Predict the pending (else the whole) backlog once and store its scenarios; returns what was stored.
-    ``price_factors`` rescale the predicted costs of each model (:class:`router.prices.PriceFactors`)."""
+    ``price_factors`` rescale the predicted costs of each model (:class:`router.prices.PriceFactors`); the models
+    ``exclude`` names are never chosen (an unknown name or an empty pool is a :class:`router.routing.PoolError`)."""
     reward = get_reward(reward_name)
+    keep = available(predictor.models, exclude)
     pending, unembedded = stage_pending(con, encoder, model_version)
     backlog = "pending"
     if pending - unembedded == 0:
@@ -147,9 +155,9 @@ def run_scenarios(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
     labels = ["sweep"] * params.size
     if policy_param is not None:
         params, labels = np.append(params, policy_param), [*labels, "policy"]
-    spend, quality, counts = scenario_points(reward, params, q, c, w)
+    spend, quality, counts = scenario_points(reward, params, q, c, w, keep)
     if policy_param is not None and policy_mix is not None:  # the mix's expectation (its share of each parameter)
-        dear_spend, dear_quality, dear_counts = scenario_points(reward, np.array([policy_mix[0]]), q, c, w)
+        dear_spend, dear_quality, dear_counts = scenario_points(reward, np.array([policy_mix[0]]), q, c, w, keep)
         share = float(policy_mix[1])
         spend[-1] = (1.0 - share) * spend[-1] + share * dear_spend[0]
         quality[-1] = (1.0 - share) * quality[-1] + share * dear_quality[0]
@@ -165,9 +173,11 @@ def run_scenarios(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
     points, mix = _frames(models, labels, params, spend, quality, counts, reference_model)
     run = ScenarioRun(datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6], model_version,
                       backlog, int(w.sum()), reward_name, points, mix,
-                      prices=price_factors.label() if price_factors is not None else "")
+                      prices=price_factors.label() if price_factors is not None else "",
+                      excluded=",".join(sorted(set(exclude))))
     params_sql = {"run_id": run.run_id, "now": datetime.now(UTC).replace(tzinfo=None), "version": model_version,
-                  "backlog": backlog, "queries": run.queries, "reward": reward_name, "prices": run.prices}
+                  "backlog": backlog, "queries": run.queries, "reward": reward_name, "prices": run.prices,
+                  "excluded": run.excluded}
     with transaction(con):
         con.register("staged_points", points.to_arrow())
         con.register("staged_mix", mix.to_arrow())
@@ -185,9 +195,11 @@ def run_scenarios(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
     return run
 
 
-def scenarios_step(settings: Any, *, reward: str | None = None) -> dict[str, Any]:
+def scenarios_step(settings: Any, *, reward: str | None = None, exclude: Sequence[str] | None = None
+                   ) -> dict[str, Any]:
     """The nightly/CLI step: the champion's scenarios for the pending (else whole) backlog, the policy point at
-    ``ROUTER_ROUTE_QUALITY_TARGET``; the PNG goes to ``reports/scenarios/`` (and ``latest.png``)."""
+    ``ROUTER_ROUTE_QUALITY_TARGET``, without the models ``exclude`` names (default ``ROUTER_POOL_EXCLUDE``); the
+    PNG goes to ``reports/scenarios/`` (and ``latest.png``)."""
     import shutil
 
     from router import champion
@@ -201,7 +213,8 @@ def scenarios_step(settings: Any, *, reward: str | None = None) -> dict[str, Any
         run = run_scenarios(con, plan.router, model_version=plan.version, encoder=settings.encoder,
                             reward_name=plan.reward, policy_param=plan.reward_param,
                             reference_model=plan.reference_model, batch_size=settings.route_batch_size,
-                            out_dir=out_dir, price_factors=plan.price_factors(con), policy_mix=plan.mix)
+                            out_dir=out_dir, price_factors=plan.price_factors(con), policy_mix=plan.mix,
+                            exclude=settings.pool_exclude if exclude is None else exclude)
         from router.snapshots import export_snapshots
 
         export_snapshots(con, settings.snapshots)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 
 from router.rewards import get_reward
@@ -71,3 +72,29 @@ def test_run_scenarios_stores_points_and_mix_and_writes_no_decision(store, inges
     assert (again.backlog, again.queries) == ("all", 3)
     latest = store.execute("SELECT DISTINCT scenario_run_id, backlog FROM latest_scenarios").fetchall()
     assert latest == [(again.run_id, "all")]
+
+
+def test_scenarios_leave_out_the_excluded_models_as_routing_does(store, ingest, files) -> None:
+    """With ``rich`` left out of the pool no point of the sweep or the policy chooses it (routing never would);
+    the reference point is still every query to the best single model, and the run records the exclusion."""
+    from router.routing import PoolError
+
+    ingest("backlog", files.backlog(records=[files.backlog_record(i) for i in range(3)]))
+    store.execute("INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) SELECT DISTINCT prompt_id, "
+                  "'enc', 2, [1.0, 0.0], now()::TIMESTAMP FROM backlog")  # every prompt hard for cheap
+    kwargs = {"model_version": "1", "encoder": "enc", "reward_name": "linear", "policy_param": 50.0,
+              "reference_model": "rich"}
+    whole = run_scenarios(store, _Fixed(), **kwargs)
+    left_out = run_scenarios(store, _Fixed(), **kwargs, exclude=["rich"])
+    assert (whole.excluded, left_out.excluded) == ("", "rich")
+    chosen = {run.run_id: set(run.mix.filter(pl.col("point") != "reference")["model"]) for run in (whole, left_out)}
+    assert chosen == {whole.run_id: {"cheap", "rich"}, left_out.run_id: {"cheap"}}
+    policy = {run.run_id: run.points.filter(pl.col("point") == "policy")["predicted_spend_usd"][0]
+              for run in (whole, left_out)}
+    assert policy == {whole.run_id: pytest.approx(0.03), left_out.run_id: pytest.approx(0.003)}
+    reference = left_out.mix.filter(pl.col("point") == "reference")
+    assert reference["model"].to_list() == ["rich"] and reference["queries"].to_list() == [3]
+    stored = store.execute("SELECT DISTINCT excluded FROM latest_scenarios").fetchall()
+    assert stored == [("rich",)]
+    with pytest.raises(PoolError, match="not in the champion's pool"):
+        run_scenarios(store, _Fixed(), **kwargs, exclude=["nobody"])

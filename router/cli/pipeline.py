@@ -82,7 +82,8 @@ def route(
     exclude_model: list[str] = typer.Option(None, "--exclude-model", help="never route to this model (repeatable; "
                                             "default: ROUTER_POOL_EXCLUDE); the decisions' policy records it"),
 ) -> None:
-    """Route every backlog query the champion has not decided yet; decisions go to routing_decisions.
+    """Route every backlog query whose newest decision is not the champion's under this policy (new queries; all
+    after a new champion, new prices or another policy); decisions go to routing_decisions.
 
     Default policy: a quality target, read off the champion's calibration (see docs/rewards.md)."""
     from router.nightly import route as route_step
@@ -123,6 +124,8 @@ def route(
 @app.command()
 def scenarios(
     reward: Reward = typer.Option(None, help="reward (default: ROUTER_ROUTE_REWARD, linear)"),
+    exclude_model: list[str] = typer.Option(None, "--exclude-model", help="what if this model were never routed "
+                                            "to (repeatable; default: ROUTER_POOL_EXCLUDE)"),
 ) -> None:
     """What-if routing for analysts: predicted spend, quality and model mix of the pending (else whole) backlog at
     every value of the reward's sweep; writes routing_scenarios (no decisions), a Parquet snapshot and a PNG."""
@@ -130,7 +133,7 @@ def scenarios(
 
     s = existing_store()
     with writing(s):
-        summary = scenarios_step(s, reward=reward and reward.value)
+        summary = scenarios_step(s, reward=reward and reward.value, exclude=exclude_model or None)
     if summary.get("model_version") is None:
         fail(NO_CHAMPION)
     console.print(f"scenario run {summary['run_id']}: {summary['points']} points for {summary['queries']} "
