@@ -135,6 +135,43 @@ def onboard_lines(onboard: dict[str, Any] | None) -> list[str]:
     return lines or ["Every model named by the stored outcomes is in the champion's pool."]
 
 
+def routed_earlier(con: duckdb.DuckDBPyConnection, routing: dict[str, Any], flow_run_id: str, night: date
+                   ) -> list[dict[str, Any]]:
+    """What other flow runs of this night routed with tonight's champion and policy (``nightly/routed_tonight``):
+    per flow run, ``queries``, ``predicted_spend_usd``, ``model_mix``, ``reported`` (it wrote its own
+    ``nightly_runs`` row; a run stopped before its report did not) and ``counted`` (its routing is in a
+    ``nightly_runs`` row already: its own, or that of the run that resumed it)."""
+    if routing.get("model_version") is None or not routing.get("policy_key"):
+        return []
+    rows = relation(con, "nightly/routed_tonight", {"version": str(routing["model_version"]),
+                                                     "policy": routing["policy_key"], "flow_run_id": flow_run_id,
+                                                     "night": night}).pl()
+    runs: dict[str, dict[str, Any]] = {}
+    for run_id, model, queries, spend, _, reported, counted in rows.iter_rows():
+        run = runs.setdefault(run_id, {"flow_run_id": run_id, "queries": 0, "predicted_spend_usd": 0.0,
+                                       "model_mix": {}, "reported": bool(reported), "counted": bool(counted)})
+        run["queries"] += int(queries)
+        run["predicted_spend_usd"] += float(spend or 0.0)
+        run["model_mix"][model] = int(queries)
+    return list(runs.values())
+
+
+def night_routing(routing: dict[str, Any], earlier: list[dict[str, Any]]) -> dict[str, Any]:
+    """This run's routing summary with the earlier runs of the night added: queries, predicted spend and model mix
+    summed; the best single model's predicted spend is known for this run's queries only, so it is dropped when
+    earlier runs routed any."""
+    if not earlier:
+        return routing
+    mix = dict(routing.get("model_mix") or {})
+    for run in earlier:
+        for model, n in run["model_mix"].items():
+            mix[model] = mix.get(model, 0) + n
+    return {**routing, "routed": routing.get("routed", 0) + sum(r["queries"] for r in earlier),
+            "predicted_spend_usd": routing.get("predicted_spend_usd", 0.0)
+            + sum(r["predicted_spend_usd"] for r in earlier),
+            "reference_spend_usd": None, "model_mix": dict(sorted(mix.items(), key=lambda kv: -kv[1]))}
+
+
 def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, flow_run_id: str,
                        started: datetime, night: date, ingest: dict[str, Any], validation: dict[str, Any],
                        embed: dict[str, Any], train: dict[str, Any], promotion: dict[str, Any],
@@ -149,26 +186,30 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
         for png in metrics_dir.glob("*.png"):
             shutil.copy2(png, out / png.name)
     now = datetime.now(UTC).replace(tzinfo=None)
+    earlier = routed_earlier(con, routing, flow_run_id, night)
+    uncounted = [r for r in earlier if not r["counted"]]  # a stopped run's routing counts in this run's row
     execute(con, "nightly/insert_nightly_run", {
         "flow_run_id": flow_run_id, "night": night, "started": started, "now": now,
         "rows_new": ingest.get("rows_new", 0), "rows_quarantined": ingest.get("rows_quarantined", 0),
         "trained": not train.get("skipped", True), "champion_version": routing.get("model_version"),
         "attention_aiq": train.get("attention_aiq"), "baseline_aiq": train.get("baseline_aiq"),
-        "routed": routing.get("routed", 0), "spend": routing.get("predicted_spend_usd", 0.0),
+        "routed": routing.get("routed", 0) + sum(r["queries"] for r in uncounted),
+        "spend": routing.get("predicted_spend_usd", 0.0) + sum(r["predicted_spend_usd"] for r in uncounted),
         "report_dir": str(out), "drift_breached": None if drift is None else bool(drift.get("breached")),
     })
     trend = _trend_plot(con, out / "trend.png")
 
     from router import savings
 
+    tonight = night_routing(routing, earlier)  # what the report's savings cover: every routing run of the night
     outcomes = None
-    if routing.get("routed") and routing.get("reference_model"):
-        outcomes = savings.realized(con, flow_run_id=flow_run_id, version=str(routing["model_version"]),
-                                    reference=routing["reference_model"])
-    routing = {**routing, "realized": outcomes}
-    lines = [f"# Nightly report {night.isoformat()}", "", savings.headline(routing, outcomes), "",
+    if tonight.get("routed") and routing.get("reference_model"):
+        outcomes = savings.realized(con, flow_run_ids=[flow_run_id, *(r["flow_run_id"] for r in earlier)],
+                                    version=str(routing["model_version"]), reference=routing["reference_model"])
+    routing = {**routing, "realized": outcomes, "earlier_tonight": earlier}
+    lines = [f"# Nightly report {night.isoformat()}", "", savings.headline(tonight, outcomes), "",
              f"Flow run `{flow_run_id}`, started {started:%Y-%m-%d %H:%M:%S} UTC, finished {now:%H:%M:%S} UTC.", ""]
-    lines += savings.section(routing, outcomes)
+    lines += savings.section(tonight, outcomes)
     lines += ["## Ingest and validation", "",
               f"- files ingested: {len(ingest.get('files', []))}, new records: {ingest.get('rows_new', 0)}, "
               f"quarantined: {ingest.get('rows_quarantined', 0)}, rejected files: {len(ingest.get('rejected', []))}",
@@ -221,6 +262,9 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
                   + (f", budget ${routing['budget_usd']:.2f}" if routing.get("budget_usd") is not None else ""),
                   f"- routed now: {routing['routed']} queries, predicted spend ${routing['predicted_spend_usd']:.4f}, "
                   f"mean predicted quality {_fmt(routing.get('predicted_quality'))}",
+                  *[f"- routed earlier tonight by flow run `{r['flow_run_id']}`"
+                    + ("" if r["reported"] else " (stopped before its report)")
+                    + f": {r['queries']} queries, predicted spend ${r['predicted_spend_usd']:.4f}" for r in earlier],
                   f"- left for later (no embedding yet): {routing.get('skipped_unembedded', 0)}", ""]
         mix = relation(con, "nightly/spend_by_model", {"version": routing["model_version"],
                                                          "policy": routing.get("policy_key", "")}).pl()

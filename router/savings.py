@@ -11,6 +11,7 @@ prompt) for the routed queries that have an outcome for both the chosen and the 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
@@ -21,10 +22,12 @@ from router.storage import relation
 __all__ = ["headline", "realized", "section"]
 
 
-def realized(con: duckdb.DuckDBPyConnection, *, flow_run_id: str, version: str, reference: str) -> dict[str, Any]:
-    """Realized figures of one routing run's decisions: ``routed``, ``queries`` (with both outcomes stored),
-    ``quality`` / ``reference_quality`` (means) and ``cost_usd`` / ``reference_cost_usd`` (sums)."""
-    frame = relation(con, "savings/realized", {"flow_run_id": flow_run_id, "version": version,
+def realized(con: duckdb.DuckDBPyConnection, *, flow_run_ids: Sequence[str], version: str, reference: str
+             ) -> dict[str, Any]:
+    """Realized figures of the decisions ``version`` made in the routing runs ``flow_run_ids`` (a night's: its
+    run and the earlier runs of the night): ``routed``, ``queries`` (with both outcomes stored), ``quality`` /
+    ``reference_quality`` (means) and ``cost_usd`` / ``reference_cost_usd`` (sums)."""
+    frame = relation(con, "savings/realized", {"flow_run_ids": list(flow_run_ids), "version": version,
                                                "reference": reference}).pl()
     return frame.row(0, named=True)
 

@@ -37,15 +37,15 @@ def night(store, ingest, files):  # noqa: ANN001, ANN201
 
 
 def test_realized_figures_by_hand(night) -> None:  # noqa: ANN001
-    got = savings.realized(night, flow_run_id="night-1", version="1", reference="beta/chat-v2")
+    got = savings.realized(night, flow_run_ids=["night-1"], version="1", reference="beta/chat-v2")
     assert got == pytest.approx({"routed": 6, "queries": 5, "quality": 0.9, "cost_usd": 0.010,
                                  "reference_quality": 0.6, "reference_cost_usd": 0.028})
-    none = savings.realized(night, flow_run_id="night-9", version="1", reference="beta/chat-v2")
+    none = savings.realized(night, flow_run_ids=["night-9"], version="1", reference="beta/chat-v2")
     assert none["routed"] == 0 and none["queries"] == 0
 
 
 def test_headline_and_section(night) -> None:  # noqa: ANN001
-    outcomes = savings.realized(night, flow_run_id="night-1", version="1", reference="beta/chat-v2")
+    outcomes = savings.realized(night, flow_run_ids=["night-1"], version="1", reference="beta/chat-v2")
     routing = {"model_version": "1", "routed": 6, "reward": "linear", "reward_param": 7500.0,
                "predicted_spend_usd": 0.01, "reference_model": "beta/chat-v2", "reference_spend_usd": 0.04,
                "model_mix": {"alpha-7b": 4, "beta/chat-v2": 2},

@@ -1,4 +1,5 @@
--- Realized quality and cost of one routing run's decisions whose outcomes are stored, for the chosen model and
+-- Realized quality and cost of some routing runs' decisions (flow run ids $flow_run_ids) whose outcomes are
+-- stored, for the chosen model and
 -- for the reference model on the same queries. The outcome of (query, model) is its production log (log
 -- request_id = backlog query_id) when one has a quality, else the mean of the stored RouterBench rows of the
 -- query's prompt for that model. Queries without both outcomes are left out (and counted in `routed`).
@@ -6,7 +7,7 @@ WITH routed AS (
     SELECT d.query_id, d.chosen_model, b.prompt_id
     FROM routing_decisions d
     JOIN backlog b USING (query_id)
-    WHERE d.flow_run_id = $flow_run_id AND d.model_version = $version
+    WHERE list_contains($flow_run_ids, d.flow_run_id) AND d.model_version = $version
 ),
 bench AS (
     SELECT prompt_id, model, avg(quality) AS quality, avg(cost_usd) AS cost_usd
