@@ -1,7 +1,8 @@
 -- Several routing policies side by side: a decision is keyed by (query_id, model_version, policy), so routing
 -- the backlog again with another policy (`routerctl route --quality-target 0.95` after the nightly run) keeps
 -- both sets. `policy` names how the reward parameter was chosen: quality_target=<t>, lambda=<λ> or
--- budget=<usd>. Decisions stored before this migration get lambda=<reward_param> or budget=<budget_usd>.
+-- budget=<usd>. Decisions stored before this migration get lambda=<reward_param> or budget=<budget_usd>, the number
+-- written as routing writes it (printf '%g', Python's ':g': lambda=7500, lambda=1e+09, budget=5).
 -- DuckDB cannot change a primary key in place: the table is copied, dropped and renamed (views bind by name).
 
 CREATE TABLE routing_decisions_007 (
@@ -21,7 +22,8 @@ CREATE TABLE routing_decisions_007 (
     PRIMARY KEY (query_id, model_version, policy)
 );
 INSERT INTO routing_decisions_007
-SELECT *, CASE WHEN budget_usd IS NOT NULL THEN 'budget=' || budget_usd ELSE 'lambda=' || reward_param END
+SELECT *, CASE WHEN budget_usd IS NOT NULL THEN 'budget=' || printf('%g', budget_usd)
+              ELSE 'lambda=' || printf('%g', reward_param) END
 FROM routing_decisions;
 DROP TABLE routing_decisions;
 ALTER TABLE routing_decisions_007 RENAME TO routing_decisions;

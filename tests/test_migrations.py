@@ -1,0 +1,69 @@
+"""Upgrading a store: decisions stored before migration 007 get the policy keys routing writes."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+
+from router.routing import policy_label
+from router.storage import SQL_DIR, migrate
+
+
+def _up_to(sql_dir: Path, last: int, dest: Path) -> Path:
+    """A copy of ``sql_dir`` without the migrations after ``last``."""
+    shutil.copytree(sql_dir, dest)
+    for path in (dest / "migrations").glob("*.sql"):
+        if int(path.name[:3]) > last:
+            path.unlink()
+    return dest
+
+
+def _store_at(tmp_path: Path, last: int) -> duckdb.DuckDBPyConnection:
+    """A store migrated up to migration ``last``."""
+    con = duckdb.connect(str(tmp_path / "store.duckdb"))
+    migrate(con, _up_to(SQL_DIR, last, tmp_path / f"sql_{last}"))
+    return con
+
+
+def _keys(con: duckdb.DuckDBPyConnection) -> dict[str, tuple[str, str]]:
+    rows = con.execute("SELECT query_id, policy, reward_param, budget_usd FROM routing_decisions").fetchall()
+    return {q: (policy, policy_label(param, budget)) for q, policy, param, budget in rows}
+
+
+def test_decisions_from_before_007_are_keyed_as_routing_keys_them(tmp_path: Path) -> None:
+    con = _store_at(tmp_path, 6)
+    for query_id, param, budget in (("q1", 7500.0, None), ("q2", 1e9, None), ("q3", 0.0407123, None),
+                                    ("q4", 1.0, 5.0)):
+        con.execute("INSERT INTO routing_decisions VALUES (?, '1', 'r', 'm', 0.5, 0.001, 'linear', ?, 0.0, ?, NULL, "
+                    "now()::TIMESTAMP)", [query_id, param, budget])
+    migrate(con)
+    keys = _keys(con)
+    assert {q: stored for q, (stored, _) in keys.items()} == {
+        "q1": "lambda=7500", "q2": "lambda=1e+09", "q3": "lambda=0.0407123", "q4": "budget=5"}
+    assert all(stored == written for stored, written in keys.values())
+
+
+def test_keys_the_first_007_wrote_are_rewritten(tmp_path: Path) -> None:
+    """A store upgraded by the first 007 (DOUBLE-to-text keys); one query already decided again under the
+    rewritten key keeps that newer decision only."""
+    first_007 = tmp_path / "sql_first_007"
+    shutil.copytree(SQL_DIR, first_007)
+    path = first_007 / "migrations" / "007_decision_policies.sql"
+    path.write_text(path.read_text().replace("printf('%g', budget_usd)", "budget_usd")
+                    .replace("printf('%g', reward_param)", "reward_param"))
+    con = _store_at(tmp_path, 6)
+    for query_id, param, budget in (("q1", 7500.0, None), ("q2", 1e9, None), ("q3", 1.0, 5.0), ("q4", 0.5, None)):
+        con.execute("INSERT INTO routing_decisions VALUES (?, '1', 'r', 'm', 0.5, 0.001, 'linear', ?, 0.0, ?, NULL, "
+                    "TIMESTAMP '2026-01-01')", [query_id, param, budget])
+    migrate(con, _up_to(first_007, 12, tmp_path / "sql_first_007_12"))
+    assert {q: stored for q, (stored, _) in _keys(con).items()} == {
+        "q1": "lambda=7500.0", "q2": "lambda=1000000000.0", "q3": "budget=5.0", "q4": "lambda=0.5"}
+    con.execute("INSERT INTO routing_decisions VALUES ('q1', '1', 'r', 'other', 0.5, 0.001, 'linear', 7500.0, 0.0, "
+                "NULL, NULL, TIMESTAMP '2026-02-01', 'lambda=7500')")  # decided again after the upgrade
+    migrate(con)
+    keys = _keys(con)
+    assert all(stored == written for stored, written in keys.values()) and len(keys) == 4
+    assert con.execute("SELECT chosen_model FROM routing_decisions WHERE query_id = 'q1'").fetchall() == [("other",)]
+    assert con.execute("SELECT count(*) FROM routing_decisions").fetchone()[0] == 4
