@@ -177,7 +177,7 @@ def section(source: Path, run: Any, distinct: dict[str, tuple[int, int]], timing
         "",
         f"Before encoding, the embed step strips the blocks most prompts of an eval share (this page turns on "
         f"ROUTER_EMBED_TEMPLATES, off by default; {timings['templates']} "
-        "learned templates; docs/router.md, \"Template-aware embedding\"), so the distinct vectors above are those of",
+        "learned templates; docs/router.md, \"What a prompt's vector is made of\"), so the distinct vectors above are those of",
         "the prompts' distinctive parts.",
         "",
         f"Timings (2 CPU cores, shared): embedding {timings['embedded']} new prompts took {timings['embed_s']:.0f} s "

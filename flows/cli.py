@@ -113,8 +113,9 @@ class Size(str, Enum):
 @app.command()
 def bench(
     size: Size = typer.Option("full", help="small: CI smoke, ~2 min; full: ~15 min on 2 cores"),
-    only: list[str] = typer.Option(None, "--only", help="run only this bench (repeatable): embed, route, "
-                                   "route_attention, ingest_jsonl, ingest_parquet, nightly, train"),
+    only: list[str] = typer.Option(None, "--only", help="run only this bench (repeatable): embed, encoder_backends, "
+                                   "embed_subset, route, route_attention, ingest_jsonl, ingest_parquet, nightly, "
+                                   "train, or a figure's name (docs/performance.md)"),
 ) -> None:
     """Run a checkout's benchmarks (python -m bench.perf); print one line per figure; write
     $ROUTER_HOME/reports/bench/latest.json."""

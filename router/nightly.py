@@ -665,8 +665,8 @@ STEPS: tuple[Step, ...] = (
          ("MLflow registry", "promotions"), "onboard models the champion does not know (enough outcomes, inputs "
          "otherwise unchanged): learn their embeddings, register and gate the extended router"),
     Step("train", _train, ("outcomes", "prompts", "embeddings", "training_runs", "drift"),
-         ("reports/training/",), "fit every router and evaluate them (skipped when the inputs are unchanged and "
-         "tonight's drift checks did not breach)"),
+         ("reports/<run_id>/", "reports/latest/"), "fit every router and evaluate them (skipped when the inputs "
+         "are unchanged and tonight's drift checks did not breach)"),
     Step("register", _register, ("train", "MLflow registry"), ("MLflow registry", "promotions", "training_runs"),
          "log to MLflow, register the challenger and gate it against the champion"),
     Step("route", _route, ("backlog", "embeddings", "routing_decisions", "prices", "MLflow champion"),

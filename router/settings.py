@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     embed_chunk_size: int = Field(default=2048, ge=1, description="prompts embedded per committed transaction")
     embed_templates: bool = Field(default=False, description="strip the blocks many prompts of a task or source "
                                   "share (few-shot demonstrations, instructions) before embedding (router.templates); "
-                                  "off by default: docs/router.md, \"Template-aware embedding\"")
+                                  "off by default: docs/router.md, \"What a prompt's vector is made of\"")
     template_min_share: float = Field(default=0.5, gt=0, le=1, description="share of a group's distinct prompts "
                                       "that must carry a block for it to be a template")
     template_min_chars: int = Field(default=64, ge=1, description="shortest block stripped as a template")
