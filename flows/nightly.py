@@ -145,10 +145,13 @@ def _night(flow_run_id: str | None = None, **options: Any) -> steps.Night:
 # ------------------------------------------------------------------------------------- on-demand entry points
 @flow(name="ingest", log_prints=True)
 def ingest() -> dict[str, Any]:
-    """Ingest new files from the landing folders (RouterBench, logs, backlog): the nightly's first step alone."""
+    """Ingest new files from the landing folders (RouterBench, logs, backlog, prices): the nightly's first step
+    alone, under the workspace lock (a nightly run holding it: the flow run fails at once, writing nothing, or
+    waits ``ROUTER_STORE_WAIT_SECONDS``)."""
     night = _night()
     try:
-        return TASKS["ingest"](night.flow_run_id)
+        with workspace_lock(night.settings.workspace, "pipeline", wait_seconds=wait_seconds()):
+            return TASKS["ingest"](night.flow_run_id)
     finally:
         _NIGHTS.pop(night.flow_run_id, None)
 
@@ -156,10 +159,12 @@ def ingest() -> dict[str, Any]:
 @flow(name="route_backlog")
 def route_backlog(reward: str | None = None, reward_param: float | None = None, budget: float | None = None,
                   flow_run_id: str | None = None) -> dict[str, Any]:
-    """Route every backlog query the champion has not decided yet: the nightly's route step alone."""
+    """Route every backlog query whose newest decision is not the champion's under this policy: the nightly's
+    route step alone, under the workspace lock (as :func:`ingest`)."""
     night = _night(flow_run_id, reward=reward, reward_param=reward_param, budget=budget)
     try:
-        return TASKS["route"](night.flow_run_id)
+        with workspace_lock(night.settings.workspace, "pipeline", wait_seconds=wait_seconds()):
+            return TASKS["route"](night.flow_run_id)
     finally:
         _NIGHTS.pop(night.flow_run_id, None)
 

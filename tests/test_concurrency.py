@@ -353,3 +353,33 @@ def test_analysts_reading_snapshots_never_block_the_writer_nor_see_torn_data(set
     for latest, distinct, every in counts:  # each file is an old or a new snapshot, whole
         assert latest in written["exported"] and every in written["exported"] and latest == distinct
     assert [c[0] for c in counts] == sorted(c[0] for c in counts)  # never goes back to an older snapshot
+
+
+def test_on_demand_and_distributed_flows_take_the_workspace_lock(settings, files, prefect_ephemeral) -> None:
+    """The deployments' on-demand flows (ingest, route_backlog) and the Dask flows write the store as the nightly
+    does: while a run holds the workspace lock, each fails at once naming the holder and writes nothing."""
+    from flows import nightly as flows_nightly
+    from flows import scale
+    from router.locking import LockBusy
+
+    landing = settings.landing("logs")
+    landing.mkdir(parents=True, exist_ok=True)
+    files.logs("late.jsonl", [files.log_record(i) for i in range(5)]).rename(landing / "late.jsonl")
+    holder = _spawn(HOLD_LOCK, str(settings.workspace), "300")
+    try:
+        for name, run in (("ingest", lambda: flows_nightly.ingest(return_state=True)),
+                          ("route_backlog", lambda: flows_nightly.route_backlog(reward_param=1.0, return_state=True)),
+                          ("embed-distributed", lambda: scale.embed_distributed(chunks=2, return_state=True)),
+                          ("route-distributed", lambda: scale.route_distributed(
+                              chunks=2, predictor=object(), model_version="1", reward_param=1.0,
+                              return_state=True))):
+            state = run()
+            assert state.is_failed(), name
+            with pytest.raises(LockBusy, match=f"pid {holder.pid}"):
+                state.result()
+        assert not settings.database.exists()  # nothing was written
+    finally:
+        holder.kill()
+        holder.wait()
+    state = flows_nightly.ingest(return_state=True)  # the run ended: the same flow ingests the file
+    assert state.is_completed() and state.result()["rows_new"] == 5
