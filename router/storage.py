@@ -52,8 +52,14 @@ def wait_seconds(default: float = 0.0) -> float:
         raise StoreError(f"{WAIT_ENV}={raw!r} is not a number of seconds") from None
 
 
+#: How DuckDB words a file another process holds ("Could not set lock on file ...: Conflicting lock is held in
+#: ..."); matched as phrases, since the message also holds the store's path, which may contain "lock" itself.
+_LOCK_PHRASES = ("could not set lock", "conflicting lock")
+
+
 def _locked(exc: BaseException) -> bool:
-    return "lock" in str(exc).lower()
+    text = str(exc).lower()
+    return any(phrase in text for phrase in _LOCK_PHRASES)
 
 
 def _open_error(path: Path, exc: BaseException, waited: float) -> StoreError:

@@ -383,3 +383,20 @@ def test_on_demand_and_distributed_flows_take_the_workspace_lock(settings, files
         holder.wait()
     state = flows_nightly.ingest(return_state=True)  # the run ended: the same flow ingests the file
     assert state.is_completed() and state.result()["rows_new"] == 5
+
+
+def test_a_damaged_store_under_a_path_naming_a_lock_is_not_taken_for_a_busy_one(tmp_path: Path) -> None:
+    """DuckDB's error names the file: a workspace under /mnt/blockstore/... whose store is not a DuckDB file is
+    bad input (exit 2, at once), not another process holding it (exit 3 after the retries)."""
+    from router.errors import BAD_INPUT
+    from router.settings import Settings
+    from router.storage import StoreError, connect
+
+    settings = Settings(home=tmp_path / "blockstore" / "ws")
+    settings.ensure_workspace()
+    settings.database.write_bytes(b"not a database " * 100)
+    start = time.monotonic()
+    with pytest.raises(StoreError) as info:
+        connect(settings, wait=5)
+    assert time.monotonic() - start < 5  # not retried as if busy
+    assert info.value.exit_code == BAD_INPUT and "another process holds it" not in str(info.value), str(info.value)
