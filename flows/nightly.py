@@ -63,18 +63,20 @@ def _flow_run_id() -> str:
 
 
 def _embed_cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    """The store's prompt fingerprint with the encoder and representation settings: an unchanged prompt set under
-    unchanged settings does not even load the encoder."""
+    """The store's prompts and the encoder's stored vectors (``nightly/embed_fingerprint``) with the encoder and
+    representation settings: a night on the state an earlier embed step left behind (nothing new, nothing
+    re-embedded meanwhile) does not even open the store's plan; one after vectors changed runs the step."""
     from router.representation import Representation
 
     settings = _NIGHTS[parameters["night_id"]].settings
     key = Representation.from_settings(settings).key
     with open_store(settings, wait=wait_seconds(NIGHTLY_WAIT_SECONDS)) as con:
-        return f"embed-{settings.encoder}-{key}:{scalar(con, 'nightly/prompt_fingerprint')}"
+        state = scalar(con, "nightly/embed_fingerprint", {"encoder": settings.encoder})
+        return f"embed-{settings.encoder}-{key}:{state}"
 
 
 #: Prefect options of each step's task, by step name: retries where a failure can be transient (files, the
-#: MLflow store), a timeout on the long ones, the embed step cached by the store's prompt fingerprint.
+#: MLflow store), a timeout on the long ones, the embed step cached by the store's prompts and vectors.
 TASK_OPTIONS: dict[str, dict[str, Any]] = {
     "ingest": {"retries": 2, "retry_delay_seconds": 10, "timeout_seconds": 3600},
     "validate": {},

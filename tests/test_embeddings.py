@@ -241,3 +241,42 @@ def test_long_remainders_are_read_in_mean_pooled_windows(encoder) -> None:
     mean = parts.mean(axis=0)
     assert pooled[0] == pytest.approx(mean / np.linalg.norm(mean), abs=1e-5)
     assert float(pooled[0] @ cut[0]) < 0.999  # the tail is read too
+
+
+def test_the_nightly_embed_task_s_cache_follows_the_stored_vectors(files, settings, encoder, monkeypatch,
+                                                                    prefect_ephemeral) -> None:
+    """The flow's embed task is cached by the store's state: a second night on the first's state reports what it
+    did (nothing), not the first night's figures; vectors re-embedded meanwhile under other settings
+    (`ROUTER_EMBED_MAX_CHUNKS=2 routerctl embed`) are replaced by the next night's step."""
+    from prefect import flow
+
+    from flows import nightly as flows_nightly
+    from router.storage import open_store
+
+    monkeypatch.setattr(emb, "load_encoder", lambda *args, **kwargs: encoder)  # the module's copy, loaded once
+    landing = settings.landing("logs")
+    landing.mkdir(parents=True, exist_ok=True)
+    files.logs("night.jsonl", [files.log_record(i, prompt=f"Question {i}: what is {i} + {i}?") for i in range(6)]
+               ).rename(landing / "night.jsonl")
+
+    @flow
+    def ingest_and_embed() -> dict:
+        night = flows_nightly._night()
+        try:
+            flows_nightly.SUBFLOWS["ingest"](night.flow_run_id)
+            return flows_nightly.SUBFLOWS["embed"](night.flow_run_id)
+        finally:
+            flows_nightly._NIGHTS.pop(night.flow_run_id, None)
+
+    def representations() -> list[tuple[str, int]]:
+        with open_store(settings, read_only=True) as con:
+            return con.execute("SELECT representation, count(*) FROM embeddings GROUP BY 1").fetchall()
+
+    nights = [ingest_and_embed() for _ in range(3)]
+    assert [n["embedded"] for n in nights] == [6, 0, 0] and [n["already"] for n in nights] == [0, 6, 6]
+    assert representations() == [("raw+chunks(1)", 6)]
+    with open_store(settings) as con:
+        emb.embed_missing(con, settings.model_copy(update={"embed_max_chunks": 2}), model=encoder)
+    assert representations() == [("raw+chunks(2)", 6)]
+    again = ingest_and_embed()
+    assert again["embedded"] == 6 and representations() == [("raw+chunks(1)", 6)]
