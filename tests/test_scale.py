@@ -117,8 +117,8 @@ def test_routing_matches_per_query_reference(backlog_store, settings, reward_nam
     assert summary.predicted_quality == pytest.approx(ref["predicted_quality"].mean())
     assert summary.model_mix == dict(ref["chosen_model"].value_counts().sort("count", descending=True).iter_rows())
     again = routing.route_backlog(backlog_store, predictor, model_version="1", router_name="r",
-                                  encoder=settings.encoder, reward_param=param)
-    assert again.routed == 0 and table(backlog_store, "routing_decisions").height == 120
+                                  encoder=settings.encoder, reward_name=reward_name, reward_param=param)
+    assert again.routed == 0 and table(backlog_store, "routing_decisions").height == 120  # the same policy
 
 
 def test_excluded_models_are_never_chosen_and_the_policy_records_them(backlog_store, settings) -> None:
