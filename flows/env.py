@@ -38,11 +38,18 @@ def configure(settings: Settings | None = None) -> Settings:
 
 def stop_ephemeral_server() -> None:
     """Stop the temporary Prefect server this process started, if any, now rather than at interpreter exit
-    (where its shutdown logs to streams already closed: "I/O operation on closed file")."""
+    (where its shutdown logs to streams already closed: "I/O operation on closed file"). The flows' queued logs
+    and events are sent first, while the server can take them: sent at exit, after it stopped, they failed with
+    "--- Error logging to API --- All connection attempts failed" under the run's summary."""
     import sys
 
     module = sys.modules.get("prefect.server.api.server")
     if module is None:
         return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        worker.drain_all(timeout=30)
     for server in list(module.SubprocessASGIServer._instances.values()):
         server.stop()

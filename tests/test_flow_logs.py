@@ -50,3 +50,33 @@ def test_library_log_lines_are_in_the_flow_runs_logs(tmp_path: Path) -> None:
     ingested = [m for name, m in logs if name == "router.ingest"]
     assert len(ingested) == 1 and f"ingested {landing / 'logs.jsonl'}: 20 in, 20 ok (20 new)" in ingested[0], logs
     assert "I/O operation on closed file" not in proc.stderr
+
+
+CHATTY = """
+from prefect import flow, get_run_logger
+from flows.env import stop_ephemeral_server
+
+@flow
+def chatty():
+    for i in range(50):
+        get_run_logger().info("line %d", i)
+
+try:
+    chatty()
+finally:
+    stop_ephemeral_server()
+print("stopped", flush=True)
+"""
+
+
+def test_stopping_the_ephemeral_server_sends_the_queued_logs_first(tmp_path: Path) -> None:
+    """A flow's last log lines are still queued when it returns: stopped without sending them, the server could not
+    take them at exit, and a clean `routerctl nightly` ended with "--- Error logging to API ---"."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTER_", "MLFLOW_", "PREFECT_"))}
+    env |= {"ROUTER_HOME": str(tmp_path / "ws"), "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    proc = subprocess.run([sys.executable, "-c", CHATTY], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("stopped"), proc.stderr[-4000:]
+    assert "Error logging to API" not in proc.stderr + proc.stdout
+    assert "I/O operation on closed file" not in proc.stderr
