@@ -41,7 +41,7 @@ def night_json(data: dict[str, Any]) -> str:
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):  # e.g. the mean of nothing routed
         return "–"
     if isinstance(value, float):
         return f"{value:.{digits}f}"

@@ -182,7 +182,8 @@ def test_a_resumed_night_reports_and_trends_what_its_stopped_run_routed(store, i
     assert "- routed earlier tonight by flow run `night-a` (stopped before its report): 10 queries, " \
            "predicted spend $0.0280" in resumed
     rerun = run("night-c", {"skipped": True})
-    assert "- routed now: 0 queries" in rerun and rerun.splitlines()[2].startswith("Routed 12 queries")
+    assert "- routed now: 0 queries, predicted spend $0.0000, mean predicted quality –" in rerun
+    assert rerun.splitlines()[2].startswith("Routed 12 queries")
     assert "flow run `night-b`: 2 queries" in rerun and "flow run `night-a` (stopped before its report)" in rerun
     rows = dict(store.execute("SELECT flow_run_id, routed FROM nightly_runs").fetchall())
     assert rows == {"night-b": 12, "night-c": 0}
