@@ -202,3 +202,57 @@ def test_invocations_reject_bad_params(server: str) -> None:
     assert status == 400 and "unknown reward" in json.dumps(body)
     status, body = _post(f"{server}/invocations", {"dataframe_split": {"columns": ["text"], "data": [["hi"]]}})
     assert status == 400
+
+
+def test_the_compose_mlflow_server_answers_the_host_name_the_services_call_it_by(tmp_path: Path) -> None:
+    """docker/compose.yaml's services call MLflow as ROUTER_MLFLOW_TRACKING_URI (http://mlflow:5000); MLflow 3
+    refuses Host headers other than localhost and private IPs (403) unless the server names them: its command's
+    --allowed-hosts, started here as a real server on 127.0.0.1 (sqlite), must let that Host and localhost:5000
+    through."""
+    import yaml
+    from urllib.parse import urlparse
+
+    compose = yaml.safe_load((Path(__file__).resolve().parents[1] / "docker" / "compose.yaml").read_text())
+    uri = next(s["environment"]["ROUTER_MLFLOW_TRACKING_URI"] for s in compose["services"].values()
+               if "ROUTER_MLFLOW_TRACKING_URI" in (s.get("environment") or {}))
+    allowed = [a for a in compose["services"]["mlflow"]["command"] if a.startswith("--allowed-hosts=")]
+    assert len(allowed) == 1, compose["services"]["mlflow"]["command"]
+    port = _free_port()
+    venv_bin = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "ROUTER_"))}
+    env["PATH"] = f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}"
+    command = [str(venv_bin / "mlflow"), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow.db'}",
+               "--artifacts-destination", str(tmp_path / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+               "--workers", "1", allowed[0]]
+    log_file = tmp_path / "server.log"
+    with log_file.open("wb") as log:
+        proc = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+    def status(host: str) -> int:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/2.0/mlflow/experiments/search?max_results=1",
+                                         headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"server exited with {proc.returncode}:\n{log_file.read_text()[-4000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not up after {STARTUP_SECONDS} s:\n{log_file.read_text()[-4000:]}")
+            time.sleep(0.5)
+        assert status(urlparse(uri).netloc) == 200 and status("localhost:5000") == 200
+        assert status("attacker.example:5000") == 403  # the guard itself stays on
+    finally:
+        _stop(proc)
