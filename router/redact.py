@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 
 MASK = "***"
-#: ``scheme://user:password@`` or ``scheme://token@`` in any text.
-_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/@\s'\"]+)@")
+#: ``scheme://user:password@`` or ``scheme://token@`` in any text, up to the authority's **last** ``@`` (where URL
+#: parsers split: a password may hold an unescaped ``@``), which ends at the first ``/``, ``?``, ``#`` or space.
+_USERINFO = re.compile(r"(?P<scheme>\b[a-zA-Z][a-zA-Z0-9+.\-]*://)(?P<userinfo>[^/?#\s'\"]+)@")
 #: ``token=...``, ``password=...``, ``secret=...``, ``api_key=...`` in query strings or ``key=value`` text.
 _SECRET_PARAM = re.compile(r"(?i)\b(?P<key>[a-z_]*(?:token|password|passwd|secret|api[_-]?key|access[_-]?key)"
                            r"[a-z_]*)=(?P<value>[^&\s'\"]+)")

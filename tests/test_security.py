@@ -189,6 +189,10 @@ def test_masking_helper() -> None:
 
     assert mask_uri(f"https://user:{SECRET}@mlflow.example.com/x") == "https://***@mlflow.example.com/x"
     assert mask_uri(f"postgresql://mlflow:{SECRET}@db:5432/mlflow") == "postgresql://***@db:5432/mlflow"
+    # an unescaped @ in the password: URL parsers split at the last @, so the mask runs to it
+    assert mask_uri(f"http://analyst:p@{SECRET}@127.0.0.1:1") == "http://***@127.0.0.1:1"
+    assert mask(f"http://a:{SECRET}@h1/x and http://b:p@{SECRET}@h2 failed") == "http://***@h1/x and http://***@h2 failed"
+    assert mask("https://h/api?user=a@b.example sent") == "https://h/api?user=a@b.example sent"  # no user info
     assert mask(f"GET https://h/api?token={SECRET}&x=1 failed") == "GET https://h/api?token=***&x=1 failed"
     assert mask_uri("sqlite:////abs/path/mlflow.db") == "sqlite:////abs/path/mlflow.db"
     assert mask_uri(None) == ""
