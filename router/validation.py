@@ -338,6 +338,14 @@ def _gx_sample(records: pl.DataFrame, flagged: pl.Series, size: int, seed: int) 
     return records.filter(pl.col(INDEX).is_in(pl.Series(chosen).implode()))
 
 
+def _raised(info: dict | None) -> bool:
+    """Whether GX's ``exception_info`` of a result says the expectation raised: at its top level, or (GX 1.x, a
+    metric that failed, e.g. on a column the batch lacks) under each failing metric's id."""
+    info = info or {}
+    return bool(info.get("raised_exception")) or any(isinstance(v, dict) and v.get("raised_exception")
+                                                     for v in info.values())
+
+
 def _run_gx(kind: str, frame: pl.DataFrame, docs_dir: Path | None) -> pl.DataFrame:
     """(_idx, _pos) of every failing (record, expectation) pair according to GX."""
     checkpoint = _checkpoint(docs_dir, kind)
@@ -353,7 +361,7 @@ def _run_gx(kind: str, frame: pl.DataFrame, docs_dir: Path | None) -> pl.DataFra
                 continue
             pos = int((r.expectation_config.meta or {})["position"])
             unexpected = (r.result or {}).get("unexpected_index_list") or []
-            if not unexpected and r.exception_info and r.exception_info.get("raised_exception"):
+            if not unexpected and _raised(r.exception_info):
                 raise RuntimeError(f"expectation {r.expectation_config.type} could not run: {r.exception_info}")
             rows.extend((int(u[INDEX]) if isinstance(u, dict) else int(u), pos) for u in unexpected)
     return pl.DataFrame(rows, schema={INDEX: pl.Int64, "_pos": pl.Int64}, orient="row")

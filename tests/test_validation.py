@@ -125,6 +125,27 @@ def test_expectations_without_a_compiled_form_make_gx_check_every_record(tmp_pat
         load_suite.cache_clear()
 
 
+def test_an_expectation_gx_cannot_run_is_an_error_not_a_pass(tmp_path, monkeypatch) -> None:
+    """A suite expectation naming a column the batch lacks raises inside GX (its result nests the error under the
+    failing metric's id): validation fails, it does not pass every record (docs/data.md: an error inside GX rolls
+    the file back)."""
+    suite = {"name": "broken", "expectations": [
+        {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "prompt"}, "reason": "no prompt"},
+        {"type": "expect_column_value_lengths_to_be_between", "kwargs": {"column": "queryid", "max_value": 8},
+         "reason": "query id over 8 characters"},
+    ]}
+    (tmp_path / "broken_suite_test.json").write_text(json.dumps(suite))
+    monkeypatch.setattr(validation, "SUITES_DIR", tmp_path)
+    load_suite.cache_clear()
+    try:
+        frame = pl.DataFrame({INDEX: [0, 1], "prompt": ["x", "y"], "query_id": ["a-very-long-query-id", "b"]},
+                             schema_overrides={INDEX: pl.Int64})
+        with pytest.raises(RuntimeError, match="expect_column_value_lengths_to_be_between could not run"):
+            validate("broken_suite_test", frame, gx_sample_rows=2)
+    finally:
+        load_suite.cache_clear()
+
+
 def test_compiler_refuses_what_it_cannot_translate() -> None:
     spec = SuiteSpec("x", (
         {"type": "expect_column_value_lengths_to_be_between", "kwargs": {"column": "n", "min_value": 1}, "reason": "a"},
