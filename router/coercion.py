@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 
 import duckdb
 import polars as pl
@@ -45,7 +46,13 @@ def as_text(df: pl.DataFrame, column: str) -> pl.Expr:
 
 
 UTC_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
-NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%d")
+#: Rounds of the offset-aware pass at most (one per stamp shape a file mixes; see :func:`as_timestamp`).
+OFFSET_ROUNDS = 8
+#: What the offset-aware pass may read: an ISO-8601 date, a time to the minute at least, an optional zone.
+ISO_SHAPE = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}([.,]\d+)?)?\s*(Z|z|[+-]\d{2}(:?\d{2})?)?$"
+#: Naive stamps (taken as UTC), tried in this order: with seconds, without (ISO-8601 allows leaving them out, and
+#: spreadsheet exports write "YYYY-MM-DD HH:MM"), a date alone.
+NAIVE_FORMATS = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d")
 
 
 def utc_stamps(text: pl.Series) -> pl.Series:
@@ -63,6 +70,13 @@ def utc_stamps(text: pl.Series) -> pl.Series:
     return parsed["ts"].dt.convert_time_zone("UTC").alias(text.name)
 
 
+def _parse_left(value: pl.Series, text: pl.Series, present: pl.Series,
+                parse: Callable[[pl.Series], pl.Series]) -> pl.Series:
+    """``value`` with ``parse`` of the texts still unparsed (present, null value) filled in."""
+    retry = value.is_null() & present
+    return value.scatter(retry.arg_true(), parse(text.filter(retry))) if retry.any() else value
+
+
 def as_timestamp(df: pl.DataFrame, column: str) -> tuple[pl.Expr | pl.Series, pl.Expr | pl.Series]:
     """ISO-8601 with an offset or Z; naive timestamps are taken as UTC."""
     if column not in df.columns or df.schema[column] == pl.Null:
@@ -76,18 +90,21 @@ def as_timestamp(df: pl.DataFrame, column: str) -> tuple[pl.Expr | pl.Series, pl
     present = text.is_not_null() & (text != "")
     # Each pass parses only what the passes before it left: UTC with a "Z" (what most loggers write), first by
     # DuckDB (up to 6 fraction digits) then by polars' fixed format (a fixed format is much cheaper than
-    # offset-aware parsing), then any offset, then the naive formats.
-    value = utc_stamps(text)
-    for parse in (lambda rest: rest.str.to_datetime(UTC_FORMAT, strict=False, time_unit="us")
-                  .dt.replace_time_zone("UTC"),
-                  lambda rest: rest.str.to_datetime(time_zone="UTC", strict=False, time_unit="us"),
-                  lambda rest: pl.select(pl.coalesce(
-                      *[rest.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
-                        for fmt in NAIVE_FORMATS])).to_series()):
-        retry = value.is_null() & present
-        if not retry.any():
+    # offset-aware parsing), then any offset, then the naive formats. Polars infers the offset-aware pass's format
+    # from the first stamp it can read, so that pass takes ISO-8601 shapes only (else "01/03/2025" would be read
+    # day first or month first, whichever came first) and repeats on what is left while it parses anything: a
+    # file mixing shapes (naive and with an offset, with and without seconds) loses none of them.
+    value = _parse_left(utc_stamps(text), text, present, lambda rest: rest.str.to_datetime(
+        UTC_FORMAT, strict=False, time_unit="us").dt.replace_time_zone("UTC"))
+    for _ in range(OFFSET_ROUNDS):
+        left = int((value.is_null() & present).sum())
+        value = _parse_left(value, text, present, lambda rest: pl.select(pl.when(rest.str.contains(ISO_SHAPE))
+                            .then(rest)).to_series().str.to_datetime(time_zone="UTC", strict=False, time_unit="us"))
+        if int((value.is_null() & present).sum()) in (0, left):
             break
-        value = value.scatter(retry.arg_true(), parse(text.filter(retry)))
+    value = _parse_left(value, text, present, lambda rest: pl.select(pl.coalesce(
+        *[rest.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC")
+          for fmt in NAIVE_FORMATS])).to_series())
     return value, present & value.is_null()
 
 

@@ -545,6 +545,22 @@ def test_fast_utc_pass_agrees_with_the_polars_format_it_precedes() -> None:
     assert bad.tail(3).to_list() == [False, False, False]  # empty and missing are not "unparseable" here
 
 
+def test_naive_stamps_without_seconds_are_read_as_utc_like_those_with_an_offset() -> None:
+    """ISO-8601 may leave out the seconds: accepted with an offset (`12:00Z`), so naive (`12:00`, `12:00` after a
+    space, as spreadsheet exports write it) too, and a file mixing shapes loses none of them; what is not a time
+    stays unparseable."""
+    text = pl.Series("ts", ["2025-03-01T12:00", "2025-03-01 12:00", "2025-03-01T12:00Z", "2025-03-01 12:00:30",
+                            "2025-03-01T13:00+01:00", "2025-03-01T12", "2025-03-01 25:00"])
+    noon = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    expected = [noon, noon, noon, noon.replace(second=30), noon, None, None]
+    # in any order: the offset-aware pass infers one format per call, from the first stamp it can read
+    for order in (range(7), reversed(range(7)), [4, 0, 3, 2, 1, 5, 6], [3, 4, 6, 1, 2, 0, 5]):
+        order = list(order)
+        value, bad = coercion.as_timestamp(text.gather(order).to_frame(), "ts")
+        assert value.to_list() == [expected[i] for i in order], order
+        assert bad.to_list() == [expected[i] is None for i in order], order
+
+
 def test_logs_duplicate_request_ids_within_and_across_files(files, ingest, store, reconciled) -> None:
     records = [files.log_record(0), files.log_record(1), files.log_record(0, quality=0.9),
                files.log_record(0, model="gamma")]  # same request answered by two models: not a duplicate
