@@ -114,23 +114,28 @@ def server(champion_store: Settings, tmp_path_factory: pytest.TempPathFactory) -
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log_file.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/ping", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not up after {STARTUP_SECONDS} s:\n{log_file.read_text()[-4000:]}")
-            time.sleep(0.5)
+        _wait_until_up(proc, f"{base}/ping", log_file)
         yield base
     finally:
         _stop(proc)
     assert list(workdir.iterdir()) == [], "the server wrote to its working directory"
+
+
+def _wait_until_up(proc: subprocess.Popen[bytes], url: str, log_file: Path) -> None:
+    """Until ``url`` answers 200; the test fails with the server's log if it exits or is not up in time."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"server exited with {proc.returncode}:\n{log_file.read_text()[-4000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"server not up after {STARTUP_SECONDS} s:\n{log_file.read_text()[-4000:]}")
+        time.sleep(0.5)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -239,19 +244,7 @@ def test_the_compose_mlflow_server_answers_the_host_name_the_services_call_it_by
             return exc.code
 
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"server exited with {proc.returncode}:\n{log_file.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not up after {STARTUP_SECONDS} s:\n{log_file.read_text()[-4000:]}")
-            time.sleep(0.5)
+        _wait_until_up(proc, f"http://127.0.0.1:{port}/health", log_file)
         assert status(urlparse(uri).netloc) == 200 and status("localhost:5000") == 200
         assert status("attacker.example:5000") == 403  # the guard itself stays on
     finally:
