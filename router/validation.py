@@ -338,12 +338,14 @@ def _gx_sample(records: pl.DataFrame, flagged: pl.Series, size: int, seed: int) 
     return records.filter(pl.col(INDEX).is_in(pl.Series(chosen).implode()))
 
 
-def _raised(info: dict | None) -> bool:
-    """Whether GX's ``exception_info`` of a result says the expectation raised: at its top level, or (GX 1.x, a
-    metric that failed, e.g. on a column the batch lacks) under each failing metric's id."""
+def _raised(info: dict | None) -> list[str]:
+    """GX's messages when ``exception_info`` of a result says the expectation raised (empty when it did not): at
+    its top level, or (GX 1.x, a metric that failed, e.g. on a column the batch lacks) under each failing metric's
+    id. Each message once, in GX's order; its traceback is left out."""
     info = info or {}
-    return bool(info.get("raised_exception")) or any(isinstance(v, dict) and v.get("raised_exception")
-                                                     for v in info.values())
+    entries = [info, *(v for v in info.values() if isinstance(v, dict))]
+    messages = [str(e.get("exception_message") or "no message").strip() for e in entries if e.get("raised_exception")]
+    return list(dict.fromkeys(messages))
 
 
 def _run_gx(kind: str, frame: pl.DataFrame, docs_dir: Path | None) -> pl.DataFrame:
@@ -361,8 +363,12 @@ def _run_gx(kind: str, frame: pl.DataFrame, docs_dir: Path | None) -> pl.DataFra
                 continue
             pos = int((r.expectation_config.meta or {})["position"])
             unexpected = (r.result or {}).get("unexpected_index_list") or []
-            if not unexpected and _raised(r.exception_info):
-                raise RuntimeError(f"expectation {r.expectation_config.type} could not run: {r.exception_info}")
+            errors = [] if unexpected else _raised(r.exception_info)
+            if errors:
+                column = (r.expectation_config.kwargs or {}).get("column")
+                on = f" on column {column!r}" if column else ""
+                raise RuntimeError(f"expectation {r.expectation_config.type}{on} could not run: "
+                                   + "; ".join(errors))
             rows.extend((int(u[INDEX]) if isinstance(u, dict) else int(u), pos) for u in unexpected)
     return pl.DataFrame(rows, schema={INDEX: pl.Int64, "_pos": pl.Int64}, orient="row")
 
