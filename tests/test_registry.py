@@ -415,6 +415,10 @@ def test_a_baseline_router_is_packaged_and_served_through_the_pyfunc(tmp_path: P
     np.testing.assert_allclose(frame[[f"q::{m}" for m in MODELS]].to_numpy(), expected_q, rtol=1e-6)
     np.testing.assert_allclose(frame[[f"c::{m}" for m in MODELS]].to_numpy(), expected_c, rtol=1e-6)
     assert list(frame["model"]) == [MODELS[j] for j in expected_q.argmax(axis=1)]
+    # No prompts, as a frame or as MLflow's dict of columns: no rows, the same columns
+    for nothing in (pd.DataFrame({"prompt": pd.Series([], dtype=str)}), {"prompt": []}):
+        empty = model.predict(nothing, params={"lambda": 1e9})
+        assert empty.empty and list(empty.columns) == list(frame.columns)
 
 
 def test_a_served_attention_router_infers_a_missing_task(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -765,6 +769,7 @@ def test_prompt_inputs_accepts_frames_and_dicts_of_columns_and_refuses_lists_in_
     prompts, tasks = serving.prompt_inputs(one_row_of_lists)
     assert prompts == ["a", "b", "c"] and list(tasks) == ["x", "y", "z"]
     assert serving.prompt_inputs({"prompt": ["a", "b"]}) == (["a", "b"], None)
+    assert serving.prompt_inputs(pd.DataFrame([{"prompt": [], "task": []}]))[0] == []  # MLflow's {"prompt": []}
     assert serving.prompt_inputs(pd.DataFrame([{"prompt": ["a", "b"], "task": "math"}]))[1].tolist() == ["math"] * 2
     with pytest.raises(ValueError, match="same number of values"):
         serving.prompt_inputs(pd.DataFrame([{"prompt": ["a", "b"], "task": ["x"]}]))

@@ -102,8 +102,8 @@ def prompt_inputs(model_input: Any) -> tuple[list[str], np.ndarray | None]:
 
     MLflow turns a Python dict of columns (``{"prompt": ["a", "b"]}``) into **one** row whose cells are lists (the
     REST ``inputs`` form arrives as arrays and becomes a proper frame); such a row is expanded back into one row
-    per prompt (columns of equal length). Any other list-valued cell, or a missing or null prompt, is refused
-    rather than routed as text.
+    per prompt (columns of equal length); empty lists are no prompts. Any other list-valued cell, or a missing or
+    null prompt, is refused rather than routed as text.
     """
     import pandas as pd  # noqa: PLC0415
 
@@ -115,6 +115,8 @@ def prompt_inputs(model_input: Any) -> tuple[list[str], np.ndarray | None]:
         if len(frame) != 1:
             raise ValueError(f"column(s) {listed} hold lists: pass one prompt per row (a DataFrame), or a dict of "
                              "columns")
+        if all(len(frame[c].iloc[0]) == 0 for c in listed):  # ``{"prompt": []}``: nothing to route, not a null
+            frame = frame.iloc[0:0]
         try:
             frame = frame.explode(listed, ignore_index=True)
         except ValueError as exc:
