@@ -280,3 +280,15 @@ def test_the_nightly_embed_task_s_cache_follows_the_stored_vectors(files, settin
     assert representations() == [("raw+chunks(2)", 6)]
     again = ingest_and_embed()
     assert again["embedded"] == 6 and representations() == [("raw+chunks(1)", 6)]
+
+
+def test_the_missing_embedding_warning_counts_the_prompts_left_out(files, ingest, store, caplog) -> None:
+    """The train split's warning counts the train prompts without a vector, not a test prompt a log also
+    observed (it never trains, embedded or not)."""
+    ingest("routerbench", files.routerbench("bench_test.csv", n=2))
+    test_prompt = table(store, "prompts")["text"][0]
+    ingest("logs", files.logs("l.jsonl", [files.log_record(0, prompt=test_prompt), files.log_record(1)]))
+    with caplog.at_level("WARNING", logger="router.dataset"):
+        data = load_routing_data(store, BUNDLED_ENCODER, split="train")
+    assert data.n == 0
+    assert [r.getMessage().split(" prompts")[0] for r in caplog.records if r.name == "router.dataset"] == ["1"]
