@@ -36,9 +36,9 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from router import embeddings as emb  # noqa: E402
 from router import routing  # noqa: E402
-from router.locking import workspace_lock  # noqa: E402
+from router.locking import writer_lock  # noqa: E402
 from router.settings import Settings  # noqa: E402
-from router.storage import open_store, wait_seconds  # noqa: E402
+from router.storage import open_store  # noqa: E402
 
 log = logging.getLogger(__name__)
 _ENCODERS: dict[tuple[str, str], Any] = {}  # one encoder per worker process, loaded on its first chunk
@@ -82,7 +82,7 @@ def embed_distributed(chunks: int = 8, model: Any = None) -> dict[str, Any]:
     settings = Settings()
     start = time.perf_counter()
     # the flow's process is the store's writer for the whole run: the workspace lock, as every writing command
-    with workspace_lock(settings.workspace, "pipeline", wait_seconds=wait_seconds()), open_store(settings) as con:
+    with writer_lock(settings.workspace), open_store(settings) as con:
         work = emb.plan(con, settings)
         todo = [work.in_range(lo, hi) for lo, hi in routing.hash_ranges(chunks)]
         todo = [frame for frame in todo if frame.height]
@@ -130,7 +130,7 @@ def route_distributed(reward: str | None = None, reward_param: float | None = No
         if plan is None:
             return {"routed": 0, "model_version": None, "reason": "no champion"}
         predictor = plan.router
-    with workspace_lock(settings.workspace, "pipeline", wait_seconds=wait_seconds()), open_store(settings) as con:
+    with writer_lock(settings.workspace), open_store(settings) as con:
         if plan is not None:
             kwargs = plan.route_kwargs(plan.price_factors(con), settings.pool_exclude)
         else:

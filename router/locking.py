@@ -11,8 +11,8 @@ from __future__ import annotations
 import fcntl
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 from router.errors import BUSY, RouterError
@@ -46,6 +46,19 @@ def workspace_lock(workspace: Path, name: str = "pipeline", wait_seconds: float 
         yield path
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def writer_lock(workspace: Path, say: Callable[[str], None] | None = None) -> AbstractContextManager[Path]:
+    """The pipeline lock for one write outside the nightly (a command, an on-demand or distributed flow): waits up
+    to ``ROUTER_STORE_WAIT_SECONDS`` (default 0: :class:`LockBusy` at once); ``say`` hears who holds it when it
+    has to wait."""
+    from router.storage import wait_seconds  # noqa: PLC0415 - the store's settings, not its driver
+
+    wait = wait_seconds()
+    busy = holder(workspace) if say is not None and wait else None
+    if busy:
+        say(f"waiting up to {wait:.0f} s for the workspace lock ({busy})")
+    return workspace_lock(workspace, wait_seconds=wait)
 
 
 def holder(workspace: Path, name: str = "pipeline") -> str | None:

@@ -131,16 +131,11 @@ def existing_store():
 
 
 def writing(s: Any):
-    """The workspace lock for a command that writes (``router.locking``): waits up to
-    ``ROUTER_STORE_WAIT_SECONDS`` (default 0: exit 3 at once), saying who holds it while it waits."""
-    from router.locking import holder, workspace_lock
-    from router.storage import wait_seconds
+    """The workspace lock for a command that writes (``router.locking.writer_lock``), saying who holds it while it
+    waits."""
+    from router.locking import writer_lock
 
-    wait = wait_seconds()
-    busy = holder(s.workspace)
-    if busy and wait:
-        err_console.print(f"waiting up to {wait:.0f} s for the workspace lock ({busy})")
-    return workspace_lock(s.workspace, wait_seconds=wait)
+    return writer_lock(s.workspace, say=err_console.print)
 
 
 def positive(value: float | None) -> float | None:
