@@ -128,6 +128,32 @@ def table(con, name: str):
     return con.table(name).pl()
 
 
+class TwoModelRouter:
+    """A fixed router for routing tests: ``cheap`` ($0.001 a prompt) and ``rich`` ($0.01, quality 0.9). A prompt
+    whose vector's first coordinate is 1 is hard for ``cheap`` (quality 0.1), any other gets ``easy``."""
+
+    models = ["cheap", "rich"]
+
+    def __init__(self, easy: float = 0.8) -> None:
+        self.easy = easy
+
+    def predict(self, X, prompt_chars, tasks=None):  # noqa: ANN001, ANN201
+        import numpy as np
+
+        hard = np.asarray(X)[:, 0] > 0.5
+        q = np.column_stack([np.where(hard, 0.1, self.easy), np.full(len(X), 0.9)])
+        return q, np.tile([0.001, 0.01], (len(X), 1))
+
+
+def embed_backlog(con, hard: Sequence[str] = ()) -> None:
+    """Give the backlog's prompts that have none a 2-d vector under encoder ``enc``: [1, 0] (hard for
+    :class:`TwoModelRouter`'s ``cheap``) for the prompts of the queries ``hard``, [0, 1] for the others."""
+    con.execute("INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) "
+                "SELECT DISTINCT b.prompt_id, 'enc', 2, CASE WHEN b.prompt_id IN (SELECT prompt_id FROM backlog "
+                "WHERE list_contains($hard, query_id)) THEN [1.0, 0.0] ELSE [0.0, 1.0] END, now()::TIMESTAMP "
+                "FROM backlog b ANTI JOIN embeddings e USING (prompt_id)", {"hard": list(hard)})
+
+
 class DataFiles:
     """Writes small input files under ``root``; the format follows the file name's suffix."""
 

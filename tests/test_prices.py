@@ -14,7 +14,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from conftest import table
+from conftest import TwoModelRouter, embed_backlog, table
 from router import prices as pricing
 from router.routing import route_backlog, stage_pending
 from router.scenarios import run_scenarios
@@ -187,29 +187,16 @@ def test_no_price_table_means_every_factor_is_one(store) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- routing
-class _Fixed:
-    """Predicts from the first embedding coordinate: prompts with x0 = 1 are hard for the cheap model; the rich
-    model costs ten times the cheap one."""
-
-    models = ["cheap", "rich"]
-
-    def predict(self, X, prompt_chars, tasks=None):  # noqa: ANN001, ANN201
-        hard = np.asarray(X)[:, 0] > 0.5
-        q = np.column_stack([np.where(hard, 0.1, 0.8), np.full(len(X), 0.9)])
-        return q, np.tile([0.001, 0.01], (len(X), 1))
-
-
 @pytest.fixture
 def backlog(store, ingest, files):  # noqa: ANN001, ANN201
     """Ten backlog queries: three hard for the cheap model, seven easy."""
     ingest("backlog", files.backlog(n=10))
-    store.execute("INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) SELECT b.prompt_id, 'enc', 2, CASE WHEN b.query_id IN ('q-0', 'q-1', 'q-2') "
-                  "THEN [1.0, 0.0] ELSE [0.0, 1.0] END, now()::TIMESTAMP FROM backlog b")
+    embed_backlog(store, hard=["q-0", "q-1", "q-2"])
     return store
 
 
 def _route(store, factors=None):  # noqa: ANN001, ANN202
-    return route_backlog(store, _Fixed(), model_version="1", router_name="r", encoder="enc", reward_param=0.05,
+    return route_backlog(store, TwoModelRouter(), model_version="1", router_name="r", encoder="enc", reward_param=0.05,
                          price_factors=factors)
 
 
@@ -221,7 +208,7 @@ def _decisions(store, policy: str) -> dict[str, str]:  # noqa: ANN001
 def test_a_price_cut_moves_decisions_to_the_cut_model(backlog, ingest, files) -> None:
     store = backlog
     # No price table: the factors change nothing, not even the policy key.
-    empty = pricing.factors(pricing.load_prices(store), _Fixed.models, day=DAY, cut=None)
+    empty = pricing.factors(pricing.load_prices(store), TwoModelRouter.models, day=DAY, cut=None)
     plain = _route(store, empty)
     assert plain.policy == "lambda=0.05" and plain.price_factors == {}
     base = _decisions(store, "lambda=0.05")
@@ -235,7 +222,7 @@ def test_a_price_cut_moves_decisions_to_the_cut_model(backlog, ingest, files) ->
     ingest("prices", files.raw("prices.csv", HEADER + "rich,2024-01-01,per_call,,,0.01,\n"
                                f"rich,{DAY},per_call,,,0.001,\n"
                                f"cheap,{DAY + timedelta(days=1)},per_call,,,0.000001,\n"))
-    factors = pricing.factors(pricing.load_prices(store), _Fixed.models, day=DAY, cut="2026-01-01")
+    factors = pricing.factors(pricing.load_prices(store), TwoModelRouter.models, day=DAY, cut="2026-01-01")
     assert factors.changed() == {"rich": pytest.approx(0.1)}  # cheap's cut is tomorrow's
     cut = _route(store, factors)
     assert cut.policy == "lambda=0.05;prices=rich:0.1" and cut.price_factors == {"rich": pytest.approx(0.1)}
@@ -265,7 +252,7 @@ def test_the_reward_is_part_of_the_policy_key(backlog) -> None:
     """The same parameter under the exponential reward is another policy (it chooses otherwise): routed, not taken
     for the linear reward's decisions."""
     store = backlog
-    runs = {name: route_backlog(store, _Fixed(), model_version="1", router_name="r", encoder="enc",
+    runs = {name: route_backlog(store, TwoModelRouter(), model_version="1", router_name="r", encoder="enc",
                                 reward_name=name, reward_param=0.08) for name in ("linear", "exponential")}
     assert {n: (r.policy, r.routed) for n, r in runs.items()} == {
         "linear": ("lambda=0.08", 10), "exponential": ("lambda=0.08;reward=exponential", 10)}
@@ -279,7 +266,7 @@ def test_a_policy_routed_after_a_what_if_run_is_the_newest_again(backlog, tmp_pa
     """The nightly's policy, then an analyst's what-if policy, then the nightly's again: the third run decides the
     backlog again, so `latest_decisions` shows one policy, the one routed last, for every query."""
     store = backlog
-    runs = [route_backlog(store, _Fixed(), model_version="1", router_name="r", encoder="enc", reward_param=p)
+    runs = [route_backlog(store, TwoModelRouter(), model_version="1", router_name="r", encoder="enc", reward_param=p)
             for p in (0.05, 10.0, 0.05)]
     assert [r.routed for r in runs] == [10, 10, 10]
     assert store.execute("SELECT policy, count(*) FROM latest_decisions GROUP BY 1").fetchall() == [("lambda=0.05", 10)]
@@ -288,7 +275,7 @@ def test_a_policy_routed_after_a_what_if_run_is_the_newest_again(backlog, tmp_pa
     assert store.execute("SELECT count(*) FROM routing_decisions").fetchone()[0] == 20
     # a new query is decided alone under the newest policy; the others stay
     store.execute("INSERT INTO backlog SELECT * REPLACE ('q-new' AS query_id) FROM backlog WHERE query_id = 'q-0'")
-    again = route_backlog(store, _Fixed(), model_version="1", router_name="r", encoder="enc", reward_param=0.05)
+    again = route_backlog(store, TwoModelRouter(), model_version="1", router_name="r", encoder="enc", reward_param=0.05)
     assert again.routed == 1 and first.policy == again.policy
     # what-if scenarios still predict only what this version never decided, whatever the policy
     assert stage_pending(store, "enc", "1") == (0, 0)
@@ -311,7 +298,7 @@ def test_a_policy_routed_after_a_what_if_run_is_the_newest_again(backlog, tmp_pa
     assert {r[1].strip(): int(r[2]) for r in rows} == expected and sum(expected.values()) == 11
 
     # a night with nothing left to route has no mean predicted quality: night.json says null, not NaN (not JSON)
-    idle = route_backlog(store, _Fixed(), model_version="1", router_name="r", encoder="enc", reward_param=0.05)
+    idle = route_backlog(store, TwoModelRouter(), model_version="1", router_name="r", encoder="enc", reward_param=0.05)
     assert idle.routed == 0 and math.isnan(idle.predicted_quality)
     out = write_night_report(store, tmp_path / "reports", flow_run_id="night-2", started=night, night=night.date(),
                              ingest={}, validation={}, embed={}, train={"skipped": True}, promotion={"skipped": True},
@@ -327,9 +314,9 @@ def test_a_policy_routed_after_a_what_if_run_is_the_newest_again(backlog, tmp_pa
 def test_scenarios_rescale_the_costs(backlog, tmp_path: Path) -> None:
     store = backlog
     factors = pricing.PriceFactors(DAY, None, [pricing.Factor("rich", 0.1, None, None)])
-    plain = run_scenarios(store, _Fixed(), model_version="1", encoder="enc", reward_name="linear",
+    plain = run_scenarios(store, TwoModelRouter(), model_version="1", encoder="enc", reward_name="linear",
                           policy_param=None, reference_model="rich")
-    cut = run_scenarios(store, _Fixed(), model_version="1", encoder="enc", reward_name="linear",
+    cut = run_scenarios(store, TwoModelRouter(), model_version="1", encoder="enc", reward_name="linear",
                         policy_param=None, reference_model="rich", price_factors=factors)
     assert (plain.prices, cut.prices) == ("", "rich:0.1")
     stored = store.execute("SELECT scenario_run_id, list(DISTINCT prices) FROM routing_scenarios GROUP BY 1").fetchall()

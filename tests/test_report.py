@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import TwoModelRouter, embed_backlog
 from router.evaluation import EvaluationResult, evaluate
 from router.report import copy_to_latest, write_report
 
@@ -133,16 +134,6 @@ def test_snapshots_are_the_views_with_latest_decisions_computed_once(store, inge
     assert (latest["model_version"], latest["chosen_model"]) == ("v2", "model-3")  # the last of its decisions
 
 
-class _Rich:
-    """Every prompt to the first model (``cheap``) but those whose first coordinate is 1 (``rich``)."""
-
-    models = ["cheap", "rich"]
-
-    def predict(self, X, prompt_chars, tasks=None):  # noqa: ANN001, ANN201
-        hard = np.asarray(X)[:, 0] > 0.5
-        return np.column_stack([np.where(hard, 0.1, 0.8), np.full(len(X), 0.9)]), np.tile([0.001, 0.01], (len(X), 1))
-
-
 def test_a_resumed_night_reports_and_trends_what_its_stopped_run_routed(store, ingest, files, tmp_path: Path) -> None:
     """Run a routes ten queries and stops before its report; run b (resumed) routes two new ones and reports the
     night's twelve, naming run a; run c, a re-run with nothing left, reports them again and the night's trend
@@ -154,13 +145,8 @@ def test_a_resumed_night_reports_and_trends_what_its_stopped_run_routed(store, i
     from router.routing import route_backlog
     from router.storage import relation
 
-    def embed() -> None:
-        store.execute("INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) SELECT DISTINCT "
-                      "b.prompt_id, 'enc', 2, CASE WHEN b.query_id IN ('q-0', 'q-1') THEN [1.0, 0.0] ELSE [0.0, 1.0] "
-                      "END, now()::TIMESTAMP FROM backlog b ANTI JOIN embeddings e USING (prompt_id)")
-
     def run(flow_run_id: str, train: dict) -> str:
-        summary = route_backlog(store, _Rich(), model_version="1", router_name="r", encoder="enc", reward_param=0.05,
+        summary = route_backlog(store, TwoModelRouter(), model_version="1", router_name="r", encoder="enc", reward_param=0.05,
                                 flow_run_id=flow_run_id)
         routing = {**asdict(summary), "policy": {"kind": "lambda"}, "policy_key": summary.policy}
         now = datetime.now(UTC).replace(tzinfo=None)
@@ -170,12 +156,12 @@ def test_a_resumed_night_reports_and_trends_what_its_stopped_run_routed(store, i
         return (out / "report.md").read_text()
 
     ingest("backlog", files.backlog(records=[files.backlog_record(i) for i in range(10)]))
-    embed()
-    stopped = route_backlog(store, _Rich(), model_version="1", router_name="r", encoder="enc", reward_param=0.05,
+    embed_backlog(store, hard=["q-0", "q-1"])
+    stopped = route_backlog(store, TwoModelRouter(), model_version="1", router_name="r", encoder="enc", reward_param=0.05,
                             flow_run_id="night-a")
     assert stopped.routed == 10  # ... and the run stops here, before its report
     ingest("backlog", files.backlog("more.jsonl", records=[files.backlog_record(i) for i in range(10, 12)]))
-    embed()
+    embed_backlog(store, hard=["q-0", "q-1"])
     resumed = run("night-b", {"skipped": False, "attention_aiq": 0.7, "baseline_aiq": 0.6})
     assert resumed.splitlines()[2].startswith("Routed 12 queries for a predicted $0.0300")
     assert "- routed now: 2 queries" in resumed

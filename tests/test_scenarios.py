@@ -9,6 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from conftest import TwoModelRouter, embed_backlog
 from router.rewards import get_reward
 from router.scenarios import run_scenarios, scenario_points
 
@@ -26,24 +27,11 @@ def test_scenario_points_by_hand() -> None:
     np.testing.assert_allclose(counts, [[3, 0], [0, 3]])
 
 
-class _Fixed:
-    """Predicts from the first embedding coordinate: prompts with x0 = 1 are hard for the cheap model."""
-
-    models = ["cheap", "rich"]
-
-    def predict(self, X, prompt_chars, tasks=None):  # noqa: ANN001, ANN201
-        hard = np.asarray(X)[:, 0] > 0.5
-        q = np.column_stack([np.where(hard, 0.1, 0.89), np.full(len(X), 0.9)])
-        return q, np.tile([0.001, 0.01], (len(X), 1))
-
-
 def test_run_scenarios_stores_points_and_mix_and_writes_no_decision(store, ingest, files, tmp_path: Path) -> None:
     records = [files.backlog_record(0), files.backlog_record(1), files.backlog_record(2, prompt="Backlog prompt 1")]
     ingest("backlog", files.backlog(records=records))  # q-1 and q-2 share a prompt: one unit of weight 2
-    store.execute("INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) SELECT DISTINCT prompt_id, 'enc', 2, "
-                  "CASE WHEN prompt_id = (SELECT prompt_id FROM backlog WHERE query_id = 'q-0') "
-                  "THEN [1.0, 0.0] ELSE [0.0, 1.0] END, now()::TIMESTAMP FROM backlog")
-    run = run_scenarios(store, _Fixed(), model_version="1", encoder="enc", reward_name="linear", policy_param=50.0,
+    embed_backlog(store, hard=["q-0"])
+    run = run_scenarios(store, TwoModelRouter(easy=0.89), model_version="1", encoder="enc", reward_name="linear", policy_param=50.0,
                         reference_model="rich", out_dir=tmp_path / "out")
     assert (run.backlog, run.queries) == ("pending", 3)
     assert run.plot is not None and run.plot.read_bytes().startswith(PNG_SIGNATURE)
@@ -67,7 +55,7 @@ def test_run_scenarios_stores_points_and_mix_and_writes_no_decision(store, inges
     # Once the backlog is decided, a scenario run covers every query ("all") and becomes the latest.
     store.execute("INSERT INTO routing_decisions SELECT query_id, '1', 'r', 'cheap', 0.5, 0.001, 'linear', 1.0, "
                   "0.0, NULL, NULL, now()::TIMESTAMP, 'lambda=1' FROM backlog")
-    again = run_scenarios(store, _Fixed(), model_version="1", encoder="enc", reward_name="linear", policy_param=None,
+    again = run_scenarios(store, TwoModelRouter(easy=0.89), model_version="1", encoder="enc", reward_name="linear", policy_param=None,
                           reference_model=None)
     assert (again.backlog, again.queries) == ("all", 3)
     latest = store.execute("SELECT DISTINCT scenario_run_id, backlog FROM latest_scenarios").fetchall()
@@ -80,12 +68,11 @@ def test_scenarios_leave_out_the_excluded_models_as_routing_does(store, ingest, 
     from router.routing import PoolError
 
     ingest("backlog", files.backlog(records=[files.backlog_record(i) for i in range(3)]))
-    store.execute("INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) SELECT DISTINCT prompt_id, "
-                  "'enc', 2, [1.0, 0.0], now()::TIMESTAMP FROM backlog")  # every prompt hard for cheap
+    embed_backlog(store, hard=["q-0", "q-1", "q-2"])  # every prompt hard for cheap
     kwargs = {"model_version": "1", "encoder": "enc", "reward_name": "linear", "policy_param": 50.0,
               "reference_model": "rich"}
-    whole = run_scenarios(store, _Fixed(), **kwargs)
-    left_out = run_scenarios(store, _Fixed(), **kwargs, exclude=["rich"])
+    whole = run_scenarios(store, TwoModelRouter(easy=0.89), **kwargs)
+    left_out = run_scenarios(store, TwoModelRouter(easy=0.89), **kwargs, exclude=["rich"])
     assert (whole.excluded, left_out.excluded) == ("", "rich")
     chosen = {run.run_id: set(run.mix.filter(pl.col("point") != "reference")["model"]) for run in (whole, left_out)}
     assert chosen == {whole.run_id: {"cheap", "rich"}, left_out.run_id: {"cheap"}}
@@ -97,4 +84,4 @@ def test_scenarios_leave_out_the_excluded_models_as_routing_does(store, ingest, 
     stored = store.execute("SELECT DISTINCT excluded FROM latest_scenarios").fetchall()
     assert stored == [("rich",)]
     with pytest.raises(PoolError, match="not in the champion's pool"):
-        run_scenarios(store, _Fixed(), **kwargs, exclude=["nobody"])
+        run_scenarios(store, TwoModelRouter(easy=0.89), **kwargs, exclude=["nobody"])
