@@ -3,20 +3,22 @@
 -- one policy under two keys, so routing after the upgrade decided the backlog again and policy_runs listed the
 -- policy twice. Those keys are rewritten as routing writes them. A query that routing has since decided again
 -- under the rewritten key keeps that newer decision only (as routing a policy again replaces its row).
+CREATE TEMP MACRO cast_key(budget_usd, reward_param) AS
+    CASE WHEN budget_usd IS NULL THEN 'lambda=' || CAST(reward_param AS VARCHAR)
+         ELSE 'budget=' || CAST(budget_usd AS VARCHAR) END;
+CREATE TEMP MACRO routing_key(budget_usd, reward_param) AS
+    CASE WHEN budget_usd IS NULL THEN 'lambda=' || printf('%g', reward_param)
+         ELSE 'budget=' || printf('%g', budget_usd) END;
+
 DELETE FROM routing_decisions d
-WHERE ((d.budget_usd IS NULL AND d.policy = 'lambda=' || CAST(d.reward_param AS VARCHAR)
-        AND d.policy <> 'lambda=' || printf('%g', d.reward_param))
-    OR (d.budget_usd IS NOT NULL AND d.policy = 'budget=' || CAST(d.budget_usd AS VARCHAR)
-        AND d.policy <> 'budget=' || printf('%g', d.budget_usd)))
+WHERE d.policy = cast_key(d.budget_usd, d.reward_param) AND d.policy <> routing_key(d.budget_usd, d.reward_param)
   AND EXISTS (SELECT 1 FROM routing_decisions n
               WHERE n.query_id = d.query_id AND n.model_version = d.model_version
-                AND n.policy = CASE WHEN d.budget_usd IS NULL THEN 'lambda=' || printf('%g', d.reward_param)
-                                    ELSE 'budget=' || printf('%g', d.budget_usd) END);
+                AND n.policy = routing_key(d.budget_usd, d.reward_param));
 
 UPDATE routing_decisions
-SET policy = CASE WHEN budget_usd IS NULL THEN 'lambda=' || printf('%g', reward_param)
-                  ELSE 'budget=' || printf('%g', budget_usd) END
-WHERE (budget_usd IS NULL AND policy = 'lambda=' || CAST(reward_param AS VARCHAR)
-       AND policy <> 'lambda=' || printf('%g', reward_param))
-   OR (budget_usd IS NOT NULL AND policy = 'budget=' || CAST(budget_usd AS VARCHAR)
-       AND policy <> 'budget=' || printf('%g', budget_usd));
+SET policy = routing_key(budget_usd, reward_param)
+WHERE policy = cast_key(budget_usd, reward_param) AND policy <> routing_key(budget_usd, reward_param);
+
+DROP MACRO temp.cast_key;
+DROP MACRO temp.routing_key;
