@@ -63,16 +63,19 @@ def _flow_run_id() -> str:
 
 
 def _embed_cache_key(context: Any, parameters: dict[str, Any]) -> str:
-    """The store's prompts and the encoder's stored vectors (``nightly/embed_fingerprint``) with the encoder and
-    representation settings: a night on the state an earlier embed step left behind (nothing new, nothing
-    re-embedded meanwhile) does not even open the store's plan; one after vectors changed runs the step."""
+    """The store's prompts and the encoder's stored vectors (``nightly/embed_fingerprint``) with the encoder (its
+    name and files) and representation settings: a night on the state an earlier embed step left behind (nothing
+    new, nothing re-embedded meanwhile, the same encoder files) does not even open the store's plan; one after
+    vectors or the encoder's files changed runs the step."""
+    from router.encoder import weights_fingerprint
     from router.representation import Representation
 
     settings = _NIGHTS[parameters["night_id"]].settings
     key = Representation.from_settings(settings).key
+    weights = weights_fingerprint(settings.encoder)
     with open_store(settings, wait=wait_seconds(NIGHTLY_WAIT_SECONDS)) as con:
         state = scalar(con, "nightly/embed_fingerprint", {"encoder": settings.encoder})
-        return f"embed-{settings.encoder}-{key}:{state}"
+        return f"embed-{settings.encoder}-{weights}-{key}:{state}"
 
 
 #: Prefect options of each step's task, by step name: retries where a failure can be transient (files, the

@@ -36,6 +36,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from router import embeddings as emb  # noqa: E402
 from router import routing  # noqa: E402
+from router.encoder import variant  # noqa: E402
 from router.locking import writer_lock  # noqa: E402
 from router.settings import Settings  # noqa: E402
 from router.storage import open_store  # noqa: E402
@@ -57,16 +58,18 @@ def task_runner(address: str | None = None, n_workers: int = 2, threads_per_work
 
 
 def _encoder(settings: Settings):
-    key = (settings.encoder, settings.device)
+    key = (settings.encoder, settings.device, settings.encoder_backend, settings.encoder_quantize)
     if key not in _ENCODERS:
         _ENCODERS[key] = emb.load_encoder(settings)
     return _ENCODERS[key]
 
 
 @task(name="encode-chunk", retries=1, cache_policy=NO_CACHE)
-def encode_chunk(texts: list[str], settings: Settings, model: Any = None) -> np.ndarray:
-    """Worker side: encode one hash range's remainders (the worker loads the encoder once)."""
-    return emb.encode_texts(model or _encoder(settings), texts, settings)
+def encode_chunk(texts: list[str], settings: Settings, model: Any = None) -> tuple[np.ndarray, str]:
+    """Worker side: encode one hash range's remainders (the worker loads the encoder once); the vectors and the
+    encoder's variant (``router.encoder.variant``)."""
+    model = model or _encoder(settings)
+    return emb.encode_texts(model, texts, settings), variant(model)
 
 
 @task(name="predict-chunk", retries=1, cache_policy=NO_CACHE)
@@ -89,8 +92,9 @@ def embed_distributed(chunks: int = 8, model: Any = None) -> dict[str, Any]:
         futures = [encode_chunk.submit(frame["text"].to_list(), settings, model) for frame in todo]
         done = 0
         for frame, future in zip(todo, futures, strict=True):
-            emb.store_vectors(con, settings.encoder, frame["prompt_id"], future.result(), work.representation.key,
-                              frame["template_id"])
+            vectors, how = future.result()
+            emb.store_vectors(con, settings.encoder, frame["prompt_id"], vectors, work.representation.key,
+                              frame["template_id"], work.weights, how)
             done += frame.height
     return {"encoder": settings.encoder, "embedded": done, "already": work.already, "chunks": len(todo),
             "representation": work.representation.key, "templates_changed": work.changed_groups,

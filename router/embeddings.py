@@ -3,10 +3,13 @@
 Before encoding, the blocks many prompts of a task or source share (few-shot demonstrations, instructions) are
 learned from the stored prompts (``router.templates``; table ``prompt_templates``) and stripped; a remainder longer
 than the encoder's window is read as mean-pooled windows (``router.representation``). Every vector records the
-representation settings (``representation``) and the template stripped from its prompt (``template_id``): a prompt
-is encoded when it has no vector for the configured encoder, or one under other settings or another template. So
-a re-run embeds nothing, new data embeds only its new prompts, and a night whose learned templates change
-re-embeds only the prompts whose stripped template changed (logged, and in :class:`EmbedResult`).
+representation settings (``representation``), the template stripped from its prompt (``template_id``), the hash of
+the encoder's files (``encoder_weights``, :func:`router.encoder.weights_fingerprint`) and how the encoder ran
+(``encoder_variant``: torch or onnx, fp32, fp16 or int8; provenance only, the variants agree to a cosine of 0.99).
+A prompt is encoded when it has no vector for the configured encoder, or one under other settings, another
+template or other weights (an encoder folder retrained in place). So a re-run embeds nothing, new data embeds only
+its new prompts, and a night whose learned templates change re-embeds only the prompts whose stripped template
+changed (logged, and in :class:`EmbedResult`).
 
 Prompts are encoded shortest remainder first (batches of similar length pad less), normalised on CUDA when
 available (fp16 there; ``ROUTER_DEVICE`` forces a device), and each chunk is committed on its own so an
@@ -31,7 +34,7 @@ import numpy as np
 import polars as pl
 
 from router import representation as rep
-from router.encoder import OnnxEncoder, open_encoder, resolve_device
+from router.encoder import OnnxEncoder, open_encoder, resolve_device, variant, weights_fingerprint
 from router.progress import Progress
 from router.settings import Settings
 from router.storage import query, relation, transaction
@@ -54,6 +57,7 @@ class EmbedResult:
     templates: int = 0  # groups with a learned template
     templates_changed: list[str] = field(default_factory=list)  # groups whose template appeared, changed or went
     reembedded: int = 0  # of ``embedded``: prompts whose stored vector was replaced (template or settings changed)
+    weights_changed: int = 0  # of ``reembedded``: vectors made by other encoder weights than the encoder's files now
 
     @property
     def per_second(self) -> float:
@@ -70,6 +74,8 @@ class EmbedPlan:
     todo: pl.DataFrame
     already: int
     changed_groups: list[str]
+    weights: str | None = None  # the encoder's files now (:func:`router.encoder.weights_fingerprint`)
+    weights_changed: int = 0  # stored vectors made by other weights (all re-embedded)
 
     def in_range(self, lo: str | None, hi: str | None) -> pl.DataFrame:
         """The prompts to encode whose prompt_id lies in the hash range ``[lo, hi)`` (a distributed chunk)."""
@@ -130,6 +136,10 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings) -> EmbedPlan:
     """Learn (and store) tonight's templates when the settings strip them, and list the prompts lacking a current
     vector for ``settings.encoder``: none, or one under other representation settings or another template."""
     representation = rep.Representation.from_settings(settings)
+    weights = weights_fingerprint(settings.encoder)
+    if weights is not None:
+        with transaction(con):
+            con.execute(query("embed/adopt_weights"), {"encoder": settings.encoder, "weights": weights})
     state = relation(con, "embed/prompt_state", {"encoder": settings.encoder}).pl()
     templates, changed = (), []
     if representation.templates:
@@ -137,8 +147,12 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings) -> EmbedPlan:
     remainders, ids = rep.prepare(state["text"].to_list(), templates)
     state = state.with_columns(pl.Series("remainder", remainders, dtype=pl.String),
                                pl.Series("new_template_id", ids, dtype=pl.String))
+    other_weights = pl.col("embedded") & pl.col("encoder_weights").ne_missing(pl.lit(weights, dtype=pl.String))
+    if weights is None:  # an encoder no local folder holds: nothing to compare with
+        other_weights = pl.lit(False)
     stale = (~pl.col("embedded") | (pl.col("representation") != representation.key).fill_null(True)
-             | pl.col("template_id").ne_missing(pl.col("new_template_id")))
+             | pl.col("template_id").ne_missing(pl.col("new_template_id")) | other_weights)
+    weights_changed = int(state.select(other_weights.sum()).item())
     todo = (state.filter(stale)
             .select("prompt_id", pl.col("remainder").alias("text"), pl.col("new_template_id").alias("template_id"),
                     pl.col("embedded").alias("replaces"))
@@ -146,12 +160,17 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings) -> EmbedPlan:
     if changed:
         log.info("templates changed for %d group(s) (%s): %d stored vectors to re-embed", len(changed),
                  ", ".join(changed), int(todo["replaces"].sum()))
-    return EmbedPlan(representation, templates, todo, state.height - todo.height, changed)
+    if weights_changed:
+        log.warning("the files of encoder %s changed since %d of its stored vectors were made: re-embedding them",
+                    settings.encoder, weights_changed)
+    return EmbedPlan(representation, templates, todo, state.height - todo.height, changed, weights, weights_changed)
 
 
 def store_vectors(con: duckdb.DuckDBPyConnection, encoder: str, prompt_ids: pl.Series | list[str],
-                  vectors: np.ndarray, representation: str, template_ids: pl.Series | list[str | None]) -> None:
-    """Store one chunk of vectors (one transaction), replacing the chunk's prompts' stale vectors."""
+                  vectors: np.ndarray, representation: str, template_ids: pl.Series | list[str | None],
+                  weights: str | None = None, how: str | None = None) -> None:
+    """Store one chunk of vectors (one transaction), replacing the chunk's prompts' stale vectors; ``weights`` and
+    ``how`` are the encoder's files and variant (:func:`router.encoder.weights_fingerprint`, :func:`variant`)."""
     n, dim = vectors.shape
     frame = pl.DataFrame({
         "prompt_id": pl.Series("prompt_id", prompt_ids, dtype=pl.String),
@@ -160,6 +179,8 @@ def store_vectors(con: duckdb.DuckDBPyConnection, encoder: str, prompt_ids: pl.S
         "vector": pl.Series(vectors, dtype=pl.Array(pl.Float32, dim)).cast(pl.List(pl.Float32)),
         "representation": pl.repeat(representation, n, dtype=pl.String, eager=True),
         "template_id": pl.Series("template_id", template_ids, dtype=pl.String),
+        "encoder_weights": pl.repeat(weights, n, dtype=pl.String, eager=True),
+        "encoder_variant": pl.repeat(how, n, dtype=pl.String, eager=True),
     })
     with transaction(con):
         con.register("staged_vectors", frame)
@@ -177,10 +198,12 @@ def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
     todo = work.todo
     device = resolve_device(settings.device)
     key = work.representation.key
-    result = EmbedResult(encoder, device, 0, work.already, 0.0, key, len(work.templates), work.changed_groups)
+    result = EmbedResult(encoder, device, 0, work.already, 0.0, key, len(work.templates), work.changed_groups,
+                         weights_changed=work.weights_changed)
     if todo.height == 0:
         return result
     model = model or load_encoder(settings, device)
+    how = variant(model)
     start = time.perf_counter()
     done = 0
     lines = Progress(log, f"embedding with {encoder} on {device}", todo.height, "prompts")
@@ -193,7 +216,7 @@ def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
             parts.append(encode_texts(model, texts[lo:lo + step], settings))
             lines.update(done + min(lo + step, len(texts)))
         vectors = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        store_vectors(con, encoder, chunk["prompt_id"], vectors, key, chunk["template_id"])
+        store_vectors(con, encoder, chunk["prompt_id"], vectors, key, chunk["template_id"], work.weights, how)
         done += chunk.height
         if progress:
             progress(done, todo.height)

@@ -1,15 +1,18 @@
 """The prompt encoder: the one place a sentence-transformers model is resolved, loaded and run.
 
 Used by the store's embedding step (``router.embeddings``), the scale-out flow (``flows/scale.py``) and the served
-model (``mlflow/router_model.py``), so a prompt gets the same vector everywhere. Nothing here imports the store
+model (``mlflow/router_model.py``), so a prompt gets the same vector everywhere (to float error between
+backends). Nothing here imports the store
 (DuckDB, polars): the served model loads this module with only its pip requirements installed.
 
 Two backends run the same model: torch (sentence-transformers itself) and onnx (:class:`OnnxEncoder`: the
 model's forward pass exported by ``torch.onnx`` on first use into the workspace's encoder cache, run by ONNX
 Runtime: fp32 with ONNX Runtime's transformer fusions (attention, skip layer norm, bias GELU), or with int8 matrix
-products). Batch embedding follows ``ROUTER_ENCODER_BACKEND``; the served model always runs torch
-(:func:`router.registry.serving.pool_encoder`): it has no workspace to cache an export in, and its vectors stay
-those of the training data's encoder bit for bit.
+products). Batch embedding follows ``ROUTER_ENCODER_BACKEND``; the served model always runs torch fp32
+(:func:`router.registry.serving.pool_encoder`): it has no workspace to cache an export in. The variants agree to a
+cosine of 0.99 or more (:func:`variant` is recorded with every stored vector); other *files* (weights) give other
+vectors, so :func:`weights_fingerprint` is recorded with every stored vector and registered version, and a change
+re-embeds or refuses.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = ["EncoderError", "OnnxEncoder", "encode", "export_onnx", "fingerprint", "open_encoder", "open_onnx_encoder",
-           "resolve_device", "resolve_encoder"]
+           "resolve_device", "resolve_encoder", "variant", "weights_fingerprint"]
 
 
 class EncoderError(RouterError, ValueError):
@@ -128,16 +131,41 @@ def _local_folder(source: str) -> Path:
     return Path(snapshot_download(source, local_files_only=True))
 
 
-def fingerprint(folder: Path) -> str:
-    """A hash of an encoder folder's files (names and bytes; README and the like left out) and of
-    :data:`EXPORT_VERSION`: an export cached under it belongs to exactly these weights."""
-    digest = hashlib.sha256(f"export-v{EXPORT_VERSION}".encode())
+def fingerprint(folder: Path, salt: str = f"export-v{EXPORT_VERSION}") -> str:
+    """A hash of an encoder folder's files (names and bytes; README and the like left out) and of ``salt`` (by
+    default :data:`EXPORT_VERSION`: an export cached under it belongs to exactly these weights)."""
+    digest = hashlib.sha256(salt.encode())
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in _NOT_THE_MODEL):
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
         with path.open("rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def weights_fingerprint(name: str) -> str | None:
+    """A hash of encoder ``name``'s files (:func:`fingerprint` of the folder :func:`resolve_encoder` finds: the
+    bundled package's, a local folder, a local Hugging Face cache snapshot), recorded with every stored vector and
+    every registered version: vectors of other weights are not the same vectors. ``None`` when no local folder
+    holds the encoder (nothing could load it either)."""
+    try:
+        folder = _local_folder(resolve_encoder(name))
+    except (OSError, ValueError):  # not in the local Hugging Face cache (LocalEntryNotFoundError), not a repo name
+        return None
+    return fingerprint(folder, salt="weights")
+
+
+def variant(model: Any) -> str:
+    """How ``model`` computes its vectors: ``torch-fp32``, ``torch-fp16`` (CUDA), ``onnx-fp32`` or ``onnx-int8``
+    (``other`` for a stand-in without parameters). Recorded with every stored vector; the variants of one encoder
+    agree to a cosine of 0.99 or more (docs/performance.md), so a store may mix them and none is re-embedded."""
+    if isinstance(model, OnnxEncoder):
+        return "onnx-int8" if model.path.name == INT8_FILE else "onnx-fp32"
+    try:
+        dtype = next(iter(model.parameters())).dtype
+    except (AttributeError, StopIteration, TypeError):
+        return "other"
+    return "torch-fp16" if str(dtype) == "torch.float16" else "torch-fp32"
 
 
 def _write_atomically(target: Path, write) -> None:  # noqa: ANN001 - write(tmp_path) fills the file

@@ -218,10 +218,13 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
     lines += [f"- embedded: {embed.get('embedded', 0)} prompts ({embed.get('already', 0)} cached) on "
               f"{embed.get('device', '?')}, representation `{embed.get('representation', '?')}`, "
               f"{embed.get('templates', 0)} prompt templates"]
+    if embed.get("weights_changed"):
+        lines.append(f"  - the encoder's files changed: {embed['weights_changed']} stored vectors made by its "
+                     "earlier weights re-embedded")
     if embed.get("templates_changed"):
         lines.append(f"  - learned templates changed for {', '.join(embed['templates_changed'])}: "
                      f"{embed.get('reembedded', 0)} stored vectors re-embedded")
-    elif embed.get("reembedded"):
+    elif embed.get("reembedded") and not embed.get("weights_changed"):
         lines.append(f"  - {embed['reembedded']} stored vectors re-embedded (representation settings changed)")
     lines.append("")
     quarantine = relation(con, "nightly/quarantine_by_reason").pl()

@@ -160,14 +160,16 @@ def drift(settings: Settings, *, flow_run_id: str, started: datetime) -> dict[st
 
 # -------------------------------------------------------------------------------------------------- train
 def data_key(settings: Settings, ingest_runs: list[str]) -> str:
-    """Identity of a training run's inputs: the ingest runs, encoder and representation settings (the learned
-    templates follow from the ingest runs), seed and the routers' code."""
+    """Identity of a training run's inputs: the ingest runs, encoder (its name and files) and representation
+    settings (the learned templates follow from the ingest runs), seed and the routers' code."""
+    from router.encoder import weights_fingerprint
     from router.representation import Representation
 
     code = hashlib.sha256()
     for path in sorted((resources.package_dir() / "routers").glob("*.py")):
         code.update(path.read_bytes())
     payload = {"runs": sorted(ingest_runs), "encoder": settings.encoder, "seed": settings.seed,
+               "encoder_weights": weights_fingerprint(settings.encoder),
                "representation": Representation.from_settings(settings).key,
                "version": __version__, "code": code.hexdigest()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]

@@ -7,7 +7,8 @@ encoder's own truncation), else split into windows of word pieces, the first ``c
 last ``floor(max_chunks / 2)`` kept when there are more, each encoded, mean-pooled and L2-normalised. A text that
 fits one window is encoded as is, so its vector is the plain encoder's. Its :attr:`Representation.key` is stored
 with every vector (``embeddings.representation``); the store, the scale-out flow and the served model all call
-:func:`encode_texts`, so a prompt gets the same vector everywhere. No store imports: the served model uses it.
+:func:`encode_texts`, so a prompt gets the same vector everywhere (of the same encoder files; backends agree to a
+cosine of 0.99, ``router.encoder.variant``). No store imports: the served model uses it.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@ and the pivot of sparse logs into a prompts × models matrix."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -292,3 +294,39 @@ def test_the_missing_embedding_warning_counts_the_prompts_left_out(files, ingest
         data = load_routing_data(store, BUNDLED_ENCODER, split="train")
     assert data.n == 0
     assert [r.getMessage().split(" prompts")[0] for r in caplog.records if r.name == "router.dataset"] == ["1"]
+
+
+def test_vectors_record_the_encoder_s_files_and_variant_and_other_files_re_embed(
+        files, ingest, store, settings, tmp_path) -> None:
+    """An encoder folder whose files change (retrained in place) re-embeds every vector its earlier files made,
+    and the training data's identity changes with it; vectors stored before the files were recorded adopt the
+    files found then (nothing re-embedded); every vector records how the encoder ran."""
+    from router.encoder import resolve_encoder, weights_fingerprint
+    from router.nightly import data_key
+
+    bundled = Path(resolve_encoder(BUNDLED_ENCODER))
+    folder = tmp_path / "my-encoder"
+    for path in (p for p in bundled.rglob("*") if p.is_file()):
+        (folder / path.relative_to(bundled)).parent.mkdir(parents=True, exist_ok=True)
+        (folder / path.relative_to(bundled)).symlink_to(path)
+    mine = settings.model_copy(update={"encoder": str(folder), "device": "cpu"})
+    ingest("backlog", files.backlog(n=3))
+    first = emb.embed_missing(store, mine)
+    before = weights_fingerprint(str(folder))
+    frame = table(store, "embeddings")
+    assert first.embedded == 3 and before is not None
+    assert set(frame["encoder_weights"]) == {before} and set(frame["encoder_variant"]) == {"torch-fp32"}
+    key = data_key(mine, ["run-1"])
+
+    store.execute("UPDATE embeddings SET encoder_weights = NULL")  # as stored before migration 014
+    again = emb.embed_missing(store, mine)
+    assert (again.embedded, again.already, again.weights_changed) == (0, 3, 0)
+    assert set(table(store, "embeddings")["encoder_weights"]) == {before}
+
+    (folder / "tokenizer_extra.json").write_text("{}")  # the folder's files are no longer those that made them
+    after = weights_fingerprint(str(folder))
+    assert after != before and data_key(mine, ["run-1"]) != key
+    changed = emb.embed_missing(store, mine)
+    assert (changed.embedded, changed.reembedded, changed.weights_changed) == (3, 3, 3)
+    assert set(table(store, "embeddings")["encoder_weights"]) == {after} and table(store, "embeddings").height == 3
+    assert emb.embed_missing(store, mine).embedded == 0

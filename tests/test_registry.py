@@ -28,7 +28,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import mlflow  # noqa: E402
 
-from router.encoder import encode, open_encoder  # noqa: E402
+from router.encoder import encode, open_encoder, weights_fingerprint  # noqa: E402
 from router.errors import RegistryError  # noqa: E402
 from router.evaluation import evaluate  # noqa: E402
 from router.policy import Calibration, calibration_curve  # noqa: E402
@@ -354,6 +354,7 @@ def test_registered_model_layout(lifecycle: Lifecycle, tmp_path: Path) -> None:
         assert dist in requirements
     pool = packaging.ModelPool.model_validate_json((local / "artifacts" / "pool.json").read_text())
     assert pool.models == MODELS and pool.embedding_dim == 384 and pool.encoder == BUNDLED_ENCODER
+    assert pool.encoder_weights == weights_fingerprint(BUNDLED_ENCODER) is not None
     train = splits().train
     assert pool.mean_cost["large"] == pytest.approx(float(np.nanmean(train.cost[:, 2])), rel=1e-6)
     info = mlflow.models.Model.load(str(local))
@@ -610,6 +611,7 @@ def _tamper(pool_file: Path, **changes: object) -> None:
         ({"embedding_dim": 768}, "768-dim"),
         ({"weights_sha256": "f" * 64}, "written for weights"),
         ({"encoder": "sentence-transformers/all-mpnet-base-v2"}, "never downloads"),
+        ({"encoder_weights": "0123456789abcdef"}, "other files .* than this version was trained with"),
     ],
 )
 def test_pyfunc_refuses_a_tampered_pool(lifecycle: Lifecycle, tmp_path: Path, changes: dict, message: str) -> None:

@@ -79,6 +79,10 @@ class ModelPool(BaseModel):
     router: str = Field(min_length=1, description="registry name of the router (router.routers.ROUTERS key)")
     encoder: str = Field(min_length=1, description="sentence-transformers encoder the prompts are embedded with")
     embedding_dim: int = Field(gt=0, description="embedding width the weights expect")
+    encoder_weights: str | None = Field(default=None, pattern=r"^[0-9a-f]{16}$",
+                                        description="hash of the encoder's files at training "
+                                        "(router.encoder.weights_fingerprint); the served model refuses an encoder "
+                                        "whose files differ. Pools written before it was recorded: not checked")
     representation: str = Field(default=LEGACY_KEY, description="how prompts are read before encoding "
                                 "(router.representation key: template stripping, windows of a long prompt); "
                                 "pools written before it was recorded read raw prompts cut at the window")
@@ -170,6 +174,8 @@ def write_model_files(
     (``templates.json``) into ``folder``; return their paths by artifact key (:data:`WEIGHTS`, ...)."""
     from safetensors.torch import save_file  # noqa: PLC0415 - torch only when logging a model
 
+    from router.encoder import weights_fingerprint  # noqa: PLC0415
+
     files = {key: folder / name for key, name in ARTIFACT_FILES.items()}
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(files[WEIGHTS]))
     files[CONFIG].write_text(json.dumps(dict(config), indent=2, sort_keys=True, default=_json_default))
@@ -181,6 +187,7 @@ def write_model_files(
         router=registry_name,
         encoder=encoder,
         embedding_dim=int(train_data.X.shape[1]),
+        encoder_weights=weights_fingerprint(encoder),
         representation=representation,
         models=list(router.models),
         mean_cost={m: float(c) for m, c in zip(router.models, means, strict=True)},

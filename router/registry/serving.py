@@ -78,10 +78,17 @@ def price_factors(text: str, models: Sequence[str]) -> np.ndarray:
 
 def pool_encoder(pool: ModelPool) -> SentenceTransformer:
     """The prompt encoder a model's pool names, loaded from local files only, on CPU; its width must be the pool's
-    ``embedding_dim`` (:func:`router.encoder.open_encoder`: the one encoder loader)."""
-    from router.encoder import open_encoder  # noqa: PLC0415 - sentence-transformers only when serving
+    ``embedding_dim`` (:func:`router.encoder.open_encoder`: the one encoder loader) and its files those the
+    version was trained with, when the pool recorded them (``encoder_weights``): other weights give other vectors,
+    so the version is refused (:class:`~router.encoder.EncoderError`) rather than served on them."""
+    from router.encoder import EncoderError, open_encoder, weights_fingerprint  # noqa: PLC0415
 
-    return open_encoder(pool.encoder, "cpu", embedding_dim=pool.embedding_dim, local_only=True)
+    encoder = open_encoder(pool.encoder, "cpu", embedding_dim=pool.embedding_dim, local_only=True)
+    if pool.encoder_weights is not None and (found := weights_fingerprint(pool.encoder)) != pool.encoder_weights:
+        raise EncoderError(f"encoder {pool.encoder!r} here has other files ({found}) than this version was trained "
+                           f"with ({pool.encoder_weights}): its vectors would not be the training vectors; serve it "
+                           "with the encoder it was trained with, or train a version on this one")
+    return encoder
 
 
 def embed_prompts(encoder: Any, pool: ModelPool, templates: Sequence[Template], prompts: Sequence[str],
