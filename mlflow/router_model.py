@@ -4,7 +4,7 @@ Input: a DataFrame with a ``prompt`` column (str) and an optional ``task`` colum
 trained with task labels), or a dict of such columns (``router.registry.serving.prompt_inputs``). Params: ``reward``
 (``"linear"`` or ``"exponential"``), ``lambda`` (the linear reward's willingness to pay, dollars per unit of
 quality) and ``tau`` (the exponential reward's cost scale, dollars); left out, they default to the version's
-calibrated quality-target policy (``model_config["policy"]``, ``router.policy``) when it has one, mixed policy
+calibrated quality-target policy (its ``policy.json`` artifact, ``router.policy``) when it has one, mixed policy
 included (a share of the prompts, by the hash of their text, routed with its dearer parameter); ``exclude``
 (comma-separated model names never chosen; default: ``ROUTER_POOL_EXCLUDE`` where the model is served); ``prices``
 (``<model>:<factor>,...``: predicted costs multiplied by each model's price factor before choosing, as batch routing
@@ -42,8 +42,8 @@ class RouterModel(PythonModel):
     def load_context(self, context):  # noqa: ANN001, ANN201
         from pathlib import Path
 
-        from router.registry.packaging import (CONFIG, POOL, SERVE_BATCH_SIZE, TEMPLATES, WEIGHTS,
-                                               load_router_artifacts)
+        from router.registry.packaging import (CONFIG, POLICY, POOL, SERVE_BATCH_SIZE, TEMPLATES, WEIGHTS,
+                                               load_router_artifacts, read_policy)
         from router.registry.serving import pool_encoder
         from router.templates import load_templates
 
@@ -53,13 +53,17 @@ class RouterModel(PythonModel):
         self.templates = load_templates(Path(artifacts[TEMPLATES]).read_text()) if TEMPLATES in artifacts else ()
         config = context.model_config or {}
         self.batch_size = int(config.get("batch_size", SERVE_BATCH_SIZE))
-        # The version's calibrated default policy (router.policy); the signature's param defaults say the same.
+        # The version's calibrated default policy (router.policy): its ``policy`` artifact, which model_config
+        # references by sha256 (versions logged before: the calibration in model_config itself); the signature's
+        # param defaults say the same.
         from router.policy import Calibration
 
-        self.defaults = Calibration.from_dict(config["policy"]).defaults() if config.get("policy") else {}
+        policy = read_policy(config.get("policy"), artifacts.get(POLICY))
+        calibration = Calibration.from_dict(policy) if policy else None
+        self.defaults = calibration.defaults() if calibration is not None else {}
         # A mixed policy routes a share of the prompts (by prompt hash) with its dearer parameter, as batch routing
         # does, whenever a request leaves the reward and its parameter to the defaults.
-        self.choice = Calibration.from_dict(config["policy"]).pick() if config.get("policy") else None
+        self.choice = calibration.pick() if calibration is not None else None
         # Models the serving environment leaves out (retired, unavailable): ROUTER_POOL_EXCLUDE, comma-separated;
         # a request's own ``exclude`` param replaces it.
         self.exclude = os.environ.get("ROUTER_POOL_EXCLUDE", "")

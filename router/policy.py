@@ -10,9 +10,9 @@ the same kind (for the nightly's attention router: as many ensemble members as t
 that fold. On those out-of-fold predictions, for every value of a fine grid of the reward's parameter
 (:func:`calibration_grid`), the chosen models' **true** mean quality and total cost are measured and divided by the
 best single model's on the same rows, with the standard error of the quality ratio. That curve is the
-:class:`Calibration`: stored with the registered version (MLflow params/tags, ``policy.json``, the pyfunc's
-``model_config`` and its signature's defaults), so batch routing, ``mlflow models serve`` and any later target read
-the same numbers.
+:class:`Calibration`: stored with the registered version (the whole curve in ``policy.json``, the run's and the
+pyfunc's, which its ``model_config`` references by sha256; the choice in MLflow params/tags ``policy.*`` and the
+signature's defaults), so batch routing, ``mlflow models serve`` and any later target read the same numbers.
 
 :meth:`Calibration.pick` resolves a target on the **hull** of the calibrated (cost, quality) points: the cheapest
 hull point whose quality ratio is within :data:`NOISE_Z` standard errors of the target. Between two hull vertices
@@ -179,13 +179,14 @@ class Calibration:
         return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
 
     def params(self) -> dict[str, Any]:
-        """``policy.*`` MLflow params/tags of the registered target's choice."""
+        """``policy.*`` MLflow params/tags of the registered target's choice (short values: the curve itself is
+        ``policy.json``, ``router.registry.tracking``)."""
         choice = self.pick()
         out = {"policy.kind": "quality_target", "policy.quality_target": choice.quality_target,
                "policy.reward": choice.reward, "policy.reward_param": choice.reward_param,
                "policy.reached": choice.reached, "policy.reference_model": choice.reference_model,
                "policy.calibration_rows": self.n_rows, "policy.calibration_folds": self.folds,
-               "policy.calibration_members": self.members,
+               "policy.calibration_members": self.members, "policy.calibration_points": len(self.grid),
                "policy.calibrated_quality_ratio": choice.quality_ratio,
                "policy.calibrated_cost_ratio": choice.cost_ratio, "policy.calibrated_quality_se": choice.quality_se,
                "policy.mix_param": choice.mix_param, "policy.mix_share": choice.mix_share}

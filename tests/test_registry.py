@@ -9,13 +9,14 @@ pyfunc embeds its own prompts. Nothing is written to the current directory.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -464,6 +465,149 @@ def test_a_served_attention_router_infers_a_missing_task(tmp_path: Path, monkeyp
     monkeypatch.setenv("ROUTER_SERVE_PRICES", "gpt-9:2")
     with tracking.connect(settings), pytest.raises(Exception, match="unknown model 'gpt-9'"):
         mlflow.pyfunc.load_model(f"models:/{settings.registered_model}/{version}")
+
+
+def _nightly_sized_calibration() -> Calibration:
+    """A calibration the size a nightly's is: every value of the 2049-point grid (``router.policy.calibration_grid``)
+    kept, each ratio a full-precision float (about 40,000 characters of JSON: far over MLflow's 6000 per param)."""
+    from router.policy import calibration_grid
+
+    grid = calibration_grid("linear")
+    x = np.linspace(0.0, 1.0, grid.size)
+    noise = np.random.default_rng(3).uniform(0.0, 1e-6, (3, grid.size))
+    return Calibration(
+        "linear", "large", 2000, 10, [float(g) for g in grid],
+        [float(v) for v in 0.4 + 0.62 * np.sqrt(x) + noise[0]], [float(v) for v in 0.01 + 1.2 * x + noise[1]],
+        quality_se=[float(v) for v in 0.01 + noise[2]], members=1,
+        test={"rows": 22, "reference_model": "large", "quality_ratio": 0.98, "cost_ratio": 0.4},
+    )
+
+
+class _Warnings(logging.Handler):
+    """Every WARNING (or worse) record of MLflow's loggers (which do not propagate) and the root's."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(f"{record.name}: {record.getMessage()[:300]}")
+
+    def __enter__(self) -> _Warnings:
+        for name in ("", "mlflow"):
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for name in ("", "mlflow"):
+            logging.getLogger(name).removeHandler(self)
+
+
+def test_long_values_are_logged_whole_and_nothing_is_truncated(tmp_path: Path) -> None:
+    """A nightly-sized calibration, a long price record and a long ingest history are registered without one
+    warning, nothing MLflow keeps for the run or the version (params, tags, the logged model's params, the
+    model_config) is cut, and every long value is recoverable whole: the short params name its sha256 and size."""
+    import hashlib
+    import warnings
+
+    settings = make_settings(tmp_path / "home")
+    data = splits()
+    router = KNNRouter(k=5).fit(data.train)
+    q_hat, c_hat = router.predict(data.test.X, data.test.prompt_chars)
+    result = evaluate({"knn5": (q_hat, c_hat, "linear")}, data.test.quality, data.test.cost, data.test.eval_names,
+                      data.test.models)
+    calibration = _nightly_sized_calibration()
+    assert len(json.dumps(calibration.grid)) > 6000
+    prices = {f"provider-{i:03d}/chat-model-{i}": {"effective_from": "2024-01-01", "pricing": "per_token",
+                                                   "unit_price": 1e-6 * (i + 1)} for i in range(80)}
+    prices.update({m: {"effective_from": "2024-01-01", "pricing": "per_call", "unit_price": float(c)}
+                   for m, c in zip(MODELS, BASE_COST, strict=True)})
+    snapshot = {"data.outcomes": 3 * data.train.n, "data.prompts": data.train.n, "data.models": len(MODELS),
+                "data.ingest_runs": ",".join(hashlib.md5(str(i).encode()).hexdigest() for i in range(250)),
+                "data.cut": "2024-06-30", "data.prices": json.dumps(prices, sort_keys=True)}
+    long = {k: v for k, v in snapshot.items() if isinstance(v, str) and len(v) > 6000}
+    assert set(long) == {"data.ingest_runs", "data.prices"}
+
+    with _Warnings() as logged, warnings.catch_warnings(record=True) as caught:
+        run_id = tracking.log_training_run(settings, router, result, None, snapshot, {"seed": 1},
+                                           train_data=data.train, policy=calibration)
+        version = promotion.register_challenger(settings, run_id)
+    assert logged.messages == [], "training printed warnings"
+    assert [str(w.message) for w in caught if not issubclass(w.category, DeprecationWarning)] == []
+
+    client = _client(settings)
+    run = client.get_run(run_id)
+    kept = {
+        "run params": run.data.params,
+        "run tags": run.data.tags,
+        "version tags": _tags(settings, version),
+        "logged model params": client.get_logged_model(run.data.tags[tracking.MODEL_ID_TAG]).params,
+    }
+    for where, values in kept.items():
+        cut = {k: len(v) for k, v in values.items() if len(v) >= 6000 or v.endswith("...")}
+        assert cut == {}, f"{where}: values at MLflow's limit or cut short: {cut}"
+    # the model_config MLflow logs as params is a short reference: the calibration itself is not spread over params
+    params = run.data.params
+    assert not [k for k in params if k.startswith("policy/") and k not in ("policy/artifact", "policy/sha256")]
+    # each long value: absent as a param, named by its sha256 and size, whole in params.json
+    whole = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="params.json",
+                                                                tracking_uri=settings.mlflow_uri,
+                                                                dst_path=str(tmp_path / "params"))).read_text())
+    for key, value in long.items():
+        assert key not in params
+        assert params[f"{key}.sha256"] == hashlib.sha256(value.encode()).hexdigest()
+        assert params[f"{key}.chars"] == str(len(value))
+        assert whole[key] == value
+    with tracking.connect(settings) as connected:
+        full = tracking.run_params(connected, connected.get_run(run_id))
+    assert {k: full[k] for k in long} == long and full["data.cut"] == "2024-06-30"
+
+    # the calibration, whole: the run's policy.json, the version's artifact, load_version, the served model
+    policy_sha = hashlib.sha256(packaging.policy_json(calibration).encode()).hexdigest()
+    assert params["policy.calibration_sha256"] == params["policy/sha256"] == policy_sha
+    assert params["policy.calibration_points"] == str(len(calibration.grid))
+    assert _tags(settings, version)["policy.calibration_sha256"] == policy_sha
+    run_policy = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="policy.json",
+                                                          tracking_uri=settings.mlflow_uri,
+                                                          dst_path=str(tmp_path / "policy")))
+    assert Calibration.from_dict(json.loads(run_policy.read_text())) == calibration
+    loaded = promotion.load_version(settings, version)
+    assert Calibration.from_dict(loaded.policy) == calibration
+    assert loaded.training_prices == snapshot["data.prices"]  # the price record the route step reads, whole
+    local = promotion.download_version(settings, version, tmp_path / "model")
+    config = mlflow.models.Model.load(str(local)).flavors["python_function"]["config"]
+    assert config["policy"] == {"artifact": "policy.json", "sha256": policy_sha}
+    with tracking.connect(settings):
+        served = mlflow.pyfunc.load_model(f"models:/{settings.registered_model}/{version}",
+                                          model_config={"load_encoder": False})
+    model = served.unwrap_python_model()
+    assert model.choice == calibration.pick()
+    assert model.defaults == calibration.defaults()
+    defaults = {p.name: p.default for p in served.metadata.signature.params.params}
+    assert defaults["lambda"] == calibration.pick().reward_param
+    # a whole calibration in the model_config (what versions logged before policy.json carry) is read as such
+    other = replace(calibration, quality_target=0.8)
+    with tracking.connect(settings):
+        overridden = mlflow.pyfunc.load_model(f"models:/{settings.registered_model}/{version}",
+                                              model_config={"load_encoder": False, "policy": other.as_dict()})
+    assert overridden.unwrap_python_model().choice == other.pick() != calibration.pick()
+
+
+def test_a_version_reads_its_policy_from_a_reference_or_a_whole_model_config(tmp_path: Path) -> None:
+    """``model_config["policy"]``: a reference to ``policy.json`` (checked against its sha256), or the calibration
+    itself (versions logged before it moved to the artifact, or a load that passes one)."""
+    calibration = _nightly_sized_calibration()
+    path = tmp_path / "policy.json"
+    path.write_text(packaging.policy_json(calibration))
+    reference = packaging.policy_reference(path)
+    assert packaging.read_policy(reference, path) == calibration.as_dict()
+    assert packaging.read_policy(calibration.as_dict(), None) == calibration.as_dict()
+    assert packaging.read_policy(None, None) is None
+    with pytest.raises(packaging.ModelPoolError, match="policy"):
+        packaging.read_policy(reference, None)
+    path.write_text(packaging.policy_json(replace(calibration, quality_target=0.9)))
+    with pytest.raises(packaging.ModelPoolError, match="sha256"):
+        packaging.read_policy(reference, path)
 
 
 # ----------------------------------------------------------------------------------------------- promotion

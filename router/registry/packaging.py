@@ -1,8 +1,9 @@
 """The registered model's package: the pyfunc, its artifact files and the pool schema they are checked against.
 
 :func:`write_model_files` saves a fitted router through the :class:`~router.routers.base.Router` interface
-(``to_artifacts``: a safetensors file and a JSON config) beside ``pool.json`` (:class:`ModelPool`);
-:func:`log_pyfunc` logs them as a models-from-code pyfunc (``mlflow/router_model.py``) into the active MLflow run;
+(``to_artifacts``: a safetensors file and a JSON config) beside ``pool.json`` (:class:`ModelPool`) and, for a
+calibrated version, ``policy.json`` (:func:`policy_json`); :func:`log_pyfunc` logs them as a models-from-code pyfunc
+(``mlflow/router_model.py``) into the active MLflow run;
 :func:`load_router_artifacts` rebuilds the router (``from_artifacts``) and refuses files that do not match.
 """
 
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
     from router.policy import Calibration
     from router.routers.base import Router, RoutingData
 
-__all__ = ["ARTIFACT_FILES", "CONFIG", "MODEL_CODE", "MODEL_NAME", "POOL", "TEMPLATES", "WEIGHTS", "ModelPool",
-           "ModelPoolError", "load_router_artifacts", "log_pyfunc", "router_registry_name", "write_model_files"]
+__all__ = ["ARTIFACT_FILES", "CONFIG", "MODEL_CODE", "MODEL_NAME", "POLICY", "POLICY_FILE", "POOL", "TEMPLATES",
+           "WEIGHTS", "ModelPool", "ModelPoolError", "load_router_artifacts", "log_pyfunc", "policy_json",
+           "policy_reference", "read_policy", "router_registry_name", "write_model_files"]
 
 #: The models-from-code file MLflow executes to build the pyfunc.
 MODEL_CODE = resources.model_code()
@@ -46,6 +48,10 @@ SERVE_BATCH_SIZE = 64
 WEIGHTS, CONFIG, POOL, TEMPLATES = "weights", "config", "pool", "templates"
 ARTIFACT_FILES = {WEIGHTS: "router.safetensors", CONFIG: "router_config.json", POOL: "pool.json",
                   TEMPLATES: "templates.json"}
+#: The calibrated default policy (``router.policy.Calibration.as_dict()`` as JSON, :func:`policy_json`): an artifact
+#: of calibrated versions only, named in ``model_config["policy"]`` by :func:`policy_reference`. Versions logged
+#: before it carry the whole calibration in ``model_config["policy"]`` instead (:func:`read_policy` reads both).
+POLICY, POLICY_FILE = "policy", "policy.json"
 
 #: Distributions the pyfunc needs at inference time (pinned to the installed versions when logging).
 _PIP_PACKAGES = (
@@ -167,11 +173,13 @@ def write_model_files(
     registry_name: str,
     representation: str = LEGACY_KEY,
     templates: Sequence[Template] = (),
+    policy: Calibration | None = None,
 ) -> dict[str, Path]:
     """Write a router's artifacts (``router.to_artifacts()`` output: ``tensors`` as safetensors, ``config`` as
     JSON), its :class:`ModelPool` (``registry_name``, ``encoder``, ``representation``, the embedding width and
-    per-model mean cost of ``train_data``) and the prompt ``templates`` its training vectors were stripped of
-    (``templates.json``) into ``folder``; return their paths by artifact key (:data:`WEIGHTS`, ...)."""
+    per-model mean cost of ``train_data``), the prompt ``templates`` its training vectors were stripped of
+    (``templates.json``) and its calibrated default ``policy`` when it has one (``policy.json``) into ``folder``;
+    return their paths by artifact key (:data:`WEIGHTS`, ..., :data:`POLICY`)."""
     from safetensors.torch import save_file  # noqa: PLC0415 - torch only when logging a model
 
     from router.encoder import weights_fingerprint  # noqa: PLC0415
@@ -195,7 +203,52 @@ def write_model_files(
         weights_sha256=sha256_file(files[WEIGHTS]),
     )
     files[POOL].write_text(pool.model_dump_json(indent=2))
+    if policy is not None:
+        files[POLICY] = folder / POLICY_FILE
+        files[POLICY].write_text(policy_json(policy))
     return files
+
+
+def policy_json(policy: Calibration) -> str:
+    """The one text of a calibration (``Calibration.as_dict()``, keys sorted): the version's ``policy.json``, the
+    training run's ``policy.json``, and what the sha256 of ``model_config["policy"]`` is taken of."""
+    return json.dumps(policy.as_dict(), sort_keys=True)
+
+
+def policy_reference(path: Path) -> dict[str, str]:
+    """``model_config["policy"]`` of a calibrated version: the artifact holding the calibration and its sha256.
+
+    A reference, not the calibration: MLflow logs a pyfunc's ``model_config`` as run params (nested keys joined
+    with ``/``), and the calibration's lists are far longer than a param may be (MLflow cuts them at 6000
+    characters, with a warning)."""
+    return {"artifact": POLICY_FILE, "sha256": sha256_file(path)}
+
+
+def read_policy(config_policy: Any, artifact: Path | str | None) -> dict[str, Any] | None:
+    """A version's calibration (``Calibration.as_dict()``) from its ``model_config["policy"]`` and its
+    :data:`POLICY` artifact (``None``: the version has none); ``None`` when the version is not calibrated.
+
+    ``model_config["policy"]`` is a :func:`policy_reference` (the artifact must match its sha256), or the
+    calibration itself: versions logged before the calibration moved to ``policy.json`` (or a load that passes one,
+    ``load_model(uri, model_config={"policy": calibration.as_dict()})``).
+
+    Raises:
+        ModelPoolError: the reference names an artifact the version lacks, or one whose sha256 differs.
+    """
+    if not config_policy:
+        return None
+    if isinstance(config_policy, Mapping) and "grid" in config_policy:
+        return dict(config_policy)
+    if not isinstance(config_policy, Mapping) or "sha256" not in config_policy:
+        raise ModelPoolError(f"refusing model: its model_config policy {str(config_policy)[:200]!r} is neither a "
+                             "calibration nor a reference to one")
+    if artifact is None:
+        raise ModelPoolError(f"refusing model: its model_config names a {POLICY_FILE} artifact the model lacks")
+    digest = sha256_file(Path(artifact))
+    if digest != config_policy["sha256"]:
+        raise ModelPoolError(f"refusing model: its {POLICY_FILE} has sha256 {digest[:12]}…, its model_config "
+                             f"names {str(config_policy['sha256'])[:12]}…")
+    return json.loads(Path(artifact).read_text())
 
 
 def _json_default(value: Any) -> Any:
@@ -231,10 +284,15 @@ def _signature(models: Sequence[str], defaults: Mapping[str, Any] | None = None)
 
 def log_pyfunc(files: Mapping[str, Path], models: Sequence[str], policy: Calibration | None = None) -> Any:
     """Log the files of :func:`write_model_files` as the models-from-code pyfunc ``model`` into the active run,
-    with the ``router`` package as code, pinned pip requirements and the signature; return MLflow's model info."""
+    with the ``router`` package as code, pinned pip requirements and the signature; return MLflow's model info.
+
+    ``policy`` gives the signature's default params; its calibration travels as the :data:`POLICY` artifact
+    (``files`` must hold it), which ``model_config["policy"]`` references (:func:`policy_reference`)."""
     import pandas as pd  # noqa: PLC0415
 
     pool = ModelPool.model_validate_json(files[POOL].read_text())
+    if policy is not None and POLICY not in files:
+        raise RegistryError(f"a calibrated version needs its {POLICY_FILE} (write_model_files(..., policy=...))")
     return mlflow.pyfunc.log_model(
         name=MODEL_NAME,
         python_model=str(MODEL_CODE),
@@ -243,9 +301,10 @@ def log_pyfunc(files: Mapping[str, Path], models: Sequence[str], policy: Calibra
         pip_requirements=_pip_requirements(),
         signature=_signature(models, policy.defaults() if policy is not None else None),
         # every key a load may override (MLflow drops a load's keys the logged config lacks): the encoder's
-        # loading, the embedding batch, and the calibrated default policy when there is one
+        # loading, the embedding batch, and the calibrated default policy when there is one. MLflow also logs
+        # this config as run params: short values only (the policy is a reference to its artifact)
         model_config={"load_encoder": True, "batch_size": SERVE_BATCH_SIZE,
-                      **({"policy": policy.as_dict()} if policy is not None else {})},
+                      **({"policy": policy_reference(files[POLICY])} if policy is not None else {})},
         input_example=pd.DataFrame({"prompt": ["What is the capital of France?"]}),
         metadata={
             "router": pool.router,

@@ -30,10 +30,10 @@ from router.errors import RegistryError
 from router.redact import mask
 from router.registry.gate import HeldOutCheck, PromotionDecision, decide, recorded_decision
 from router.registry.packaging import (
-    CONFIG, MODEL_NAME, POOL, WEIGHTS, ModelPool, ModelPoolError, load_router_artifacts,
+    CONFIG, MODEL_NAME, POLICY, POOL, WEIGHTS, ModelPool, ModelPoolError, load_router_artifacts, read_policy,
 )
 from router.registry.serving import predict
-from router.registry.tracking import MODEL_ID_TAG, RegistryUnavailable, connect
+from router.registry.tracking import MODEL_ID_TAG, RegistryUnavailable, connect, run_params as full_run_params
 
 if TYPE_CHECKING:
     from router.routers.base import Router, RoutingData
@@ -195,22 +195,27 @@ def load_version(settings: Settings, version: int) -> LoadedVersion:
         except KeyError as exc:
             raise ModelPoolError(f"version {version} of {name!r} lacks the {exc.args[0]!r} artifact") from exc
         router, pool = load_router_artifacts(paths[WEIGHTS], paths[CONFIG], paths[POOL])
-        policy = (flavor.get("config") or {}).get("policy")  # the model_config: router.policy.Calibration.as_dict()
+        # router.policy.Calibration.as_dict(): the policy.json artifact the model_config references by sha256
+        # (versions logged before it: the calibration in the model_config itself)
+        policy = read_policy((flavor.get("config") or {}).get("policy"),
+                             local / artifacts[POLICY]["path"] if POLICY in artifacts else None)
     params = run_params(settings, version)
     return LoadedVersion(version=int(version), router=router, pool=pool, policy=policy,
                          data_cut=params.get("data.cut") or None, training_prices=params.get("data.prices"))
 
 
 def run_params(settings: Settings, version: int) -> dict[str, str]:
-    """The params of the training run behind a version ({} when it has no run, e.g. registered by hand)."""
+    """The params of the training run behind a version, whole ({} when it has no run, e.g. registered by hand): a
+    value too long for an MLflow param is read from the run's ``params.json`` (:func:`tracking.run_params`)."""
     with connect(settings) as client:
         run_id = client.get_model_version(settings.registered_model, str(version)).run_id
         if not run_id:
             return {}
         try:
-            return dict(client.get_run(run_id).data.params)
+            run = client.get_run(run_id)
         except MlflowException:
             return {}
+        return full_run_params(client, run)
 
 
 def _predict_on(loaded: LoadedVersion, data: RoutingData) -> tuple[np.ndarray, np.ndarray]:

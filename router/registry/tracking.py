@@ -2,12 +2,14 @@
 
 :func:`connect` points this process's MLflow at the settings' URIs (after :func:`check_reachable`) for the
 duration of every registry operation; :func:`log_training_run` records one training run (params, metrics, curves,
-report, design doc) and logs the router as the registered model's package (``router.registry.packaging``).
+report, design doc) and logs the router as the registered model's package (``router.registry.packaging``);
+:func:`run_params` reads a run's params back whole.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -30,7 +32,7 @@ from mlflow.exceptions import MlflowException
 from router.errors import RegistryError
 from router.files import sha256_file
 from router.redact import mask, mask_uri
-from router.registry.packaging import log_pyfunc, router_registry_name, write_model_files
+from router.registry.packaging import POLICY, log_pyfunc, router_registry_name, write_model_files
 from router.representation import Representation
 from router.settings import PROJECT_ROOT
 
@@ -40,14 +42,22 @@ if TYPE_CHECKING:
     from router.settings import Settings
     from router.templates import Template
 
-__all__ = ["CONNECT_ATTEMPTS", "CONNECT_ATTEMPTS_ENV", "MODEL_ID_TAG", "RegistryUnavailable", "check_reachable",
-           "connect", "ensure_experiment", "log_training_run"]
+__all__ = ["CHARS_SUFFIX", "CONNECT_ATTEMPTS", "CONNECT_ATTEMPTS_ENV", "MODEL_ID_TAG", "PARAMS_ARTIFACT",
+           "SHA256_SUFFIX", "RegistryUnavailable", "check_reachable", "connect", "ensure_experiment", "log_training_run", "run_params"]
 
 log = logging.getLogger(__name__)
 
 #: Run tag holding the id of the logged model (``models:/<id>``), read by ``promotion.register_challenger``.
 MODEL_ID_TAG = "router.model_id"
+#: MLflow's limit on a param value (``mlflow.utils.validation.MAX_PARAM_VAL_LENGTH``): MLflow cuts a longer value, with
+#: a warning. A longer value is never logged as a param (:func:`_loggable_params`).
 _MAX_PARAM_CHARS = 6000
+#: Run artifact with every param :func:`log_training_run` logs, whole: the one full copy of a value too long for a
+#: param (``{key: text}``).
+PARAMS_ARTIFACT = "params.json"
+#: A param value longer than MLflow allows is logged as these two params, ``<key>.sha256`` (of its UTF-8 text) and
+#: ``<key>.chars`` (its length), and kept whole in :data:`PARAMS_ARTIFACT`; :func:`run_params` reads it back.
+SHA256_SUFFIX, CHARS_SUFFIX = ".sha256", ".chars"
 
 
 class RegistryUnavailable(RegistryError):
@@ -160,9 +170,61 @@ def _metric_key(*parts: str) -> str:
     return "/".join(re.sub(r"[^A-Za-z0-9_\-. ]+", "_", str(p)) for p in parts)
 
 
-def _param_value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= _MAX_PARAM_CHARS else text[: _MAX_PARAM_CHARS - 3] + "..."
+def _param_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _loggable_params(params: Mapping[str, Any]) -> tuple[dict[str, str], dict[str, str]]:
+    """``(params to log, every value whole)`` of ``params`` (values as text: strings as they are, the rest JSON).
+
+    A value longer than MLflow allows (:data:`_MAX_PARAM_CHARS`) is never cut: it is logged as ``<key>.sha256`` and
+    ``<key>.chars`` instead (:data:`SHA256_SUFFIX`), and only the whole values (:data:`PARAMS_ARTIFACT`) hold it."""
+    whole = {str(k): _param_text(v) for k, v in params.items()}
+    short: dict[str, str] = {}
+    for key, text in whole.items():
+        if len(text) <= _MAX_PARAM_CHARS:
+            short[key] = text
+            continue
+        pointers = {key + SHA256_SUFFIX: _sha256(text), key + CHARS_SUFFIX: str(len(text))}
+        taken = sorted(set(pointers) & set(whole))
+        if taken:
+            raise RegistryError(f"param {key!r} is too long to log ({len(text)} characters) and {taken} are taken")
+        short.update(pointers)
+        log.info("param %s (%d characters) is longer than an MLflow param may be: logged as %s%s and %s%s, whole "
+                 "in the run's %s", key, len(text), key, SHA256_SUFFIX, key, CHARS_SUFFIX, PARAMS_ARTIFACT)
+    return short, whole
+
+
+def run_params(client: MlflowClient, run: Any) -> dict[str, str]:
+    """A run's params, whole: each value logged as ``<key>.sha256``/``<key>.chars`` (:func:`_loggable_params`) is
+    read from the run's :data:`PARAMS_ARTIFACT` and checked against its sha256 (the two short params stay too).
+
+    Raises:
+        RegistryError: the run's ``params.json`` lacks such a value or holds another one.
+    """
+    params = dict(run.data.params)
+    long = [key for key in (k.removesuffix(SHA256_SUFFIX) for k in params if k.endswith(SHA256_SUFFIX))
+            if key + CHARS_SUFFIX in params and key not in params]
+    if not long:
+        return params
+    run_id = run.info.run_id
+    with tempfile.TemporaryDirectory(prefix="router-params-") as tmp:
+        try:
+            whole = json.loads(Path(client.download_artifacts(run_id, PARAMS_ARTIFACT, tmp)).read_text())
+        except (MlflowException, OSError, ValueError) as exc:
+            raise RegistryError(f"run {run_id} logged {long} by sha256 but its {PARAMS_ARTIFACT} cannot be read: "
+                                f"{mask(str(exc))}") from None
+    for key in long:
+        text = whole.get(key) if isinstance(whole, dict) else None
+        if not isinstance(text, str) or _sha256(text) != params[key + SHA256_SUFFIX]:
+            raise RegistryError(f"run {run_id}'s {PARAMS_ARTIFACT} does not hold the {key!r} its params name "
+                                f"(sha256 {params[key + SHA256_SUFFIX][:12]}…)")
+        params[key] = text
+    return params
 
 
 def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
@@ -298,8 +360,14 @@ def log_training_run(
     model as its ``templates`` artifact, with the settings' representation key in ``pool.json``, so the served
     model reads prompts as the training vectors were computed.
 
-    ``policy`` (a :class:`router.policy.Calibration`) is logged as ``policy.*`` params and tags and
-    ``policy.json``, and becomes the pyfunc's ``model_config["policy"]`` and its signature's default params.
+    ``policy`` (a :class:`router.policy.Calibration`) is logged as ``policy.*`` params and tags (the registered
+    target's choice, the calibration's size ``policy.calibration_points`` and ``policy.calibration_sha256``) and
+    ``policy.json`` (the whole calibration, also the pyfunc's ``policy`` artifact, which its
+    ``model_config["policy"]`` references by sha256), and gives its signature's default params.
+
+    No param is ever cut at MLflow's 6000 characters: a longer value (a long price record ``data.prices``, a long
+    ``data.ingest_runs``, ...) is logged as ``<key>.sha256`` and ``<key>.chars`` and kept whole in ``params.json``,
+    which holds every param whole; :func:`run_params` reads them back.
 
     If the router exposes a training history (``router.history``), it is logged as ``train/<key>`` metrics by
     step (epoch, or ensemble member for per-member summaries).
@@ -334,9 +402,14 @@ def log_training_run(
     with connect(settings) as client, tempfile.TemporaryDirectory(prefix="router-model-") as tmp:
         experiment_id = ensure_experiment(settings, client)
         files = write_model_files(Path(tmp), router, tensors, config, train_data, settings.encoder, registry_name,
-                                  Representation.from_settings(settings).key, templates)
+                                  Representation.from_settings(settings).key, templates, policy)
+        policy_params: dict[str, Any] = {}
+        if policy is not None:  # the registered target's choice; the calibration itself is policy.json
+            policy_params = {**policy.params(), "policy.calibration_sha256": sha256_file(files[POLICY])}
+        logged, whole = _loggable_params({**all_params, **policy_params})
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=dict(tags or {})) as run:
-            mlflow.log_params({k: _param_value(v) for k, v in all_params.items()})
+            mlflow.log_params(logged)
+            mlflow.log_dict(whole, PARAMS_ARTIFACT)
             mlflow.log_metrics(_metric_values(metrics_dict, primary=metrics_name or registry_name))
             _log_curves(client, run.info.run_id, _training_curves(router))
             mlflow.log_dict(metrics_dict, "metrics.json")
@@ -350,9 +423,8 @@ def log_training_run(
                 mlflow.log_artifact(str(design_doc), artifact_path="design")
                 mlflow.set_tag("design_doc.sha256", sha256_file(design_doc))
             if policy is not None:  # the default routing policy travels with the version (router.policy)
-                mlflow.log_params({k: _param_value(v) for k, v in policy.params().items()})
-                mlflow.set_tags({k: _param_value(v) for k, v in policy.params().items()})
-                mlflow.log_dict(policy.as_dict(), "policy.json")
+                mlflow.set_tags(_loggable_params(policy_params)[0])
+                mlflow.log_artifact(str(files[POLICY]))  # policy.json: the file the model carries
             model_info = log_pyfunc(files, router.models, policy)
             mlflow.set_tag(MODEL_ID_TAG, model_info.model_id)
             return run.info.run_id
