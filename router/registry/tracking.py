@@ -43,7 +43,8 @@ if TYPE_CHECKING:
     from router.templates import Template
 
 __all__ = ["CHARS_SUFFIX", "CONNECT_ATTEMPTS", "CONNECT_ATTEMPTS_ENV", "MODEL_ID_TAG", "PARAMS_ARTIFACT",
-           "SHA256_SUFFIX", "RegistryUnavailable", "check_reachable", "connect", "ensure_experiment", "log_training_run", "run_params"]
+           "SHA256_SUFFIX", "RegistryUnavailable", "check_reachable", "connect", "ensure_experiment", "log_training_run",
+           "run_params"]
 
 log = logging.getLogger(__name__)
 
