@@ -27,6 +27,7 @@ from prefect.runtime import flow_run  # noqa: E402
 from router import nightly as steps  # noqa: E402
 from router.doctor import DoctorFailed  # noqa: E402
 from router.locking import workspace_lock, writer_lock  # noqa: E402
+from router.snapshots import refreshed  # noqa: E402
 from router.night_report import drift_lines  # noqa: E402
 from router.settings import Settings  # noqa: E402
 from router.storage import NIGHTLY_WAIT_SECONDS, open_store, scalar, wait_seconds  # noqa: E402
@@ -155,7 +156,7 @@ def ingest() -> dict[str, Any]:
     waits ``ROUTER_STORE_WAIT_SECONDS``)."""
     night = _night()
     try:
-        with writer_lock(night.settings.workspace):
+        with writer_lock(night.settings.workspace), refreshed(night.settings):
             return TASKS["ingest"](night.flow_run_id)
     finally:
         _NIGHTS.pop(night.flow_run_id, None)
@@ -168,7 +169,7 @@ def route_backlog(reward: str | None = None, reward_param: float | None = None, 
     route step alone, under the workspace lock (as :func:`ingest`)."""
     night = _night(flow_run_id, reward=reward, reward_param=reward_param, budget=budget)
     try:
-        with writer_lock(night.settings.workspace):
+        with writer_lock(night.settings.workspace), refreshed(night.settings):
             return TASKS["route"](night.flow_run_id)
     finally:
         _NIGHTS.pop(night.flow_run_id, None)
@@ -186,7 +187,7 @@ def nightly(reward: str | None = None, reward_param: float | None = None, budget
     """
     night = _night(reward=reward, reward_param=reward_param, budget=budget)
     try:
-        with workspace_lock(night.settings.workspace, "pipeline"):
+        with workspace_lock(night.settings.workspace, "pipeline"), refreshed(night.settings, on_success=False):
             if demo:
                 steps.stage_demo_data(night.settings)
             for step in steps.STEPS:

@@ -39,6 +39,7 @@ from router import routing  # noqa: E402
 from router.encoder import variant  # noqa: E402
 from router.locking import writer_lock  # noqa: E402
 from router.settings import Settings  # noqa: E402
+from router.snapshots import refreshed  # noqa: E402
 from router.storage import open_store  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def embed_distributed(chunks: int = 8, model: Any = None) -> dict[str, Any]:
     settings = Settings()
     start = time.perf_counter()
     # the flow's process is the store's writer for the whole run: the workspace lock, as every writing command
-    with writer_lock(settings.workspace), open_store(settings) as con:
+    with writer_lock(settings.workspace), refreshed(settings), open_store(settings) as con:
         work = emb.plan(con, settings)
         todo = [work.in_range(lo, hi) for lo, hi in routing.hash_ranges(chunks)]
         todo = [frame for frame in todo if frame.height]
@@ -134,7 +135,7 @@ def route_distributed(reward: str | None = None, reward_param: float | None = No
         if plan is None:
             return {"routed": 0, "model_version": None, "reason": "no champion"}
         predictor = plan.router
-    with writer_lock(settings.workspace), open_store(settings) as con:
+    with writer_lock(settings.workspace), refreshed(settings), open_store(settings) as con:
         if plan is not None:
             kwargs = plan.route_kwargs(plan.price_factors(con), settings.pool_exclude)
         else:

@@ -215,9 +215,6 @@ def scenarios_step(settings: Any, *, reward: str | None = None, exclude: Sequenc
                             reference_model=plan.reference_model, batch_size=settings.route_batch_size,
                             out_dir=out_dir, price_factors=plan.price_factors(con), policy_mix=plan.mix,
                             exclude=settings.pool_exclude if exclude is None else exclude)
-        from router.snapshots import export_snapshots
-
-        export_snapshots(con, settings.snapshots)
     if run.plot is not None:
         shutil.copy2(run.plot, out_dir / "latest.png")
     return run.summary()

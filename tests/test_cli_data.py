@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 ROUTERCTL = Path(sys.executable).with_name("routerctl")
@@ -64,9 +65,13 @@ def test_ingest_prints_counts_and_status_shows_the_tables(cli, files, settings) 
                 "embeddings": 0}
     assert {k: shown.get(k) for k in expected} == expected
     assert f"workspace: {settings.workspace}" in status.stdout
+    # analysts' snapshots follow the command (docs/analysts.md: exported after every run)
+    runs = pl.read_parquet(settings.snapshots / "ingest_runs.parquet")
+    quarantine = pl.read_parquet(settings.snapshots / "quarantine_summary.parquet")
+    assert runs.height == 1 and int(quarantine["rows"].sum()) == 1
 
 
-def test_a_rejected_file_exits_non_zero_naming_the_file(cli, files) -> None:
+def test_a_rejected_file_exits_non_zero_naming_the_file(cli, files, settings) -> None:
     good = files.backlog("in/good.csv", n=2)
     bad = files.write("in/bad.csv", [{"query_id": "q", "text": "oops"}])
     result = cli("ingest", "backlog", good.parent)
@@ -75,6 +80,9 @@ def test_a_rejected_file_exits_non_zero_naming_the_file(cli, files) -> None:
     assert _row(result.stdout, "bad.csv")[0] == "rejected"
     assert f"rejected: {bad}: wrong schema for backlog: missing columns ['prompt']" in result.stderr
     assert "unexpected columns ['text']" in result.stderr
+    # the failed command's stored file is in the analysts' snapshots too
+    runs = pl.read_parquet(settings.snapshots / "ingest_runs.parquet")
+    assert [Path(p).name for p in runs["file"]] == ["good.csv"]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -176,3 +177,13 @@ def test_a_resumed_night_reports_and_trends_what_its_stopped_run_routed(store, i
     trend = relation(store, "nightly/trend").pl()
     assert trend.select("routed", "attention_aiq", "baseline_aiq").rows() == [(12, 0.7, 0.6)]
     assert trend["predicted_spend_usd"][0] == pytest.approx(0.03)
+
+
+def test_the_analysts_guide_names_every_snapshot() -> None:
+    """docs/analysts.md lists the snapshot files analysts can read while a run writes: every one there is."""
+    from router.settings import PROJECT_ROOT
+    from router.snapshots import SNAPSHOTS
+
+    guide = (PROJECT_ROOT / "docs" / "analysts.md").read_text()
+    listed = re.sub(r"\([^)]*\)", "", guide.split("The files: ", 1)[1].split(". Query them", 1)[0])
+    assert sorted(re.findall(r"`(\w+)`", listed)) == sorted(SNAPSHOTS)

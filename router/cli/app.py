@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NoReturn
 
 import typer
@@ -130,12 +132,15 @@ def existing_store():
     return s
 
 
-def writing(s: Any):
+@contextmanager
+def writing(s: Any) -> Iterator[None]:
     """The workspace lock for a command that writes (``router.locking.writer_lock``), saying who holds it while it
-    waits."""
+    waits; the analysts' snapshots are exported when the command ends (``router.snapshots.refreshed``)."""
     from router.locking import writer_lock
+    from router.snapshots import refreshed
 
-    return writer_lock(s.workspace, say=err_console.print)
+    with writer_lock(s.workspace, say=err_console.print), refreshed(s):
+        yield
 
 
 def positive(value: float | None) -> float | None:
