@@ -85,12 +85,14 @@ class OnboardingResult:
 
 def holdout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``(fit, held)`` row indices: a seeded ``fraction`` of ``n`` outcomes held out for the gate (at least one
-    when ``fraction > 0`` and ``n >= 2``), the rest to fit on."""
+    when ``fraction > 0`` and ``n >= 2``), the rest to fit on (at least one whenever ``n >= 1``: a single outcome
+    is fitted on, none held out)."""
     if not 0.0 <= fraction < 1.0:
         raise ValueError("fraction must be in [0, 1)")
     k = int(round(fraction * n))
     if fraction > 0 and n >= 2:
-        k = min(max(k, 1), n - 1)
+        k = max(k, 1)
+    k = min(k, max(n - 1, 0))
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[k:]), np.sort(order[:k])
 

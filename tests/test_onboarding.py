@@ -131,6 +131,9 @@ def test_holdout_split_is_seeded_and_disjoint() -> None:
     again = holdout_split(100, 0.2, seed=1)
     assert np.array_equal(again[1], held) and not np.array_equal(holdout_split(100, 0.2, seed=2)[1], held)
     assert len(holdout_split(3, 0.01, seed=0)[1]) == 1 and len(holdout_split(5, 0.0, seed=0)[1]) == 0
+    assert [len(part) for part in holdout_split(3, 0.9, seed=0)] == [1, 2]  # one outcome is always fitted on
+    assert [part.tolist() for part in holdout_split(1, 0.7, seed=0)] == [[0], []]
+    assert [len(part) for part in holdout_split(0, 0.5, seed=0)] == [0, 0]
 
 
 def _champion_without_newcomer(settings, files, newcomer: str = "newcomer") -> tuple[int, str]:
