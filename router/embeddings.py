@@ -153,6 +153,11 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings) -> EmbedPlan:
     stale = (~pl.col("embedded") | (pl.col("representation") != representation.key).fill_null(True)
              | pl.col("template_id").ne_missing(pl.col("new_template_id")) | other_weights)
     weights_changed = int(state.select(other_weights.sum()).item())
+    # groups whose stored vectors (under tonight's settings) were stripped of another template than tonight's: the
+    # templates table already holds tonight's when an earlier run learned them and stopped before storing them all
+    moved = state.filter(pl.col("embedded") & (pl.col("representation") == representation.key)
+                         & pl.col("template_id").ne_missing(pl.col("new_template_id")))
+    changed = sorted(set(changed) | {g for g in moved["template_group"].to_list() if g is not None})
     todo = (state.filter(stale)
             .select("prompt_id", pl.col("remainder").alias("text"), pl.col("new_template_id").alias("template_id"),
                     pl.col("embedded").alias("replaces"))

@@ -203,6 +203,9 @@ def test_templates_are_stripped_and_embedding_is_incremental(files, ingest, stor
     other_shots = SHOTS.replace("Which planet is largest?", "Which planet is smallest?").replace(
         "B) Jupiter Answer: B", "B) Mercury Answer: B")
     night("n3.jsonl", {"qa": [_qa(i, other_shots) for i in range(10, 17)]}, 200)
+    # a run that learned (and stored) the new templates and stopped before storing a vector: its retry still names
+    # the changed group
+    assert emb.plan(store, settings).changed_groups == ["qa"]
     with caplog.at_level(logging.INFO, logger="router.embeddings"):
         third = emb.embed_missing(store, settings, model=encoder)
     assert third.templates_changed == ["qa"]
@@ -220,7 +223,7 @@ def test_templates_are_stripped_and_embedding_is_incremental(files, ingest, stor
     # Other settings re-embed exactly what they affect: without templates, every stripped prompt (not "chat").
     raw_settings = settings.model_copy(update={"embed_templates": False, "embed_max_chunks": 1})
     fourth = emb.embed_missing(store, raw_settings, model=encoder)
-    assert (fourth.embedded, fourth.already) == (18, 0)  # the key changed for every prompt
+    assert (fourth.embedded, fourth.already, fourth.templates_changed) == (18, 0, [])  # the key changed for all
     assert _state(store)["Tell me a joke."][2] == pytest.approx(final["Tell me a joke."][2], abs=1e-6)
     assert emb.embed_missing(store, raw_settings, model=encoder).embedded == 0
 
