@@ -218,6 +218,9 @@ def _drift(con) -> Check:
         fired = ", ".join(f"{c.name} {c.statistic:.4g} vs {c.threshold:.4g}" for c in result.checks if c.breached)
         return Check("drift", WARNING, f"night {result.night} drifted: {fired} (`routerctl drift`)", rows)
     ran = sum(c.statistic is not None for c in result.checks)
+    if ran == 0:  # nothing was measured: no evidence either way
+        return Check("drift", INFO, f"night {result.night}: none of its {len(rows)} checks ran, every one skipped "
+                     "(`routerctl drift` says why)", rows)
     return Check("drift", OK, f"night {result.night}: no breach ({ran} of {len(rows)} checks ran)", rows)
 
 

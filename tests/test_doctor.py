@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from router.doctor import INFO, OK, PENDING, PROBLEM, run_checks
-from router.storage import migrations
+from router.storage import migrations, open_store
 
 PREVIOUS, LATEST = (version for version, _, _ in migrations()[-2:])  # the two newest migrations
 
@@ -236,3 +236,19 @@ def test_doctor_section_in_the_night_report(tmp_path) -> None:
     assert "Store integrity: **ok**" in text and "| orphans | ok | none |" in text and "PROBLEMS" not in text
     assert json.loads((night / "night.json").read_text()) == {"night": "2026-01-02", "doctor": good}
     assert (tmp_path / "reports" / "nightly-latest" / "report.md").read_text() == text
+
+
+def test_drift_is_ok_only_when_a_check_ran(settings, healthy) -> None:
+    """A night whose drift checks were all skipped is no evidence of health: info, not ok."""
+    from router.drift import DriftCheck, DriftResult, record
+
+    skipped = DriftCheck("embedding", None, 0.01, False, {"skipped": "no champion"})
+    record(healthy, DriftResult("2026-01-02", "night-1", [skipped, DriftCheck("task_mix", None, 0.2, False, {})]))
+    healthy.close()
+    check = _checks(settings)["drift"]
+    assert (check.status, check.detail) == (INFO, "night 2026-01-02: none of its 2 checks ran, every one skipped "
+                                                  "(`routerctl drift` says why)")
+    with open_store(settings) as con:
+        record(con, DriftResult("2026-01-03", "night-2", [skipped, DriftCheck("task_mix", 0.05, 0.2, False, {})]))
+    check = _checks(settings)["drift"]
+    assert (check.status, check.detail) == (OK, "night 2026-01-03: no breach (1 of 2 checks ran)")
