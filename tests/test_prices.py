@@ -472,3 +472,16 @@ def test_the_distributed_route_decides_as_routerctl_route(trained, monkeypatch: 
         single = con.execute(query).fetchall()
     assert distributed == single
     assert {r[1] for r in single} == {f"quality_target={target:g}" + (f";prices={factors}" if factors else "")}
+
+
+def test_policy_runs_shows_both_parameters_of_a_mixed_policy(backlog) -> None:
+    """A mixed policy routes a share of the prompts with a dearer parameter: policy_runs names both."""
+    store = backlog
+    route_backlog(store, TwoModelRouter(), model_version="1", router_name="r", encoder="enc", reward_param=0.05,
+                  quality_target=1.0, mix=(1e9, 0.5))
+    route_backlog(store, TwoModelRouter(), model_version="1", router_name="r", encoder="enc", reward_param=0.05)
+    dear = store.execute("SELECT count(*) FROM routing_decisions WHERE reward_param = 1e9").fetchone()[0]
+    assert 0 < dear < 10
+    rows = store.execute("SELECT policy, reward_param, dear_reward_param, dear_queries, queries FROM policy_runs "
+                         "ORDER BY policy").fetchall()
+    assert rows == [("lambda=0.05", 0.05, None, 0, 10), ("quality_target=1", 0.05, 1e9, dear, 10)]
