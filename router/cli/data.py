@@ -30,10 +30,14 @@ def ingest(
     """Ingest files into the store: validated, quarantined row by row, idempotent, one transaction per file."""
     from rich.progress import Progress
 
-    from router.ingest import IngestError, discover, ingest_files
+    from router.ingest import IngestError, check_source, discover, ingest_files
     from router.storage import open_store
 
     kind = kind.value
+    try:
+        check_source(kind, source)
+    except IngestError as exc:
+        fail(str(exc))
     s = settings()
     files, notes = discover(paths, kind, allow_pickle=allow_pickle or s.allow_pickle)
     for note in notes:
