@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EncoderError", "OnnxEncoder", "encode", "export_onnx", "fingerprint", "open_encoder", "open_onnx_encoder",
+__all__ = ["EncoderError", "OnnxEncoder", "encode", "encode_pieces", "export_onnx", "fingerprint", "open_encoder", "open_onnx_encoder",
            "resolve_device", "resolve_encoder", "variant", "weights_fingerprint"]
 
 
@@ -358,3 +358,33 @@ def encode(model: SentenceTransformer | OnnxEncoder, texts: Sequence[str], batch
     vectors = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False,
                            convert_to_numpy=True)
     return np.asarray(vectors, dtype=np.float32)
+
+
+def encode_pieces(model: SentenceTransformer | OnnxEncoder, pieces: Sequence[Sequence[int]], batch_size: int
+                  ) -> np.ndarray:
+    """L2-normalised float32 vectors of word-piece id sequences (each at most the encoder's window less its two
+    special tokens), each read as ``[CLS] ids [SEP]``: exactly those pieces, as :func:`encode` reads a text that
+    tokenises to them (a window of a long text cut mid-word decodes to a text that tokenises otherwise)."""
+    dim = model.get_embedding_dimension()
+    if len(pieces) == 0:
+        return np.zeros((0, dim), dtype=np.float32)
+    tokenizer = model.tokenizer
+    out = np.empty((len(pieces), dim), dtype=np.float32)
+    for lo in range(0, len(pieces), batch_size):
+        batch = [[tokenizer.cls_token_id, *ids, tokenizer.sep_token_id] for ids in pieces[lo:lo + batch_size]]
+        width = max(len(ids) for ids in batch)
+        input_ids = np.full((len(batch), width), tokenizer.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        for row, ids in enumerate(batch):
+            input_ids[row, :len(ids)], mask[row, :len(ids)] = ids, 1
+        features = {"input_ids": input_ids, "attention_mask": mask, "token_type_ids": np.zeros_like(input_ids)}
+        if isinstance(model, OnnxEncoder):
+            vectors = model.session.run(None, {key: features[key] for key in model.inputs})[0]
+        else:
+            import torch  # noqa: PLC0415
+
+            with torch.inference_mode():
+                tensors = {key: torch.from_numpy(value).to(model.device) for key, value in features.items()}
+                vectors = model(tensors)["sentence_embedding"].float().cpu().numpy()
+        out[lo:lo + len(batch)] = vectors
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)

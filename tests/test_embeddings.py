@@ -12,7 +12,7 @@ import pytest
 from conftest import table
 from router import embeddings as emb
 from router.dataset import load_routing_data, model_pool
-from router.encoder import encode
+from router.encoder import encode, encode_pieces
 from router.settings import BUNDLED_ENCODER, Settings
 
 DIM = 384
@@ -184,7 +184,7 @@ def test_templates_are_stripped_and_embedding_is_incremental(files, ingest, stor
     state = _state(store)
     for text, (tid, rep, vec) in state.items():
         remainder, expected_tid = strip(text, learned)
-        assert tid == expected_tid and rep == "templates(share=0.5,chars=64)+chunks(8)"
+        assert tid == expected_tid and rep == "templates(share=0.5,chars=64)+windows(8)"
         assert vec == pytest.approx(encode(encoder, [remainder], 8)[0], abs=1e-5)  # the remainder's vector
     assert state["Tell me a joke."][0] is None and state[_qa(0)][0] is not None
     # without stripping, the qa prompts (mostly shared block) would be near-duplicates; stripped they are not
@@ -242,10 +242,29 @@ def test_long_remainders_are_read_in_mean_pooled_windows(encoder) -> None:
     assert np.linalg.norm(pooled[0]) == pytest.approx(1.0, abs=1e-5)
     ids = encoder.tokenizer(long, add_special_tokens=False)["input_ids"]
     windows = [ids[:254], ids[254:508], ids[len(ids) - 254:]]  # two head windows, one tail window
-    parts = encode(encoder, [encoder.tokenizer.decode(w) for w in windows], 8)
+    parts = encode_pieces(encoder, windows, 8)
     mean = parts.mean(axis=0)
     assert pooled[0] == pytest.approx(mean / np.linalg.norm(mean), abs=1e-5)
     assert float(pooled[0] @ cut[0]) < 0.999  # the tail is read too
+    # a window's pieces are read as they are: a text within the window gives the plain encoder's vector
+    assert encode_pieces(encoder, [encoder.tokenizer(short, add_special_tokens=False)["input_ids"]], 8)[0] == \
+        pytest.approx(cut[1], abs=1e-5)
+
+
+def test_a_text_just_over_the_window_keeps_its_vector(encoder) -> None:
+    """Every window is full: a text one word piece over the window is read as two windows that overlap almost
+    wholly (not a 254-piece window and a 1-piece one, weighing alike), so its vector stays the text's."""
+    from router.representation import _windows, encode_texts
+
+    assert _windows(list(range(255)), 254, 8) == [list(range(254)), list(range(1, 255))]
+    assert _windows(list(range(600)), 254, 8) == [list(range(254)), list(range(254, 508)), list(range(346, 600))]
+    assert _windows(list(range(1200)), 254, 3) == [list(range(254)), list(range(254, 508)), list(range(946, 1200))]
+    base = " ".join(f"word{i}" for i in range(400))
+    ids = encoder.tokenizer(base, add_special_tokens=False)["input_ids"][:254]
+    fits = encoder.tokenizer.decode(ids)
+    assert len(encoder.tokenizer(fits + " ?", add_special_tokens=False)["input_ids"]) == 255
+    one, over = encode_texts(encoder, [fits, fits + " ?"], 8, max_chunks=8)
+    assert float(one @ over) > 0.99
 
 
 def test_the_nightly_embed_task_s_cache_follows_the_stored_vectors(files, settings, encoder, monkeypatch,
@@ -282,7 +301,7 @@ def test_the_nightly_embed_task_s_cache_follows_the_stored_vectors(files, settin
     assert representations() == [("raw+chunks(1)", 6)]
     with open_store(settings) as con:
         emb.embed_missing(con, settings.model_copy(update={"embed_max_chunks": 2}), model=encoder)
-    assert representations() == [("raw+chunks(2)", 6)]
+    assert representations() == [("raw+windows(2)", 6)]
     again = ingest_and_embed()
     assert again["embedded"] == 6 and representations() == [("raw+chunks(1)", 6)]
 

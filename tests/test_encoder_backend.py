@@ -72,6 +72,12 @@ def test_onnx_vectors_match_torch_per_prompt(prompts, torch_vectors, cache, quan
     if not quantize:
         assert single == pytest.approx(vectors[0], abs=1e-5)
     assert enc.encode(model, [], 16).shape == (0, 384)
+    # Windows of a long prompt, read as word pieces (router.representation), agree with torch's the same way.
+    ids = model.tokenizer(max(prompts, key=len), add_special_tokens=False)["input_ids"]
+    windows = [ids[:254], ids[len(ids) - 254:]]
+    pieces = (enc.encode_pieces(model, windows, 16) * enc.encode_pieces(enc.open_encoder(BUNDLED_ENCODER, "cpu"),
+                                                                       windows, 16)).sum(axis=1)
+    assert pieces.min() >= floor
 
 
 def test_export_is_cached_and_reused(cache, monkeypatch) -> None:

@@ -146,8 +146,10 @@ def test_strip_picks_the_longest_fitting_blocks_and_never_leaves_nothing() -> No
 
 
 def test_representation_keys() -> None:
-    assert Representation().key == "templates(share=0.5,chars=64)+chunks(8)"
+    assert Representation().key == "templates(share=0.5,chars=64)+windows(8)"
     assert Representation(False, TemplateRules(), 1).key == LEGACY_KEY
+    # a pool of the earlier windowing reads today's windows
+    assert Representation.from_key("templates(share=0.5,chars=64)+chunks(8)") == Representation()
     for r in (Representation(), Representation(False, TemplateRules(), 3),
               Representation(True, TemplateRules(0.3, 100), 1)):
         assert Representation.from_key(r.key) == r
