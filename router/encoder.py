@@ -2,8 +2,8 @@
 
 Used by the store's embedding step (``router.embeddings``), the scale-out flow (``flows/scale.py``) and the served
 model (``mlflow/router_model.py``), so a prompt gets the same vector everywhere (to float error between
-backends). Nothing here imports the store
-(DuckDB, polars): the served model loads this module with only its pip requirements installed.
+backends). Nothing here imports the store (DuckDB, polars): the served model loads this module with only its pip
+requirements installed.
 
 Two backends run the same model: torch (sentence-transformers itself) and onnx (:class:`OnnxEncoder`: the
 model's forward pass exported by ``torch.onnx`` on first use into the workspace's encoder cache, run by ONNX
@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EncoderError", "OnnxEncoder", "encode", "encode_pieces", "export_onnx", "fingerprint", "open_encoder", "open_onnx_encoder",
-           "resolve_device", "resolve_encoder", "variant", "weights_fingerprint"]
+__all__ = ["EncoderError", "OnnxEncoder", "encode", "encode_pieces", "export_onnx", "fingerprint", "open_encoder",
+           "open_onnx_encoder", "resolve_device", "resolve_encoder", "variant", "weights_fingerprint"]
 
 
 class EncoderError(RouterError, ValueError):
@@ -363,15 +363,21 @@ def encode(model: SentenceTransformer | OnnxEncoder, texts: Sequence[str], batch
 def encode_pieces(model: SentenceTransformer | OnnxEncoder, pieces: Sequence[Sequence[int]], batch_size: int
                   ) -> np.ndarray:
     """L2-normalised float32 vectors of word-piece id sequences (each at most the encoder's window less its two
-    special tokens), each read as ``[CLS] ids [SEP]``: exactly those pieces, as :func:`encode` reads a text that
-    tokenises to them (a window of a long text cut mid-word decodes to a text that tokenises otherwise)."""
+    special tokens), each with the tokenizer's special tokens around it (``[CLS] ids [SEP]``): exactly those pieces,
+    as :func:`encode` reads a text that tokenises to them (a window of a long text cut mid-word decodes to a text
+    that tokenises otherwise)."""
     dim = model.get_embedding_dimension()
     if len(pieces) == 0:
         return np.zeros((0, dim), dtype=np.float32)
     tokenizer = model.tokenizer
+    # the special tokens the tokenizer puts around one sequence, read off a probe
+    bare = tokenizer("a", add_special_tokens=False)["input_ids"]
+    full = tokenizer("a")["input_ids"]
+    at = next(i for i in range(len(full) - len(bare) + 1) if full[i:i + len(bare)] == bare)
+    head, tail = full[:at], full[at + len(bare):]
     out = np.empty((len(pieces), dim), dtype=np.float32)
     for lo in range(0, len(pieces), batch_size):
-        batch = [[tokenizer.cls_token_id, *ids, tokenizer.sep_token_id] for ids in pieces[lo:lo + batch_size]]
+        batch = [[*head, *ids, *tail] for ids in pieces[lo:lo + batch_size]]
         width = max(len(ids) for ids in batch)
         input_ids = np.full((len(batch), width), tokenizer.pad_token_id, dtype=np.int64)
         mask = np.zeros((len(batch), width), dtype=np.int64)
