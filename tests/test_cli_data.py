@@ -138,3 +138,67 @@ def test_a_source_label_is_refused_where_it_would_be_ignored_or_mislabel_rows(cl
     result = cli("ingest", kind, path, "--source", source)
     assert result.exit_code == 2 and message in result.stderr, result.output
     assert not settings.database.exists()  # refused before anything was stored
+
+
+def test_tables_piped_in_80_columns_keep_every_value_whole(cli, files, settings, monkeypatch) -> None:
+    """Piped (a job log, ``| grep``) at rich's 80 columns, ``ingest`` and ``status`` print each row on one line with
+    every value whole, and the title too, however long the file names and paths."""
+    from router.cli.app import console
+
+    monkeypatch.setattr(console, "width", 80)  # rich's width for output that is not a terminal (no COLUMNS)
+    name = "production-router-logs-2026-12-06T01-00-00Z-eu-west-1-nightly-export-part-0001.jsonl"
+    records = [files.log_record(i) for i in range(3)] + [files.log_record(3, quality=7.0)]
+    result = cli("ingest", "logs", files.logs(name, records))
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.stdout
+    assert _row(result.stdout, name) == ["ingested", "4", "3", "3", "1"]
+    assert re.search(r"^│ +│ 1× quality outside \[0, 1\] +│", result.stdout, re.M)
+
+    status = cli("status")
+    assert status.exit_code == 0, status.output
+    assert status.stdout.splitlines()[0].startswith(f"{settings.database} (schema v")
+    assert _status_counts(status.stdout)["outcomes"] == 3
+
+
+def test_print_table_fits_a_terminal_without_cutting_a_value() -> None:
+    """On a terminal rich fits the table to the window: long values fold onto more lines, none ends in "…", no
+    column shrinks to nothing and no line is wider than the window. Piped, the same table keeps its rows whole."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from router.cli.app import print_table
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    def table() -> Table:
+        t = Table(title="prices on 2026-12-06 (champion v2; per call, or USD per 1k tokens blended 3:1 input:output)")
+        for header, min_width in (("model", None), ("in force since", 10), ("pricing", 9), ("current price", None),
+                                  ("training price", None), ("factor", None), ("note", None)):
+            t.add_column(header, min_width=min_width, no_wrap=header == "factor")
+        t.add_row("gpt-4-1106-preview", "2026-12-01", "per_token", "0.0075", "0.03", "0.25",
+                  "no price in force in the training data")
+        return t
+
+    for width in (80, 100):
+        out = Console(file=Terminal(), width=width, color_system=None)
+        print_table(table(), out)
+        text = out.file.getvalue()
+        lines = text.splitlines()
+        assert "…" not in text and max(map(len, lines)) <= width, text
+        box = [line for line in lines if line[:1] in "┏┃┡│└"]
+        assert all(line.endswith(("┓", "┃", "┩", "│", "┘")) for line in box), text  # its right edge is not cut off
+        cells = [line.split("│")[1:-1] for line in lines if line.startswith("│")]
+        model, day, pricing, *_ = ("".join(column).replace(" ", "") for column in zip(*cells))
+        assert (model, day, pricing) == ("gpt-4-1106-preview", "2026-12-01", "per_token"), text
+
+    piped = Console(file=io.StringIO(), width=80, color_system=None)
+    print_table(table(), piped)
+    text = piped.file.getvalue()
+    assert text.splitlines()[0].strip() == table().title  # the title on one line
+    row = next(line for line in text.splitlines() if line.startswith("│"))
+    assert [c.strip() for c in row.split("│")[1:-1]] == ["gpt-4-1106-preview", "2026-12-01", "per_token", "0.0075",
+                                                         "0.03", "0.25", "no price in force in the training data"]

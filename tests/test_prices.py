@@ -111,6 +111,50 @@ def test_routerctl_ingest_prices_and_prices(cli, files, store) -> None:
     assert cli("prices", "--on", "tomorrow").exit_code == 2
 
 
+def test_routerctl_prices_piped_in_80_columns_prints_every_value_whole(cli, files, store, monkeypatch) -> None:
+    """Piped (a job log, ``| grep``) at 80 columns, ``routerctl prices`` cuts no value with "…" and wraps none:
+    each model's row is one line holding its whole name, date in force, pricing, prices, factor and note."""
+    import re
+
+    from router.cli.app import console
+
+    store.close()  # the commands open the store themselves
+    today = date.today()
+    path = files.raw("prices.csv", HEADER + (
+        "gpt-4-1106-preview,2024-01-01,per_token,0.03,0.06,,\n"
+        f"gpt-4-1106-preview,{today},per_token,0.0075,0.015,,\n"
+        "meta/llama-2-70b-chat,2023-11-30,per_call,,,0.0009,\n"
+        f"claude-instant-v1,2024-02-29,per_call,,,0.0123456,\nclaude-instant-v1,{today + timedelta(days=3)},"
+        "per_token,0.001,0.002,,\n"))
+    assert cli("ingest", "prices", path).exit_code == 0
+    monkeypatch.setattr(console, "width", 80)  # rich's width for output that is not a terminal (no COLUMNS)
+    for day in (today, today + timedelta(days=3)):  # in three days claude-instant-v1's row has a note
+        expected = {f["model"]: f for f in json.loads(cli("prices", "--json", "--on", day).output)["factors"]}
+        assert len(expected) == 3
+        listed = cli("prices", "--on", day)  # its stdout is not a terminal
+        assert listed.exit_code == 0, listed.output
+        assert "…" not in listed.output, listed.output
+        lines = listed.output.splitlines()
+        header = next(line for line in lines if "model" in line and "┃" in line)
+        for column in ("model", "in force since", "pricing", "current price", "training price", "factor", "note"):
+            assert re.search(rf"┃ +{re.escape(column)} +┃", header), (column, listed.output)
+        for model, f in expected.items():
+            row = next((line for line in lines if line.startswith(f"│ {model} ")), None)
+            assert row is not None, listed.output
+            cells = [c.strip() for c in row.split("│")[1:-1]]
+            assert cells == [model, f["current"]["effective_from"], f["current"]["pricing"],
+                             f"{f['current']['unit_price']:.6g}", f"{f['training']['unit_price']:.6g}",
+                             f"{f['factor']:.4g}", f["note"]], listed.output
+        assert lines[0].startswith(f"prices on {day} (no champion: each model's earliest price; per call, or USD "
+                                   "per 1k tokens blended 3:1 input:output)")  # the title, on one line
+        assert f"the param prices={json.loads(cli('prices', '--json', '--on', day).output)['label']} " in listed.output
+    assert re.search(r"^│ gpt-4-1106-preview +│ " + str(today), listed.output, re.M)
+    assert re.search(r"^│ claude-instant-v1 +│ " + f"{today + timedelta(days=3)} +│ per_token +│ 0.00125 ",
+                     listed.output, re.M)
+    assert re.search(r"^│ meta/llama-2-70b-chat +│ 2023-11-30 +│ per_call +│ 0.0009 ", listed.output, re.M)
+    assert "pricing changed" in expected["claude-instant-v1"]["note"]
+
+
 def test_served_price_factors_read_back_the_label() -> None:
     """``serving.price_factors`` parses what ``PriceFactors.label`` writes (a model name may hold colons), leaves
     unnamed models at 1, and refuses what it cannot read."""

@@ -905,6 +905,51 @@ def test_cli_models(lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, tmp_p
     assert "v3" in rolled.output and promotion.champion_version(settings) == 3
 
 
+def test_models_list_piped_in_80_columns_prints_every_value_whole(monkeypatch: pytest.MonkeyPatch,
+                                                                  tmp_path: Path) -> None:
+    """Piped (a job log, ``| grep``) at 80 columns, no column of ``routerctl models list`` shrinks to nothing or
+    ends in "…": each version's row is one line holding its number, aliases, date, AIQ, gate, model count and
+    whole run id."""
+    import re
+    from datetime import datetime
+
+    from typer.testing import CliRunner
+
+    from router import cli
+    from router.cli import models as models_cli
+    from router.cli.app import console
+    from router.redact import mask_uri
+
+    def version(n: int, aliases: tuple[str, ...], run_id: str, n_models: int, aiq: float, gate: str):  # noqa: ANN202
+        return promotion.VersionInfo(version=n, aliases=aliases, created_at=datetime(2026, 12, n, 1, 18),
+                                     run_id=run_id, status="READY", router="attention", encoder="enc",
+                                     n_models=n_models, aiq=aiq, gate=gate)
+
+    versions = [version(12, ("challenger", "champion"), "96f8d0c4e2b14a7d9c3e5f6a7b8c9d0e", 11, 0.78891, "promoted"),
+                version(3, (), "0123456789abcdef0123456789abcdef", 12, 0.61234, "rejected")]
+    settings = make_settings(tmp_path / "home")
+    monkeypatch.setattr(models_cli, "_existing_registry", lambda: settings)
+    monkeypatch.setattr(promotion, "list_versions", lambda s: versions)
+    monkeypatch.setattr(promotion, "champion_history", lambda s: [9, 10])
+    monkeypatch.setattr(console, "width", 80)  # rich's width for output that is not a terminal (no COLUMNS)
+
+    listing = CliRunner().invoke(cli.app, ["models", "list"])  # its stdout is not a terminal
+    assert listing.exit_code == 0, listing.output
+    assert "…" not in listing.output, listing.output
+    lines = listing.output.splitlines()
+    header = next(line for line in lines if "version" in line)
+    for column in ("version", "aliases", "created (UTC)", "test AIQ", "gate", "models", "run"):
+        assert re.search(rf"┃ +{re.escape(column)} +┃", header), (column, listing.output)
+    for v in versions:
+        row = next((line for line in lines if re.match(rf"│ +{v.version} │", line)), None)
+        assert row is not None, listing.output
+        cells = [c.strip() for c in row.split("│")[1:-1]]
+        assert cells == [str(v.version), ", ".join(v.aliases) or "-", v.created_at.strftime("%Y-%m-%d %H:%M"),
+                         f"{v.aiq:.4f}", v.gate, str(v.n_models), v.run_id], listing.output
+    assert "previous champions (oldest first): v9, v10" in listing.output
+    assert f"{settings.registered_model} @ {mask_uri(settings.mlflow_uri)}" in lines[0]  # the title, on one line
+
+
 def test_prompt_inputs_accepts_frames_and_dicts_of_columns_and_refuses_lists_in_cells() -> None:
     """MLflow hands a dict of columns to predict as one row of lists: it is expanded, not routed as "['a', 'b']"."""
     import pandas as pd

@@ -12,13 +12,16 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
 from router.errors import BAD_INPUT, RouterError, contract_text, exit_code, is_expected
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 log = logging.getLogger("router.cli")
 
@@ -108,6 +111,51 @@ console = Console(stderr=False)
 err_console = Console(stderr=True)
 
 
+def _is_tty(out: Console) -> bool:
+    """Whether ``out`` writes to a terminal, asked of its file itself: ``FORCE_COLOR`` or ``TTY_COMPATIBLE``, which
+    make rich colour a pipe, do not make a job log fit a window it does not have."""
+    isatty = getattr(out.file, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # a closed file
+        return False
+
+
+def print_table(table: Table, out: Console | None = None) -> None:
+    """Print ``table`` (on ``out``, default :data:`console`) with every value whole.
+
+    On a terminal, rich fits the table to the window: cells wrap, and a word wider than its column folds onto the
+    next line rather than end in "…". Anywhere else (piped, redirected, a job log) there is no window to fit, and
+    rich's width (``COLUMNS``, else 80) would squeeze columns until values are cut or vanish: the table is printed
+    at its natural width instead, every row on one line with every value whole (title and caption included), for
+    ``grep`` and parsers. Sets the table's ``width`` (piped) or its columns' ``overflow`` (terminal).
+    """
+    out = out or console
+    if _is_tty(out):
+        from rich.segment import Segment
+
+        for column in table.columns:
+            column.overflow = "fold"
+        # rich applies the columns' min_width after fitting the table to the window, which can leave it a few
+        # cells wider (its right edge then cut off): fit it to a window that much narrower
+        width = out.width
+        for _ in range(8):
+            lines = Segment.split_lines(out.render(table, out.options.update_width(width)))
+            excess = max((Segment.get_line_length(line) for line in lines), default=0) - out.width
+            if excess <= 0 or width - excess < 1:
+                break
+            width -= excess
+        out.print(table, width=width)
+        return
+    from rich.measure import Measurement
+
+    natural = Measurement.get(out, out.options.update_width(1 << 20), table).maximum
+    annotations = [out.render_str(a) if isinstance(a, str) else a for a in (table.title, table.caption) if a]
+    width = max([natural, *(line.cell_len for a in annotations for line in a.split())])
+    table.width = table.min_width = width
+    out.print(table, crop=False)
+
+
 def settings(create: bool = True):
     """Settings from the environment (and ``ROUTER_CONFIG``); the workspace is created unless ``create=False``
     (read commands, which then check for the store with :func:`existing_store`)."""
@@ -167,4 +215,5 @@ def fail(message: str, code: int = BAD_INPUT) -> NoReturn:
     raise RouterError(message, code=code)
 
 
-__all__ = ["app", "console", "err_console", "existing_store", "fail", "positive", "settings", "writing"]
+__all__ = ["app", "console", "err_console", "existing_store", "fail", "positive", "print_table", "settings",
+           "writing"]

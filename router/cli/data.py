@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from router.cli.app import app, console, existing_store, err_console, fail, settings, writing
+from router.cli.app import app, console, existing_store, err_console, fail, print_table, settings, writing
 from router.errors import BAD_INPUT
 from router.redact import mask_uri
 from router.schemas import KINDS
@@ -58,7 +58,7 @@ def ingest(
                 for reason, count in list(r.reasons.items())[:5]:
                     table.add_row("", f"[yellow]{count}× {escape(reason)}[/]", "", "", "", "")
             progress.advance(task)
-    console.print(table)
+    print_table(table)
     for error in errors:
         err_console.print(f"[red]rejected:[/] {escape(error)}")
     if errors:
@@ -96,5 +96,5 @@ def status() -> None:
     table = Table("table", "rows", title=f"{s.database} (schema v{version})")
     for name, count in counts.items():
         table.add_row(name, f"{count:,}")
-    console.print(table)
+    print_table(table)
     console.print(f"workspace: {s.workspace}\nMLflow:    {mask_uri(s.mlflow_uri)}\nreports:   {s.reports}")

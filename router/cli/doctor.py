@@ -9,7 +9,7 @@ import json
 
 import typer
 
-from router.cli.app import app, console, existing_store, fail
+from router.cli.app import app, console, existing_store, fail, print_table
 from router.errors import CHECK_FAILED
 
 
@@ -40,6 +40,6 @@ def doctor(
         style = {OK: "green", INFO: "cyan", PENDING: "yellow", WARNING: "magenta"}
         for c in report.checks:
             table.add_row(c.name, f"[{style.get(c.status, 'bold red')}]{c.status}[/]", escape(c.detail))
-        console.print(table)
+        print_table(table)
     if not report.ok:
         fail(f"{len(report.problems)} problem(s): " + "; ".join(c.name for c in report.problems), CHECK_FAILED)

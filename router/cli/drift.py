@@ -9,7 +9,7 @@ import json
 
 import typer
 
-from router.cli.app import app, console, existing_store
+from router.cli.app import app, console, existing_store, print_table
 
 
 @app.command()
@@ -42,4 +42,4 @@ def drift(as_json: bool = typer.Option(False, "--json", help='print {"night", "b
             ", ".join(f"{k}={v}" for k, v in c.detail.items() if k != "champion")
         table.add_row(c.name, "–" if c.statistic is None else f"{c.statistic:.4g}", f"{c.threshold:.4g}",
                       "[bold red]yes[/]" if c.breached else "no", escape(str(detail)))
-    console.print(table)
+    print_table(table)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import typer
 
-from router.cli.app import app, console, existing_store, fail, settings, writing
+from router.cli.app import app, console, existing_store, fail, print_table, settings, writing
 from router.redact import mask_uri
 
 models_app = typer.Typer(
@@ -48,11 +48,12 @@ def list_versions() -> None:
         console.print(f"no versions of [bold]{s.registered_model}[/] at {mask_uri(s.mlflow_uri)}")
         return
     table = Table(title=f"{s.registered_model} @ {mask_uri(s.mlflow_uri)}", title_justify="left")
-    table.add_column("version", justify="right", no_wrap=True)
-    table.add_column("aliases", no_wrap=True)
-    table.add_column("created (UTC)", no_wrap=True)
-    table.add_column("test AIQ", justify="right", no_wrap=True)
-    table.add_column("gate", no_wrap=True)
+    # No column is no_wrap: on a narrow terminal rich would squeeze the others to nothing (see print_table)
+    table.add_column("version", justify="right")
+    table.add_column("aliases")
+    table.add_column("created (UTC)", min_width=10)  # the date stays whole where the time wraps
+    table.add_column("test AIQ", justify="right")
+    table.add_column("gate")
     table.add_column("models", justify="right")
     table.add_column("run")
     for v in versions:
@@ -64,9 +65,9 @@ def list_versions() -> None:
             "-" if v.aiq is None else f"{v.aiq:.4f}",
             v.gate or "-",
             "-" if v.n_models is None else str(v.n_models),
-            (v.run_id or "-")[:8],
+            v.run_id or "-",  # whole: MLflow looks a run up by its full id
         )
-    console.print(table)
+    print_table(table)
     if history:
         console.print(f"previous champions (oldest first): {', '.join(f'v{h}' for h in history)}")
 

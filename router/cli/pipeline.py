@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from router.cli.app import app, console, existing_store, fail, positive, settings, writing
+from router.cli.app import app, console, existing_store, fail, positive, print_table, settings, writing
 from router.rewards import REWARDS
 
 NO_CHAMPION = "no champion registered: run the nightly pipeline or `routerctl models promote VERSION`"
@@ -24,7 +24,7 @@ def print_metrics(metrics: dict, title: str) -> None:
         table.add_row(name, f"{m['aiq']:.4f}", f"{m['max_perf']:.4f}", f"{m['max_perf_cost']:.4f}")
     best = metrics["best_single_model"]
     table.caption = f"best single model: {best['name']} (perf {best['perf']:.4f}, cost ${best['cost']:.4f})"
-    console.print(table)
+    print_table(table)
     pooled = metrics.get("pooled")
     if pooled:
         best = pooled["best_single_model"]
@@ -36,7 +36,7 @@ def print_metrics(metrics: dict, title: str) -> None:
                             for k in ("cost_ratio_at_best_quality", "cost_ratio_at_95")),
                           "–" if m["quality_at_half_cost"] is None else f"{m['quality_at_half_cost']:.4f}")
         table.caption = f"best single model: {best['name']} (perf {best['perf']:.4f}, cost ${best['cost']:.4f})"
-        console.print(table)
+        print_table(table)
 
 
 @app.command()
@@ -107,7 +107,7 @@ def route(
     if summary.get("budget_usd") is not None:
         spend += f" within budget ${summary['budget_usd']:.4f}"
     table.caption = f"{spend}; mean predicted quality {summary['predicted_quality']:.4f}"
-    console.print(table)
+    print_table(table)
     if summary.get("price_factors"):
         console.print("predicted costs rescaled by price changes since training: "
                       + ", ".join(f"{m} ×{f:.4g}" for m, f in sorted(summary["price_factors"].items()))

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 
 import typer
 
-from router.cli.app import app, console, existing_store
+from router.cli.app import app, console, existing_store, print_table
 
 
 @app.command()
@@ -57,9 +57,13 @@ def prices(
         console.print("No prices stored (`routerctl ingest prices FILE`): every price factor is 1.")
         return
     against = f"champion v{version}" if version is not None else "no champion: each model's earliest price"
-    out = Table("model", "in force since", "pricing", "current price", "training price", "factor", "note",
-                title=f"prices on {day} ({against}; per call, or USD per 1k tokens blended 3:1 input:output)",
+    out = Table(title=f"prices on {day} ({against}; per call, or USD per 1k tokens blended 3:1 input:output)",
                 title_justify="left")
+    # min_width: on a narrow terminal a date (YYYY-MM-DD) or per_token never wraps; piped, print_table prints
+    # every row on one line at the table's natural width
+    for header, min_width in (("model", None), ("in force since", 10), ("pricing", 9), ("current price", None),
+                              ("training price", None), ("factor", None), ("note", None)):
+        out.add_column(header, min_width=min_width)
 
     def price(p):  # noqa: ANN001, ANN202
         return f"{p['unit_price']:.6g}" if p else "–"
@@ -68,7 +72,7 @@ def prices(
         out.add_row(escape(f.model), f.current["effective_from"] if f.current else "–",
                     f.current["pricing"] if f.current else "–", price(f.current), price(f.training),
                     f"{f.factor:.4g}", escape(f.note))
-    console.print(out)
-    if label:
+    print_table(out)
+    if label:  # soft_wrap: the label stays on one line, whole, however long
         console.print(f"The served model routes at these prices with the param prices={escape(label)} "
-                      "(or ROUTER_SERVE_PRICES where it is served).")
+                      "(or ROUTER_SERVE_PRICES where it is served).", soft_wrap=True)
