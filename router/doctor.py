@@ -18,7 +18,9 @@ challenger to gate; never a failure), ``warning`` (worth a human look, never a f
 * **backlog** — backlog queries no version has decided yet (pending: the next route step routes them).
 * **challenger** — a version holding the ``challenger`` alias that the gate has not decided on (pending).
 * **decision versions** — every ``model_version`` in ``routing_decisions`` is a registered version of the
-  registered model; an unreachable registry is itself a problem ("registry unreachable").
+  registered model; an unreachable registry, or one that answers with an error (a refusal, a server error), is
+  itself a problem ("registry unreachable at …"), never "not registered"; so is a missing local registry while
+  decisions exist ("no MLflow registry at …": the settings name another registry than the pipeline's).
 * **ingest runs** — every run reconciles: ``rows_in = rows_ok + rows_quarantined``, and as many quarantine rows
   as ``rows_quarantined``.
 * **quarantine** — counts by kind and reason (information, never a failure).
@@ -159,7 +161,15 @@ def _registry_checks(con, settings: Settings, check_registry: bool) -> list[Chec
     if not check_registry:
         return [Check("decision versions", INFO, f"{len(used)} versions made decisions; registry not checked",
                       used)]
-    if settings.missing_registry():  # nothing registered yet; opening it would create an empty registry
+    missing = settings.missing_registry()
+    if missing and used:  # decisions were made, so a registry existed: this one is not it (or it was lost)
+        n = sum(u["decisions"] for u in used)
+        return [Check("decision versions", PROBLEM,
+                      f"no MLflow registry at {mask_uri(missing)}, but {n} decisions were made by registered "
+                      f"versions of {settings.registered_model!r}: check that ROUTER_MLFLOW_TRACKING_URI (or "
+                      "ROUTER_MLFLOW_REGISTRY_URI) and ROUTER_HOME name the registry the pipeline uses", used),
+                _challenger([])]
+    if missing:  # nothing registered yet; opening it would create an empty registry
         return [_decision_versions(settings, used, set()), _challenger([])]
     from router.registry import promotion  # imports MLflow: only when asked
 

@@ -18,7 +18,7 @@ EXIT_CODES: dict[int, str] = {
     CHECK_FAILED: "a check failed (doctor found a problem, a gate rejection where asked)",
     BAD_INPUT: "bad input or usage (the message says what to change)",
     BUSY: "busy: another run holds the workspace lock or the store",
-    UNREACHABLE: "a dependency is unreachable (MLflow, Prefect server)",
+    UNREACHABLE: "a dependency is unreachable or answers with an error (MLflow, Prefect server)",
     INTERNAL: "internal error (traceback written under $ROUTER_HOME/logs/; the message names the file)",
 }
 

@@ -10,6 +10,8 @@
 * ``torch_threads`` - lets a test change torch's process-wide thread count; restored afterwards.
 * ``cli`` - ``cli(*args)``: ``routerctl ARGS`` in-process (Typer's runner, ``nightly`` included) against the
   ``settings`` workspace, on wide consoles so paths never wrap.
+* ``mlflow_answering`` - ``mlflow_answering(status, error_code, message)``: the URI of a stand-in MLflow server
+  on 127.0.0.1 that answers every request with that HTTP status and MLflow error body (stopped after the test).
 
 Nothing is written to the current directory; the bundled encoder is used offline.
 """
@@ -317,3 +319,40 @@ def prefect_ephemeral(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
     for worker in (APILogWorker, EventsWorker):
         worker.drain_all(timeout=30)
     SubprocessASGIServer().stop()  # the ephemeral server is the instance without a fixed port
+
+
+@pytest.fixture
+def mlflow_answering() -> Iterator[Callable[[int, str, str], str]]:
+    """``start(status, error_code, message)`` -> ``http://127.0.0.1:PORT``: a server answering every request as an
+    MLflow server answers an error (``{"error_code": ..., "message": ...}`` with ``status``), e.g. 403
+    ``PERMISSION_DENIED`` (a server behind an auth proxy) or 404 ``RESOURCE_DOES_NOT_EXIST`` (nothing registered)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(status: int, error_code: str, message: str) -> str:
+        body = json.dumps({"error_code": error_code, "message": message}).encode()
+
+        class Answer(BaseHTTPRequestHandler):
+            def answer(self) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = answer
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

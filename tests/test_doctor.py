@@ -219,6 +219,38 @@ def test_unreachable_registry_is_a_problem_and_no_registry_skips_it(settings, he
     assert skipped["decision versions"].status == INFO and run_checks(s, check_registry=False).ok
 
 
+def test_a_registry_that_answers_an_error_is_unreachable_not_unregistered_decisions(
+        settings, healthy, mlflow_answering, monkeypatch) -> None:
+    """A server that refuses every request (403 PERMISSION_DENIED) is not a registry without the decisions'
+    versions: the problem names the registry and MLflow's message, never the store's decisions."""
+    healthy.close()
+    monkeypatch.setenv("ROUTER_MLFLOW_CONNECT_ATTEMPTS", "1")
+    from router.settings import Settings
+
+    uri = mlflow_answering(403, "PERMISSION_DENIED", "user analyst has no access")
+    report = run_checks(Settings(home=settings.workspace, mlflow_tracking_uri=uri))
+    assert [c.name for c in report.problems] == ["decision versions"], report.as_dict()
+    detail = report.problems[0].detail
+    assert detail.startswith(f"registry unreachable at {uri}: ") and "not registered" not in detail, detail
+    assert "PERMISSION_DENIED: user analyst has no access" in detail, detail
+
+
+def test_a_missing_registry_while_decisions_exist_is_named(settings, healthy, tmp_path) -> None:
+    """Decisions were made by registered versions, so a registry URI naming no file is the wrong registry (or a
+    lost one): the problem says so and what to check, and no registry file is created."""
+    healthy.close()
+    from router.settings import Settings
+
+    nowhere = tmp_path / "nonexist" / "mlflow.db"
+    uri = f"sqlite:///{nowhere.as_posix()}"
+    report = run_checks(Settings(home=settings.workspace, mlflow_tracking_uri=uri))
+    assert [c.name for c in report.problems] == ["decision versions"], report.as_dict()
+    detail = report.problems[0].detail
+    assert detail.startswith(f"no MLflow registry at {uri}, but 2 decisions were made"), detail
+    assert "not registered" not in detail and "ROUTER_MLFLOW_TRACKING_URI" in detail, detail
+    assert not nowhere.parent.exists()
+
+
 def test_doctor_section_in_the_night_report(tmp_path) -> None:
     from router.night_report import append_doctor
 

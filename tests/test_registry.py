@@ -861,6 +861,83 @@ def test_a_failed_tag_write_fails_the_gate_and_moves_no_alias(
         assert promotion.rollback(settings) == (2, 3)
 
 
+# ------------------------------------------------------------------------------------------- registry errors
+SECRET = "s3cret-token"
+
+
+def _with_credentials(uri: str) -> str:
+    return uri.replace("http://", f"http://analyst:{SECRET}@")
+
+
+def test_a_registry_that_answers_an_error_is_never_read_as_nothing_registered(
+        settings: Settings, mlflow_answering, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A server that refuses (403 PERMISSION_DENIED behind an auth proxy) is not an empty registry: every read
+    raises RegistryUnavailable (exit 4) with the masked URI and MLflow's message, and the CLI exits 4."""
+    from typer.testing import CliRunner
+
+    from router import cli
+    from router.errors import UNREACHABLE, exit_code
+
+    uri = _with_credentials(mlflow_answering(403, "PERMISSION_DENIED", "user analyst has no access"))
+    masked = uri.replace(f"analyst:{SECRET}", "***")
+    monkeypatch.setenv("ROUTER_MLFLOW_CONNECT_ATTEMPTS", "1")
+    s = Settings(home=settings.workspace, mlflow_tracking_uri=uri)
+    reads = {
+        "list_versions": lambda: promotion.list_versions(s),
+        "champion_history": lambda: promotion.champion_history(s),
+        "champion_version": lambda: promotion.champion_version(s),
+        "rollback": lambda: promotion.rollback(s),
+        "download_version": lambda: promotion.download_version(s, 1, tmp_path / "download"),
+        "run_params": lambda: promotion.run_params(s, 1),
+    }
+    for what, read in reads.items():
+        with pytest.raises(tracking.RegistryUnavailable) as caught:
+            read()
+        message = str(caught.value)
+        assert f"the MLflow registry at {masked} answered an error" in message, (what, message)
+        assert "PERMISSION_DENIED: user analyst has no access" in message, (what, message)
+        assert SECRET not in message and exit_code(caught.value) == UNREACHABLE, what
+
+    monkeypatch.setenv("ROUTER_HOME", str(settings.workspace))
+    monkeypatch.setenv("ROUTER_MLFLOW_TRACKING_URI", uri)
+    runner = CliRunner()
+    for args in (["models", "list"], ["models", "rollback"]):
+        result = runner.invoke(cli.app, args)
+        assert result.exit_code == UNREACHABLE, (args, result.output)
+        assert "PERMISSION_DENIED" in result.output and "no versions" not in result.output, result.output
+        assert "no registered model" not in result.output and SECRET not in result.output, result.output
+
+
+def test_a_registry_without_the_model_is_empty_over_http_and_in_sqlite(
+        settings: Settings, mlflow_answering, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """What a real MLflow server answers for a model it does not hold (404 RESOURCE_DOES_NOT_EXIST), and what the
+    sqlite store raises, both read as "nothing registered": no versions, no champion, nothing to roll back (exit 2)."""
+    from mlflow import MlflowClient
+
+    from router.errors import BAD_INPUT, exit_code
+
+    monkeypatch.setenv("ROUTER_MLFLOW_CONNECT_ATTEMPTS", "1")
+    http = mlflow_answering(404, "RESOURCE_DOES_NOT_EXIST", "Registered Model with name=xattn-router not found")
+    sqlite = f"sqlite:///{(tmp_path / 'empty' / 'mlflow.db').as_posix()}"
+    (tmp_path / "empty").mkdir()
+    MlflowClient(tracking_uri=sqlite, registry_uri=sqlite).search_registered_models()  # an empty registry file
+    for uri in (http, sqlite):
+        s = Settings(home=settings.workspace, mlflow_tracking_uri=uri)
+        assert promotion.list_versions(s) == [] and promotion.champion_history(s) == []
+        assert promotion.champion_version(s) is None
+        with pytest.raises(RegistryError, match="no registered model 'xattn-router'") as caught:
+            promotion.rollback(s)
+        assert not isinstance(caught.value, tracking.RegistryUnavailable) and exit_code(caught.value) == BAD_INPUT
+
+    # a registered model without the asked-for version (sqlite): "no version", not an unavailable registry
+    s = Settings(home=settings.workspace, mlflow_tracking_uri=sqlite)
+    MlflowClient(tracking_uri=sqlite, registry_uri=sqlite).create_registered_model(s.registered_model)
+    with pytest.raises(RegistryError, match="'xattn-router' has no version 7") as caught:
+        promotion.download_version(s, 7, tmp_path / "download")
+    assert not isinstance(caught.value, tracking.RegistryUnavailable)
+    assert promotion.list_versions(s) == [] and promotion.champion_version(s) is None
+
+
 # ------------------------------------------------------------------------------------------------------ CLI
 
 

@@ -27,13 +27,15 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from router.errors import RegistryError
-from router.redact import mask
+from router.redact import mask, mask_uri
 from router.registry.gate import HeldOutCheck, PromotionDecision, decide, recorded_decision
 from router.registry.packaging import (
     CONFIG, MODEL_NAME, POLICY, POOL, WEIGHTS, ModelPool, ModelPoolError, load_router_artifacts, read_policy,
 )
 from router.registry.serving import predict
-from router.registry.tracking import MODEL_ID_TAG, RegistryUnavailable, connect, run_params as full_run_params
+from router.registry.tracking import (
+    MODEL_ID_TAG, RegistryUnavailable, absent, connect, run_params as full_run_params,
+)
 
 if TYPE_CHECKING:
     from router.routers.base import Router, RoutingData
@@ -85,18 +87,48 @@ class VersionInfo:
     tags: dict[str, str] = field(default_factory=dict)
 
 
-def _require_model(client: MlflowClient, name: str) -> Any:
+def _registry_uri(client: MlflowClient) -> str:
+    """The registry URI ``client`` talks to (for messages; masked where shown)."""
+    return str(getattr(client, "_registry_uri", None) or client.tracking_uri)
+
+
+def _absent(client: MlflowClient, exc: MlflowException, what: str, *, also: Sequence[str] = ()) -> bool:
+    """``True`` when ``exc`` says ``what`` does not exist; any other registry error raises
+    :class:`~router.registry.tracking.RegistryUnavailable` (:func:`~router.registry.tracking.absent`)."""
+    return absent(exc, _registry_uri(client), what, also=also)
+
+
+def _registered_model(client: MlflowClient, name: str) -> Any | None:
+    """The registered model ``name``, or ``None`` when the registry holds none by that name (an error of the
+    registry itself raises :class:`RegistryUnavailable`: it is never read as "not registered")."""
     try:
         return client.get_registered_model(name)
     except MlflowException as exc:
-        raise RegistryError(f"no registered model {name!r} at this tracking URI; train one first") from exc
+        _absent(client, exc, f"registered model {name!r}")
+        return None
 
 
-def _get_version(client: MlflowClient, name: str, version: int) -> Any:
+def _require_model(client: MlflowClient, name: str) -> Any:
+    model = _registered_model(client, name)
+    if model is None:
+        raise RegistryError(f"no registered model {name!r} at {mask_uri(_registry_uri(client))}; train one first")
+    return model
+
+
+def _find_version(client: MlflowClient, name: str, version: int) -> Any | None:
+    """Version ``version`` of ``name``, or ``None`` when there is no such version (or model)."""
     try:
         return client.get_model_version(name, str(version))
     except MlflowException as exc:
-        raise RegistryError(f"{name!r} has no version {version}") from exc
+        _absent(client, exc, f"version {version} of {name!r}")
+        return None
+
+
+def _get_version(client: MlflowClient, name: str, version: int) -> Any:
+    found = _find_version(client, name, version)
+    if found is None:
+        raise RegistryError(f"{name!r} has no version {version} at {mask_uri(_registry_uri(client))}")
+    return found
 
 
 def register_challenger(settings: Settings, run_id: str, *, description: str | None = None) -> int:
@@ -110,9 +142,7 @@ def register_challenger(settings: Settings, run_id: str, *, description: str | N
         run = client.get_run(run_id)
         model_id = run.data.tags.get(MODEL_ID_TAG)
         source = f"models:/{model_id}" if model_id else f"runs:/{run_id}/{MODEL_NAME}"
-        try:
-            client.get_registered_model(name)
-        except MlflowException:
+        if _registered_model(client, name) is None:
             client.create_registered_model(
                 name, description="Cost-aware LLM router (pyfunc): prompt in, routing decision out."
             )
@@ -143,13 +173,14 @@ def champion_version(settings: Settings) -> int | None:
 
 
 def alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
+    """The version ``alias`` points at; ``None`` when there is no such model or alias. Any other registry error
+    (server error, refusal, lost connection) is not "no champion": it raises :class:`RegistryUnavailable`, so that
+    nothing is ever routed or gated on a guess."""
     try:
         return int(client.get_model_version_by_alias(name, alias).version)
     except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):  # no model / no such alias
-            return None
-        # anything else (server error, lost connection) is not "no champion": never route or gate on a guess
-        raise RegistryError(f"cannot read alias {alias!r} of {name!r}: {mask(str(exc))}") from None
+        _absent(client, exc, f"alias {alias!r} of {name!r}", also=("INVALID_PARAMETER_VALUE",))  # no such alias
+        return None
 
 
 def champion_history(settings: Settings) -> list[int]:
@@ -159,10 +190,8 @@ def champion_history(settings: Settings) -> list[int]:
 
 
 def _history(client: MlflowClient, name: str) -> list[int]:
-    try:
-        raw = client.get_registered_model(name).tags.get(HISTORY_TAG)
-    except MlflowException:
-        return []
+    model = _registered_model(client, name)
+    raw = None if model is None else model.tags.get(HISTORY_TAG)
     if not raw:
         return []
     try:
@@ -208,12 +237,13 @@ def run_params(settings: Settings, version: int) -> dict[str, str]:
     """The params of the training run behind a version, whole ({} when it has no run, e.g. registered by hand): a
     value too long for an MLflow param is read from the run's ``params.json`` (:func:`tracking.run_params`)."""
     with connect(settings) as client:
-        run_id = client.get_model_version(settings.registered_model, str(version)).run_id
+        run_id = _get_version(client, settings.registered_model, version).run_id
         if not run_id:
             return {}
         try:
             run = client.get_run(run_id)
-        except MlflowException:
+        except MlflowException as exc:  # the run was deleted: no params; the tracking server failing raises
+            absent(exc, settings.mlflow_uri, f"run {run_id}")
             return {}
         return full_run_params(client, run)
 
@@ -427,9 +457,7 @@ def rollback(settings: Settings) -> tuple[int | None, int]:
             target = history.pop()
             if target == current:
                 continue
-            try:
-                client.get_model_version(name, str(target))
-            except MlflowException:
+            if _find_version(client, name, target) is None:
                 log.warning("skipping deleted version %s in %s", target, HISTORY_TAG)
                 continue
             client.set_registered_model_alias(name, CHAMPION, str(target))
@@ -448,15 +476,19 @@ def list_versions(settings: Settings) -> list[VersionInfo]:
     """Every version of the registered model, newest first, with its aliases and key tags."""
     name = settings.registered_model
     with connect(settings) as client:
-        try:
-            model = client.get_registered_model(name)
-        except MlflowException:
+        model = _registered_model(client, name)
+        if model is None:  # nothing registered by that name (yet); a registry that fails raises instead
             return []
         aliases: dict[int, list[str]] = {}
         for alias, version in (model.aliases or {}).items():
             aliases.setdefault(int(version), []).append(alias)
+        try:
+            found = client.search_model_versions(f"name = '{name}'")
+        except MlflowException as exc:
+            _absent(client, exc, f"the versions of {name!r}")
+            found = []
         infos = []
-        for mv in client.search_model_versions(f"name = '{name}'"):
+        for mv in found:
             tags = dict(mv.tags or {})
             version = int(mv.version)
             infos.append(

@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from router.templates import Template
 
 __all__ = ["CHARS_SUFFIX", "CONNECT_ATTEMPTS", "CONNECT_ATTEMPTS_ENV", "MODEL_ID_TAG", "PARAMS_ARTIFACT",
-           "SHA256_SUFFIX", "RegistryUnavailable", "check_reachable", "connect", "ensure_experiment", "log_training_run",
-           "run_params"]
+           "DOES_NOT_EXIST", "SHA256_SUFFIX", "RegistryUnavailable", "absent", "check_reachable", "connect",
+           "ensure_experiment", "log_training_run", "run_params"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,32 @@ SHA256_SUFFIX, CHARS_SUFFIX = ".sha256", ".chars"
 
 
 class RegistryUnavailable(RegistryError):
-    """The MLflow tracking/registry server cannot be reached (after retrying)."""
+    """The MLflow tracking/registry server cannot be reached (after retrying), or it answers with an error (a refusal,
+    a server error, a broken registry file) where the project asked for a model, version, alias or run."""
+
+
+#: MLflow's error code for a registered model, model version or run that does not exist: the sqlite store raises it,
+#: and an MLflow server answers it (HTTP 404 with this code in its JSON body). Only this code means "not there".
+DOES_NOT_EXIST = "RESOURCE_DOES_NOT_EXIST"
+
+
+def absent(exc: MlflowException, uri: str, what: str, *, also: Sequence[str] = ()) -> bool:
+    """``True`` when ``exc`` says that what was asked for does not exist (:data:`DOES_NOT_EXIST`, or a code in
+    ``also``: the sqlite store and the server answer ``INVALID_PARAMETER_VALUE`` for an alias the model lacks).
+
+    Any other MLflow error (PERMISSION_DENIED, UNAUTHENTICATED, a server error, a proxy's answer, a lost connection,
+    a registry file that is not one) is never read as "nothing registered": raises :class:`RegistryUnavailable`
+    (exit 4) naming the masked ``uri``, what was asked for (``what``: "registered model 'x'") and MLflow's message.
+    """
+    if exc.error_code in (DOES_NOT_EXIST, *also):
+        return True
+    text = str(exc)
+    masked = mask(text)
+    raise RegistryUnavailable(
+        f"the MLflow registry at {mask_uri(uri)} answered an error when asked for {what}: {masked}. Check "
+        "ROUTER_MLFLOW_TRACKING_URI and MLflow's credentials (MLFLOW_TRACKING_TOKEN or "
+        "MLFLOW_TRACKING_USERNAME/PASSWORD), or the server's log"
+    ) from (exc if masked == text else None)  # MLflow quoted a URL with credentials: never chain it
 
 
 @contextmanager
