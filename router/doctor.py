@@ -7,7 +7,8 @@ challenger to gate; never a failure), ``warning`` (worth a human look, never a f
 (and the nightly flow run end failed, after its report is written). The queries are in
 ``sql/queries/doctor/*.sql``.
 
-* **schema** — the store's schema version equals the latest migration in ``sql/migrations``.
+* **schema** — the store's schema version equals the latest migration in ``sql/migrations`` (older: any writing
+  command migrates it; newer: a newer release of xattn-router wrote it, and only that release can use it).
 * **orphans** — outcomes, backlog queries or embeddings without their prompt; decisions without their backlog
   query; outcomes, backlog or quarantine rows without their ingest run (a half-written ingest).
 * **keys** — natural keys are unique: ``prompts.prompt_id``, ``outcomes (source, sample_key, model)``,
@@ -39,7 +40,7 @@ from router.errors import CheckFailed
 from router.redact import mask, mask_uri
 from router.representation import Representation
 from router.settings import Settings
-from router.storage import StoreError, connect, execute, migrations, schema_version
+from router.storage import StoreError, connect, execute, migrations, newer_schema, schema_version
 
 OK, PENDING, PROBLEM, INFO, WARNING = "ok", "pending", "problem", "info", "warning"
 
@@ -99,6 +100,9 @@ def _schema(con) -> Check:
         version = schema_version(con)
     except Exception as exc:  # noqa: BLE001 - no schema_migrations table at all
         return Check("schema", PROBLEM, f"cannot read the schema version ({exc}); latest migration is {latest}")
+    if version > latest:  # a newer release wrote it: migrating cannot help, and writing commands refuse it
+        return Check("schema", PROBLEM, f"{newer_schema(version, latest)}; this release's writing commands refuse "
+                                        "the store")
     if version != latest:
         return Check("schema", PROBLEM, f"schema version {version}, latest migration {latest}: run any write "
                                         "command (e.g. `routerctl status`) to migrate")

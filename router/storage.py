@@ -102,12 +102,28 @@ def migrations(sql_dir: Path = SQL_DIR) -> list[tuple[int, str, Path]]:
     return found
 
 
+def newer_schema(version: int, latest: int) -> str:
+    """Why a store at schema ``version``, above ``latest`` (this code's newest migration), is not this code's to use."""
+    return (f"the store was written by a newer release of xattn-router (schema {version}, this code knows up to "
+            f"{latest}): use that release (or a later one)")
+
+
 def migrate(con: duckdb.DuckDBPyConnection, sql_dir: Path = SQL_DIR) -> list[int]:
-    """Apply every migration not yet recorded; return the versions applied now."""
+    """Apply every migration not yet recorded; return the versions applied now.
+
+    Raises :class:`StoreError` (exit 2), changing nothing, on a store that records a migration above the latest one
+    in ``sql_dir``: a newer release wrote it (and this one was installed since), and rows this code writes may not be
+    what the newer schema expects.
+    """
     con.execute((sql_dir / "schema_migrations.sql").read_text())
     done = {row[0] for row in con.execute(query("schema_versions", sql_dir)).fetchall()}
+    known = migrations(sql_dir)
+    latest = max((v for v, _, _ in known), default=0)
+    if done and max(done) > latest:
+        raise StoreError(f"{newer_schema(max(done), latest)}; this release does not write to it (it could write rows "
+                         "the newer schema does not expect), so nothing was changed. `routerctl doctor` still reads it")
     applied = []
-    for version, name, path in migrations(sql_dir):
+    for version, name, path in known:
         if version in done:
             continue
         con.begin()

@@ -104,6 +104,10 @@ DAMAGE = {
                             "bench.csv (5 in ≠ 4 ok + 1 quarantined, 0 quarantine rows)"),
     "schema behind": (f"DELETE FROM schema_migrations WHERE version = {LATEST}", "schema",
                       f"schema version {PREVIOUS}, latest migration {LATEST}"),
+    "schema ahead": (f"INSERT INTO schema_migrations VALUES ({LATEST + 1}, 'future', now())", "schema",
+                     f"the store was written by a newer release of xattn-router (schema {LATEST + 1}, this code "
+                     f"knows up to {LATEST}): use that release (or a later one); this release's writing commands "
+                     "refuse the store"),
     "prompt stored twice": ("INSERT INTO prompts SELECT * FROM prompts WHERE prompt_id = 'p1'", "keys",
                             "1 duplicated keys in prompts (prompt_id) (e.g. p1)"),
     "outcome stored twice": ("INSERT INTO outcomes SELECT * FROM outcomes WHERE sample_key = 's1' AND model = 'm1'",

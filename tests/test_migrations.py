@@ -1,4 +1,5 @@
-"""Upgrading a store: decisions stored before migration 007 get the policy keys routing writes."""
+"""Upgrading a store: decisions stored before migration 007 get the policy keys routing writes; a store a newer
+release wrote is refused by every writer."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import shutil
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from router.routing import policy_label
-from router.storage import SQL_DIR, migrate
+from router.storage import SQL_DIR, StoreError, migrate, migrations
 
 
 def _up_to(sql_dir: Path, last: int, dest: Path) -> Path:
@@ -67,3 +69,30 @@ def test_keys_the_first_007_wrote_are_rewritten(tmp_path: Path) -> None:
     assert all(stored == written for stored, written in keys.values()) and len(keys) == 4
     assert con.execute("SELECT chosen_model FROM routing_decisions WHERE query_id = 'q1'").fetchall() == [("other",)]
     assert con.execute("SELECT count(*) FROM routing_decisions").fetchone()[0] == 4
+
+
+def test_a_store_a_newer_release_wrote_is_refused_by_writers_and_left_unchanged(settings, store, cli) -> None:
+    """A ``schema_migrations`` row above the latest migration (the store was written by a newer release, then this
+    one installed): opening it to write fails with StoreError (exit 2), nothing changes; read-only opens still work."""
+    from router.errors import BAD_INPUT, exit_code
+    from router.storage import connect, schema_version
+
+    latest = migrations()[-1][0]
+    store.execute("INSERT INTO schema_migrations VALUES ($v, 'future', now())", {"v": latest + 1})
+    store.close()
+    before = settings.database.read_bytes()
+    expected = (f"the store was written by a newer release of xattn-router (schema {latest + 1}, this code knows up "
+                f"to {latest}): use that release (or a later one); this release does not write to it")
+    with pytest.raises(StoreError) as caught:
+        connect(settings)
+    assert str(caught.value).startswith(expected) and exit_code(caught.value) == BAD_INPUT, str(caught.value)
+
+    status = cli("status")  # a command that opens the store to write (and would migrate it)
+    assert status.exit_code == BAD_INPUT and "newer release of xattn-router" in status.output, status.output
+    assert settings.database.read_bytes() == before
+
+    con = connect(settings, read_only=True)
+    try:
+        assert schema_version(con) == latest + 1
+    finally:
+        con.close()
