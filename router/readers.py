@@ -3,6 +3,10 @@
 Every reader returns ``(frame, rejects)``: the rows it could read, with a 1-based ``_row`` column (line
 number for JSONL, data row for CSV/Parquet/pickle), and the rows it could not (``_row``, ``raw``, ``reason``),
 which go to quarantine. A file that cannot be read at all raises :class:`FileRejected` naming the file.
+
+A JSON object that names a key twice is a reject, with the reason ``duplicate key "prompt"``, in JSONL and JSON
+arrays alike and in nested objects too (they are kept as their JSON text): polars keeps the first value and
+Python's json the last, so reading either way would drop one silently.
 """
 
 from __future__ import annotations
@@ -188,6 +192,284 @@ def _missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+# ------------------------------------------------------------------------------------------- repeated keys
+class _RepeatedKey(ValueError):
+    """A JSON object names a key twice (at any depth); the message, a reject's reason, names the key."""
+
+    def __init__(self, key: str) -> None:
+        shown = key if len(key) <= 200 else key[:200] + "…"
+        quoted = json.dumps(shown, ensure_ascii=False)
+        if not quoted.isascii() and not _encodable_text(quoted):  # half a surrogate pair: keep its escape
+            quoted = json.dumps(shown)
+        super().__init__(f"duplicate key {quoted}")
+
+
+def _encodable_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` of :data:`_STRICT_JSON`: the object as a dict, or :class:`_RepeatedKey` on a repeat."""
+    obj = dict(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _RepeatedKey(key)
+            seen.add(key)
+    return obj
+
+
+#: Python's json refusing repeated keys, one decoder for every line (``json.loads(text, object_pairs_hook=...)``
+#: would build one per call). The hook adds about 7 % to the parse of a log line.
+_STRICT_JSON = json.JSONDecoder(object_pairs_hook=_unique_keys)
+
+
+def _strict_loads(text: str, decoder: json.JSONDecoder = _STRICT_JSON) -> Any:
+    """``json.loads(text)`` by ``decoder``: by default an object naming a key twice raises :class:`_RepeatedKey`."""
+    if text.startswith("\ufeff"):
+        return json.loads(text)  # json.loads' own error for a byte-order mark, which the decoder does not check
+    return decoder.decode(text)
+
+
+class _Repeats:
+    """An object of a JSON array as written, repeated keys included (a dict keeps one value per key)."""
+
+    __slots__ = ("pairs",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        self.pairs = pairs
+
+
+def _keep_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any] | _Repeats:
+    obj = dict(pairs)
+    return obj if len(obj) == len(pairs) else _Repeats(pairs)
+
+
+#: Python's json keeping an object that repeats a key as :class:`_Repeats` (JSON arrays: see read_json).
+_KEEPING_REPEATS = json.JSONDecoder(object_pairs_hook=_keep_repeats)
+
+
+def _json_line(item: Any) -> str:
+    """``item`` (read by :data:`_KEEPING_REPEATS`) as one line of JSON in ASCII; an object that repeats a key, at
+    any depth, is written with its repeats."""
+    try:
+        return json.dumps(item)
+    except TypeError:  # a _Repeats inside
+        return _dumps_with_repeats(item)
+
+
+def _dumps_with_repeats(value: Any) -> str:
+    if isinstance(value, _Repeats | dict):
+        pairs = value.pairs if isinstance(value, _Repeats) else value.items()
+        return "{" + ", ".join(f"{json.dumps(key)}: {_dumps_with_repeats(v)}" for key, v in pairs) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(_dumps_with_repeats, value)) + "]"
+    return json.dumps(value)
+
+
+_QUOTE, _COLON, _BACKSLASH, _NEWLINE = b'"'[0], b":"[0], b"\\"[0], b"\n"[0]
+#: Bytes are searched this many at a time: a block's mask stays in the CPU cache (faster than one whole mask).
+_BLOCK = 1 << 18
+
+
+def _newlines(a: np.ndarray) -> np.ndarray:
+    """Positions of the newlines in ``a`` (a file's bytes), in order."""
+    found = [np.flatnonzero(a[i:i + _BLOCK] == _NEWLINE) + i for i in range(0, len(a), _BLOCK)]
+    return np.concatenate(found) if found else np.empty(0, dtype=np.intp)
+
+
+def _key_colons(a: np.ndarray) -> np.ndarray:
+    """Positions of the colons right after a quote or a blank, in order: every key's colon (only blanks may stand
+    between a key and its colon), and the odd colon inside a string (``\\":``, ``a :``)."""
+    found = [np.empty(0, dtype=np.intp)]
+    for i in range(1, len(a), _BLOCK):
+        j = min(i + _BLOCK, len(a))
+        mark = np.subtract(a[i - 1:j - 1], 9, dtype=np.uint8) <= _QUOTE - 9  # tab to quote: blanks, quote, '!'...
+        mark &= a[i:j] == _COLON
+        found.append(np.flatnonzero(mark) + i)
+    return np.concatenate(found)
+
+
+def _skip_blanks(a: np.ndarray, at: np.ndarray, step: int) -> np.ndarray:
+    """Each position of ``at`` moved by ``step`` (1 or -1) until it is on a byte that is not a blank."""
+    at = at.copy()
+    active = np.arange(at.size)
+    while active.size:
+        byte = a[at[active]]
+        nxt = at[active] + step
+        move = ((byte == 32) | (byte == 9) | (byte == 13)) & (nxt >= 0) & (nxt < len(a))
+        active = active[move]
+        at[active] += step
+    return at
+
+
+def _backslashes_before(a: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """How many backslashes stand right before each position of ``a``: an odd number escapes the byte there."""
+    run = np.zeros(positions.size, dtype=np.int64)
+    active, at = np.arange(positions.size), positions - 1
+    while active.size:
+        inside = at >= 0
+        active, at = active[inside], at[inside]
+        hit = a[at] == _BACKSLASH
+        active, at = active[hit], at[hit] - 1
+        run[active] += 1
+    return run
+
+
+def _keys_ending_at(a: np.ndarray, close: np.ndarray, names: list[str]) -> np.ndarray:
+    """For bytes of ``a`` that stand before a colon (blanks aside): the index in ``names`` of the key spelled
+    plainly (``"name"``, nothing escaped) that ends there; -1 for a key spelled or named otherwise; -2 where no key
+    ends (not a quote, or an escaped one: inside a string).
+
+    The bytes before each key are compared 8 at a time, as little-endian integers read at any offset."""
+    column = np.full(close.size, -1)
+    is_quote = a[close] == _QUOTE
+    run = _backslashes_before(a, close)
+    column[~is_quote | (run % 2 == 1)] = -2
+    plain = np.flatnonzero(is_quote & (run == 0) & (close >= 2))
+    ends = close[plain]
+    last = a[ends - 1]  # the name's last byte
+    wide = np.ndarray((max(len(a) - 7, 0),), dtype="<u8", buffer=a, strides=(1,))  # wide[i]: the bytes i to i + 7
+    for j, name in enumerate(names):
+        spelled = b'"' + name.encode("utf-8")  # the key's opening quote and name: what stands before its close
+        if b'"' in spelled[1:] or b"\\" in spelled or any(byte < 0x20 for byte in spelled):
+            continue  # a name JSON must escape is never spelled plainly
+        at = np.flatnonzero(last == spelled[-1])
+        at = at[ends[at] >= len(spelled) + 1]  # the byte before the opening quote is there (no key starts a file)
+        far = ends[at] >= 8 * -(-len(spelled) // 8)  # the words before the closing quote are all there
+        match, near = at[far], at[~far]
+        for k in range(-(-len(spelled) // 8)):
+            part = spelled[max(0, len(spelled) - 8 * (k + 1)):len(spelled) - 8 * k]
+            pad = b"\0" * (8 - len(part))
+            mask, expected = (np.uint64(int.from_bytes(pad + fill, "little"))
+                              for fill in (b"\xff" * len(part), part))
+            match = match[(wide[ends[match] - 8 * (k + 1)] & mask) == expected]
+        if near.size:  # keys in the first bytes: byte by byte
+            written = np.lib.stride_tricks.sliding_window_view(a, len(spelled))[ends[near] - len(spelled)]
+            near = near[(written == np.frombuffer(spelled, dtype=np.uint8)).all(axis=1)]
+        at = np.concatenate((match, near))
+        at = at[a[ends[at] - len(spelled) - 1] != _BACKSLASH]  # an unescaped quote opens the key
+        column[plain[at]] = j
+    return column
+
+
+def _lines_that_may_repeat_a_key(raw: bytes, df: pl.DataFrame, newlines: np.ndarray | None = None) -> np.ndarray:
+    """0-based numbers of the lines of ``raw`` that may name a key twice, where ``df`` is polars' reading of ``raw``
+    (a row per line, scalar values; a ``_row`` column is ignored) and ``newlines`` the positions of its newlines if
+    known. Every other line names each key once at most. Decided from the bytes, without parsing a line:
+
+    * Each key has a colon after a quote or a blank (:func:`_key_colons`) and each non-null value polars read needs
+      a key of its own, so a file with as many such colons as non-null values repeats no key.
+    * Otherwise each colon followed by ``null`` is set aside, and on each line the other colons are counted against
+      the non-null values: a line with more (a key repeated or outside the columns read, a ``\\":`` inside a
+      string) has each of its keys matched to the column whose plain spelling (``"name"``) ends before the colon,
+      and may repeat a key if a column is matched twice or a key is not spelled plainly. A line with no more may
+      only write a key twice with a null, so only its null keys are matched: to a column matched twice, or read as
+      non-null on that line. Keys outside the columns are named from a few of them (:func:`_names_outside`).
+    """
+    names = [name for name in df.columns if name != ROW]
+    none = np.empty(0, dtype=np.int64)
+    if not names or df.height == 0:
+        return none
+    a = np.frombuffer(raw, dtype=np.uint8)
+    colons = _key_colons(a)
+    columns = [df.get_column(name) for name in names]  # by name: pl.col would take "^...$" for a pattern
+    values = df.height * len(names) - sum(column.null_count() for column in columns)
+    if colons.size <= values:
+        return none
+    after = a[np.minimum(colons + 1, len(a) - 1)]
+    nulls = np.flatnonzero((after == b"n"[0]) | (after == 32) | (after == 9) | (after == 13))
+    value = _skip_blanks(a, colons[nulls] + 1, 1)
+    for k, byte in enumerate(b"null"):
+        keep = value + k < len(a)
+        nulls, value = nulls[keep], value[keep]
+        keep = a[value + k] == byte
+        nulls, value = nulls[keep], value[keep]
+    null = np.zeros(colons.size, dtype=bool)
+    null[nulls] = True
+    read = np.column_stack([column.is_not_null().to_numpy() for column in columns])  # [line, column]
+    bounds = (_newlines(a) if newlines is None else newlines)[: df.height - 1]  # line i ends at bounds[i]
+    if colons.size - nulls.size <= values:  # on every line, as many colons besides the nulls' as values
+        look = nulls
+        line = np.searchsorted(bounds, colons[look])
+        whole = np.zeros(look.size, dtype=bool)
+    else:
+        line = np.searchsorted(bounds, colons)
+        over = (np.bincount(line, minlength=df.height) - np.bincount(line[null], minlength=df.height)
+                > read.sum(axis=1))
+        look = np.flatnonzero(over[line] | null)
+        line, whole = line[look], over[line[look]]
+    close = _skip_blanks(a, colons[look] - 1, -1)
+    column = _keys_ending_at(a, close, names)
+    keys = names + _names_outside(raw, a, close, column, len(names))
+    known = column >= 0
+    pairs, times = np.unique(line[known] * len(keys) + column[known], return_counts=True)
+    written_twice = pairs[times > 1] // len(keys)
+    # A null key on a line whose other keys were each read once: it repeats one if that one was read (a key
+    # outside the columns is on such a line only with nulls: a value would be one more than the values read).
+    null_key = known & ~whole & (column < len(names))
+    also_read = line[null_key][read[line[null_key], column[null_key]]]
+    return np.union1d(np.union1d(line[column == -1], written_twice), also_read)
+
+
+#: Keys outside the columns read are named from this many of them at a time, in up to this many rounds, while
+#: more than _FEW_UNKNOWN are left (see _names_outside).
+_NAME_SAMPLE, _NAME_ROUNDS, _FEW_UNKNOWN = 32, 8, 256
+
+
+def _names_outside(raw: bytes, a: np.ndarray, close: np.ndarray, column: np.ndarray, first: int) -> list[str]:
+    """Names of keys that :func:`_keys_ending_at` found outside the columns (``column`` -1), read off a few of them
+    in each round; ``column`` is updated in place with their indices, from ``first`` on. polars drops a key first
+    seen after the lines it typed the file from (:data:`JSONL_INFER_ROWS`): named this way, the lines that carry it
+    are still matched from their bytes instead of each being parsed again."""
+    learned: list[str] = []
+    for _ in range(_NAME_ROUNDS):
+        unknown = np.flatnonzero(column == -1)
+        if unknown.size <= _FEW_UNKNOWN:
+            break
+        names = set()
+        for end in close[unknown[:: max(1, unknown.size // _NAME_SAMPLE)]].tolist():
+            start = raw.rfind(b'"', 0, end)
+            if start > 0 and raw[start - 1] != _BACKSLASH:
+                names.add(raw[start + 1:end].decode("utf-8", "replace"))
+        names -= set(learned)
+        if not names:
+            break
+        found = _keys_ending_at(a, close[unknown], sorted(names))
+        column[unknown[found >= 0]] = found[found >= 0] + first + len(learned)
+        learned += sorted(names)
+    return learned
+
+
+def _without_repeated_keys(raw: bytes, df: pl.DataFrame, first_line: int,
+                           newlines: np.ndarray | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``df``, polars' reading of ``raw`` numbered in ``_row`` from ``first_line``, without the lines that name a
+    key twice, and those lines as rejects. Only the lines :func:`_lines_that_may_repeat_a_key` cannot rule out are
+    parsed again, by Python's json."""
+    lines = _lines_that_may_repeat_a_key(raw, df, newlines)
+    if not lines.size:
+        return df, empty_rejects()
+    newlines = _newlines(np.frombuffer(raw, dtype=np.uint8)) if newlines is None else newlines
+    starts = np.concatenate(([0], newlines + 1))
+    stops = np.concatenate((newlines, [len(raw)]))
+    rejects = []
+    for i in lines.tolist():
+        try:
+            text = raw[starts[i]:stops[i]].decode("utf-8")
+            _strict_loads(text)
+        except _RepeatedKey as exc:
+            rejects.append({ROW: first_line + i, "row_key": None, "raw": text[:MAX_RAW_CHARS], "reason": str(exc)})
+        except ValueError:  # polars read the line: what else Python's json finds in it is not this check's business
+            continue
+    bad = pl.DataFrame(rejects, schema=REJECT_SCHEMA)
+    return df.filter(~pl.col(ROW).is_in(bad[ROW].implode())), bad
+
+
 #: Lines polars infers column types from when the caller names the columns it expects (see read_jsonl).
 JSONL_INFER_ROWS = 10_000
 
@@ -206,11 +488,11 @@ def read_jsonl(path: Path, expected: tuple[str, ...] = ()) -> tuple[pl.DataFrame
     raw = _text_payload(path)
     if not raw or raw.isspace():  # stops at the first other byte (strip() would copy the whole file)
         raise FileRejected(f"{path}: empty file")
-    lines = raw.count(b"\n") + (not raw.endswith(b"\n"))
-    df = _polars_ndjson(raw, lines, expected)
+    newlines = _newlines(np.frombuffer(raw, dtype=np.uint8))
+    df = _polars_ndjson(raw, len(newlines) + (not raw.endswith(b"\n")), expected)
     if df is None:
         return _read_jsonl_pieces(path, raw, expected)
-    return _numbered(df, path), empty_rejects()
+    return _without_repeated_keys(raw, _numbered(df, path), first_line=1, newlines=newlines)
 
 
 def _polars_ndjson(raw: bytes, lines: int, expected: tuple[str, ...] = ()) -> pl.DataFrame | None:
@@ -260,7 +542,7 @@ def _read_jsonl_pieces(path: Path, raw: bytes, expected: tuple[str, ...] = ()) -
     types: polars' pieces keep their numbers and booleans, where the line-by-line path keeps their JSON text;
     the ingest coerces both the same way.
     """
-    newlines = np.flatnonzero(np.frombuffer(raw, dtype=np.uint8) == ord("\n"))
+    newlines = _newlines(np.frombuffer(raw, dtype=np.uint8))
     starts = np.concatenate([[0], newlines + 1])  # line i is raw[starts[i]:ends[i]]
     ends = np.concatenate([newlines, [len(raw)]])
     n = len(starts)
@@ -282,7 +564,10 @@ def _read_jsonl_pieces(path: Path, raw: bytes, expected: tuple[str, ...] = ()) -
             df = _polars_ndjson(piece(lo, hi), hi - lo, expected)
             if df is not None:
                 _refuse_reserved(df.columns, path)
-                frames.append(df.with_columns(pl.int_range(lo + 1, hi + 1, dtype=pl.Int64).alias(ROW)))
+                df = df.with_columns(pl.int_range(lo + 1, hi + 1, dtype=pl.Int64).alias(ROW))
+                df, bad = _without_repeated_keys(piece(lo, hi), df, lo + 1, newlines[lo:hi - 1] - starts[lo])
+                frames.append(df)
+                rejects.append(bad)
                 continue
             splits += 1
             mid = (lo + hi) // 2
@@ -312,7 +597,10 @@ def _read_jsonl_lines(path: Path, raw: bytes, first_line: int = 1) -> tuple[pl.D
                             "reason": f"invalid UTF-8 at byte {exc.start}"})
             continue
         try:
-            obj = json.loads(text)
+            obj = _strict_loads(text)
+        except _RepeatedKey as exc:
+            rejects.append({ROW: number, "row_key": None, "raw": text[:MAX_RAW_CHARS], "reason": str(exc)})
+            continue
         except json.JSONDecodeError as exc:
             rejects.append({ROW: number, "row_key": None, "raw": text[:MAX_RAW_CHARS],
                             "reason": f"invalid JSON (truncated line?): {exc.msg}, column {exc.colno}"})
@@ -358,12 +646,15 @@ def read_json(path: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     reject. A file that is not a JSON array is refused whole."""
     raw = _text_payload(path)
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = _strict_loads(raw.decode("utf-8"), _KEEPING_REPEATS)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise FileRejected(f"{path}: not valid JSON ({exc})") from exc
     if not isinstance(data, list):
-        raise FileRejected(f"{path}: expected a JSON array of objects, got a JSON {type(data).__name__}")
-    lines = "\n".join(json.dumps(item) for item in data).encode("utf-8")  # ASCII: a lone surrogate stays an escape
+        got = "dict" if isinstance(data, _Repeats) else type(data).__name__
+        raise FileRejected(f"{path}: expected a JSON array of objects, got a JSON {got}")
+    # A line per element (ASCII: a lone surrogate stays an escape), an object's repeated keys written as read, so
+    # the line reader quarantines it like a JSONL line that repeats a key.
+    lines = "\n".join(map(_json_line, data)).encode("utf-8")
     return _read_jsonl_lines(path, lines)
 
 

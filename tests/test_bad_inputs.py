@@ -833,6 +833,105 @@ def test_non_object_and_blank_lines_in_jsonl(files, ingest, reconciled) -> None:
         (3, "line is a JSON int, not an object"), (4, "line is a JSON NoneType, not an object")]
 
 
+def _with_repeat(record: dict, spelling: str, value: object) -> str:
+    """``record`` as a JSON line with one more member, ``spelling: value``, written last (a key's second copy)."""
+    return json.dumps(record)[:-1] + f", {spelling}: {json.dumps(value)}}}"
+
+
+@pytest.mark.parametrize("name", ["fast.jsonl", "pieces.jsonl", "lines.jsonl", "array.json"])
+def test_a_record_that_repeats_a_key_is_quarantined_naming_the_key(files, ingest, store, reconciled, monkeypatch,
+                                                                     name) -> None:
+    """An object naming a key twice (``{"prompt": "first", "prompt": "second"}``) was read silently, polars keeping
+    the first value and Python's json the last. It is quarantined with the key, on every path: polars' fast path,
+    pieces polars accepts around a bad line, line by line, a JSON array. A key spelled with an escape or with
+    blanks before its colon, or repeated with a null, is a repeat; nested objects are kept (as JSON text), so a
+    repeat inside one counts too. Values that read like keys, explicit nulls and other lines are not touched."""
+    from router import readers
+
+    lines = [
+        json.dumps(files.log_record(0)),
+        _with_repeat(files.log_record(1, prompt="first"), '"prompt"', "second"),
+        json.dumps(files.log_record(2, prompt='say "prompt": now', task=None, latency_ms=None)),
+        json.dumps(files.log_record(3, prompt=": starts with a colon", task="prompt")),
+        _with_repeat(files.log_record(4, prompt="first"), '"pr\\u006fmpt"', "second"),
+        _with_repeat(files.log_record(5), '"cost_usd" ', 0.5),
+        _with_repeat(files.log_record(6, task="first"), '"task"', None),
+        json.dumps(files.log_record(7)),
+    ]
+    repeats = [(2, 'duplicate key "prompt"'), (5, 'duplicate key "prompt"'), (6, 'duplicate key "cost_usd"'),
+               (7, 'duplicate key "task"')]
+    stored = ["req-0", "req-2", "req-3", "req-7"]
+    if name != "fast.jsonl":  # polars refuses nested values: such a file is read in pieces
+        lines += [json.dumps(files.log_record(8, task={"a": 1, "b": 2})),
+                  json.dumps(files.log_record(9, task="x")).replace('"task": "x"', '"task": {"a": 1, "a": 2}')]
+        repeats.append((10, 'duplicate key "a"'))
+        stored.append("req-8")
+    if name == "array.json":
+        text = "[\n" + ",\n".join(lines) + "\n]"
+    else:
+        text = "\n".join(lines) + "\n"
+        if name != "fast.jsonl":  # a cut last line: polars refuses the file as a whole
+            text += json.dumps(files.log_record(10))[:30]
+            repeats.append((len(lines) + 1, "invalid JSON"))
+    if name == "pieces.jsonl":
+        monkeypatch.setattr(readers, "JSONL_PIECE_LINES", 2)  # pieces of more than 2 lines are read by polars
+    if name == "fast.jsonl":
+        monkeypatch.setattr(readers, "_read_jsonl_pieces", None)  # polars reads the whole file at once
+
+    result = ingest("logs", files.raw(name, text))
+    bad = reconciled(result)
+    assert [(row, reason.split(" (")[0]) for row, reason in bad.select("row_number", "reason").rows()] == repeats
+    assert (result.rows_in, result.rows_ok) == (len(repeats) + len(stored), len(stored))
+    assert '"first"' in bad["raw"][0] and '"second"' in bad["raw"][0]  # the line as written, both values
+    outcomes = table(store, "outcomes").sort("sample_key")
+    assert outcomes["sample_key"].to_list() == stored
+    assert _outcome(store, "req-2", "alpha-7b")["task"] is None
+    assert _outcome(store, "req-3", "alpha-7b")["task"] == "prompt"
+    prompts = set(table(store, "prompts")["text"])
+    assert {'say "prompt": now', ": starts with a colon"} <= prompts and not {"first", "second"} & prompts
+    if name != "fast.jsonl":
+        assert json.loads(_outcome(store, "req-8", "alpha-7b")["task"]) == {"a": 1, "b": 2}
+
+
+def test_a_backlog_query_that_repeats_a_key_is_quarantined(files, ingest, store, reconciled) -> None:
+    lines = [json.dumps(files.backlog_record(0)),
+             _with_repeat(files.backlog_record(1, prompt="first"), '"prompt"', "second"),
+             _with_repeat(files.backlog_record(2), '"query_id"', "q-other"),
+             json.dumps(files.backlog_record(3))]
+    bad = reconciled(ingest("backlog", files.raw("repeats.jsonl", "\n".join(lines) + "\n")))
+    assert bad.select("row_number", "reason").rows() == [(2, 'duplicate key "prompt"'),
+                                                         (3, 'duplicate key "query_id"')]
+    assert sorted(table(store, "backlog")["query_id"]) == ["q-0", "q-3"]
+
+
+def test_only_lines_that_can_repeat_a_key_are_parsed_again(files, monkeypatch) -> None:
+    """polars' fast path rules out repeated keys from the file's bytes: explicit nulls on every line, and a value
+    that reads like keys, cost no line a parse by Python; a key written twice or spelled with an escape does."""
+    from router import readers, schemas
+
+    checked: list[int] = []
+    real = readers._lines_that_may_repeat_a_key
+
+    def spied(raw: bytes, df: pl.DataFrame, newlines=None):
+        lines = real(raw, df, newlines)
+        checked.extend(lines.tolist())
+        return lines
+
+    monkeypatch.setattr(readers, "_lines_that_may_repeat_a_key", spied)
+    monkeypatch.setattr(readers, "_read_jsonl_pieces", None)
+    lines = [json.dumps(files.log_record(i, task=None, latency_ms=None)) for i in range(200)]  # explicit nulls
+    lines[50] = _with_repeat(files.log_record(50, task=None), '"task"', "late")
+    lines[120] = _with_repeat(files.log_record(120), '"mod\\u0065l"', "other")
+    lines[160] = json.dumps(files.log_record(160, prompt='"latency_ms": 5, "task": null'))
+    df, rejects = readers.read_jsonl(files.raw("nulls.jsonl", "\n".join(lines) + "\n"),
+                                     (*schemas.LOGS.required, *schemas.LOGS.optional))
+    assert sorted(checked) == [50, 120]
+    assert rejects.select(readers.ROW, "reason").rows() == [(51, 'duplicate key "task"'),
+                                                            (121, 'duplicate key "model"')]
+    assert df.height == 198 and 51 not in df[readers.ROW] and 121 not in df[readers.ROW]
+    assert df.filter(pl.col(readers.ROW) == 161)["prompt"].item() == '"latency_ms": 5, "task": null'
+
+
 # ------------------------------------------------------------------------------ JSONL type inference window
 def test_jsonl_column_first_seen_after_the_inference_window_is_kept(files, ingest, store, monkeypatch) -> None:
     """Large JSONL files are typed from their first lines; a column that starts later is still read whole."""
