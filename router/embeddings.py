@@ -137,9 +137,8 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings) -> EmbedPlan:
     vector for ``settings.encoder``: none, or one under other representation settings or another template."""
     representation = rep.Representation.from_settings(settings)
     weights = weights_fingerprint(settings.encoder)
-    if weights is not None:
-        with transaction(con):
-            con.execute(query("embed/adopt_weights"), {"encoder": settings.encoder, "weights": weights})
+    if weights is not None:  # one statement, atomic on its own (the step's transactions are its vector chunks)
+        con.execute(query("embed/adopt_weights"), {"encoder": settings.encoder, "weights": weights})
     state = relation(con, "embed/prompt_state", {"encoder": settings.encoder}).pl()
     templates, changed = (), []
     if representation.templates:
