@@ -146,9 +146,9 @@ def plan(con: duckdb.DuckDBPyConnection, settings: Settings) -> EmbedPlan:
     remainders, ids = rep.prepare(state["text"].to_list(), templates)
     state = state.with_columns(pl.Series("remainder", remainders, dtype=pl.String),
                                pl.Series("new_template_id", ids, dtype=pl.String))
-    other_weights = pl.col("embedded") & pl.col("encoder_weights").ne_missing(pl.lit(weights, dtype=pl.String))
-    if weights is None:  # an encoder no local folder holds: nothing to compare with
-        other_weights = pl.lit(False)
+    # an encoder no local folder holds (weights None) has nothing to compare with
+    other_weights = (pl.lit(False) if weights is None
+                     else pl.col("embedded") & pl.col("encoder_weights").ne_missing(pl.lit(weights, dtype=pl.String)))
     stale = (~pl.col("embedded") | (pl.col("representation") != representation.key).fill_null(True)
              | pl.col("template_id").ne_missing(pl.col("new_template_id")) | other_weights)
     weights_changed = int(state.select(other_weights.sum()).item())

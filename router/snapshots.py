@@ -53,15 +53,17 @@ def refreshed(settings: Settings, *, on_success: bool = True) -> Iterator[None]:
     nightly exports with its report), and after it fails too, since what it stored before failing stays (an
     ingest's earlier files, a night's steps before the failing one). After a failure the export is best effort:
     one that fails is logged and the block's own error stands."""
+    def export() -> None:
+        with open_store(settings) as con:
+            export_snapshots(con, settings.snapshots)
+
     try:
         yield
     except BaseException:
         try:
-            with open_store(settings) as con:
-                export_snapshots(con, settings.snapshots)
+            export()
         except Exception as exc:  # noqa: BLE001 - the run's own error is the one to report
             log.warning("snapshots not exported after the failed run: %s", exc)
         raise
     if on_success:
-        with open_store(settings) as con:
-            export_snapshots(con, settings.snapshots)
+        export()
