@@ -14,6 +14,7 @@ from router import embeddings as emb
 from router.dataset import load_routing_data, model_pool
 from router.encoder import encode, encode_pieces
 from router.settings import BUNDLED_ENCODER, Settings
+from router.storage import relation
 
 DIM = 384
 
@@ -316,6 +317,19 @@ def test_the_missing_embedding_warning_counts_the_prompts_left_out(files, ingest
         data = load_routing_data(store, BUNDLED_ENCODER, split="train")
     assert data.n == 0
     assert [r.getMessage().split(" prompts")[0] for r in caplog.records if r.name == "router.dataset"] == ["1"]
+    # embedded, the test prompt still never trains (split_outcomes): not in training, nor in the drift check's
+    # training prompts; the test split keeps it, with its RouterBench outcomes only
+    store.execute("INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) SELECT prompt_id, $enc, 2, "
+                  "[1.0, 0.0], now()::TIMESTAMP FROM prompts", {"enc": BUNDLED_ENCODER})
+    log_only = set(table(store, "prompts")["prompt_id"]) - set(
+        table(store, "outcomes").filter(pl.col("source") == "routerbench")["prompt_id"])
+    test_id = table(store, "prompts").filter(pl.col("text") == test_prompt)["prompt_id"][0]
+    train = load_routing_data(store, BUNDLED_ENCODER, split="train")
+    test = load_routing_data(store, BUNDLED_ENCODER, split="test")
+    assert set(train.prompt_ids) == log_only and len(log_only) == 1
+    assert test_id in test.prompt_ids and test.n == 2 and int(np.isfinite(test.quality).sum()) == 2 * len(test.models)
+    drift = relation(store, "drift/training_prompts", {"encoder": BUNDLED_ENCODER, "trained_at": "9999-01-01"}).pl()
+    assert drift["prompt_id"].to_list() == sorted(log_only)
 
 
 def test_vectors_record_the_encoder_s_files_and_variant_and_other_files_re_embed(

@@ -1,13 +1,10 @@
--- One row per prompt of the split that has an embedding; task = the outcome's task (eval_name); template_id = the
--- template stripped from the prompt before embedding (NULL: none).
--- A prompt that appears in the test split never trains (whatever source observed it).
+-- One row per prompt of the split (split_outcomes: a test prompt never trains) that has an embedding; task = the
+-- outcome's task (eval_name); template_id = the template stripped from the prompt before embedding (NULL: none).
 WITH wanted AS (
     SELECT prompt_id, min(task) AS task
-    FROM outcomes o
+    FROM split_outcomes
     WHERE ($split IS NULL OR split = $split)
       AND ($sources IS NULL OR list_contains($sources, source))
-      AND ($split IS DISTINCT FROM 'train'
-           OR NOT EXISTS (SELECT 1 FROM outcomes t WHERE t.split = 'test' AND t.prompt_id = o.prompt_id))
     GROUP BY prompt_id
 )
 SELECT w.prompt_id, w.task, p.n_chars, e.vector, e.template_id
