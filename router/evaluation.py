@@ -68,6 +68,7 @@ import numpy as np
 from router.rewards import Reward, get_reward
 
 __all__ = [
+    "NOISE_Z",
     "ORACLE",
     "ZERO_ROUTER",
     "Curve",
@@ -79,6 +80,7 @@ __all__ = [
     "max_perf_point",
     "nondecreasing_hull",
     "oracle_choice",
+    "paired_aiq_se",
 ]
 
 ORACLE = "oracle"
@@ -87,6 +89,10 @@ ZERO_ROUTER = "zero_router"
 POOLED = "(pooled)"
 #: Quality fractions of the best single model's pooled perf reported as cost ratios.
 POOLED_TARGETS = {"cost_ratio_at_best_quality": 1.0, "cost_ratio_at_95": 0.95}
+#: Standard errors within which a shortfall counts as noise: the one-sided 5% level. A calibrated quality ratio
+#: within it of the target reaches the target (``router.policy``, docs/rewards.md); a first version whose AIQ is
+#: within it of the best baseline's passes the gate (``router.registry.gate``, docs/registry.md).
+NOISE_Z = 1.645
 #: Relative tolerance when a hull "reaches" a target perf (float sums of the same scores differ in the last bits).
 _REACH_RTOL = 1e-9
 
@@ -477,3 +483,42 @@ def evaluate(
     metrics["pooled"], pooled, pooled_singles = _pooled(q_true, c_true, raw_choices, oracle, models)
     return EvaluationResult(metrics, curves, singles, tuple(evals_list), tuple(models), rewards, pooled,
                             pooled_singles)
+
+
+# ------------------------------------------------------------------------------------------------------ noise
+
+
+def paired_aiq_se(first: Prediction, second: Prediction, quality_true: np.ndarray, cost_true: np.ndarray,
+                  eval_names: np.ndarray | Sequence[str], *, replicates: int = 200, seed: int = 0) -> float:
+    """Standard error of ``AIQ(first) − AIQ(second)`` (mean over eval sets, as :func:`evaluate` scores them) on
+    these test rows: the standard deviation of the difference over ``replicates`` paired bootstrap resamples of
+    the rows, drawn within each eval set (so every resample keeps the evals' sizes), both routers scored on the
+    same resample. Each router keeps the choices its predictions make on the rows; in a resample an eval's
+    ``max_cost`` is the largest cost of any raw point of the two curves, of any single model or of the oracle on it
+    (the evaluation's, but for other routers' points; in practice the dearest model's cost).
+    Deterministic for a ``seed``. The data must be as :func:`evaluate` accepts it (dense costs)."""
+    q_true = np.nan_to_num(np.asarray(quality_true, dtype=np.float64), nan=0.0)
+    c_true = np.asarray(cost_true, dtype=np.float64)
+    evals_arr = np.asarray(eval_names).astype(str)
+    choices = [_reward(pred[2]).choose_sweep(pred[0], pred[1]) for pred in (first, second)]  # (p, n) each
+    oracle = oracle_choice(q_true, c_true)
+    rng = np.random.default_rng(seed)
+    evals = np.unique(evals_arr)
+    difference = np.zeros(replicates)
+    for ev in evals:
+        rows = np.flatnonzero(evals_arr == ev)
+        draws = rng.integers(0, rows.size, size=(replicates, rows.size))
+        weights = np.stack([np.bincount(d, minlength=rows.size) for d in draws]).astype(np.float64)  # (B, n_e)
+        curves = []
+        for chosen in choices:
+            picked = chosen[:, rows]  # (p, n_e)
+            local = np.arange(rows.size)[None, :]
+            scores, costs = q_true[rows][local, picked], c_true[rows][local, picked]
+            curves.append((weights @ scores.T / rows.size, weights @ costs.T))  # perf, cost: (B, p)
+        references = [(weights @ c_true[rows]).max(axis=1), weights @ c_true[rows, oracle[rows]]]
+        max_cost = np.max([*references, *(cost.max(axis=1) for _, cost in curves)], axis=0)
+        for b in range(replicates):
+            a, z = (aiq(nondecreasing_hull(np.column_stack([cost[b], perf[b]])), float(max_cost[b]))
+                    for perf, cost in curves)
+            difference[b] += (a - z) / evals.size
+    return float(np.std(difference, ddof=1)) if replicates > 1 else 0.0

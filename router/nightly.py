@@ -267,7 +267,8 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
             champion_before = record.get("champion_version")
         else:
             champion_before = promotion.champion_version(settings)
-            decision = promotion.gate(settings, version, run.test, baseline_aiq=baseline_aiq)
+            baseline_se = run.aiq_se(ATTENTION, baseline_name, settings.seed)  # the bar's noise, if no champion
+            decision = promotion.gate(settings, version, run.test, baseline_aiq=baseline_aiq, baseline_se=baseline_se)
         champion_after = promotion.champion_version(settings)
         faults.point("gated")
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -499,7 +500,8 @@ def _decision_from_record(record: dict[str, Any]):
         promoted=record.get("decision") == "promoted", challenger_version=int(record["challenger_version"]),
         champion_version=record.get("champion_version"), challenger_aiq=record.get("challenger_aiq"),
         champion_aiq=record.get("champion_aiq"), baseline_aiq=record.get("baseline_aiq"),
-        tolerance=float(record.get("tolerance") or 0.0), checks=dict(record.get("checks") or {}),
+        baseline_se=record.get("baseline_se"), tolerance=float(record.get("tolerance") or 0.0),
+        checks=dict(record.get("checks") or {}),
         reason=str(record.get("reason", "")), reward=str(record.get("reward", "linear")),
         decided_at=str(record.get("decided_at", "")),
     )

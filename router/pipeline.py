@@ -21,7 +21,7 @@ import numpy as np
 from router.errors import RouterError
 from router.dataset import Snapshot, load_routing_data, routable_pool, snapshot
 from router.embeddings import stored_templates
-from router.evaluation import EvaluationResult, evaluate
+from router.evaluation import EvaluationResult, evaluate, paired_aiq_se
 from router.report import copy_to_latest, write_report
 from router.routers import Router, RoutingData, get_router
 from router.settings import Settings
@@ -65,6 +65,14 @@ class TrainRun:
     def best_baseline(self) -> tuple[str, float]:
         name = max(BASELINES, key=lambda n: self.metrics["routers"].get(n, {}).get("aiq", -1.0))
         return name, self.aiq(name)
+
+    def aiq_se(self, first: str, second: str, seed: int) -> float:
+        """Standard error of ``AIQ(first) − AIQ(second)`` (evaluated names) on the test rows
+        (:func:`router.evaluation.paired_aiq_se`, seeded)."""
+        first_pred, second_pred = ((*predict(self.routers[EVALUATED[name][0]], self.test), EVALUATED[name][1])
+                                   for name in (first, second))
+        return paired_aiq_se(first_pred, second_pred, self.test.quality, self.test.cost, self.test.eval_names,
+                             seed=seed)
 
 
 def new_run_id() -> str:

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from router.evaluation import NOISE_Z
 from router.rewards import get_reward
 from router.routers.base import Router, RoutingData
 
@@ -62,9 +63,6 @@ CALIBRATION_GRID = 2049
 MIN_ROWS = 30
 #: A calibrated quality within this (relative) of the target counts as reaching it (float sums of equal scores).
 _RTOL = 1e-9
-#: Standard errors of a calibrated quality ratio within which a target counts as reached: the one-sided 5% level, a
-#: point counts as short of the target only when the calibration rows show it at that level (``docs/rewards.md``).
-NOISE_Z = 1.645
 #: Hex digits of a prompt_id read as its share key (the last 8: prompt_id ranges split distributed routing by its
 #: first digits, so the share does not follow the chunks).
 _SHARE_DIGITS = slice(24, 32)

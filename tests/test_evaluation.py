@@ -14,6 +14,7 @@ from router.evaluation import (
     max_perf_point,
     nondecreasing_hull,
     oracle_choice,
+    paired_aiq_se,
 )
 from router.rewards import EXPONENTIAL_TAUS, ExponentialReward
 
@@ -292,3 +293,34 @@ def test_pooled_reference_aiqs_match_an_independent_recomputation() -> None:
     assert pooled["best_single_model"] == pytest.approx(
         {"name": "ABCD"[best], "perf": singles[best][1], "cost": singles[best][0]})
     assert pooled["routers"]["zero_router"]["cost_ratio_at_best_quality"] == pytest.approx(1.0)
+
+
+def test_paired_aiq_se_is_the_spread_of_the_aiq_difference_over_resamples_within_evals() -> None:
+    """Replays the resamples (the same generator draws, eval by eval in sorted order) through evaluate() with the
+    two routers alone: the standard deviation of the AIQ differences is the function's figure."""
+    rng = np.random.default_rng(3)
+    n, m = 60, 3
+    q = (rng.random((n, m)) < [0.4, 0.6, 0.8]).astype(float)
+    c = rng.random((n, m)) * [0.01, 0.05, 0.2]
+    evals = np.where(np.arange(n) % 4 == 0, "b", "a")
+    first = (np.clip(q + rng.normal(0, 0.3, q.shape), 0, 1), c, "linear")
+    second = (np.clip(q + rng.normal(0, 0.6, q.shape), 0, 1), c * 2, "linear")
+    se = paired_aiq_se(first, second, q, c, evals, replicates=30, seed=11)
+
+    draws = np.random.default_rng(11)
+    picks = {ev: draws.integers(0, int((evals == ev).sum()), size=(30, int((evals == ev).sum())))
+             for ev in ("a", "b")}
+    differences = []
+    for b in range(30):
+        rows = np.concatenate([np.flatnonzero(evals == ev)[picks[ev][b]] for ev in ("a", "b")])
+        routers = evaluate({"first": (first[0][rows], first[1][rows], "linear"),
+                            "second": (second[0][rows], second[1][rows], "linear")},
+                           q[rows], c[rows], evals[rows], list("ABC")).metrics["routers"]
+        differences.append(routers["first"]["aiq"] - routers["second"]["aiq"])
+    assert se == pytest.approx(float(np.std(differences, ddof=1)), rel=1e-9) and se > 0
+    assert paired_aiq_se(first, first, q, c, evals, replicates=30, seed=11) == 0.0  # a router against itself
+    assert paired_aiq_se(first, second, q, c, evals, replicates=30, seed=11) == se  # seeded
+    # four times the rows (each repeated): about half the noise
+    tiled = paired_aiq_se(*(tuple(np.tile(a, (4, 1)) for a in p[:2]) + ("linear",) for p in (first, second)),
+                          np.tile(q, (4, 1)), np.tile(c, (4, 1)), np.tile(evals, 4), replicates=200, seed=5)
+    assert 0.3 * se < tiled < 0.7 * se

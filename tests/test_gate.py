@@ -37,6 +37,25 @@ def test_first_version_must_beat_the_best_baseline(challenger: float, baseline: 
                               f"{baseline:.6f}")
 
 
+@pytest.mark.parametrize(("challenger", "baseline", "se", "promoted"), [
+    (0.59, 0.60, 0.01, True),   # behind by less than 1.645 standard errors of the difference: noise
+    (0.58, 0.60, 0.01, False),  # behind by more (0.02 > 0.01645): the baseline is ahead
+    (0.61, 0.60, 0.01, True),
+    (0.59, 0.60, 0.0, False),   # no noise measured: the strict bar
+])
+def test_a_first_version_is_refused_only_when_the_baseline_is_ahead_beyond_the_noise(
+        challenger: float, baseline: float, se: float, promoted: bool) -> None:
+    verdict = decide(challenger, None, baseline, 0.0, challenger_version=1, champion_version=None, checks=SANE,
+                     baseline_se=se)
+    assert verdict.promoted is promoted
+    relation = ">" if promoted else "<="
+    expected = f"no champion; challenger AIQ {challenger:.6f} {relation} best baseline AIQ {baseline:.6f}"
+    assert verdict.reason == expected + (f" - 1.645 standard errors of the difference ({se:.6f})" if se else "")
+    # against a champion the baseline's noise plays no part
+    assert not decide(0.5, 0.6, baseline, 0.0, challenger_version=2, champion_version=1, checks=SANE,
+                      baseline_se=1.0).promoted
+
+
 @pytest.mark.parametrize(("challenger", "champion", "tolerance", "promoted"), [
     (0.70, 0.60, 0.0, True),  # better
     (0.60, 0.60, 0.0, True),  # as good: >=
@@ -80,9 +99,11 @@ def test_the_decision_record_round_trips_through_its_tags() -> None:
     decision = PromotionDecision(
         promoted=False, challenger_version=7, champion_version=3, challenger_aiq=0.5, champion_aiq=0.6,
         baseline_aiq=None, tolerance=0.0, checks=dict(SANE), reason="x" * 5000, decided_at="2026-01-01T00:00:00",
+        baseline_se=0.004,
     )
     tags = decision.tags()
     assert tags["gate.decision"] == "rejected" and tags["gate.baseline_aiq"] == ""
+    assert tags["gate.baseline_se"] == "0.004" and json.loads(tags["gate.v7"])["baseline_se"] == 0.004
     assert json.loads(tags["gate.checks"]) == SANE
     assert len(tags["gate.reason"]) == 4000 and json.loads(tags["gate.v7"])["reason"] == "x" * 1000
     assert recorded_decision(tags, 7) == "rejected"

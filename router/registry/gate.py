@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from router.evaluation import NOISE_Z
+
 __all__ = ["TAG_PREFIX", "HeldOutCheck", "PromotionDecision", "Verdict", "decide", "recorded_decision"]
 
 _MAX_TAG_CHARS = 4000
@@ -62,6 +64,7 @@ def decide(
     problem: str = "",
     champion_note: str = "",
     held_out: HeldOutCheck | None = None,
+    baseline_se: float | None = None,
 ) -> Verdict:
     """The promotion rule.
 
@@ -70,6 +73,8 @@ def decide(
         champion_aiq: the current champion's AIQ on the same rows; ``None``: no champion, or one that cannot be
             evaluated on them (treated as absent; ``champion_note`` says why).
         baseline_aiq: the best baseline router's AIQ, the bar for a first version; ``None``: no bar.
+        baseline_se: the standard error of the challenger's AIQ minus that baseline's on the same rows
+            (:func:`router.evaluation.paired_aiq_se`); ``None`` or 0: the bar is strict.
         tolerance: how much AIQ the challenger may lose against the champion and still win.
         challenger_version, champion_version: the versions (equal: the challenger already is the champion).
         checks: the challenger's sanity checks (all must hold); ``problem`` names the one that failed.
@@ -80,7 +85,9 @@ def decide(
     Rejected when a sanity check failed, or when ``held_out`` is given and its check fails (the new model's
     predictions must beat the constant on its own held-out outcomes: no held-out outcome fails too); promoted when the challenger already is the champion; against a
     champion, promoted iff ``challenger_aiq >= champion_aiq - tolerance``; with none, promoted iff there is no
-    baseline or ``challenger_aiq > baseline_aiq``.
+    baseline or ``challenger_aiq > baseline_aiq - NOISE_Z * baseline_se``: a first version is refused only when the
+    test rows show the baseline ahead at the one-sided 5% level (the calibration's convention, ``router.policy``),
+    not when the best of several baselines is ahead by less than the rows can tell.
     """
     if not all(checks.values()):
         promoted, reason = False, f"sanity check failed: {problem}"
@@ -100,9 +107,12 @@ def decide(
         promoted, reason = True, "no champion and no baseline given"
     else:
         challenger = _required(challenger_aiq)
-        promoted = challenger > baseline_aiq
+        allowance = NOISE_Z * baseline_se if baseline_se else 0.0
+        promoted = challenger > baseline_aiq - allowance
         relation = ">" if promoted else "<="
         reason = f"no champion; challenger AIQ {challenger:.6f} {relation} best baseline AIQ {baseline_aiq:.6f}"
+        if allowance:
+            reason += f" - {NOISE_Z:g} standard errors of the difference ({baseline_se:.6f})"
     if held_out is not None and held_out.passed and all(checks.values()):
         reason = f"{reason}; {held_out.line()}"
     if champion_note:
@@ -131,6 +141,7 @@ class PromotionDecision:
     checks: dict[str, bool]
     reason: str
     reward: str = "linear"
+    baseline_se: float | None = None  # standard error of challenger minus baseline AIQ (first versions)
     decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
     @property
@@ -145,6 +156,7 @@ class PromotionDecision:
             "challenger_aiq": self.challenger_aiq,
             "champion_aiq": self.champion_aiq,
             "baseline_aiq": self.baseline_aiq,
+            "baseline_se": self.baseline_se,
             "tolerance": self.tolerance,
             "checks": self.checks,
             "reason": self.reason,
