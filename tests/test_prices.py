@@ -416,7 +416,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         mp.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         night = nightly.run_night(nightly.Night(settings, "night-prices", datetime.now(UTC).replace(tzinfo=None)))
         routed = night.results["route"]
-        if promotion.champion_version(settings) is None:  # tiny data rarely beats the baselines: promote by hand
+        if promotion.champion_version(settings) is None:  # on tiny data a baseline may win the gate: promote by hand
             with open_store(settings, read_only=True) as con:
                 promotion.promote(settings, 1, model_pool(con), reason="test setup")
             routed = nightly.route(settings)  # what the night would have routed with a champion

@@ -120,7 +120,7 @@ def deployed(stack: Stack) -> dict:
     first = stack.flow_run(stack.trigger())
     manual = None
     champion = _sql(ws, "SELECT champion_after FROM promotions ORDER BY decided_at DESC LIMIT 1")
-    if champion[0][0] is None:  # the gate keeps a first version that does not beat the best baseline on so
+    if champion[0][0] is None:  # the gate keeps a first version the best baseline beats beyond the noise on so
         # little data: the platform team promotes v1 by hand (routerctl models promote), the next run routes
         manual = stack.run(ROUTERCTL, "models", "promote", "1", "--reason", "stack test setup", home=ws)
         second = stack.flow_run(stack.trigger())
