@@ -3,8 +3,8 @@ recovered night ends exactly like a clean one.
 
 Night 1 (setup, in this process): a few dozen real RouterBench prompts (arc_challenge + mbpp, the 11 real model
 columns), trained and registered; its version is made champion by hand if the gate did not promote it (on such
-tiny data a baseline may be ahead beyond the noise). Night 2 lands production logs (new outcomes: training reruns) and two
-backlog files. The clean night 2 runs ``router.nightly.STEPS`` in this process; the faulty one is
+tiny data a baseline may be ahead beyond the noise). Night 2 lands production logs (new outcomes: training
+reruns) and two backlog files. The clean night 2 runs ``router.nightly.STEPS`` in this process; the faulty one is
 ``routerctl nightly`` itself (the Prefect flow over the same list), in subprocesses that SIGKILL themselves at a
 named point (``router.faults``, ``ROUTER_FAULT_POINT``): inside a step's transaction or work where it has such a
 point, and at every step's boundary (``<step>.done``), each re-run resuming the previous one. After each kill we
