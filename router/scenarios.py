@@ -190,9 +190,13 @@ def run_scenarios(con: duckdb.DuckDBPyConnection, predictor: Predictor, *, model
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         run.plot = plot_scenarios(run, out_dir / f"scenarios_{run.run_id}.png")
-    log.info("scenario run %s: %d points for %d %s backlog queries", run.run_id, points.height, run.queries,
-             backlog)
+    log.info("scenario run %s: %d points for %s", run.run_id, points.height, backlog_queries(run.queries, backlog))
     return run
+
+
+def backlog_queries(queries: int, backlog: str) -> str:
+    """``all 953 backlog queries`` or ``12 pending backlog queries``: the part of the backlog a scenario run read."""
+    return f"all {queries} backlog queries" if backlog == "all" else f"{queries} {backlog} backlog queries"
 
 
 def scenarios_step(settings: Any, *, reward: str | None = None, exclude: Sequence[str] | None = None

@@ -202,3 +202,12 @@ def test_print_table_fits_a_terminal_without_cutting_a_value() -> None:
     row = next(line for line in text.splitlines() if line.startswith("│"))
     assert [c.strip() for c in row.split("│")[1:-1]] == ["gpt-4-1106-preview", "2026-12-01", "per_token", "0.0075",
                                                          "0.03", "0.25", "no price in force in the training data"]
+
+
+def test_the_route_caption_shows_a_dash_for_the_quality_of_nothing_routed() -> None:
+    from router.cli.pipeline import route_caption
+
+    routed = {"predicted_spend_usd": 1.23456, "predicted_quality": 0.81234, "budget_usd": 2.0}
+    assert route_caption(routed) == "predicted spend $1.2346 within budget $2.0000; mean predicted quality 0.8123"
+    nothing = {"predicted_spend_usd": 0.0, "predicted_quality": float("nan")}  # every query already decided
+    assert route_caption(nothing) == "predicted spend $0.0000; mean predicted quality –"

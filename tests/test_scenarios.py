@@ -27,13 +27,16 @@ def test_scenario_points_by_hand() -> None:
     np.testing.assert_allclose(counts, [[3, 0], [0, 3]])
 
 
-def test_run_scenarios_stores_points_and_mix_and_writes_no_decision(store, ingest, files, tmp_path: Path) -> None:
+def test_run_scenarios_stores_points_and_mix_and_writes_no_decision(store, ingest, files, tmp_path: Path,
+                                                                    caplog) -> None:
     records = [files.backlog_record(0), files.backlog_record(1), files.backlog_record(2, prompt="Backlog prompt 1")]
     ingest("backlog", files.backlog(records=records))  # q-1 and q-2 share a prompt: one unit of weight 2
     embed_backlog(store, hard=["q-0"])
+    caplog.set_level("INFO", logger="router.scenarios")
     run = run_scenarios(store, TwoModelRouter(easy=0.89), model_version="1", encoder="enc", reward_name="linear", policy_param=50.0,
                         reference_model="rich", out_dir=tmp_path / "out")
     assert (run.backlog, run.queries) == ("pending", 3)
+    assert f"scenario run {run.run_id}: 34 points for 3 pending backlog queries" in caplog.text
     assert run.plot is not None and run.plot.read_bytes().startswith(PNG_SIGNATURE)
     assert store.execute("SELECT count(*) FROM routing_decisions").fetchone()[0] == 0
 
@@ -55,9 +58,11 @@ def test_run_scenarios_stores_points_and_mix_and_writes_no_decision(store, inges
     # Once the backlog is decided, a scenario run covers every query ("all") and becomes the latest.
     store.execute("INSERT INTO routing_decisions SELECT query_id, '1', 'r', 'cheap', 0.5, 0.001, 'linear', 1.0, "
                   "0.0, NULL, NULL, now()::TIMESTAMP, 'lambda=1' FROM backlog")
-    again = run_scenarios(store, TwoModelRouter(easy=0.89), model_version="1", encoder="enc", reward_name="linear", policy_param=None,
-                          reference_model=None)
+    with caplog.at_level("INFO", logger="router.scenarios"):
+        again = run_scenarios(store, TwoModelRouter(easy=0.89), model_version="1", encoder="enc",
+                              reward_name="linear", policy_param=None, reference_model=None)
     assert (again.backlog, again.queries) == ("all", 3)
+    assert f"scenario run {again.run_id}: 32 points for all 3 backlog queries" in caplog.text
     latest = store.execute("SELECT DISTINCT scenario_run_id, backlog FROM latest_scenarios").fetchall()
     assert latest == [(again.run_id, "all")]
 

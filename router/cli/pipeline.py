@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 from pathlib import Path
 
@@ -103,10 +104,7 @@ def route(
            if summary.get("mix_param") is not None else "") + ")"))
     for model, n in summary["model_mix"].items():
         table.add_row(model, str(n))
-    spend = f"predicted spend ${summary['predicted_spend_usd']:.4f}"
-    if summary.get("budget_usd") is not None:
-        spend += f" within budget ${summary['budget_usd']:.4f}"
-    table.caption = f"{spend}; mean predicted quality {summary['predicted_quality']:.4f}"
+    table.caption = route_caption(summary)
     print_table(table)
     if summary.get("price_factors"):
         console.print("predicted costs rescaled by price changes since training: "
@@ -121,6 +119,17 @@ def route(
         console.print(f"quality end of the sweep: {policy['reason']}")
 
 
+def route_caption(summary: dict) -> str:
+    """The route table's caption: predicted spend (and budget), mean predicted quality; "–" when nothing was routed
+    (every backlog query already had this version's and policy's decision)."""
+    spend = f"predicted spend ${summary['predicted_spend_usd']:.4f}"
+    if summary.get("budget_usd") is not None:
+        spend += f" within budget ${summary['budget_usd']:.4f}"
+    quality = summary.get("predicted_quality")
+    shown = f"{quality:.4f}" if quality is not None and math.isfinite(quality) else "–"
+    return f"{spend}; mean predicted quality {shown}"
+
+
 @app.command()
 def scenarios(
     reward: Reward = typer.Option(None, help="reward (default: ROUTER_ROUTE_REWARD, linear)"),
@@ -129,14 +138,15 @@ def scenarios(
 ) -> None:
     """What-if routing for analysts: predicted spend, quality and model mix of the pending (else whole) backlog at
     every value of the reward's sweep; writes routing_scenarios (no decisions), a Parquet snapshot and a PNG."""
-    from router.scenarios import scenarios_step
+    from router.scenarios import backlog_queries, scenarios_step
 
     s = existing_store()
     with writing(s):
         summary = scenarios_step(s, reward=reward and reward.value, exclude=exclude_model or None)
     if summary.get("model_version") is None:
         fail(NO_CHAMPION)
-    console.print(f"scenario run {summary['run_id']}: {summary['points']} points for {summary['queries']} "
-                  f"{summary['backlog']} backlog queries (champion v{summary['model_version']}, {summary['reward']})")
+    console.print(f"scenario run {summary['run_id']}: {summary['points']} points for "
+                  f"{backlog_queries(summary['queries'], summary['backlog'])} "
+                  f"(champion v{summary['model_version']}, {summary['reward']})")
     console.print(f"plot: {summary['plot']}; view latest_scenarios, snapshot "
                   f"{s.snapshots / 'latest_scenarios.parquet'}")
