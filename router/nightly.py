@@ -442,8 +442,8 @@ def _record_gate(con: Any, settings: Settings, version: int, champion_before: in
         "challenger": str(version), "champion_before": None if champion_before is None else str(champion_before),
         "champion_after": None if champion_after is None else str(champion_after),
         "challenger_aiq": decision.challenger_aiq, "champion_aiq": decision.champion_aiq,
-        "baseline_aiq": baseline_aiq, "promoted": decision.promoted, "reason": decision.reason,
-        "flow_run_id": flow_run_id,
+        "baseline_aiq": baseline_aiq, "baseline_se": decision.baseline_se,
+        "promoted": decision.promoted, "reason": decision.reason, "flow_run_id": flow_run_id,
     })
 
 

@@ -106,7 +106,7 @@ def _champion(con, version: str = "1") -> None:
     execute(con, "routing/insert_promotion", {
         "now": now, "registered_model": "xattn-router", "challenger": version, "champion_before": None,
         "champion_after": version, "challenger_aiq": 0.5, "champion_aiq": None, "baseline_aiq": 0.4,
-        "promoted": True, "reason": "first", "flow_run_id": None})
+        "baseline_se": None, "promoted": True, "reason": "first", "flow_run_id": None})
 
 
 @pytest.fixture
@@ -165,7 +165,8 @@ def test_an_onboarded_champion_is_checked_against_the_training_prompts_of_its_ba
         execute(store, "routing/insert_promotion", {
             "now": datetime.now(UTC).replace(tzinfo=None), "registered_model": "xattn-router",
             "challenger": challenger, "champion_before": base, "champion_after": challenger, "challenger_aiq": 0.5,
-            "champion_aiq": 0.5, "baseline_aiq": 0.4, "promoted": True, "reason": "onboarded", "flow_run_id": None})
+            "champion_aiq": 0.5, "baseline_aiq": 0.4, "baseline_se": None, "promoted": True, "reason": "onboarded",
+            "flow_run_id": None})
         checks, version = drift.prompt_checks(store, settings, since)
         assert version == challenger
         assert {c.name: (c.statistic, c.breached) for c in checks} == before  # v1's training prompts
@@ -175,7 +176,7 @@ def test_an_onboarded_champion_is_checked_against_the_training_prompts_of_its_ba
     execute(store, "routing/insert_promotion", {
         "now": datetime.now(UTC).replace(tzinfo=None), "registered_model": "xattn-router", "challenger": "4",
         "champion_before": "3", "champion_after": "3", "challenger_aiq": 0.3, "champion_aiq": 0.5,
-        "baseline_aiq": 0.4, "promoted": False, "reason": "rejected", "flow_run_id": None})
+        "baseline_aiq": 0.4, "baseline_se": None, "promoted": False, "reason": "rejected", "flow_run_id": None})
     assert drift.prompt_checks(store, settings, since)[1] == "3"
 
 
