@@ -661,8 +661,9 @@ STEPS: tuple[Step, ...] = (
          "ingest new files from the landing folders (validated, bad rows quarantined)"),
     Step("validate", _validate, ("ingest",), (),
          "flag rejected files and files with more than half their records quarantined"),
-    Step("embed", lambda night: embed(night.settings), ("prompts", "embeddings"), ("embeddings",),
-         "embed the prompts that have no vector for the encoder"),
+    Step("embed", lambda night: embed(night.settings), ("prompts", "embeddings", "prompt_templates"),
+         ("embeddings", "prompt_templates"), "learn the prompt templates (when stripped) and embed the prompts that "
+         "have no current vector for the encoder"),
     Step("drift", _drift, ("prompts", "outcomes", "embeddings", "training_runs", "promotions", "MLflow champion"),
          ("drift_checks",), "compare tonight's new prompts and logged outcomes with the champion's training data"),
     Step("onboard", _onboard, ("outcomes", "embeddings", "training_runs", "drift", "MLflow champion"),
