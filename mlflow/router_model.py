@@ -99,7 +99,8 @@ class RouterModel(PythonModel):
         prompts, tasks = prompt_inputs(model_input)
         X = embed_prompts(self.encoder, self.pool, self.templates, prompts, self.batch_size)
         chars = np.asarray([len(p) for p in prompts], dtype=np.int64)
-        chosen = {**self.defaults, **(params or {})}
+        # a null param (JSON ``"lambda": null``) is a param left out: the version's default, mix included
+        chosen = {**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
         chosen["exclude"] = chosen.get("exclude") or self.exclude
         chosen["prices"] = chosen.get("prices") or self.prices
         mix = None

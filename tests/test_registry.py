@@ -1047,3 +1047,57 @@ def test_prompt_inputs_accepts_frames_and_dicts_of_columns_and_refuses_lists_in_
         serving.prompt_inputs(pd.DataFrame({"text": ["a"]}))
     with pytest.raises(ValueError, match="must not be null"):
         serving.prompt_inputs(pd.DataFrame({"prompt": ["a", None]}))
+
+
+def _served_shell() -> object:
+    """A fresh ``RouterModel`` of ``mlflow/router_model.py`` (the pyfunc shell), without MLflow loading it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("router_model_under_test", PROJECT_ROOT / "mlflow" / "router_model.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.RouterModel()
+
+
+class _FlatEncoder:
+    """Stands in for the sentence encoder: the same unit vector for every text."""
+
+    def encode(self, texts: list[str], **_: object) -> np.ndarray:
+        return np.ones((len(texts), 2), dtype=np.float32) / np.sqrt(2.0)
+
+
+class _FixedRouter:
+    """Every prompt: "a" quality 0.5 at $0, "b" quality 0.9 at $1 (λ = 2 chooses "a", λ = 3 "b")."""
+
+    models = ["a", "b"]
+
+    def predict(self, X: np.ndarray, prompt_chars: np.ndarray, tasks: object = None) -> tuple[np.ndarray, np.ndarray]:
+        n = len(X)
+        return np.tile([0.5, 0.9], (n, 1)), np.tile([0.0, 1.0], (n, 1))
+
+
+def test_a_null_param_is_a_param_left_to_the_versions_default() -> None:
+    """JSON clients send ``"lambda": null`` / ``"reward": null`` for a param they leave out: the served model routes
+    as if it were left out (the calibrated policy, its mix included), rather than failing (``float(None)``) or
+    dropping the mix for the request."""
+    import pandas as pd
+
+    from router.policy import prompt_key, share_keys
+
+    model = _served_shell()
+    cal = Calibration("linear", "b", 100, 3, [1.0, 2.0, 3.0, 4.0], [0.8, 0.9, 1.0, 1.0], [0.2, 0.4, 0.8, 0.9],
+                      quality_target=0.95)
+    model.router, model.pool = _FixedRouter(), packaging.ModelPool.model_validate(_pool(embedding_dim=2))
+    model.encoder, model.templates, model.batch_size = _FlatEncoder(), (), 64
+    model.choice, model.defaults = cal.pick(), cal.defaults()
+    model.exclude = model.prices = ""
+    assert (model.choice.reward_param, model.choice.mix_param) == (2.0, 3.0) and 0 < model.choice.mix_share < 1
+    prompts = [f"prompt {i}" for i in range(40)]
+    dear = share_keys([prompt_key(p) for p in prompts]) < model.choice.mix_share
+    assert dear.any() and not dear.all()
+    frame = pd.DataFrame({"prompt": prompts})
+    left_out = model.predict(None, frame, {})
+    assert list(left_out["model"]) == ["b" if d else "a" for d in dear]  # the mix, by share key
+    for nulls in ({"lambda": None}, {"reward": None}, {"reward": None, "lambda": None, "tau": None, "exclude": None,
+                                                       "prices": None}):
+        pd.testing.assert_frame_equal(model.predict(None, frame, nulls), left_out)
