@@ -1047,6 +1047,11 @@ def test_prompt_inputs_accepts_frames_and_dicts_of_columns_and_refuses_lists_in_
         serving.prompt_inputs(pd.DataFrame({"text": ["a"]}))
     with pytest.raises(ValueError, match="must not be null"):
         serving.prompt_inputs(pd.DataFrame({"prompt": ["a", None]}))
+    # bytes (a Parquet binary column read by pandas) are UTF-8 text, as ingest reads them: not "b'caf\\xc3\\xa9'"
+    prompts, tasks = serving.prompt_inputs(pd.DataFrame({"prompt": ["café".encode()], "task": [b"math"]}))
+    assert prompts == ["café"] and list(tasks) == ["math"]
+    with pytest.raises(ValueError, match="UTF-8"):
+        serving.prompt_inputs(pd.DataFrame({"prompt": [b"\xff"]}))
 
 
 def _served_shell() -> object:

@@ -110,7 +110,7 @@ def prompt_inputs(model_input: Any) -> tuple[list[str], np.ndarray | None]:
     MLflow turns a Python dict of columns (``{"prompt": ["a", "b"]}``) into **one** row whose cells are lists (the
     REST ``inputs`` form arrives as arrays and becomes a proper frame); such a row is expanded back into one row
     per prompt (columns of equal length); empty lists are no prompts. Any other list-valued cell, or a missing or
-    null prompt, is refused rather than routed as text.
+    null prompt, is refused rather than routed as text. Bytes are read as UTF-8 text (not as their ``repr``).
     """
     import pandas as pd  # noqa: PLC0415
 
@@ -130,11 +130,21 @@ def prompt_inputs(model_input: Any) -> tuple[list[str], np.ndarray | None]:
             raise ValueError(f"columns {listed} must have the same number of values") from exc
     if frame["prompt"].isna().any():
         raise ValueError("'prompt' must not be null")
-    prompts = [str(p) for p in frame["prompt"]]
+    prompts = [_text(p, "prompt") for p in frame["prompt"]]
     tasks = None
     if "task" in frame.columns:
-        tasks = np.asarray(["" if pd.isna(t) else str(t) for t in frame["task"]], dtype=object)
+        tasks = np.asarray(["" if pd.isna(t) else _text(t, "task") for t in frame["task"]], dtype=object)
     return prompts, tasks
+
+
+def _text(value: Any, column: str) -> str:
+    """A cell as text: bytes (a binary column) are UTF-8, as ingest reads them; anything else its ``str``."""
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"'{column}' holds bytes that are not UTF-8 text: {exc}") from exc
+    return str(value)
 
 
 def route_frame(
