@@ -129,21 +129,24 @@ def route_distributed(reward: str | None = None, reward_param: float | None = No
 
     settings = Settings()
     plan = None
-    if predictor is None:
-        plan = champion.plan(settings, reward=reward, reward_param=reward_param, budget=budget,
-                             quality_target=quality_target)
-        if plan is None:
-            return {"routed": 0, "model_version": None, "reason": "no champion"}
-        predictor = plan.router
-    with writer_lock(settings.workspace), refreshed(settings), open_store(settings) as con:
-        if plan is not None:
-            kwargs = plan.route_kwargs(plan.price_factors(con), settings.pool_exclude)
-        else:
-            kwargs = {"model_version": model_version, "reward_name": reward or settings.route_reward,
-                      "reward_param": reward_param, "budget": budget, "exclude": settings.pool_exclude}
-        summary = route_backlog(con, predictor, router_name=settings.registered_model, encoder=settings.encoder,
-                                batch_size=settings.route_batch_size, flow_run_id=flow_run_id,
-                                predictions=on_workers(chunks), **kwargs)
+    # the champion is read under the lock, as `routerctl route` does: a run that waited for a night to finish
+    # routes with the champion that night promoted
+    with writer_lock(settings.workspace):
+        if predictor is None:
+            plan = champion.plan(settings, reward=reward, reward_param=reward_param, budget=budget,
+                                 quality_target=quality_target)
+            if plan is None:
+                return {"routed": 0, "model_version": None, "reason": "no champion"}
+            predictor = plan.router
+        with refreshed(settings), open_store(settings) as con:
+            if plan is not None:
+                kwargs = plan.route_kwargs(plan.price_factors(con), settings.pool_exclude)
+            else:
+                kwargs = {"model_version": model_version, "reward_name": reward or settings.route_reward,
+                          "reward_param": reward_param, "budget": budget, "exclude": settings.pool_exclude}
+            summary = route_backlog(con, predictor, router_name=settings.registered_model,
+                                    encoder=settings.encoder, batch_size=settings.route_batch_size,
+                                    flow_run_id=flow_run_id, predictions=on_workers(chunks), **kwargs)
     explicit = {"kind": "budget" if budget is not None else "lambda"}
     return {**asdict(summary), "policy": explicit if plan is None else plan.policy}
 

@@ -282,3 +282,58 @@ def test_policies_side_by_side_and_the_docs_comparison(backlog_store, settings) 
     # version 2 chose as version 1's 0.95 run (same λ), version 1's run of the target 1 as before
     assert rows["2", "quality_target=0.95"][3] == pytest.approx(ref["quality_target=0.95"][1], abs=1e-4)
     assert rows["1", "quality_target=1"][3] == pytest.approx(ref["quality_target=1"][1], abs=1e-4)
+
+
+def test_distributed_route_reads_the_champion_once_it_holds_the_lock(files, ingest, backlog_store, settings,
+                                                                    monkeypatch, prefect_ephemeral) -> None:
+    """A route flow that waits for the workspace lock (``ROUTER_STORE_WAIT_SECONDS``) while a nightly promotes a new
+    champion routes with the new one, as ``routerctl route`` does: the champion is read under the lock, not before."""
+    import threading
+
+    from flows import scale
+    from router import champion, locking
+    from router.storage import connect
+
+    backlog_store.close()
+    current = {"version": "1"}
+
+    class Plan(champion.RoutePlan):
+        def price_factors(self, con, day=None):  # noqa: ANN001, ANN201 - no price table in this store
+            return None
+
+    def plan(settings, **kwargs):  # noqa: ANN001, ANN003, ANN202
+        from types import SimpleNamespace
+
+        return Plan(current["version"], SimpleNamespace(router=FakePredictor(), policy={}), "linear", 1.0, None,
+                    {"kind": "lambda"})
+
+    monkeypatch.setattr(champion, "plan", plan)
+    monkeypatch.setenv("ROUTER_STORE_WAIT_SECONDS", "120")
+    waiting = threading.Event()
+    take = locking.workspace_lock
+
+    def watched(workspace, name="pipeline", wait_seconds=0.0):  # noqa: ANN001, ANN202
+        waiting.set()
+        return take(workspace, name, wait_seconds)
+
+    monkeypatch.setattr(locking, "workspace_lock", watched)
+    held = take(settings.workspace)
+    held.__enter__()
+
+    def nightly_promotes() -> None:
+        waiting.wait(120)
+        current["version"] = "2"  # the night promoted v2 while the flow waited
+        held.__exit__(None, None, None)
+
+    night = threading.Thread(target=nightly_promotes)
+    night.start()
+    try:
+        out = scale.run_route(chunks=3, n_workers=2)
+    finally:
+        night.join()
+    assert out["model_version"] == "2" and out["routed"] == 120
+    con = connect(settings)
+    try:
+        assert con.sql("SELECT DISTINCT model_version FROM routing_decisions").fetchall() == [("2",)]
+    finally:
+        con.close()
