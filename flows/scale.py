@@ -38,6 +38,7 @@ from router import embeddings as emb  # noqa: E402
 from router import routing  # noqa: E402
 from router.encoder import variant  # noqa: E402
 from router.locking import writer_lock  # noqa: E402
+from router.rewards import REWARDS  # noqa: E402
 from router.settings import Settings  # noqa: E402
 from router.snapshots import refreshed  # noqa: E402
 from router.storage import open_store  # noqa: E402
@@ -163,17 +164,32 @@ def run_route(address: str | None = None, chunks: int = 8, n_workers: int = 2, p
     return route_distributed.with_options(task_runner=runner)(chunks=chunks, **kwargs)
 
 
+def _positive(kind: type) -> Any:
+    """An argparse type: a positive finite number (``routerctl route`` refuses the others too)."""
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+        if not (np.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
+        return value
+
+    return parse
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="embed or route on a Dask cluster, by prompt-hash range")
     parser.add_argument("step", choices=["embed", "route"])
     parser.add_argument("--address", help="Dask scheduler, e.g. tcp://scheduler:8786 (default: a local cluster)")
-    parser.add_argument("--chunks", type=int, default=8, help="prompt-hash ranges (tasks)")
-    parser.add_argument("--workers", type=int, default=2, help="local cluster only: workers")
+    parser.add_argument("--chunks", type=_positive(int), default=8, help="prompt-hash ranges (tasks)")
+    parser.add_argument("--workers", type=_positive(int), default=2, help="local cluster only: workers")
     parser.add_argument("--processes", action="store_true", help="local cluster only: worker processes")
-    parser.add_argument("--reward", help="linear or exponential (default ROUTER_ROUTE_REWARD)")
-    parser.add_argument("--lambda", dest="reward_param", type=float)
-    parser.add_argument("--budget", type=float)
-    parser.add_argument("--quality-target", type=float, help="default ROUTER_ROUTE_QUALITY_TARGET")
+    parser.add_argument("--reward", choices=sorted(REWARDS), help="default ROUTER_ROUTE_REWARD")
+    policy = parser.add_mutually_exclusive_group()  # one of them, as routerctl route
+    policy.add_argument("--lambda", dest="reward_param", type=_positive(float))
+    policy.add_argument("--budget", type=_positive(float))
+    policy.add_argument("--quality-target", type=_positive(float), help="default ROUTER_ROUTE_QUALITY_TARGET")
     args = parser.parse_args(argv)
     if args.step == "embed":
         print(run_embed(args.address, args.chunks, args.workers, processes=args.processes))

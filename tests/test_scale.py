@@ -337,3 +337,23 @@ def test_distributed_route_reads_the_champion_once_it_holds_the_lock(files, inge
         assert con.sql("SELECT DISTINCT model_version FROM routing_decisions").fetchall() == [("2",)]
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("argv", [["route", "--lambda", "5", "--quality-target", "0.9"],
+                                  ["route", "--budget", "1", "--lambda", "5"],
+                                  ["route", "--lambda", "-1"], ["route", "--budget", "0"],
+                                  ["route", "--quality-target", "nan"], ["embed", "--chunks", "0"],
+                                  ["route", "--reward", "quadratic"]])
+def test_the_scale_command_refuses_what_routerctl_route_refuses(argv, settings, monkeypatch, capsys) -> None:
+    """One of --lambda, --budget, --quality-target, each positive and finite, and at least one chunk: given two,
+    the flow used to route under one of them and drop the other (stored under that policy's key)."""
+    from flows import scale
+
+    started = []
+    monkeypatch.setattr(scale, "run_route", lambda *a, **k: started.append(k))
+    monkeypatch.setattr(scale, "run_embed", lambda *a, **k: started.append(k))
+    with pytest.raises(SystemExit) as info:
+        scale.main(argv)
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and not started and any(
+        m in err for m in ("not allowed with argument", "must be", "invalid choice")), err
