@@ -36,6 +36,27 @@ def configure(settings: Settings | None = None) -> Settings:
     return settings
 
 
+class _ExpectedErrorsWithoutTraceback(logging.Filter):
+    """An expected failure (:class:`~router.errors.RouterError`: bad input, busy store, ...) is logged by Prefect as
+    its message alone; a traceback there would read as a bug. Bugs keep theirs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from router.errors import is_expected
+
+        if record.exc_info and record.exc_info[1] is not None and is_expected(record.exc_info[1]):
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def expected_errors_without_traceback() -> None:
+    """Have Prefect log the flow and task runs' expected failures without their traceback (the nightly's flows and
+    the Dask flows of ``flows/scale.py``); called after Prefect is imported, once or more."""
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ExpectedErrorsWithoutTraceback) for f in logger.filters):
+            logger.addFilter(_ExpectedErrorsWithoutTraceback())
+
+
 def stop_ephemeral_server() -> None:
     """Stop the temporary Prefect server this process started, if any, now rather than at interpreter exit
     (where its shutdown logs to streams already closed: "I/O operation on closed file"). The flows' queued logs

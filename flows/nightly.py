@@ -10,7 +10,7 @@ named after it. The run ends with a markdown artifact of the night's report.
 
 from __future__ import annotations
 
-from flows.env import configure
+from flows.env import configure, expected_errors_without_traceback
 
 SETTINGS = configure()
 
@@ -37,20 +37,7 @@ from router.storage import NIGHTLY_WAIT_SECONDS, open_store, scalar, wait_second
 _NIGHTS: dict[str, steps.Night] = {}
 
 
-class _ExpectedErrorsWithoutTraceback(logging.Filter):
-    """An expected failure (:class:`~router.errors.RouterError`: bad input, busy store, ...) is logged by Prefect as
-    its message alone; a traceback there would read as a bug. Bugs keep theirs."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from router.errors import is_expected
-
-        if record.exc_info and record.exc_info[1] is not None and is_expected(record.exc_info[1]):
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-for _name in ("prefect.flow_runs", "prefect.task_runs"):
-    logging.getLogger(_name).addFilter(_ExpectedErrorsWithoutTraceback())
+expected_errors_without_traceback()
 if logging.getLogger("router").getEffectiveLevel() > logging.INFO:  # a worker's root logger is at WARNING
     logging.getLogger("router").setLevel(logging.INFO)
 

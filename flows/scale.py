@@ -20,7 +20,7 @@ its own ephemeral server. See ``docs/performance.md``.
 
 from __future__ import annotations
 
-from flows.env import configure
+from flows.env import configure, expected_errors_without_traceback
 
 SETTINGS = configure()
 
@@ -44,6 +44,7 @@ from router.snapshots import refreshed  # noqa: E402
 from router.storage import open_store  # noqa: E402
 
 log = logging.getLogger(__name__)
+expected_errors_without_traceback()
 _ENCODERS: dict[tuple[str, str], Any] = {}  # one encoder per worker process, loaded on its first chunk
 
 

@@ -80,3 +80,30 @@ def test_stopping_the_ephemeral_server_sends_the_queued_logs_first(tmp_path: Pat
     assert proc.returncode == 0 and proc.stdout.strip().endswith("stopped"), proc.stderr[-4000:]
     assert "Error logging to API" not in proc.stderr + proc.stdout
     assert "I/O operation on closed file" not in proc.stderr
+
+
+BUSY = """
+from flows.scale import embed_distributed
+from flows.env import stop_ephemeral_server
+from router.locking import workspace_lock
+from router.settings import Settings
+
+with workspace_lock(Settings().workspace):  # another run holds the workspace
+    try:
+        state = embed_distributed(chunks=2, return_state=True)
+    finally:
+        stop_ephemeral_server()
+print("failed" if state.is_failed() else "not failed", flush=True)
+"""
+
+
+def test_a_distributed_flow_logs_an_expected_failure_without_its_traceback(tmp_path: Path) -> None:
+    """A Dask flow started while another run holds the workspace fails with the lock's message alone in its run's
+    logs, as the nightly's flows do: a traceback there reads as a bug."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTER_", "MLFLOW_", "PREFECT_"))}
+    env |= {"ROUTER_HOME": str(tmp_path / "ws"), "PREFECT_HOME": str(tmp_path / "prefect"),
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    proc = subprocess.run([sys.executable, "-c", BUSY], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("failed"), proc.stderr[-4000:]
+    assert "another run holds" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-4000:]
