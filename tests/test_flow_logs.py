@@ -69,14 +69,19 @@ print("stopped", flush=True)
 """
 
 
-def test_stopping_the_ephemeral_server_sends_the_queued_logs_first(tmp_path: Path) -> None:
-    """A flow's last log lines are still queued when it returns: stopped without sending them, the server could not
-    take them at exit, and a clean `routerctl nightly` ended with "--- Error logging to API ---"."""
+def _run_script(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """``script`` run by this Python in a fresh workspace and Prefect home under ``tmp_path``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTER_", "MLFLOW_", "PREFECT_"))}
     env |= {"ROUTER_HOME": str(tmp_path / "ws"), "PREFECT_HOME": str(tmp_path / "prefect"),
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    proc = subprocess.run([sys.executable, "-c", CHATTY], env=env, capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
                           cwd=Path(__file__).resolve().parents[1])
+
+
+def test_stopping_the_ephemeral_server_sends_the_queued_logs_first(tmp_path: Path) -> None:
+    """A flow's last log lines are still queued when it returns: stopped without sending them, the server could not
+    take them at exit, and a clean `routerctl nightly` ended with "--- Error logging to API ---"."""
+    proc = _run_script(CHATTY, tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("stopped"), proc.stderr[-4000:]
     assert "Error logging to API" not in proc.stderr + proc.stdout
     assert "I/O operation on closed file" not in proc.stderr
@@ -100,10 +105,6 @@ print("failed" if state.is_failed() else "not failed", flush=True)
 def test_a_distributed_flow_logs_an_expected_failure_without_its_traceback(tmp_path: Path) -> None:
     """A Dask flow started while another run holds the workspace fails with the lock's message alone in its run's
     logs, as the nightly's flows do: a traceback there reads as a bug."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTER_", "MLFLOW_", "PREFECT_"))}
-    env |= {"ROUTER_HOME": str(tmp_path / "ws"), "PREFECT_HOME": str(tmp_path / "prefect"),
-            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    proc = subprocess.run([sys.executable, "-c", BUSY], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).resolve().parents[1])
-    assert proc.returncode == 0 and proc.stdout.strip().endswith("failed"), proc.stderr[-4000:]
+    proc = _run_script(BUSY, tmp_path)
+    assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "failed", proc.stderr[-4000:]
     assert "another run holds" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-4000:]
