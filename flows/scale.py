@@ -195,8 +195,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.step == "embed":
         print(run_embed(args.address, args.chunks, args.workers, processes=args.processes))
     else:
-        print(run_route(args.address, args.chunks, args.workers, processes=args.processes, reward=args.reward,
-                        reward_param=args.reward_param, budget=args.budget, quality_target=args.quality_target))
+        summary = run_route(args.address, args.chunks, args.workers, processes=args.processes, reward=args.reward,
+                            reward_param=args.reward_param, budget=args.budget, quality_target=args.quality_target)
+        print(summary)
+        if summary.get("model_version") is None:  # nothing routed: exit 2, as `routerctl route` does
+            parser.exit(2, "error: no champion registered: run the nightly pipeline or `routerctl models promote "
+                           "VERSION`\n")
 
 
 if __name__ == "__main__":

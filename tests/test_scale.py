@@ -357,3 +357,14 @@ def test_the_scale_command_refuses_what_routerctl_route_refuses(argv, settings, 
     err = capsys.readouterr().err
     assert info.value.code == 2 and not started and any(
         m in err for m in ("not allowed with argument", "must be", "invalid choice")), err
+
+
+def test_the_scale_command_exits_2_when_there_is_no_champion(monkeypatch, capsys) -> None:
+    """Nothing routed for want of a champion is an error, as for `routerctl route` (it exited 0)."""
+    from flows import scale
+
+    monkeypatch.setattr(scale, "run_route", lambda *a, **k: {"routed": 0, "model_version": None,
+                                                              "reason": "no champion"})
+    with pytest.raises(SystemExit) as info:
+        scale.main(["route", "--chunks", "2"])
+    assert info.value.code == 2 and "no champion registered" in capsys.readouterr().err
