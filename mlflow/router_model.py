@@ -101,8 +101,9 @@ class RouterModel(PythonModel):
         chars = np.asarray([len(p) for p in prompts], dtype=np.int64)
         # a null param (JSON ``"lambda": null``) is a param left out: the version's default, mix included
         chosen = {**self.defaults, **{k: v for k, v in (params or {}).items() if v is not None}}
-        chosen["exclude"] = chosen.get("exclude") or self.exclude
-        chosen["prices"] = chosen.get("prices") or self.prices
+        for name, served in (("exclude", self.exclude), ("prices", self.prices)):
+            if not str(chosen.get(name) or "").strip():  # left empty or blank: the setting where it is served
+                chosen[name] = served
         mix = None
         if self._default_policy(chosen):
             from router.policy import prompt_key, share_keys

@@ -1106,3 +1106,7 @@ def test_a_null_param_is_a_param_left_to_the_versions_default() -> None:
     for nulls in ({"lambda": None}, {"reward": None}, {"reward": None, "lambda": None, "tau": None, "exclude": None,
                                                        "prices": None}):
         pd.testing.assert_frame_equal(model.predict(None, frame, nulls), left_out)
+    # a blank exclude is one left empty: the setting where the model is served (here: never choose "b")
+    model.exclude = "b"
+    assert set(model.predict(None, frame, {})["model"]) == {"a"}
+    assert set(model.predict(None, frame, {"exclude": "  "})["model"]) == {"a"}
