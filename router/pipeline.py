@@ -21,7 +21,7 @@ import numpy as np
 from router.errors import RouterError
 from router.dataset import Snapshot, load_routing_data, routable_pool, snapshot
 from router.embeddings import stored_templates
-from router.evaluation import EvaluationResult, evaluate, paired_aiq_se
+from router.evaluation import EvaluationResult, Prediction, evaluate, paired_aiq_se
 from router.report import copy_to_latest, write_report
 from router.routers import Router, RoutingData, get_router
 from router.settings import Settings
@@ -54,6 +54,7 @@ class TrainRun:
     snapshot: Snapshot
     seconds: dict[str, float] = field(default_factory=dict)
     templates: tuple[Template, ...] = ()  # the prompt templates the vectors were stripped of (router.templates)
+    predictions: dict[str, Prediction] = field(default_factory=dict)  # evaluated name -> its test predictions
 
     @property
     def metrics(self) -> dict:
@@ -69,10 +70,8 @@ class TrainRun:
     def aiq_se(self, first: str, second: str, seed: int) -> float:
         """Standard error of ``AIQ(first) − AIQ(second)`` (evaluated names) on the test rows
         (:func:`router.evaluation.paired_aiq_se`, seeded)."""
-        first_pred, second_pred = ((*predict(self.routers[EVALUATED[name][0]], self.test), EVALUATED[name][1])
-                                   for name in (first, second))
-        return paired_aiq_se(first_pred, second_pred, self.test.quality, self.test.cost, self.test.eval_names,
-                             seed=seed)
+        return paired_aiq_se(self.predictions[first], self.predictions[second], self.test.quality, self.test.cost,
+                             self.test.eval_names, seed=seed)
 
 
 def new_run_id() -> str:
@@ -124,4 +123,4 @@ def train_and_evaluate(con: duckdb.DuckDBPyConnection, settings: Settings, *, da
         write_report(result, report_dir)
         copy_to_latest(report_dir, settings.reports)
     templates = stored_templates(con) if settings.embed_templates else ()
-    return TrainRun(run_id, routers, result, report_dir, train, test, snap, seconds, templates)
+    return TrainRun(run_id, routers, result, report_dir, train, test, snap, seconds, templates, predictions)
