@@ -1,6 +1,6 @@
 """The table of docs/registry.md, "Why the first version's bar allows for noise": for every fit seed, the attention
 router's test AIQ against the best baseline's, the standard error of their difference and the gate's verdict with
-the strict bar and with the noise allowance::
+the strict bar and with the noise allowance (for the best of five baselines)::
 
     python -m bench.gate_noise /tmp/rb/subset.npz [/tmp/rb/subset_stripped.npz ...] [--seeds 42 7 123 1 2]
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.tuning import load_npz
-from router.evaluation import NOISE_Z, evaluate, paired_aiq_se
+from router.evaluation import evaluate, noise_z, paired_aiq_se
 from router.pipeline import ATTENTION, BASELINES
 from router.registry.gate import decide
 from router.routers import get_router
@@ -47,11 +47,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             se = paired_aiq_se(predictions[ATTENTION], predictions[best], test.quality, test.cost, test.eval_names,
                                seed=seed)
             verdicts = [decide(challenger, None, baseline, 0.0, challenger_version=1, champion_version=None,
-                               checks=SANE, baseline_se=s).promoted for s in (None, se)]
+                               checks=SANE, baseline_se=s, baselines=len(BASELINES)).promoted for s in (None, se)]
             shown = ["promoted" if v else "rejected" for v in verdicts]
             print(f"| {path.name} | {seed} | {challenger:.4f} | {best} {baseline:.4f} | {challenger - baseline:+.4f} "
                   f"| {se:.4f} | {shown[0]} | {shown[1]} |", flush=True)
-    print(f"\nnoise allowance: {NOISE_Z:g} standard errors of the difference")
+    print(f"\nnoise allowance: {noise_z(len(BASELINES)):g} standard errors of the difference (the best of "
+          f"{len(BASELINES)} baselines)")
 
 
 if __name__ == "__main__":

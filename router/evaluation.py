@@ -61,6 +61,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,7 @@ import numpy as np
 from router.rewards import Reward, get_reward
 
 __all__ = [
+    "NOISE_LEVEL",
     "NOISE_Z",
     "ORACLE",
     "ZERO_ROUTER",
@@ -80,6 +82,7 @@ __all__ = [
     "max_perf_point",
     "nondecreasing_hull",
     "oracle_choice",
+    "noise_z",
     "paired_aiq_se",
 ]
 
@@ -89,10 +92,23 @@ ZERO_ROUTER = "zero_router"
 POOLED = "(pooled)"
 #: Quality fractions of the best single model's pooled perf reported as cost ratios.
 POOLED_TARGETS = {"cost_ratio_at_best_quality": 1.0, "cost_ratio_at_95": 0.95}
-#: Standard errors within which a shortfall counts as noise: the one-sided 5% level. A calibrated quality ratio
-#: within it of the target reaches the target (``router.policy``, docs/rewards.md); a first version whose AIQ is
-#: within it of the best baseline's passes the gate (``router.registry.gate``, docs/registry.md).
-NOISE_Z = 1.645
+#: The one-sided level at which a shortfall stops counting as noise.
+NOISE_LEVEL = 0.05
+
+
+def noise_z(comparisons: int = 1) -> float:
+    """Standard errors within which a shortfall counts as noise, at :data:`NOISE_LEVEL` over ``comparisons``
+    one-sided comparisons made on the same rows (Bonferroni: each at ``NOISE_LEVEL / comparisons``), to three
+    decimals: 1.645 for one, 2.326 for five."""
+    if comparisons < 1:
+        raise ValueError(f"comparisons must be >= 1, got {comparisons}")
+    return round(NormalDist().inv_cdf(1.0 - NOISE_LEVEL / comparisons), 3)
+
+
+#: :func:`noise_z` of one comparison (1.645). A calibrated quality ratio within it of the target reaches the target
+#: (``router.policy``, docs/rewards.md); the gate's bar for a first version uses :func:`noise_z` of the number of
+#: baselines it is the best of (``router.registry.gate``, docs/registry.md).
+NOISE_Z = noise_z(1)
 #: Relative tolerance when a hull "reaches" a target perf (float sums of the same scores differ in the last bits).
 _REACH_RTOL = 1e-9
 

@@ -243,7 +243,7 @@ class PromotionStep:
 def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str | None = None) -> PromotionStep:
     """Log the training run, register the attention router as ``challenger``, gate it against the champion
     (re-evaluated now, on the same test rows), and record the decision in the store."""
-    from router.pipeline import ATTENTION
+    from router.pipeline import ATTENTION, BASELINES
     from router.registry import promotion, tracking
 
     if step.skipped:
@@ -268,7 +268,8 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
         else:
             champion_before = promotion.champion_version(settings)
             baseline_se = run.aiq_se(ATTENTION, baseline_name, settings.seed)  # the bar's noise, if no champion
-            decision = promotion.gate(settings, version, run.test, baseline_aiq=baseline_aiq, baseline_se=baseline_se)
+            decision = promotion.gate(settings, version, run.test, baseline_aiq=baseline_aiq, baseline_se=baseline_se,
+                                      baselines=len(BASELINES))
         champion_after = promotion.champion_version(settings)
         faults.point("gated")
     now = datetime.now(UTC).replace(tzinfo=None)

@@ -42,6 +42,7 @@ def test_first_version_must_beat_the_best_baseline(challenger: float, baseline: 
     (0.58, 0.60, 0.01, False),  # behind by more (0.02 > 0.01645): the baseline is ahead
     (0.61, 0.60, 0.01, True),
     (0.59, 0.60, 0.0, False),   # no noise measured: the strict bar
+    (0.58, 0.60, 0.009, False),  # behind by 0.02: beyond 1.645 errors (0.0148), within 2.326 (0.0209)
 ])
 def test_a_first_version_is_refused_only_when_the_baseline_is_ahead_beyond_the_noise(
         challenger: float, baseline: float, se: float, promoted: bool) -> None:
@@ -51,6 +52,13 @@ def test_a_first_version_is_refused_only_when_the_baseline_is_ahead_beyond_the_n
     relation = ">" if promoted else "<="
     expected = f"no champion; challenger AIQ {challenger:.6f} {relation} best baseline AIQ {baseline:.6f}"
     assert verdict.reason == expected + (f" - 1.645 standard errors of the difference ({se:.6f})" if se else "")
+    # the best of five baselines picked on the same rows: each comparison at 5 % / 5 (Bonferroni), so 2.326 errors
+    best_of_five = decide(challenger, None, baseline, 0.0, challenger_version=1, champion_version=None, checks=SANE,
+                          baseline_se=se, baselines=5)
+    assert best_of_five.promoted is (challenger > baseline - 2.326 * se)
+    if se:
+        assert best_of_five.reason.endswith(f"best of 5 baselines' AIQ {baseline:.6f} - 2.326 standard errors of "
+                                            f"the difference ({se:.6f})")
     # against a champion the baseline's noise plays no part
     assert not decide(0.5, 0.6, baseline, 0.0, challenger_version=2, champion_version=1, checks=SANE,
                       baseline_se=1.0).promoted

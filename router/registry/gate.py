@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from router.evaluation import NOISE_Z
+from router.evaluation import noise_z
 
 __all__ = ["TAG_PREFIX", "HeldOutCheck", "PromotionDecision", "Verdict", "decide", "recorded_decision"]
 
@@ -65,6 +65,7 @@ def decide(
     champion_note: str = "",
     held_out: HeldOutCheck | None = None,
     baseline_se: float | None = None,
+    baselines: int = 1,
 ) -> Verdict:
     """The promotion rule.
 
@@ -75,6 +76,7 @@ def decide(
         baseline_aiq: the best baseline router's AIQ, the bar for a first version; ``None``: no bar.
         baseline_se: the standard error of the challenger's AIQ minus that baseline's on the same rows
             (:func:`router.evaluation.paired_aiq_se`); ``None`` or 0: the bar is strict.
+        baselines: how many baseline routers ``baseline_aiq`` is the best of (picked on the same rows).
         tolerance: how much AIQ the challenger may lose against the champion and still win.
         challenger_version, champion_version: the versions (equal: the challenger already is the champion).
         checks: the challenger's sanity checks (all must hold); ``problem`` names the one that failed.
@@ -85,9 +87,10 @@ def decide(
     Rejected when a sanity check failed, or when ``held_out`` is given and its check fails (the new model's
     predictions must beat the constant on its own held-out outcomes: no held-out outcome fails too); promoted when the challenger already is the champion; against a
     champion, promoted iff ``challenger_aiq >= champion_aiq - tolerance``; with none, promoted iff there is no
-    baseline or ``challenger_aiq > baseline_aiq - NOISE_Z * baseline_se``: a first version is refused only when the
-    test rows show the baseline ahead at the one-sided 5% level (the calibration's convention, ``router.policy``),
-    not when the best of several baselines is ahead by less than the rows can tell.
+    baseline or ``challenger_aiq > baseline_aiq - noise_z(baselines) * baseline_se``: a first version is refused
+    only when the test rows show the baseline ahead at the one-sided 5% level over the ``baselines`` comparisons
+    the best one was picked from (``router.evaluation.noise_z``, Bonferroni; 1.645 for one, the calibration's
+    convention), not when the best of several baselines is ahead by less than the rows can tell.
     """
     if not all(checks.values()):
         promoted, reason = False, f"sanity check failed: {problem}"
@@ -107,12 +110,14 @@ def decide(
         promoted, reason = True, "no champion and no baseline given"
     else:
         challenger = _required(challenger_aiq)
-        allowance = NOISE_Z * baseline_se if baseline_se else 0.0
+        z = noise_z(baselines)
+        allowance = z * baseline_se if baseline_se else 0.0
         promoted = challenger > baseline_aiq - allowance
         relation = ">" if promoted else "<="
-        reason = f"no champion; challenger AIQ {challenger:.6f} {relation} best baseline AIQ {baseline_aiq:.6f}"
+        best = "best baseline" if baselines == 1 else f"best of {baselines} baselines'"
+        reason = f"no champion; challenger AIQ {challenger:.6f} {relation} {best} AIQ {baseline_aiq:.6f}"
         if allowance:
-            reason += f" - {NOISE_Z:g} standard errors of the difference ({baseline_se:.6f})"
+            reason += f" - {z:g} standard errors of the difference ({baseline_se:.6f})"
     if held_out is not None and held_out.passed and all(checks.values()):
         reason = f"{reason}; {held_out.line()}"
     if champion_note:

@@ -317,6 +317,7 @@ def gate(
     reward: str = "linear",
     held_out: HeldOutCheck | None = None,
     baseline_se: float | None = None,
+    baselines: int = 1,
 ) -> PromotionDecision:
     """Decide whether ``challenger_version`` replaces the champion; promote it if so.
 
@@ -326,8 +327,9 @@ def gate(
     ``test_data`` are finite. A champion that can no longer be evaluated on ``test_data`` (its pool no longer
     matches the store) is treated as absent. The figures go to :func:`router.registry.gate.decide`: against a
     champion, ``challenger_aiq >= champion_aiq - settings.promotion_tolerance``; with none (first version), beat
-    ``baseline_aiq`` (the best baseline router's AIQ, given by the caller; ``None`` = no bar) less its noise,
-    ``NOISE_Z`` standard errors ``baseline_se`` of the difference (given by the caller; ``None`` = none).
+    ``baseline_aiq`` (the best of ``baselines`` baseline routers' AIQs, given by the caller; ``None`` = no bar)
+    less its noise, ``noise_z(baselines)`` standard errors ``baseline_se`` of the difference (given by the caller;
+    ``None`` = none).
 
     A challenger that onboarded a model (``router.onboarding``) comes with ``held_out``, that model's held-out
     outcomes scored: its pool must be ``test_data.models`` plus that model, both versions are scored on
@@ -382,7 +384,7 @@ def gate(
     verdict = decide(
         challenger_aiq, champion_aiq, baseline_aiq, tolerance, challenger_version=challenger_version,
         champion_version=champion, checks=checks, problem=problem, champion_note=champion_note, held_out=held_out,
-        baseline_se=baseline_se,
+        baseline_se=baseline_se, baselines=baselines,
     )
     promoted, reason = verdict.promoted, verdict.reason
 
