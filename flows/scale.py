@@ -20,7 +20,7 @@ its own ephemeral server. See ``docs/performance.md``.
 
 from __future__ import annotations
 
-from flows.env import configure, expected_errors_without_traceback
+from flows.env import configure, expected_errors_without_traceback, stop_ephemeral_server
 
 SETTINGS = configure()
 
@@ -37,6 +37,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 from router import embeddings as emb  # noqa: E402
 from router import routing  # noqa: E402
 from router.encoder import variant  # noqa: E402
+from router.errors import RouterError, exit_code  # noqa: E402
 from router.locking import writer_lock  # noqa: E402
 from router.rewards import REWARDS  # noqa: E402
 from router.settings import Settings  # noqa: E402
@@ -192,16 +193,24 @@ def main(argv: list[str] | None = None) -> None:
     policy.add_argument("--budget", type=_positive(float))
     policy.add_argument("--quality-target", type=_positive(float), help="default ROUTER_ROUTE_QUALITY_TARGET")
     args = parser.parse_args(argv)
-    if args.step == "embed":
-        print(run_embed(args.address, args.chunks, args.workers, processes=args.processes))
-    else:
-        summary = run_route(args.address, args.chunks, args.workers, processes=args.processes, reward=args.reward,
-                            reward_param=args.reward_param, budget=args.budget, quality_target=args.quality_target)
-        print(summary)
-        if summary.get("model_version") is None:  # nothing routed: exit 2, as `routerctl route` does
-            parser.exit(2, "error: no champion registered: run the nightly pipeline or `routerctl models promote "
-                           "VERSION`\n")
-
+    failure = None
+    try:
+        if args.step == "embed":
+            summary = run_embed(args.address, args.chunks, args.workers, processes=args.processes)
+        else:
+            summary = run_route(args.address, args.chunks, args.workers, processes=args.processes,
+                                reward=args.reward, reward_param=args.reward_param, budget=args.budget,
+                                quality_target=args.quality_target)
+    except RouterError as exc:  # e.g. another run holds the workspace: one line and routerctl's exit status
+        failure = exc
+    finally:
+        stop_ephemeral_server()  # before the last line, and while it can still take the flows' queued logs
+    if failure is not None:
+        parser.exit(exit_code(failure), f"error: {failure}\n")
+    print(summary)
+    if args.step == "route" and summary.get("model_version") is None:  # nothing routed: exit 2, as routerctl
+        parser.exit(2, "error: no champion registered: run the nightly pipeline or `routerctl models promote "
+                       "VERSION`\n")
 
 if __name__ == "__main__":
     main()

@@ -71,10 +71,16 @@ print("stopped", flush=True)
 
 def _run_script(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
     """``script`` run by this Python in a fresh workspace and Prefect home under ``tmp_path``."""
+    return _run_python(["-c", script], tmp_path)
+
+
+def _run_python(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
+    """This Python with ``args``, from the checkout's root, in a fresh workspace and Prefect home under
+    ``tmp_path``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTER_", "MLFLOW_", "PREFECT_"))}
     env |= {"ROUTER_HOME": str(tmp_path / "ws"), "PREFECT_HOME": str(tmp_path / "prefect"),
             "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300,
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300,
                           cwd=Path(__file__).resolve().parents[1])
 
 
@@ -108,3 +114,15 @@ def test_a_distributed_flow_logs_an_expected_failure_without_its_traceback(tmp_p
     proc = _run_script(BUSY, tmp_path)
     assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == "failed", proc.stderr[-4000:]
     assert "another run holds" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-4000:]
+
+
+def test_the_scale_out_script_on_a_busy_workspace_says_so_in_one_line_and_exits_3(tmp_path: Path) -> None:
+    """``python -m flows.scale`` while another run holds the workspace: the lock's message in one line and exit 3,
+    as ``routerctl`` gives it, instead of a traceback and exit 1."""
+    from router.locking import workspace_lock
+
+    with workspace_lock(tmp_path / "ws"):  # another run holds the workspace
+        proc = _run_python(["-m", "flows.scale", "embed", "--chunks", "1", "--workers", "1"], tmp_path)
+    assert proc.returncode == 3, proc.stderr[-4000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: another run holds "), proc.stderr[-4000:]
+    assert "Traceback" not in proc.stderr and "Error logging to API" not in proc.stderr, proc.stderr[-4000:]
