@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 
-from router.settings import Settings
+from router.settings import Settings, process_env_defaults
 
 
 def configure(settings: Settings | None = None) -> Settings:
@@ -25,10 +25,8 @@ def configure(settings: Settings | None = None) -> Settings:
     os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.5")
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "router")
     os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")  # library use outside a run
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    process_env_defaults()
     os.environ.setdefault("MLFLOW_TRACKING_URI", settings.mlflow_uri)
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     # a process worker imports Prefect before the flow's code: its environment sets the variable too
     # (docker/local-stack.sh, docker/compose.yaml); the level applies either way
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "router")

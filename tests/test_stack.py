@@ -225,6 +225,23 @@ def test_routerctl_nightly_against_the_servers_is_recorded_there(stack: Stack, c
     assert _sql(clean["home"], "SELECT count(*) FROM routing_decisions") == [(54,)]
 
 
+def test_a_run_logged_to_the_mlflow_server_prints_nothing_to_stdout(stack: Stack, tmp_path: Path) -> None:
+    """MLflow writes "View run ... at: URL" to stdout when a run on a tracking server ends (the nightly's training
+    run); the commands' environment defaults (``router.settings.PROCESS_ENV``) turn it off, so stdout holds only
+    their own output (``routerctl nightly`` prints JSON there)."""
+    code = ("import os, sys\n"
+            "if sys.argv[1] == 'defaults':\n"
+            "    from router.settings import process_env_defaults; process_env_defaults()\n"
+            "import mlflow\n"
+            "mlflow.set_tracking_uri(os.environ['ROUTER_MLFLOW_TRACKING_URI'])\n"
+            "mlflow.set_experiment('stdout-check')\n"
+            "with mlflow.start_run():\n"
+            "    mlflow.log_param('a', 1)\n")
+    bare = stack.run(sys.executable, "-c", code, "bare", home=tmp_path / "ws")
+    assert "View run" in bare.stdout  # what the defaults suppress
+    assert stack.run(sys.executable, "-c", code, "defaults", home=tmp_path / "ws").stdout == ""
+
+
 def test_dask_worker_processes_route_like_one_process_and_survive_a_killed_worker(
         stack: Stack, deployed: dict, clean: dict) -> None:
     from distributed import Client

@@ -159,10 +159,9 @@ def print_table(table: Table, out: Console | None = None) -> None:
 def settings(create: bool = True):
     """Settings from the environment (and ``ROUTER_CONFIG``); the workspace is created unless ``create=False``
     (read commands, which then check for the store with :func:`existing_store`)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from router.settings import Settings
+    from router.settings import Settings, process_env_defaults
+
+    process_env_defaults()
 
     s = Settings()
     if create:
