@@ -2,10 +2,10 @@
 router's test AIQ against the best baseline's, the standard error of their difference and the gate's verdict with
 the strict bar and with the noise allowance (for the best of five baselines)::
 
-    python -m bench.gate_noise /tmp/rb/subset.npz [/tmp/rb/subset_stripped.npz ...] [--seeds 42 7 123 1 2]
+    python -m bench.gate_noise /tmp/rb/subset_raw.npz [/tmp/rb/subset.npz ...] [--seeds 42 7 123 1 2]
 
-The ``.npz`` files come from ``python -m bench.subset`` (with ``ROUTER_EMBED_TEMPLATES=true
-ROUTER_EMBED_MAX_CHUNKS=8`` for template-stripped vectors). Every router of the nightly's gate (``attention`` and
+The ``.npz`` files come from ``python -m bench.subset`` (template-stripped vectors; with ``--raw``, vectors of the
+raw prompts). Every router of the nightly's gate (``attention`` and
 ``router.pipeline.BASELINES``) is fitted on the train rows with the seed and evaluated on the test rows
 (``router.evaluation.evaluate``, linear reward); the standard error is
 ``router.evaluation.paired_aiq_se(..., seed=S)``, as the nightly computes it with ``ROUTER_SEED=S``.

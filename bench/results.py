@@ -8,9 +8,10 @@ For each ``--data`` folder (default: both shipped datasets, ``data/routerbench_s
 subfolder named after its folder), embedded, every router is fitted with the default seed on the dataset's own
 train split and evaluated on its test split, and the page gets one section per dataset: the per-eval mean table,
 the pooled block (the whole test split as one backlog, from metrics.json), the per-eval AIQ and the number of
-distinct prompt vectors per eval. Vectors are template-aware (``ROUTER_EMBED_TEMPLATES`` on); where templates
-were learned, the dataset is also run with the default representation (raw prompts, subfolder ``<dataset>-raw``)
-and compared. Each dataset's report folder (metrics.json, PNGs) is under DIR/<dataset>/reports/latest.
+distinct prompt vectors per eval. Vectors are the default representation (templates stripped, long prompts read
+in up to 8 windows); where templates were learned, the dataset is also run on raw prompts cut at the encoder's
+window (``ROUTER_EMBED_TEMPLATES=false ROUTER_EMBED_MAX_CHUNKS=1``, subfolder ``<dataset>-raw``) and compared.
+Each dataset's report folder (metrics.json, PNGs) is under DIR/<dataset>/reports/latest.
 """
 
 from __future__ import annotations
@@ -51,7 +52,8 @@ def distinct_vectors(train: Any, test: Any) -> dict[str, tuple[int, int]]:
 def run_dataset(source: Path, home: Path, templates: bool = True
                 ) -> tuple[Any, dict[str, tuple[int, int]], dict[str, float], str]:
     """Ingest, embed, fit and evaluate one dataset in workspace ``home``: the run, distinct vectors per eval,
-    timings and the encoder's name. ``templates``: the template-aware representation (else the default one)."""
+    timings and the encoder's name. ``templates``: the default, template-aware representation (else raw prompts cut
+    at the encoder's window)."""
     from router.embeddings import embed_missing
     from router.ingest import discover, ingest_file
     from router.pipeline import train_and_evaluate
@@ -59,7 +61,9 @@ def run_dataset(source: Path, home: Path, templates: bool = True
     from router.storage import open_store
     from router.validation import docs_batch
 
-    representation = {"embed_templates": True, "embed_max_chunks": 8} if templates else {}
+    from bench.subset import RAW
+
+    representation = {} if templates else RAW
     settings = Settings(home=home, **representation)
     settings.ensure_workspace()
     with open_store(settings) as con:
@@ -175,10 +179,9 @@ def section(source: Path, run: Any, distinct: dict[str, tuple[int, int]], timing
         ]
     lines += [
         "",
-        f"Before encoding, the embed step strips the blocks most prompts of an eval share (this page turns on "
-        f"ROUTER_EMBED_TEMPLATES, off by default; {timings['templates']} "
-        "learned templates; docs/router.md, \"What a prompt's vector is made of\"), so the distinct vectors above are those of",
-        "the prompts' distinctive parts.",
+        f"Before encoding, the embed step strips the blocks most prompts of an eval share ({timings['templates']} "
+        "learned templates; docs/router.md, \"What a prompt's vector is made of\"), so the distinct vectors above are",
+        "those of the prompts' distinctive parts.",
         "",
         f"Timings (2 CPU cores, shared): embedding {timings['embedded']} new prompts took {timings['embed_s']:.0f} s "
         f"({timings['cached']} were cached); fitting every router took {sum(run.seconds.values()):.0f} s.",
@@ -188,16 +191,17 @@ def section(source: Path, run: Any, distinct: dict[str, tuple[int, int]], timing
 
 
 def default_section(run: Any, distinct: dict[str, tuple[int, int]], source: Path) -> list[str]:
-    """The comparison with the default representation (raw prompts: what ``routerctl evaluate`` uses unless
-    ``ROUTER_EMBED_TEMPLATES`` is on), for a dataset where templates were learned."""
+    """The comparison with raw prompts cut at the encoder's window (``ROUTER_EMBED_TEMPLATES=false
+    ROUTER_EMBED_MAX_CHUNKS=1``), for a dataset where templates were learned."""
     m = run.metrics
     routers, pooled = m["routers"], m["pooled"]["routers"]
     best_name = max(BASELINES, key=lambda n: routers[n]["aiq"])
     lines = [
-        "### With the default representation (raw prompts, `ROUTER_EMBED_TEMPLATES` off)",
+        "### With raw prompts (`ROUTER_EMBED_TEMPLATES=false ROUTER_EMBED_MAX_CHUNKS=1`)",
         "",
-        "The same routers fitted and evaluated on vectors of the full prompt texts (256 word pieces), as a default",
-        f"`routerctl evaluate --data data/{source.name}` gives them; distinct vectors per eval: "
+        "The same routers fitted and evaluated on vectors of the full prompt texts cut at the encoder's window (256",
+        f"word pieces), as `routerctl evaluate --data data/{source.name}` gives them with those settings; distinct "
+        "vectors per eval: "
         + ", ".join(f"{ev} {d} of {n}" for ev, (n, d) in sorted(distinct.items())) + ".",
         "",
         "| router | per-eval AIQ | pooled AIQ | pooled cost ratio at best quality |",

@@ -73,13 +73,13 @@ class Settings(BaseSettings):
                                            "$ROUTER_HOME/encoders)")
     embed_batch_size: int = Field(default=64, ge=1)
     embed_chunk_size: int = Field(default=2048, ge=1, description="prompts embedded per committed transaction")
-    embed_templates: bool = Field(default=False, description="strip the blocks many prompts of a task or source "
-                                  "share (few-shot demonstrations, instructions) before embedding (router.templates); "
-                                  "off by default: docs/router.md, \"What a prompt's vector is made of\"")
+    embed_templates: bool = Field(default=True, description="strip the blocks many prompts of a task or source "
+                                  "share (few-shot demonstrations, instructions) before embedding (router.templates; "
+                                  "docs/router.md, \"What a prompt's vector is made of\"); false: embed raw prompts")
     template_min_share: float = Field(default=0.5, gt=0, le=1, description="share of a group's distinct prompts "
                                       "that must carry a block for it to be a template")
     template_min_chars: int = Field(default=64, ge=1, description="shortest block stripped as a template")
-    embed_max_chunks: int = Field(default=1, ge=1, description="a prompt longer than the encoder's window is read "
+    embed_max_chunks: int = Field(default=8, ge=1, description="a prompt longer than the encoder's window is read "
                                   "as up to this many windows (first and last ones), mean-pooled; 1 = cut it")
     seed: int = 42
     allow_pickle: bool = Field(default=False, description="unpickle .pkl files found inside folders (code execution!)")

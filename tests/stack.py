@@ -25,6 +25,12 @@ SCRIPT = ROOT / "docker" / "local-stack.sh"
 BIN = Path(sys.executable).parent
 
 
+#: The stack's nights run on a small slice, where a batch of new prompts (the demo backlog's next rows are all
+#: arc-challenge) breaches the drift checks, which force a retrain; these tests are about the servers and their
+#: faults, so the prompt checks never breach here (tests/test_drift.py and tests/test_nightly.py test them).
+QUIET_DRIFT = {"ROUTER_DRIFT_EMBEDDING_P": "1e-9", "ROUTER_DRIFT_TASK_TVD": "1"}
+
+
 class Stack:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -35,7 +41,7 @@ class Stack:
     def _script(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTER_", "PREFECT_", "MLFLOW_"))}
         env.update(LOCAL_STACK_DIR=str(self.folder), VENV=str(BIN.parent), PYTHONPATH=str(ROOT),
-                   PATH=f"{BIN}:{env['PATH']}")
+                   PATH=f"{BIN}:{env['PATH']}", **QUIET_DRIFT)  # the worker it starts inherits them
         return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True,
                               timeout=timeout)
 
@@ -92,7 +98,8 @@ class Stack:
     def env(self, home: Path | None = None, **extra: str) -> dict[str, str]:
         """A subprocess environment against the servers (workspace ``home``, default the worker's)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("ROUTER_", "PREFECT_", "MLFLOW_"))}
-        env.update(self.vars, PYTHONPATH=str(ROOT), PATH=f"{BIN}:{env['PATH']}", **extra)
+        env.update(self.vars, PYTHONPATH=str(ROOT), PATH=f"{BIN}:{env['PATH']}", **QUIET_DRIFT)
+        env.update(extra)
         if home is not None:
             env["ROUTER_HOME"] = str(home)
         return env

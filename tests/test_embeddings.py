@@ -13,6 +13,7 @@ from conftest import table
 from router import embeddings as emb
 from router.dataset import load_routing_data, model_pool
 from router.encoder import encode, encode_pieces
+from router.representation import Representation
 from router.settings import BUNDLED_ENCODER, Settings
 from router.storage import relation
 
@@ -272,7 +273,7 @@ def test_the_nightly_embed_task_s_cache_follows_the_stored_vectors(files, settin
                                                                     prefect_ephemeral) -> None:
     """The flow's embed task is cached by the store's state: a second night on the first's state reports what it
     did (nothing), not the first night's figures; vectors re-embedded meanwhile under other settings
-    (`ROUTER_EMBED_MAX_CHUNKS=2 routerctl embed`) are replaced by the next night's step."""
+    (`ROUTER_EMBED_TEMPLATES=false ROUTER_EMBED_MAX_CHUNKS=2 routerctl embed`) are replaced by the next night's step."""
     from prefect import flow
 
     from flows import nightly as flows_nightly
@@ -297,14 +298,16 @@ def test_the_nightly_embed_task_s_cache_follows_the_stored_vectors(files, settin
         with open_store(settings, read_only=True) as con:
             return con.execute("SELECT representation, count(*) FROM embeddings GROUP BY 1").fetchall()
 
+    current = Representation.from_settings(settings).key
     nights = [ingest_and_embed() for _ in range(3)]
     assert [n["embedded"] for n in nights] == [6, 0, 0] and [n["already"] for n in nights] == [0, 6, 6]
-    assert representations() == [("raw+chunks(1)", 6)]
+    assert representations() == [(current, 6)]
     with open_store(settings) as con:
-        emb.embed_missing(con, settings.model_copy(update={"embed_max_chunks": 2}), model=encoder)
-    assert representations() == [("raw+windows(2)", 6)]
+        emb.embed_missing(con, settings.model_copy(update={"embed_templates": False, "embed_max_chunks": 2}),
+                          model=encoder)
+    assert representations() == [("raw+windows(2)", 6)] != [(current, 6)]
     again = ingest_and_embed()
-    assert again["embedded"] == 6 and representations() == [("raw+chunks(1)", 6)]
+    assert again["embedded"] == 6 and representations() == [(current, 6)]
 
 
 def test_the_missing_embedding_warning_counts_the_prompts_left_out(files, ingest, store, caplog) -> None:
