@@ -223,10 +223,13 @@ def _vectors(frame) -> np.ndarray:
     return stack(have["vector"]) if have.height else np.zeros((0, 0), dtype=np.float32)
 
 
-def prompt_checks(con: duckdb.DuckDBPyConnection, settings: Settings, since: datetime) -> tuple[list[DriftCheck],
-                                                                                              str | None]:
-    """The ``embedding`` and ``task_mix`` checks, and the champion version they compared with (or None)."""
-    champion = execute(con, "drift/champion_training")
+def prompt_checks(con: duckdb.DuckDBPyConnection, settings: Settings, since: datetime,
+                  champion_version: int | str | None = None) -> tuple[list[DriftCheck], str | None]:
+    """The ``embedding`` and ``task_mix`` checks, and the champion version they compared with (or None).
+    ``champion_version``: the registry's champion (a manual promotion or rollback moves the alias without a
+    ``promotions`` row); None: the latest champion recorded by a promotion."""
+    version_param = None if champion_version is None else str(champion_version)
+    champion = execute(con, "drift/champion_training", {"version": version_param})
     if not champion:
         reason = "no champion trained in this store yet"
         return [skipped("embedding", settings.drift_embedding_p, reason),

@@ -131,17 +131,17 @@ def drift(settings: Settings, *, flow_run_id: str, started: datetime) -> dict[st
     """Tonight's drift checks (``router.drift``) against the champion, recorded in ``drift_checks``; returns
     :func:`router.drift.summary` (``breached`` forces the train step)."""
     from router import drift as checks
+    from router.registry import promotion
 
+    champion = promotion.champion_version(settings)  # the alias: a hand-promoted champion has no promotions row
     with faults.step("drift"), open_store(settings) as con:
-        found, version = checks.prompt_checks(con, settings, started)
+        found, version = checks.prompt_checks(con, settings, started, champion)
         outcomes = checks.logged_outcomes(con, settings, started) if version else None
     most = max(Counter(outcomes["model"].tolist()).values()) if outcomes and len(outcomes["model"]) else 0
     if most and most < settings.drift_min_outcomes:  # not worth loading the champion
         found.append(checks.skipped("calibration", settings.drift_quality_error, f"at most {most} logged outcomes "
                                     f"of a model tonight ({settings.drift_min_outcomes} needed)"))
     elif most:
-        from router.registry import promotion
-
         try:
             loaded = promotion.load_version(settings, int(version))
         except Exception as exc:  # noqa: BLE001 - the prompt checks stand; the outcome checks are recorded skipped

@@ -152,6 +152,11 @@ def test_task_mix_flags_new_tasks_and_checks_are_skipped_without_champion(night_
     store.execute("DELETE FROM promotions")
     no_champion = drift.prompt_checks(store, settings, since)[0]
     assert [c.detail["skipped"] for c in no_champion] == ["no champion trained in this store yet"] * 2
+    # a champion promoted by hand (`routerctl models promote`) moves the registry's alias and writes no promotions
+    # row: the nightly passes the alias, and the checks compare with that version's training prompts
+    by_alias, version = drift.prompt_checks(store, settings, since, champion_version=1)
+    assert version == "1" and {c.name: c.statistic for c in by_alias} == {c.name: c.statistic for c in by.values()}
+    assert drift.prompt_checks(store, settings, since, champion_version=7)[1] is None  # not trained in this store
 
 
 def test_an_onboarded_champion_is_checked_against_the_training_prompts_of_its_base(night_store, store, settings

@@ -1,11 +1,11 @@
--- The latest champion recorded by a promotion, and when the training run its prompts come from finished: its own,
--- or, for a champion onboarded onto an earlier one (nightly onboard step: a promotion row, no training run of its
--- own), that of the version it was onboarded onto, followed back through the gates' champion_before. No row: no
--- champion, or none on its line whose training run this store recorded.
+-- The champion ($version: the registry's, as the nightly reads it; NULL: the latest recorded by a promotion), and
+-- when the training run its prompts come from finished: its own, or, for a champion onboarded onto an earlier one
+-- (nightly onboard step: a promotion row, no training run of its own), that of the version it was onboarded onto,
+-- followed back through the gates' champion_before. No row: no champion, or none on its line whose training run
+-- this store recorded.
 WITH RECURSIVE champion AS (
-    SELECT champion_after AS version
-    FROM promotions WHERE champion_after IS NOT NULL
-    ORDER BY decided_at DESC LIMIT 1
+    SELECT coalesce($version, (SELECT champion_after FROM promotions WHERE champion_after IS NOT NULL
+                               ORDER BY decided_at DESC LIMIT 1)) AS version
 ),
 line(version, depth) AS (
     SELECT version, 0 FROM champion
