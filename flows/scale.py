@@ -212,5 +212,6 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(2, "error: no champion registered: run the nightly pipeline or `routerctl models promote "
                        "VERSION`\n")
 
+
 if __name__ == "__main__":
     main()

@@ -80,9 +80,9 @@ __all__ = [
     "hull_cost_at",
     "hull_perf_at",
     "max_perf_point",
+    "noise_z",
     "nondecreasing_hull",
     "oracle_choice",
-    "noise_z",
     "paired_aiq_se",
 ]
 
