@@ -36,6 +36,7 @@ from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from router import embeddings as emb  # noqa: E402
 from router import routing  # noqa: E402
+from router.champion import NO_CHAMPION  # noqa: E402
 from router.encoder import variant  # noqa: E402
 from router.errors import RouterError, exit_code  # noqa: E402
 from router.locking import writer_lock  # noqa: E402
@@ -209,8 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         parser.exit(exit_code(failure), f"error: {failure}\n")
     print(summary)
     if args.step == "route" and summary.get("model_version") is None:  # nothing routed: exit 2, as routerctl
-        parser.exit(2, "error: no champion registered: run the nightly pipeline or `routerctl models promote "
-                       "VERSION`\n")
+        parser.exit(2, f"error: {NO_CHAMPION}\n")
 
 
 if __name__ == "__main__":

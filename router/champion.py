@@ -23,7 +23,10 @@ import duckdb
 from router.errors import RouterError
 from router.prices import PriceFactors, for_version
 
-__all__ = ["RoutePlan", "plan"]
+__all__ = ["NO_CHAMPION", "RoutePlan", "plan"]
+
+#: What a command that routes says when the registry has no champion.
+NO_CHAMPION = "no champion registered: run the nightly pipeline or `routerctl models promote VERSION`"
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from router.champion import NO_CHAMPION
 from router.cli.app import app, console, existing_store, fail, positive, print_table, settings, writing
 from router.rewards import REWARDS
-
-NO_CHAMPION = "no champion registered: run the nightly pipeline or `routerctl models promote VERSION`"
 
 #: The registered rewards (``router.rewards.REWARDS``), as a choice.
 Reward = Enum("Reward", {name: name for name in sorted(REWARDS)}, type=str)
