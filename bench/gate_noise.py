@@ -1,6 +1,7 @@
 """The table of docs/registry.md, "Why the first version's bar allows for noise": for every fit seed, the attention
 router's test AIQ against the best baseline's, the standard error of their difference and the gate's verdict with
-the strict bar and with the noise allowance (for the best of five baselines)::
+the strict bar and with the noise allowance (for the best of five baselines); then, for docs/router.md, the
+attention router's pooled cost ratio at the best single model's quality per fit seed::
 
     python -m bench.gate_noise /tmp/rb/subset_raw.npz [/tmp/rb/subset.npz ...] [--seeds 42 7 123 1 2]
 
@@ -34,6 +35,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("| vectors | seed | attention AIQ | best baseline | difference | its standard error | strict bar "
           "| with the noise |")
     print("|---|---:|---:|---|---:|---:|---|---|")
+    pooled: dict[str, list[str]] = {}
     for path in args.npz:
         train, test = load_npz(path)
         for seed in args.seeds:
@@ -41,7 +43,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             for name in (ATTENTION, *BASELINES):
                 router = get_router(name).fit(train, seed=seed)
                 predictions[name] = (*router.predict(test.X, test.prompt_chars, test.eval_names), "linear")
-            aiqs = evaluate(predictions, test.quality, test.cost, test.eval_names, test.models).metrics["routers"]
+            metrics = evaluate(predictions, test.quality, test.cost, test.eval_names, test.models).metrics
+            aiqs = metrics["routers"]
+            ratio = metrics["pooled"]["routers"][ATTENTION]["cost_ratio_at_best_quality"]
+            pooled.setdefault(path.name, []).append("never" if ratio is None else f"{ratio:.3f}")
             best = max(BASELINES, key=lambda n: aiqs[n]["aiq"])
             challenger, baseline = aiqs[ATTENTION]["aiq"], aiqs[best]["aiq"]
             se = paired_aiq_se(predictions[ATTENTION], predictions[best], test.quality, test.cost, test.eval_names,
@@ -53,6 +58,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                   f"| {se:.4f} | {shown[0]} | {shown[1]} |", flush=True)
     print(f"\nnoise allowance: {noise_z(len(BASELINES)):g} standard errors of the difference (the best of "
           f"{len(BASELINES)} baselines)")
+    seeds = " / ".join(map(str, args.seeds))
+    print(f"\nattention, pooled cost ratio at the best single model's quality, seeds {seeds}:")
+    for name, cells in pooled.items():
+        print(f"{name}: {' / '.join(cells)}")
 
 
 if __name__ == "__main__":
