@@ -128,7 +128,7 @@ def route_distributed(reward: str | None = None, reward_param: float | None = No
     ``predictor``/``model_version`` default to the registry's champion with the policy and prices that
     ``routerctl route`` would use (``router.champion.plan``: the quality target unless a λ or a budget is given);
     an explicit ``predictor`` is routed with ``reward_param``/``budget`` as given (else the quality end)."""
-    from router import champion
+    from router import champion, promotions
     from router.routing import route_backlog
 
     settings = Settings()
@@ -144,6 +144,7 @@ def route_distributed(reward: str | None = None, reward_param: float | None = No
             predictor = plan.router
         with refreshed(settings), open_store(settings) as con:
             if plan is not None:
+                promotions.reconcile(con, settings.registered_model, int(plan.version), flow_run_id)
                 kwargs = plan.route_kwargs(plan.price_factors(con), settings.pool_exclude)
             else:
                 kwargs = {"model_version": model_version, "reward_name": reward or settings.route_reward,

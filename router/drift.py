@@ -226,8 +226,8 @@ def _vectors(frame) -> np.ndarray:
 def prompt_checks(con: duckdb.DuckDBPyConnection, settings: Settings, since: datetime,
                   champion_version: int | str | None = None) -> tuple[list[DriftCheck], str | None]:
     """The ``embedding`` and ``task_mix`` checks, and the champion version they compared with (or None).
-    ``champion_version``: the registry's champion (a manual promotion or rollback moves the alias without a
-    ``promotions`` row); None: the latest champion recorded by a promotion."""
+    ``champion_version``: the registry's champion (an alias moved in MLflow itself has no ``promotions`` row
+    until routing records it, ``router.promotions``); None: the latest champion recorded in ``promotions``."""
     version_param = None if champion_version is None else str(champion_version)
     champion = execute(con, "drift/champion_training", {"version": version_param})
     if not champion:

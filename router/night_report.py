@@ -108,7 +108,7 @@ def drift_lines(drift: dict[str, Any] | None) -> list[str]:
     if not drift:
         return ["Drift checks did not run."]
     fired = [c["name"] for c in drift.get("checks", []) if c.get("breached")]
-    lines = [f"**Drift: {', '.join(fired)} breached**: retraining was forced." if fired
+    lines = [f"**Drift: {', '.join(fired)} breached**." if fired
              else "No drift check breached.", "",
              "| check | statistic | threshold | breached | detail |", "|---|---:|---:|---|---|"]
     for c in drift.get("checks", []):
@@ -239,6 +239,8 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
     lines += ["", "## Training", ""]
     if train.get("skipped"):
         lines.append(f"Inputs unchanged since training run `{train.get('run_id')}`: not retrained.")
+        if train.get("note"):
+            lines += ["", train["note"]]
     else:
         lines.append(f"Trained run `{train.get('run_id')}` in {train.get('seconds', 0):.1f} s.")
     if metrics:
@@ -260,6 +262,8 @@ def write_night_report(con: duckdb.DuckDBPyConnection, reports_root: Path, *, fl
     if routing.get("model_version") is None:
         lines.append(f"Not routed: {routing.get('reason', 'no champion')}.")
     else:
+        if routing.get("champion_moved"):
+            lines.append(f"- recorded in `champion_history`: {routing['champion_moved']}")
         lines += [f"- champion v{routing['model_version']}, reward {routing['reward']} "
                   f"(parameter {routing['reward_param']:.4g})"
                   + (f", budget ${routing['budget_usd']:.2f}" if routing.get("budget_usd") is not None else ""),

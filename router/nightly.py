@@ -5,7 +5,7 @@ doctor, in that order in :data:`STEPS`, the one list the Prefect flow, the bench
 iterate (each a :class:`Step`: name, function of the :class:`Night`, what it reads and writes). Each step opens
 the store, does its work in transactions and closes it, so a crash leaves no half-written step behind and a re-run
 picks up where it stopped: ingest skips files already stored, embedding skips cached prompts, training is
-skipped when its inputs (``data_key``) have not changed (unless tonight's drift checks breached), routing
+skipped when its inputs (``data_key``) have not changed (a retrain would reproduce the same version), routing
 skips queries the champion already decided.
 Registration resumes too: a run killed after MLflow logged or registered the model reuses that run/version
 (found by its ``data_key`` param) instead of registering a duplicate. ``docs/reliability.md`` lists the fault
@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from router import __version__, faults, resources
+from router import __version__, faults, promotions, resources
 from router.errors import RouterError
 from router.settings import Settings
 from router.storage import NIGHTLY_WAIT_SECONDS, execute, transaction, wait_seconds
@@ -129,11 +129,12 @@ def embed(settings: Settings) -> dict[str, Any]:
 # -------------------------------------------------------------------------------------------------- drift
 def drift(settings: Settings, *, flow_run_id: str, started: datetime) -> dict[str, Any]:
     """Tonight's drift checks (``router.drift``) against the champion, recorded in ``drift_checks``; returns
-    :func:`router.drift.summary` (``breached`` forces the train step)."""
+    :func:`router.drift.summary` (``breached`` marks the night and warns; the train step says why it did not
+    retrain when its inputs are unchanged)."""
     from router import drift as checks
     from router.registry import promotion
 
-    champion = promotion.champion_version(settings)  # the alias: a hand-promoted champion has no promotions row
+    champion = promotion.champion_version(settings)  # the alias: a move made in MLflow has no promotions row yet
     with faults.step("drift"), open_store(settings) as con:
         found, version = checks.prompt_checks(con, settings, started, champion)
         outcomes = checks.logged_outcomes(con, settings, started) if version else None
@@ -154,7 +155,7 @@ def drift(settings: Settings, *, flow_run_id: str, started: datetime) -> dict[st
     with open_store(settings) as con:
         checks.record(con, result)
     if result.breached:
-        log.warning("drift checks breached: %s (training is forced)", ", ".join(result.fired))
+        log.warning("drift checks breached: %s", ", ".join(result.fired))
     return checks.summary(result)
 
 
@@ -182,42 +183,43 @@ class TrainStep:
     run: Any = None  # router.pipeline.TrainRun when trained
     previous: dict[str, Any] | None = None  # the earlier training run with the same data_key
     calibration: Any = None  # router.policy.Calibration of the attention router, when trained
+    note: str | None = None  # why a skipped step did not retrain although tonight's drift checks breached
 
     def summary(self) -> dict[str, Any]:
         """What the night's report shows of the training step."""
         if self.skipped:
-            return {"skipped": True, "data_key": self.data_key, **(self.previous or {})}
+            return {"skipped": True, "data_key": self.data_key, **(self.previous or {}),
+                    **({"note": self.note} if self.note else {})}
         name, baseline = self.run.best_baseline()
         return {"skipped": False, "data_key": self.data_key, "run_id": self.run.run_id,
                 "report_dir": str(self.run.report_dir), "attention_aiq": self.run.aiq("attention"),
                 "best_baseline": name, "baseline_aiq": baseline, "seconds": sum(self.run.seconds.values())}
 
 
-def drift_key(key: str, night: str) -> str:
-    """The ``data_key`` of a training run forced by the drift checks of ``night`` on unchanged inputs ``key``:
-    distinct from ``key`` (so registration does not resume the earlier run) and the same for every re-run of
-    that night (so a killed forced run resumes instead of registering twice)."""
-    return hashlib.sha256(f"{key}:drift:{night}".encode()).hexdigest()[:32]
+def train(settings: Settings, *, drifted: bool = False) -> TrainStep:
+    """Fit and evaluate every router; skipped when a training run with the same ``data_key`` exists.
 
-
-def train(settings: Settings, *, force_night: str | None = None) -> TrainStep:
-    """Fit and evaluate every router; skipped when a training run with the same ``data_key`` exists, unless
-    ``force_night`` names the night whose drift checks breached (the run's key is then :func:`drift_key`)."""
+    Tonight's drift checks (``drifted``: one breached) do not change that: the fit and its calibration are seeded
+    and deterministic, so a run on the inputs of a finished one would reproduce its version bit for bit (and
+    re-route the whole backlog under an identical new version). The step's summary then says why nothing was
+    retrained; the router learns from the drifted traffic when outcomes of it are ingested (new inputs)."""
     from router.dataset import snapshot
     from router.pipeline import NotEnoughData, train_and_evaluate
 
     with open_store(settings) as con:
         key = data_key(settings, snapshot(con).ingest_runs)
         previous = execute(con, "nightly/training_run_by_key", {"data_key": key})
-        if previous and force_night:
-            log.warning("training inputs unchanged (data_key %s) but tonight's drift checks breached: retraining",
-                        key)
-            key = drift_key(key, force_night)
-            previous = execute(con, "nightly/training_run_by_key", {"data_key": key})
         if previous:
             cols = ("run_id", "model_version", "attention_aiq", "best_baseline", "baseline_aiq", "report_dir")
+            found = dict(zip(cols, previous[0], strict=True))
             log.info("training inputs unchanged (data_key %s): skipping training", key)
-            return TrainStep(True, key, previous=dict(zip(cols, previous[0], strict=True)))
+            note = None
+            if drifted:
+                note = (f"Tonight's drift checks breached, but the training inputs are those of run "
+                        f"`{found['run_id']}` (v{found['model_version']}): a retrain would reproduce that version, so "
+                        "none was made. The router learns from the drifted traffic once its outcomes are ingested.")
+                log.warning("%s", note.replace("`", ""))
+            return TrainStep(True, key, previous=found, note=note)
         with faults.step("train"):
             try:
                 run = train_and_evaluate(con, settings, dataset=f"store {settings.database.name}")
@@ -274,7 +276,8 @@ def register_and_promote(settings: Settings, step: TrainStep, flow_run_id: str |
         faults.point("gated")
     now = datetime.now(UTC).replace(tzinfo=None)
     with open_store(settings) as con, transaction(con):  # both rows or neither
-        _record_gate(con, settings, version, champion_before, champion_after, decision, baseline_aiq, flow_run_id)
+        promotions.record_gate(con, settings.registered_model, version, champion_before, champion_after, decision,
+                               baseline_aiq, flow_run_id)
         execute(con, "nightly/insert_training_run", {
             "run_id": run.run_id, "data_key": step.data_key, "mlflow_run_id": mlflow_run_id,
             "model_version": str(version), "attention_aiq": run.aiq(ATTENTION), "best_baseline": baseline_name,
@@ -359,8 +362,8 @@ def onboard_model(settings: Settings, model: str, flow_run_id: str | None = None
             decision = promotion.gate(settings, challenger, test, held_out=check)
         faults.point("gated")
     with open_store(settings) as con:
-        _record_gate(con, settings, challenger, version, promotion.champion_version(settings), decision, None,
-                     flow_run_id)
+        promotions.record_gate(con, settings.registered_model, challenger, version,
+                               promotion.champion_version(settings), decision, None, flow_run_id)
     return PromotionStep(False, challenger, decision.as_dict(), mlflow_run_id)
 
 
@@ -386,11 +389,10 @@ def _gate_recorded(settings: Settings, version: int) -> bool:
                                                            "challenger": str(version)}))
 
 
-def onboard_new_models(settings: Settings, *, force_night: str | None = None,
-                       flow_run_id: str | None = None) -> dict[str, Any]:
+def onboard_new_models(settings: Settings, *, flow_run_id: str | None = None) -> dict[str, Any]:
     """The nightly's onboarding: every model named by stored outcomes that the champion does not route to is
-    onboarded (:func:`onboard_model`) when tonight's train step will not retrain (its ``data_key`` is unchanged and
-    drift did not force it; a full retrain, when it happens, fits every stored model instead). A model with too
+    onboarded (:func:`onboard_model`) when tonight's train step will not retrain (its ``data_key`` is unchanged; a full retrain, when it
+    happens, fits every stored model instead). A model with too
     few outcomes is noted and gets no traffic; one already onboarded into this champion (and not promoted) is not
     tried again until the champion changes."""
     from router.dataset import model_pool, snapshot
@@ -405,7 +407,7 @@ def onboard_new_models(settings: Settings, *, force_night: str | None = None,
     with open_store(settings, read_only=True) as con:
         stored = model_pool(con)
         key = data_key(settings, snapshot(con).ingest_runs)
-        retrain = force_night is not None or not execute(con, "nightly/training_run_by_key", {"data_key": key})
+        retrain = not execute(con, "nightly/training_run_by_key", {"data_key": key})
     pool = set(promotion.load_version(settings, version).pool.models)
     unknown = [m for m in stored if m not in pool]
     if unknown and retrain:
@@ -432,20 +434,6 @@ def _onboarded_before(settings: Settings, model: str, champion: int) -> bool:
     registered, the challenger gated and the gate recorded in the store (an attempt that died before that is
     resumed by :func:`onboard_model`)."""
     return _onboarding_state(settings, model, champion)[3]
-
-
-def _record_gate(con: Any, settings: Settings, version: int, champion_before: int | None,
-                 champion_after: int | None, decision: Any, baseline_aiq: float | None,
-                 flow_run_id: str | None) -> None:
-    """The gate's ``promotions`` row."""
-    execute(con, "routing/insert_promotion", {
-        "now": datetime.now(UTC).replace(tzinfo=None), "registered_model": settings.registered_model,
-        "challenger": str(version), "champion_before": None if champion_before is None else str(champion_before),
-        "champion_after": None if champion_after is None else str(champion_after),
-        "challenger_aiq": decision.challenger_aiq, "champion_aiq": decision.champion_aiq,
-        "baseline_aiq": baseline_aiq, "baseline_se": decision.baseline_se,
-        "promoted": decision.promoted, "reason": decision.reason, "flow_run_id": flow_run_id,
-    })
 
 
 def _resume_registration(settings: Settings, params: Mapping[str, str]
@@ -532,6 +520,7 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
         log.warning("no champion registered yet: the backlog is not routed")
         return {"routed": 0, "model_version": None, "reason": "no champion"}
     with faults.step("route"), open_store(settings) as con:
+        moved = promotions.reconcile(con, settings.registered_model, int(plan.version), flow_run_id)
         factors = plan.price_factors(con, day)
         summary = route_backlog(
             con, plan.router, router_name=settings.registered_model, encoder=settings.encoder,
@@ -539,7 +528,8 @@ def route(settings: Settings, *, reward: str | None = None, reward_param: float 
             **plan.route_kwargs(factors, settings.pool_exclude if exclude is None else exclude),
         )
     # "policy" describes how the parameter was chosen; the decisions' key stays beside it as "policy_key"
-    return {**asdict(summary), "policy": plan.policy, "policy_key": summary.policy, "prices": factors.as_dict()}
+    return {**asdict(summary), "policy": plan.policy, "policy_key": summary.policy, "prices": factors.as_dict(),
+            "champion_moved": moved}
 
 
 # ------------------------------------------------------------------------------------------------- doctor
@@ -596,18 +586,12 @@ def _drift(night: Night) -> dict[str, Any]:
     return drift(night.settings, flow_run_id=night.flow_run_id, started=night.started)
 
 
-def _forced_night(night: Night) -> str | None:
-    """The night, when tonight's drift checks breached (training is forced); else ``None``."""
-    drifted = night.results.get("drift") or {}
-    return night.started.date().isoformat() if drifted.get("breached") else None
-
-
 def _onboard(night: Night) -> dict[str, Any]:
-    return onboard_new_models(night.settings, force_night=_forced_night(night), flow_run_id=night.flow_run_id)
+    return onboard_new_models(night.settings, flow_run_id=night.flow_run_id)
 
 
 def _train(night: Night) -> TrainStep:
-    return train(night.settings, force_night=_forced_night(night))
+    return train(night.settings, drifted=bool((night.results.get("drift") or {}).get("breached")))
 
 
 def _register(night: Night) -> dict[str, Any]:
@@ -667,16 +651,16 @@ STEPS: tuple[Step, ...] = (
          "have no current vector for the encoder"),
     Step("drift", _drift, ("prompts", "outcomes", "embeddings", "training_runs", "promotions", "MLflow champion"),
          ("drift_checks",), "compare tonight's new prompts and logged outcomes with the champion's training data"),
-    Step("onboard", _onboard, ("outcomes", "embeddings", "training_runs", "drift", "MLflow champion"),
+    Step("onboard", _onboard, ("outcomes", "embeddings", "training_runs", "MLflow champion"),
          ("MLflow registry", "promotions"), "onboard models the champion does not know (enough outcomes, inputs "
          "otherwise unchanged): learn their embeddings, register and gate the extended router"),
     Step("train", _train, ("outcomes", "prompts", "embeddings", "training_runs", "drift"),
          ("reports/<run_id>/", "reports/latest/"), "fit every router and evaluate them (skipped when the inputs "
-         "are unchanged and tonight's drift checks did not breach)"),
+         "are unchanged; after a drift breach it says why)"),
     Step("register", _register, ("train", "MLflow registry"), ("MLflow registry", "promotions", "training_runs"),
          "log to MLflow, register the challenger and gate it against the champion"),
-    Step("route", _route, ("backlog", "embeddings", "routing_decisions", "prices", "MLflow champion"),
-         ("routing_decisions",),
+    Step("route", _route, ("backlog", "embeddings", "routing_decisions", "prices", "promotions", "MLflow champion"),
+         ("routing_decisions", "promotions"),
          "route every backlog query the champion has not decided yet"),
     Step("scenarios", _scenarios, ("backlog", "embeddings", "prices", "MLflow champion"),
          ("routing_scenarios", "routing_scenario_mix", "snapshots/", "reports/scenarios/"),

@@ -26,8 +26,8 @@ BIN = Path(sys.executable).parent
 
 
 #: The stack's nights run on a small slice, where a batch of new prompts (the demo backlog's next rows are all
-#: arc-challenge) breaches the drift checks, which force a retrain; these tests are about the servers and their
-#: faults, so the prompt checks never breach here (tests/test_drift.py and tests/test_nightly.py test them).
+#: arc-challenge) breaches the drift checks, which marks the night and warns in the doctor; these tests are about the
+#: servers and their faults, so the prompt checks never breach here (tests/test_drift.py tests them).
 QUIET_DRIFT = {"ROUTER_DRIFT_EMBEDDING_P": "1e-9", "ROUTER_DRIFT_TASK_TVD": "1"}
 
 

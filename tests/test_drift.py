@@ -1,5 +1,5 @@
-"""Drift checks (router.drift): the statistics on synthetic data, the store's I/O, the night's step (a breach forces
-training), `routerctl drift`, the doctor's warning and the report's section."""
+"""Drift checks (router.drift): the statistics on synthetic data, the store's I/O, the night's step (a breach on unchanged
+training inputs retrains nothing and says why), `routerctl drift`, the doctor's warning and the report's section."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from router import drift
+from router import drift, promotions
 from router.embeddings import store_vectors
 from router.representation import Representation
 from router.storage import execute
@@ -104,7 +104,7 @@ def _champion(con, version: str = "1") -> None:
         "attention_aiq": 0.5, "best_baseline": "knn", "baseline_aiq": 0.4, "report_dir": "", "flow_run_id": None,
         "now": now})
     execute(con, "routing/insert_promotion", {
-        "now": now, "registered_model": "xattn-router", "challenger": version, "champion_before": None,
+        "now": now, "registered_model": "xattn-router", "kind": "gate", "challenger": version, "champion_before": None,
         "champion_after": version, "challenger_aiq": 0.5, "champion_aiq": None, "baseline_aiq": 0.4,
         "baseline_se": None, "promoted": True, "reason": "first", "flow_run_id": None})
 
@@ -168,7 +168,7 @@ def test_an_onboarded_champion_is_checked_against_the_training_prompts_of_its_ba
     before = {c.name: (c.statistic, c.breached) for c in drift.prompt_checks(store, settings, since)[0]}
     for challenger, base in (("2", "1"), ("3", "2")):
         execute(store, "routing/insert_promotion", {
-            "now": datetime.now(UTC).replace(tzinfo=None), "registered_model": "xattn-router",
+            "now": datetime.now(UTC).replace(tzinfo=None), "registered_model": "xattn-router", "kind": "gate",
             "challenger": challenger, "champion_before": base, "champion_after": challenger, "challenger_aiq": 0.5,
             "champion_aiq": 0.5, "baseline_aiq": 0.4, "baseline_se": None, "promoted": True, "reason": "onboarded",
             "flow_run_id": None})
@@ -177,9 +177,18 @@ def test_an_onboarded_champion_is_checked_against_the_training_prompts_of_its_ba
         assert {c.name: (c.statistic, c.breached) for c in checks} == before  # v1's training prompts
         assert before["embedding"][1] and before["task_mix"][1]
         assert {c.detail["champion"] for c in checks} == {challenger}
+    # a manual promotion row is no onboarding: the line is followed through gate rows only. Without that rule v3's
+    # row from v9 (trained later than v1) would send the check to v9's training prompts
+    later = datetime.now(UTC).replace(tzinfo=None)
+    execute(store, "nightly/insert_training_run", {
+        "run_id": "run-9", "data_key": "key9", "mlflow_run_id": None, "model_version": "9", "attention_aiq": 0.5,
+        "best_baseline": "knn", "baseline_aiq": 0.4, "report_dir": "", "flow_run_id": None, "now": later})
+    promotions.record_move(store, "xattn-router", "manual", 9, 3, "routerctl models promote: back to v3")
+    v1_trained = store.execute("SELECT finished_at FROM training_runs WHERE model_version = '1'").fetchall()[0][0]
+    assert execute(store, "drift/champion_training", {"version": "3"}) == [("3", v1_trained)]
     # a rejected onboarding leaves the champion (champion_after = the base): nothing changes
     execute(store, "routing/insert_promotion", {
-        "now": datetime.now(UTC).replace(tzinfo=None), "registered_model": "xattn-router", "challenger": "4",
+        "now": datetime.now(UTC).replace(tzinfo=None), "registered_model": "xattn-router", "kind": "gate", "challenger": "4",
         "champion_before": "3", "champion_after": "3", "challenger_aiq": 0.3, "champion_aiq": 0.5,
         "baseline_aiq": 0.4, "baseline_se": None, "promoted": False, "reason": "rejected", "flow_run_id": None})
     assert drift.prompt_checks(store, settings, since)[1] == "3"
@@ -256,9 +265,12 @@ def test_drift_cli_before_any_night_checked(settings, cli, store) -> None:
     assert out.exit_code == 0 and json.loads(out.output) == {"night": None, "breached": False, "checks": []}
 
 
-def test_a_breach_forces_training_when_the_data_key_is_unchanged(settings, store) -> None:
+def test_a_breach_on_unchanged_training_inputs_retrains_nothing_and_says_why(settings, store, tmp_path) -> None:
+    """The fit is seeded and deterministic: a retrain on the inputs of a finished run would reproduce its version.
+    With the inputs changed the step trains whether or not drift breached."""
     from router import nightly
     from router.dataset import snapshot
+    from router.night_report import write_night_report
     from router.pipeline import NotEnoughData
     from router.storage import open_store
 
@@ -270,19 +282,21 @@ def test_a_breach_forces_training_when_the_data_key_is_unchanged(settings, store
     store.close()
     night = nightly.Night(settings, "flow-x", datetime.now(UTC).replace(tzinfo=None))
     night.results["drift"] = {"breached": False}
-    assert nightly.STEP["train"].run(night).skipped
+    quiet = nightly.STEP["train"].run(night)
+    assert quiet.skipped and quiet.note is None and "note" not in quiet.summary()
     night.results["drift"] = {"breached": True}
-    with pytest.raises(NotEnoughData):  # not skipped: it tried to train (on an empty store)
+    drifted = nightly.STEP["train"].run(night)
+    assert drifted.skipped and drifted.data_key == key and drifted.previous["run_id"] == "r0"
+    assert "drift checks breached, but the training inputs are those of run `r0` (v1)" in drifted.note
+    with open_store(settings) as con:
+        out = write_night_report(con, tmp_path / "reports", flow_run_id="flow-x", started=night.started,
+                                 night=night.started.date(), ingest={}, validation={}, embed={},
+                                 train=drifted.summary(), promotion={"skipped": True},
+                                 routing={"model_version": None}, drift={"breached": True, "checks": []})
+        con.execute("DELETE FROM training_runs")  # inputs no finished run had: the step trains (an empty store)
+    assert drifted.note in (out / "report.md").read_text()
+    with pytest.raises(NotEnoughData):
         nightly.STEP["train"].run(night)
-    forced = nightly.drift_key(key, night.started.date().isoformat())
-    assert forced != key and forced.isalnum()  # registration does not resume the earlier run
-    with open_store(settings) as con:  # the forced run of this night finished: a re-run of the night skips it
-        execute(con, "nightly/insert_training_run", {
-            "run_id": "r1", "data_key": forced, "mlflow_run_id": None, "model_version": "2", "attention_aiq": 0.5,
-            "best_baseline": "knn", "baseline_aiq": 0.4, "report_dir": "", "flow_run_id": None,
-            "now": datetime.now(UTC).replace(tzinfo=None)})
-    again = nightly.STEP["train"].run(night)
-    assert again.skipped and again.data_key == forced and again.previous["run_id"] == "r1"
     names = [s.name for s in nightly.STEPS]
     assert names.index("embed") < names.index("drift") < names.index("train")
 

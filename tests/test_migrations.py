@@ -71,6 +71,22 @@ def test_keys_the_first_007_wrote_are_rewritten(tmp_path: Path) -> None:
     assert con.execute("SELECT count(*) FROM routing_decisions").fetchone()[0] == 4
 
 
+def test_promotions_from_before_018_are_gates(tmp_path: Path) -> None:
+    """Every row written before the champion's other moves were recorded is a gate's; new rows name their kind."""
+    con = _store_at(tmp_path, 17)
+    con.execute("INSERT INTO promotions VALUES (TIMESTAMP '2026-01-01', 'm', '1', NULL, '1', 0.8, NULL, 0.7, true, "
+                "'first', NULL, 0.01)")
+    migrate(con)
+    assert con.execute("SELECT kind, challenger, baseline_se FROM champion_history").fetchall() == [("gate", "1", 0.01)]
+    from router import promotions
+
+    promotions.record_move(con, "m", "manual", 1, 2, "by hand")
+    assert promotions.recorded_champion(con, "m") == 2
+    assert con.execute("SELECT kind FROM champion_history").fetchall() == [("manual",), ("gate",)]
+    with pytest.raises(ValueError, match="unknown promotion kind 'ui'"):
+        promotions.record_move(con, "m", "ui", 2, 1, "?")
+
+
 def test_a_store_a_newer_release_wrote_is_refused_by_writers_and_left_unchanged(settings, store, cli) -> None:
     """A ``schema_migrations`` row above the latest migration (the store was written by a newer release, then this
     one installed): opening it to write fails with StoreError (exit 2), nothing changes; read-only opens still work."""

@@ -17,6 +17,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from urllib.parse import urlparse
@@ -980,6 +981,55 @@ def test_cli_models(lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, tmp_p
     rolled = runner.invoke(cli.app, ["models", "rollback"])
     assert rolled.exit_code == 0, rolled.output
     assert "v3" in rolled.output and promotion.champion_version(settings) == 3
+    # both moves are in the store's champion history, after the champion this store found in the registry (v3,
+    # gated in another store) and never recorded
+    with open_store(store, read_only=True) as con:
+        history = con.execute("SELECT kind, challenger, champion_before, champion_after, promoted, reason, "
+                              "challenger_aiq FROM champion_history").fetchall()
+    assert [h[:5] for h in history] == [("rollback", "3", "1", "3", True), ("manual", "1", "3", "1", True),
+                                        ("external", "3", None, "3", True)]
+    assert history[0][5] == "routerctl models rollback from v1"
+    assert history[1][5] == "routerctl models promote: manual promotion"
+    assert "moved outside the pipeline: no champion recorded → v3" in history[2][5]
+    assert {h[6] for h in history} == {None}  # only gates compare AIQs
+
+
+def test_routing_records_a_champion_moved_in_the_registry_once(lifecycle: Lifecycle, tmp_path: Path) -> None:
+    """The alias moved by another MLflow client (no command of this project): the next routing run records the move
+    in the store before routing with the new champion, the night's report says so, and a second run records
+    nothing."""
+    from mlflow import MlflowClient
+
+    from router import nightly, promotions
+    from router.night_report import write_night_report
+    from router.registry.tracking import connect
+    from router.storage import execute, open_store
+
+    settings = lifecycle.settings.model_copy(update={"home": tmp_path / "home"})
+    with open_store(settings) as con:
+        promotions.record_move(con, settings.registered_model, "manual", None, 3, "the champion this store knows")
+    with connect(settings) as client:
+        assert isinstance(client, MlflowClient)
+        client.set_registered_model_alias(settings.registered_model, promotion.CHAMPION, "1")
+    try:
+        first = nightly.route(settings, flow_run_id="flow-a")
+        second = nightly.route(settings, flow_run_id="flow-b")
+    finally:
+        with connect(settings) as client:
+            client.set_registered_model_alias(settings.registered_model, promotion.CHAMPION, "3")
+    assert first["model_version"] == "1" and first["routed"] == 0  # an empty backlog: the record comes first
+    assert "moved outside the pipeline: v3 → v1" in first["champion_moved"]
+    assert second["champion_moved"] is None
+    with open_store(settings) as con:
+        rows = con.execute("SELECT kind, champion_before, champion_after, flow_run_id FROM champion_history").fetchall()
+        assert rows == [("external", "3", "1", "flow-a"), ("manual", None, "3", None)]
+        # an alias move is no gate: onboarding's resume still sees version 1 as never gated in this store
+        assert execute(con, "routing/promotion_of", {"registered_model": settings.registered_model,
+                                                     "challenger": "1"}) == []
+        out = write_night_report(con, tmp_path / "reports", flow_run_id="flow-a", started=datetime.now(UTC),
+                                 night=datetime.now(UTC).date(), ingest={}, validation={}, embed={},
+                                 train={"skipped": True}, promotion={"skipped": True}, routing=first)
+    assert f"recorded in `champion_history`: {first['champion_moved']}" in (out / "report.md").read_text()
 
 
 def test_models_list_piped_in_80_columns_prints_every_value_whole(monkeypatch: pytest.MonkeyPatch,

@@ -2,7 +2,8 @@
 
 ``list`` shows every version with its aliases; ``promote VERSION`` points ``champion`` at a version after checking
 its model pool against the store's; ``rollback`` moves ``champion`` back to the previous champion. These three only
-read or move MLflow aliases (see ``router.registry.promotion``); nothing is retrained or copied. ``onboard MODEL``
+read or move MLflow aliases (see ``router.registry.promotion``); nothing is retrained or copied. A move is recorded
+in the store's ``promotions`` (``router.promotions``), where analysts read the champion's history. ``onboard MODEL``
 learns a new model's embedding into the champion (``router.nightly.onboard_model``) and gates the result.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import typer
 
-from router.cli.app import app, console, existing_store, fail, print_table, settings, writing
+from router.cli.app import app, console, err_console, existing_store, fail, print_table, settings, writing
 from router.redact import mask_uri
 
 models_app = typer.Typer(
@@ -32,6 +33,25 @@ def _existing_registry():
                           "been trained there. Check ROUTER_HOME or ROUTER_MLFLOW_TRACKING_URI, or run "
                           "`routerctl nightly`")
     return s
+
+
+def _record(s, kind: str, before: int | None, after: int, reason: str) -> None:
+    """The move in the store's ``promotions`` (view ``champion_history``), when the workspace has a store; a move
+    of the alias that no row recorded before it (``before`` differs from the store's last) is recorded first, as
+    routing would find it (``router.promotions``)."""
+    from router import promotions
+    from router.storage import StoreError, open_store
+
+    if not s.database.exists():
+        return
+    try:
+        with open_store(s) as con:
+            if before is not None:
+                promotions.reconcile(con, s.registered_model, before)
+            promotions.record_move(con, s.registered_model, kind, before, after, reason)
+    except StoreError as exc:  # the alias moved: routing records the move when it next finds the store free
+        err_console.print(f"[yellow]warning[/]: the move is not in the store's champion_history yet ({exc}); the "
+                          "next routing run (routerctl route, the nightly) records it")
 
 
 @models_app.command("list")
@@ -89,6 +109,8 @@ def promote(
         if not store_models:
             fail(f"the store at {s.database} holds no models; ingest data first")
         previous = promotion.promote(s, version, store_models, reason=reason)
+        if previous != version:
+            _record(s, "manual", previous, version, f"routerctl models promote: {reason}")
     if previous == version:
         console.print(f"v{version} is already {promotion.CHAMPION}; nothing moved")
     else:
@@ -104,6 +126,7 @@ def rollback() -> None:
     s = _existing_registry()
     with writing(s):
         current, target = promotion.rollback(s)
+        _record(s, "rollback", current, target, f"routerctl models rollback from v{current}")
     before = "none" if current is None else f"v{current}"
     console.print(f"{promotion.CHAMPION}: {before} → [bold green]v{target}[/] (rolled back)")
 

@@ -10,7 +10,8 @@ import typer
 from rich.table import Table
 
 from router.champion import NO_CHAMPION
-from router.cli.app import app, console, existing_store, fail, positive, print_table, settings, writing
+from router.cli.app import (app, console, err_console, existing_store, fail, positive, print_table, settings,
+                            writing)
 from router.rewards import REWARDS
 
 #: The registered rewards (``router.rewards.REWARDS``), as a choice.
@@ -96,6 +97,8 @@ def route(
                              quality_target=quality_target, exclude=exclude_model or None)
     if summary.get("model_version") is None:
         fail(NO_CHAMPION)
+    if summary.get("champion_moved"):
+        err_console.print(f"[yellow]recorded in champion_history[/]: {summary['champion_moved']}")
     table = Table("model", "queries", title=(
         f"routed {summary['routed']} queries with champion v{summary['model_version']} "
         f"({summary['reward']}, parameter {summary['reward_param']:.4g}"
