@@ -13,7 +13,9 @@ figures::
 * ``centred``: the embeddings minus their mean over the fitted rows (MiniLM vectors share a large common direction);
 * ``cosine``: the learning rate decayed to zero along a half cosine over the fit's optimiser steps;
 * ``cosine_lr4e-3``: the same from twice the default learning rate;
-* ``batch64``: mini-batches of 64 prompts instead of 128 (an ``AttentionConfig`` option, for comparison).
+* ``batch64``: mini-batches of 64 prompts instead of 128 (an ``AttentionConfig`` option, for comparison);
+* ``knn_inputs``: per model, the mean observed quality of the 40 most similar fitted prompts (leave-one-out for the
+  fitted rows themselves) as more encoder inputs: what ``knn40`` knows, for the network to weigh.
 """
 
 from __future__ import annotations
@@ -102,6 +104,55 @@ class Cosine(AttentionRouter):
             return super().fit(data, seed)
 
 
+class KnnInputs(AttentionRouter):
+    """Per model, the mean observed quality of the ``k`` most cosine-similar fitted prompts (minus that model's mean),
+    appended to the encoder's input; a fitted prompt's own row is left out of its neighbours (leave-one-out), so the
+    network does not learn to read its own label."""
+
+    k = 40
+
+    def fit(self, data: RoutingData, seed: int = 42) -> KnnInputs:
+        bank = np.asarray(data.X, dtype=np.float32)
+        self.bank = bank / np.maximum(np.linalg.norm(bank, axis=1, keepdims=True), 1e-12)
+        quality = np.asarray(data.quality, dtype=np.float64)
+        self.seen = ~np.isnan(quality)
+        self.bank_q = np.nan_to_num(quality)
+        self.means = np.where(self.seen.any(axis=0), self.bank_q.sum(0) / np.maximum(self.seen.sum(0), 1), 0.5)
+        self._leave_one_out = True
+        try:
+            return super().fit(data, seed)
+        finally:
+            self._leave_one_out = False
+
+    def _neighbour_quality(self, X: np.ndarray) -> np.ndarray:
+        x = np.asarray(X, dtype=np.float32)
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+        skip = 1 if getattr(self, "_leave_one_out", False) else 0
+        k = min(self.k, self.bank.shape[0] - skip)
+        out = np.zeros((x.shape[0], self.bank_q.shape[1]), dtype=np.float32)
+        if k <= 0:
+            return out
+        for lo in range(0, x.shape[0], 2048):
+            sims = x[lo:lo + 2048] @ self.bank.T
+            top = np.argpartition(-sims, k + skip - 1, axis=1)[:, :k + skip]
+            order = np.take_along_axis(sims, top, axis=1).argsort(axis=1)[:, ::-1]
+            top = np.take_along_axis(top, order, axis=1)[:, skip:]
+            seen = self.seen[top]  # (rows, k, m)
+            total = (self.bank_q[top] * seen).sum(axis=1)
+            count = seen.sum(axis=1)
+            out[lo:lo + 2048] = np.where(count > 0, total / np.maximum(count, 1), self.means) - self.means
+        return out
+
+    def _features(self, X: np.ndarray, prompt_chars: np.ndarray, tasks: np.ndarray | None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, ell = super()._features(X, prompt_chars, tasks)
+        return torch.cat([x, torch.from_numpy(self._neighbour_quality(X))], dim=1), ell
+
+    def _new_member(self) -> CrossAttentionNet:
+        d_in = self.d_embed + (len(self.tasks) if self.config.use_task else 0) + self.bank_q.shape[1]
+        return CrossAttentionNet(d_in, len(self.models), self.config)
+
+
 #: name → a fresh, unfitted router of that variant (``default`` is the registered attention router).
 VARIANTS: dict[str, Callable[[], AttentionRouter]] = {
     "default": AttentionRouter,
@@ -110,6 +161,7 @@ VARIANTS: dict[str, Callable[[], AttentionRouter]] = {
     "cosine": Cosine,
     "cosine_lr4e-3": lambda: Cosine(lr=4e-3),
     "batch64": lambda: AttentionRouter(batch_size=64),
+    "knn_inputs": KnnInputs,
 }
 
 

@@ -337,9 +337,25 @@ def test_ablations_score_each_variant_on_the_default_folds(capsys) -> None:
     fit = train.subset(np.arange(60))
     args = (train.X[60:], train.prompt_chars[60:], train.eval_names[60:])
     base, _ = ablations.make("default", **small).fit(fit, seed=1).predict(*args)
-    for name in ("length", "centred", "cosine"):
+    for name in ("length", "centred", "cosine", "knn_inputs"):
         q, _ = ablations.make(name, **small).fit(fit, seed=1).predict(*args)
         assert not np.allclose(q, base), f"{name} predicts what the default does"
+    # knn_inputs: a fitted prompt's neighbours leave it out (k = 1: its nearest other prompt's quality, less the
+    # model's mean); a new prompt's include every fitted one
+    knn = ablations.make("knn_inputs", **small)
+    knn.k = 1
+    knn.fit(fit, seed=1)
+    unit = fit.X / np.linalg.norm(fit.X, axis=1, keepdims=True)
+    sims = unit @ unit.T
+    np.fill_diagonal(sims, -np.inf)
+    nearest = sims.argmax(axis=1)
+    knn._leave_one_out = True
+    seen = ~np.isnan(fit.quality)
+    expected = np.where(seen[nearest], np.nan_to_num(fit.quality)[nearest], knn.means) - knn.means
+    assert np.allclose(knn._neighbour_quality(fit.X), expected, atol=1e-6)
+    knn._leave_one_out = False
+    assert np.allclose(knn._neighbour_quality(fit.X), np.where(seen, np.nan_to_num(fit.quality), knn.means)
+                       - knn.means, atol=1e-6)  # itself, when not fitting
     ablations.print_table(scores, 2)
     table = capsys.readouterr().out.splitlines()
     assert [line.split(" | ")[0] for line in table[2:]] == [f"| `{name}`" for name in ablations.VARIANTS]
