@@ -140,20 +140,22 @@ def embed_setup(work: Path, n: int) -> dict[str, Any]:
 
 def _encoder_model(s):
     from router.embeddings import load_encoder
-    from router.encoder import encode
+    from router.encoder import batch_size, encode
 
     model = load_encoder(s)
-    encode(model, ["warm up the encoder", "a second sentence"], s.embed_batch_size)
+    encode(model, ["warm up the encoder", "a second sentence"], batch_size(model, s.embed_batch_size))
     return model
 
 
 def embed_floor(work: Path, n: int) -> dict[str, Any]:
+    from router.encoder import batch_size
+
     s = _settings(work / "home")
     texts = [json.loads(line)["prompt"] for line in (work / "prompts.jsonl").read_text().splitlines()]
     model = _encoder_model(s)
     start = time.perf_counter()
-    model.encode(texts, batch_size=s.embed_batch_size, normalize_embeddings=True, show_progress_bar=False,
-                 convert_to_numpy=True)
+    model.encode(texts, batch_size=batch_size(model, s.embed_batch_size), normalize_embeddings=True,
+                 show_progress_bar=False, convert_to_numpy=True)
     return {"seconds": time.perf_counter() - start, "rows": len(texts)}
 
 
@@ -207,15 +209,16 @@ def backend_encode(work: Path, n: int, backend: str = "torch", quantize: str = "
     import numpy as np
 
     from router.embeddings import load_encoder
-    from router.encoder import encode
+    from router.encoder import batch_size, encode
 
     texts = json.loads((work / "texts.json").read_text())
     s = _settings(work / "home", device="cpu", encoder_backend=backend, encoder_quantize=quantize,
                   encoder_cache_dir=work / "encoders")
     model = load_encoder(s)
-    encode(model, ["warm up the encoder", "a second sentence"], s.embed_batch_size)
+    batch = batch_size(model, s.embed_batch_size)
+    encode(model, ["warm up the encoder", "a second sentence"], batch)
     start, cpu = time.perf_counter(), time.process_time()
-    vectors = encode(model, texts, s.embed_batch_size)
+    vectors = encode(model, texts, batch)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     np.save(work / f"{backend}-{quantize}.npy", vectors)
     tokens = _token_count(model, texts)
@@ -255,12 +258,14 @@ def _landed_texts(s) -> list[str]:
 
 def embed_subset_floor(work: Path, n: int) -> dict[str, Any]:
     """Plain sentence-transformers (torch) on the full prompt texts of the landed files."""
+    from router.encoder import batch_size
+
     s = _settings(work / "home", device="cpu")
     texts = _landed_texts(s)
     model = _encoder_model(s)
     start = time.perf_counter()
-    model.encode(texts, batch_size=s.embed_batch_size, normalize_embeddings=True, show_progress_bar=False,
-                 convert_to_numpy=True)
+    model.encode(texts, batch_size=batch_size(model, s.embed_batch_size), normalize_embeddings=True,
+                 show_progress_bar=False, convert_to_numpy=True)
     return {"seconds": time.perf_counter() - start, "rows": len(texts), "tokens": _token_count(model, texts)}
 
 

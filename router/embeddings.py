@@ -34,7 +34,7 @@ import numpy as np
 import polars as pl
 
 from router import representation as rep
-from router.encoder import OnnxEncoder, open_encoder, resolve_device, variant, weights_fingerprint
+from router.encoder import OnnxEncoder, batch_size, open_encoder, resolve_device, variant, weights_fingerprint
 from router.progress import Progress
 from router.settings import Settings
 from router.storage import query, relation, transaction
@@ -98,7 +98,7 @@ def load_encoder(settings: Settings, device: str | None = None) -> SentenceTrans
 def encode_texts(model: Any, texts: list[str], settings: Settings) -> np.ndarray:
     """``texts`` (remainders) read as the configured representation says
     (:func:`router.representation.encode_texts`)."""
-    return rep.encode_texts(model, texts, settings.embed_batch_size, settings.embed_max_chunks)
+    return rep.encode_texts(model, texts, batch_size(model, settings.embed_batch_size), settings.embed_max_chunks)
 
 
 def stored_templates(con: duckdb.DuckDBPyConnection) -> tuple[Template, ...]:
@@ -211,7 +211,8 @@ def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
     start = time.perf_counter()
     done = 0
     lines = Progress(log, f"embedding with {encoder} on {device}", todo.height, "prompts")
-    step = 4 * settings.embed_batch_size  # progress between the encoder's calls, well under a chunk's minute
+    step = 4 * batch_size(model, settings.embed_batch_size)  # progress between the encoder's calls, well under a
+    # chunk's minute
     for offset in range(0, todo.height, settings.embed_chunk_size):  # one transaction per chunk
         chunk = todo.slice(offset, settings.embed_chunk_size)
         texts = chunk["text"].to_list()

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["EncoderError", "OnnxEncoder", "encode", "encode_pieces", "export_onnx", "fingerprint", "open_encoder",
+__all__ = ["CPU_BATCH", "CUDA_BATCH", "EncoderError", "OnnxEncoder", "batch_size", "encode", "encode_pieces", "export_onnx", "fingerprint", "open_encoder",
            "open_onnx_encoder", "resolve_device", "resolve_encoder", "variant", "weights_fingerprint"]
 
 
@@ -153,6 +153,25 @@ def weights_fingerprint(name: str) -> str | None:
     except (OSError, ValueError):  # not in the local Hugging Face cache (LocalEntryNotFoundError), not a repo name
         return None
     return fingerprint(folder, salt="weights")
+
+
+#: Prompts per encoder call when ``ROUTER_EMBED_BATCH_SIZE`` is not set (:func:`batch_size`): 16 on CPU, where small
+#: batches pad less and stay in cache (the fastest of 8–128 for both backends, docs/performance.md, "Batch size"), 64 on
+#: CUDA.
+CPU_BATCH, CUDA_BATCH = 16, 64
+
+
+def batch_size(model: Any, setting: int | None = None) -> int:
+    """Prompts per encoder call for ``model``: ``setting`` when given, else :data:`CUDA_BATCH` for a model on a CUDA
+    device (a sentence-transformers model there, or an ONNX session on the CUDA provider), :data:`CPU_BATCH`
+    otherwise."""
+    if setting:
+        return int(setting)
+    if isinstance(model, OnnxEncoder):
+        cuda = "CUDAExecutionProvider" in model.session.get_providers()
+    else:
+        cuda = str(getattr(model, "device", "cpu")).startswith("cuda")
+    return CUDA_BATCH if cuda else CPU_BATCH
 
 
 def variant(model: Any) -> str:

@@ -71,7 +71,8 @@ class Settings(BaseSettings):
         "(faster on CPU; cosine to torch's vectors ≥ 0.989, mean 0.993, on the RouterBench subset); onnx only")
     encoder_cache_dir: Path | None = Field(default=None, description="exported ONNX encoders (default "
                                            "$ROUTER_HOME/encoders)")
-    embed_batch_size: int = Field(default=64, ge=1)
+    embed_batch_size: int | None = Field(default=None, ge=1, description="prompts per encoder call (default: 16 on "
+                                         "CPU, 64 on CUDA; router.encoder.batch_size)")
     embed_chunk_size: int = Field(default=2048, ge=1, description="prompts embedded per committed transaction")
     embed_templates: bool = Field(default=True, description="strip the blocks many prompts of a task or source "
                                   "share (few-shot demonstrations, instructions) before embedding (router.templates; "

@@ -157,6 +157,20 @@ def test_settings_choose_the_backend_and_refuse_bad_values(settings, cache, prom
         enc.open_encoder(BUNDLED_ENCODER, "cpu", backend="openvino")
 
 
+def test_the_batch_size_follows_the_device_unless_set(settings, cache) -> None:
+    """16 prompts per call on CPU (both backends), 64 on CUDA; ``ROUTER_EMBED_BATCH_SIZE`` wins."""
+    from types import SimpleNamespace
+
+    assert settings.embed_batch_size is None
+    torch_model, onnx_model = emb.load_encoder(settings, "cpu"), _open(cache)
+    assert enc.batch_size(torch_model) == enc.batch_size(onnx_model) == enc.CPU_BATCH == 16
+    assert enc.batch_size(torch_model, 48) == enc.batch_size(onnx_model, 48) == 48
+    assert enc.batch_size(SimpleNamespace(device="cuda:0")) == enc.CUDA_BATCH == 64
+    onnx_model.session = SimpleNamespace(get_providers=lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert enc.batch_size(onnx_model) == 64
+    assert Settings(home=settings.home, embed_batch_size=8).embed_batch_size == 8
+
+
 def test_bad_backend_in_the_environment_is_a_bad_input_exit(settings, cli, monkeypatch) -> None:
     monkeypatch.setenv("ROUTER_ENCODER_BACKEND", "tensorrt")
     result = cli("embed")

@@ -22,6 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from router import resources
+from router.encoder import CPU_BATCH
 from router.errors import RegistryError
 from router.files import sha256_file
 from router.registry.serving import COST_PREFIX, DEFAULT_PARAMS, QUALITY_PREFIX, predict
@@ -40,8 +41,9 @@ __all__ = ["ARTIFACT_FILES", "CONFIG", "MODEL_CODE", "MODEL_NAME", "POLICY", "PO
 MODEL_CODE = resources.model_code()
 #: Name of the logged model inside a training run.
 MODEL_NAME = "model"
-#: Prompts the served model embeds per encoder batch (``model_config["batch_size"]``, which a load may override).
-SERVE_BATCH_SIZE = 64
+#: Prompts the served model embeds per encoder batch (``model_config["batch_size"]``, which a load may override): the
+#: CPU default of batch embedding (the served encoder runs on CPU).
+SERVE_BATCH_SIZE = CPU_BATCH
 #: Keys of the pyfunc's artifacts (``context.artifacts[...]``) and the file names they are saved under.
 #: ``templates``: the prompt templates stripped before embedding (``router.templates``; versions logged before it
 #: have none and embed raw prompts).
