@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from router.storage import SQL_DIR, execute, open_store, relation
+from router.storage import SQL_DIR, StoreError, execute, open_store, relation
 
 if TYPE_CHECKING:
     from router.settings import Settings
@@ -52,7 +52,9 @@ def refreshed(settings: Settings, *, on_success: bool = True) -> Iterator[None]:
     an on-demand flow that writes the store runs in one): after it returns (unless ``on_success`` is false: the
     nightly exports with its report), and after it fails too, since what it stored before failing stays (an
     ingest's earlier files, a night's steps before the failing one). After a failure the export is best effort:
-    one that fails is logged and the block's own error stands."""
+    one that fails is logged and the block's own error stands. After a success, an export that finds the store held
+    by another process (an analyst's session has it open) is logged as a warning and the block still succeeds: its
+    work is stored, and the next run that writes the store exports it."""
     def export() -> None:
         with open_store(settings) as con:
             export_snapshots(con, settings.snapshots)
@@ -66,4 +68,7 @@ def refreshed(settings: Settings, *, on_success: bool = True) -> Iterator[None]:
             log.warning("snapshots not exported after the failed run: %s", exc)
         raise
     if on_success:
-        export()
+        try:
+            export()
+        except StoreError as exc:
+            log.warning("snapshots not exported: %s; the next run that writes the store exports them", exc)

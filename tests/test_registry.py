@@ -994,6 +994,47 @@ def test_cli_models(lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, tmp_p
     assert {h[6] for h in history} == {None}  # only gates compare AIQs
 
 
+def test_a_move_a_busy_store_cannot_record_is_recorded_by_the_next_routing_run(
+        lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Another process reads the store (an analyst's session): ``routerctl models promote`` moves the alias, says
+    the store's history lacks the move, exits 0; the next routing run records it."""
+    from typer.testing import CliRunner
+
+    from router import cli, nightly
+    from router.storage import open_store
+
+    settings = lifecycle.settings
+    home = tmp_path / "home"
+    for name, value in (("ROUTER_HOME", str(home)), ("ROUTER_MLFLOW_TRACKING_URI", settings.mlflow_uri),
+                        ("ROUTER_MLFLOW_ARTIFACTS_DIR", str(settings.mlflow_artifacts)),
+                        ("ROUTER_REGISTERED_MODEL", settings.registered_model)):
+        monkeypatch.setenv(name, value)
+    store = settings.model_copy(update={"home": home})
+    with open_store(store) as con:
+        for name in MODELS:
+            con.execute("INSERT INTO models VALUES ($name, now())", {"name": name})
+    reader = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], "
+                               "read_only=True); print('open', flush=True); time.sleep(60)", str(store.database)],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        promoted = CliRunner().invoke(cli.app, ["models", "promote", "1"])
+    finally:
+        reader.kill()
+        reader.wait()
+    try:
+        assert promoted.exit_code == 0, promoted.output
+        assert "not in the store's champion_history yet" in promoted.output and "v3 → v1" in promoted.output
+        with open_store(store, read_only=True) as con:
+            assert con.execute("SELECT count(*) FROM promotions").fetchall() == [(0,)]
+        routed = nightly.route(store, flow_run_id="flow-after")
+        assert "no champion recorded → v1" in routed["champion_moved"]
+        with open_store(store, read_only=True) as con:
+            assert con.execute("SELECT kind, champion_after FROM champion_history").fetchall() == [("external", "1")]
+    finally:
+        assert promotion.promote(settings, 3, MODELS) == 1  # the module's champion again
+
+
 def test_routing_records_a_champion_moved_in_the_registry_once(lifecycle: Lifecycle, tmp_path: Path) -> None:
     """The alias moved by another MLflow client (no command of this project): the next routing run records the move
     in the store before routing with the new champion, the night's report says so, and a second run records
