@@ -45,6 +45,10 @@ def test_bench_small_writes_every_figure(tmp_path: Path) -> None:
         assert rec["tokens_per_s"] == pytest.approx(rec["tokens"] / rec["ours_s"], rel=0.01)
         assert rec["torch_tokens_per_s"] == pytest.approx(rec["tokens"] / rec["floor_s"], rel=0.01)
         assert floor <= rec["cosine_min"] <= rec["cosine_mean"] <= 1.0001
+        runs = rec["runs_s"]  # two interleaved runs a side, the fastest of each
+        assert len(runs["floor"]) == len(runs["ours"]) == 2
+        assert rec["ours_s"] == min(runs["ours"]) and rec["floor_s"] == min(runs["floor"])
+    assert results["encoder_onnx"]["runs_s"]["floor"] == results["encoder_int8"]["runs_s"]["floor"]
     assert results["embed_subset"]["rows"] > 0  # the step embedded the landed subset's prompts
     base = results["nightly_incremental"]["base_nights"]  # the nights before reuse the scratch night's vectors
     assert base["vectors_seeded"] > 0 and base["embedded"] == 0
