@@ -211,8 +211,8 @@ def embed_missing(con: duckdb.DuckDBPyConnection, settings: Settings,
     start = time.perf_counter()
     done = 0
     lines = Progress(log, f"embedding with {encoder} on {device}", todo.height, "prompts")
-    step = 4 * batch_size(model, settings.embed_batch_size)  # progress between the encoder's calls, well under a
-    # chunk's minute
+    # progress between the encoder's calls, well under a chunk's minute
+    step = 4 * batch_size(model, settings.embed_batch_size)
     for offset in range(0, todo.height, settings.embed_chunk_size):  # one transaction per chunk
         chunk = todo.slice(offset, settings.embed_chunk_size)
         texts = chunk["text"].to_list()

@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CPU_BATCH", "CUDA_BATCH", "EncoderError", "OnnxEncoder", "batch_size", "encode", "encode_pieces", "export_onnx", "fingerprint", "open_encoder",
-           "open_onnx_encoder", "resolve_device", "resolve_encoder", "variant", "weights_fingerprint"]
+__all__ = ["CPU_BATCH", "CUDA_BATCH", "EncoderError", "OnnxEncoder", "batch_size", "encode", "encode_pieces",
+           "export_onnx", "fingerprint", "open_encoder", "open_onnx_encoder", "resolve_device", "resolve_encoder",
+           "variant", "weights_fingerprint"]
 
 
 class EncoderError(RouterError, ValueError):
@@ -156,8 +157,8 @@ def weights_fingerprint(name: str) -> str | None:
 
 
 #: Prompts per encoder call when ``ROUTER_EMBED_BATCH_SIZE`` is not set (:func:`batch_size`): 16 on CPU, where small
-#: batches pad less and stay in cache (the fastest of 8–128 for both backends, docs/performance.md, "Batch size"), 64 on
-#: CUDA.
+#: batches pad less and stay in cache (the fastest of 8–64 for the embed step, docs/performance.md, "Batch size"),
+#: 64 on CUDA.
 CPU_BATCH, CUDA_BATCH = 16, 64
 
 

@@ -391,9 +391,9 @@ def _gate_recorded(settings: Settings, version: int) -> bool:
 
 def onboard_new_models(settings: Settings, *, flow_run_id: str | None = None) -> dict[str, Any]:
     """The nightly's onboarding: every model named by stored outcomes that the champion does not route to is
-    onboarded (:func:`onboard_model`) when tonight's train step will not retrain (its ``data_key`` is unchanged; a full retrain, when it
-    happens, fits every stored model instead). A model with too
-    few outcomes is noted and gets no traffic; one already onboarded into this champion (and not promoted) is not
+    onboarded (:func:`onboard_model`) when tonight's train step will not retrain (its ``data_key`` is unchanged; a
+    full retrain, when it happens, fits every stored model instead). A model with too few outcomes is noted and gets
+    no traffic; one already onboarded into this champion (and not promoted) is not
     tried again until the champion changes."""
     from router.dataset import model_pool, snapshot
     from router.onboarding import NotEnoughOutcomes
