@@ -21,7 +21,9 @@ configuration's result as a JSON line as soon as it is done, and skips configura
 ``--shrinkage`` what shrinking the quality predictions toward per-task means does (:func:`shrinkage`);
 ``--blend`` what blending them with ``knn40``'s does (:func:`knn_blend`);
 ``--calibration`` what the quality-target calibration's ensemble size and folds do (:func:`calibration_variants`:
-its train-side choice, and that choice applied to a five-member router's test predictions, reported only).
+its train-side choice, and that choice applied to a five-member router's test predictions, reported only);
+``--carry`` what a calibration carried forward from an earlier one picks against a full cross-fit
+(:func:`carry_variants`).
 
 The defaults baked into :class:`router.routers.attention.AttentionConfig` are the best row of that table
 (``docs/router.md`` lists the numbers).
@@ -44,7 +46,7 @@ from router.rewards import ExponentialReward, Reward, get_reward
 from router.routers import get_router
 from router.routers.base import RoutingData
 
-__all__ = ["CALIBRATION_VARIANTS", "DEFAULT_GRID", "GRID_BASE", "QUALITY_GRID", "TAU_GRIDS", "Trial", "calibration_variants", "cross_validate", "fold_splits", "knn_blend", "load_npz", "main", "score", "stratified_folds", "tune"]
+__all__ = ["CALIBRATION_VARIANTS", "DEFAULT_GRID", "GRID_BASE", "QUALITY_GRID", "TAU_GRIDS", "Trial", "calibration_variants", "carry_variants", "cross_validate", "fold_splits", "knn_blend", "load_npz", "main", "score", "stratified_folds", "tune"]
 
 #: The reference point of the grid, spelled out so the grid means the same thing if the defaults change.
 GRID_BASE: dict[str, Any] = {
@@ -335,6 +337,53 @@ def calibration_variants(train: RoutingData, test: RoutingData, seed: int,
     return rows
 
 
+def carry_variants(train: RoutingData, test: RoutingData, seed: int, shares: Sequence[float] = (0.1, 0.2),
+                   targets: Sequence[float] = (1.0, 0.95)) -> list[dict[str, Any]]:
+    """What carrying a calibration forward (``router.policy.out_of_fold`` with an earlier calibration's
+    predictions, the nightly's retrain) picks, against a full cross-fit on the same rows: per share ``s`` of the
+    train rows held back as "tonight's new rows" (seeded), a full calibration of the other rows, then the carried
+    one of all rows (timed); the default five-member router and ten folds throughout. Train side = the choice's
+    out-of-fold quality and cost ratios; test side = that choice on the final router's test predictions."""
+    from dataclasses import replace
+
+    from router import policy
+    from router.pipeline import predict
+
+    train = replace(train, prompt_ids=[f"{i:032x}" for i in range(train.n)])  # the store's keys, stand-ins
+
+    def make():
+        return get_router("attention")
+
+    q_test, c_test = predict(get_router("attention").fit(train, seed=seed), test)
+    runs: list[tuple[str, Any, float]] = []
+    start = time.perf_counter()
+    runs.append(("full cross-fit", policy.out_of_fold(make, train, folds=policy.DEFAULT_FOLDS, seed=seed,
+                                                      parallel=True), time.perf_counter() - start))
+    rng = np.random.default_rng(seed)
+    for share in shares:
+        new = rng.permutation(train.n)[: int(round(share * train.n))]
+        earlier, _ = policy.out_of_fold(make, train.subset(np.setdiff1d(np.arange(train.n), new)),
+                                        folds=policy.DEFAULT_FOLDS, seed=seed, parallel=True)
+        start = time.perf_counter()
+        runs.append((f"carried, {share:.0%} new", policy.out_of_fold(make, train, folds=policy.DEFAULT_FOLDS,
+                                                                     seed=seed, carried=earlier, max_added=1.0),
+                     time.perf_counter() - start))
+    rows = []
+    for label, (oof, dense), seconds in runs:
+        cal = policy.calibration_curve(oof.q_hat, oof.c_hat, train.quality[dense], train.cost[dense],
+                                       list(train.models), "linear", folds=policy.DEFAULT_FOLDS)
+        for target in targets:
+            choice = cal.pick(target)
+            on_test = policy.split_figures(choice, q_test, c_test, test)
+            rows.append({"run": label, "seconds": round(seconds, 1), "carried": oof.carried, "target": target,
+                         "train_quality": choice.quality_ratio, "train_cost": choice.cost_ratio,
+                         "test_quality": on_test["quality_ratio"], "test_cost": on_test["cost_ratio"]})
+            print(f"{label}: {seconds:.1f} s ({oof.carried} rows carried), target {target:g}: train "
+                  f"{choice.quality_ratio:.4f} / {choice.cost_ratio:.3f}, test {on_test['quality_ratio']:.4f} / "
+                  f"{on_test['cost_ratio']:.3f}", flush=True)
+    return rows
+
+
 def _variants(text: str) -> tuple[tuple[int, int], ...]:
     """``5x10,5x5`` as ((5, 10), (5, 5)): members × folds of ``--variants``."""
     try:
@@ -374,6 +423,8 @@ def main(argv: Sequence[str] | None = None) -> list[Trial] | list[dict[str, Any]
                         "blended with knn40's, cross-validated")
     parser.add_argument("--calibration", action="store_true", help="instead: the quality-target calibration per "
                         "ensemble size and folds (CALIBRATION_VARIANTS), train side and test side")
+    parser.add_argument("--carry", action="store_true", help="instead: the calibration carried forward from one "
+                        "of 90%% and of 80%% of the train rows vs a full cross-fit (carry_variants)")
     parser.add_argument("--variants", type=_variants, default=CALIBRATION_VARIANTS,
                         help="with --calibration: members x folds to compare, e.g. 5x10,5x5 (default: all of "
                         "CALIBRATION_VARIANTS)")
@@ -383,6 +434,8 @@ def main(argv: Sequence[str] | None = None) -> list[Trial] | list[dict[str, Any]
 
     torch.set_num_threads(args.threads)
     train, test = load_npz(args.npz)
+    if args.carry:
+        return carry_variants(train, test, args.seed)
     if args.calibration:
         return calibration_variants(train, test, args.seed, args.variants)
     if args.shrinkage:

@@ -166,13 +166,10 @@ def data_key(settings: Settings, ingest_runs: list[str]) -> str:
     from router.encoder import weights_fingerprint
     from router.representation import Representation
 
-    code = hashlib.sha256()
-    for path in sorted((resources.package_dir() / "routers").glob("*.py")):
-        code.update(path.read_bytes())
     payload = {"runs": sorted(ingest_runs), "encoder": settings.encoder, "seed": settings.seed,
                "encoder_weights": weights_fingerprint(settings.encoder),
                "representation": Representation.from_settings(settings).key,
-               "version": __version__, "code": code.hexdigest()}
+               "version": __version__, "code": resources.routers_code()}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
 
 
@@ -654,9 +651,9 @@ STEPS: tuple[Step, ...] = (
     Step("onboard", _onboard, ("outcomes", "embeddings", "training_runs", "MLflow champion"),
          ("MLflow registry", "promotions"), "onboard models the champion does not know (enough outcomes, inputs "
          "otherwise unchanged): learn their embeddings, register and gate the extended router"),
-    Step("train", _train, ("outcomes", "prompts", "embeddings", "training_runs", "drift"),
-         ("reports/<run_id>/", "reports/latest/"), "fit every router and evaluate them (skipped when the inputs "
-         "are unchanged; after a drift breach it says why)"),
+    Step("train", _train, ("outcomes", "prompts", "embeddings", "training_runs", "drift", "calibration/"),
+         ("reports/<run_id>/", "reports/latest/", "calibration/"), "fit every router and evaluate them, calibrate "
+         "the default policy (skipped when the inputs are unchanged; after a drift breach it says why)"),
     Step("register", _register, ("train", "MLflow registry"), ("MLflow registry", "promotions", "training_runs"),
          "log to MLflow, register the challenger and gate it against the champion"),
     Step("route", _route, ("backlog", "embeddings", "routing_decisions", "prices", "promotions", "MLflow champion"),

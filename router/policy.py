@@ -32,13 +32,17 @@ import logging
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from router import __version__
 from router.evaluation import NOISE_Z
 from router.rewards import get_reward
 from router.routers.base import Router, RoutingData
+
+if TYPE_CHECKING:
+    from router.oof_cache import OutOfFold
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ __all__ = [
     "calibrate",
     "calibration_curve",
     "cross_fitted",
+    "out_of_fold",
     "prompt_key",
     "share_keys",
     "split_figures",
@@ -130,6 +135,8 @@ class Calibration:
     test: dict[str, Any] = field(default_factory=dict)  # split_figures() of the registered target
     quality_se: list[float] = field(default_factory=list)  # standard error of each quality ratio (empty: 0)
     members: int = 0  # ensemble members of each cross-fitted router (0: not recorded)
+    carried_rows: int = 0  # rows whose out-of-fold predictions an earlier calibration made (router.oof_cache)
+    carried_from: str = ""  # that calibration's training run id
 
     def pick(self, target: float | None = None) -> Choice:
         target = self.quality_target if target is None else float(target)
@@ -185,6 +192,8 @@ class Calibration:
                "policy.reached": choice.reached, "policy.reference_model": choice.reference_model,
                "policy.calibration_rows": self.n_rows, "policy.calibration_folds": self.folds,
                "policy.calibration_members": self.members, "policy.calibration_points": len(self.grid),
+               "policy.calibration_carried_rows": self.carried_rows,
+               "policy.calibration_carried_from": self.carried_from,
                "policy.calibrated_quality_ratio": choice.quality_ratio,
                "policy.calibrated_cost_ratio": choice.cost_ratio, "policy.calibrated_quality_se": choice.quality_se,
                "policy.mix_param": choice.mix_param, "policy.mix_share": choice.mix_share}
@@ -320,19 +329,70 @@ def cross_fitted(make: Callable[[], Router], data: RoutingData, folds: int, seed
     return q_hat, c_hat, dense
 
 
+def out_of_fold(make: Callable[[], Router], data: RoutingData, *, folds: int, seed: int, parallel: bool = False,
+                carried: OutOfFold | None = None, max_added: float = 0.0) -> tuple[OutOfFold, np.ndarray]:
+    """Out-of-fold predictions of the dense rows of ``data`` and those rows' indices.
+
+    With ``carried`` (an earlier calibration's, ``router.oof_cache``) the predictions of rows whose prompt and
+    vector it holds are reused, and the other dense rows (the new ones) are predicted as one more fold: by a
+    router fitted on every train row but them. That is done while the rows predicted outside a full cross-fit
+    (those new ones and the carried rows so marked) are at most ``max_added`` of the dense rows; else, or
+    without ``carried``, a full cross-fit (:func:`cross_fitted`). The result has no run id nor identity yet."""
+    from router.oof_cache import OutOfFold, vector_keys  # noqa: PLC0415 - only when calibrating
+
+    dense = np.flatnonzero(~np.isnan(data.cost).any(axis=1))
+    ids = np.asarray([data.prompt_ids[i] for i in dense] if data.prompt_ids else [""] * dense.size, dtype=str)
+    keys = vector_keys(data.X[dense])
+    if carried is not None and data.prompt_ids and dense.size:
+        index = {(pid, int(key)): k for k, (pid, key) in enumerate(zip(carried.prompt_ids, carried.vector_keys,
+                                                                       strict=True))}
+        pos = np.fromiter((index.get((pid, int(key)), -1) for pid, key in zip(ids, keys, strict=True)),
+                          dtype=np.int64, count=dense.size)
+        hit = pos >= 0
+        added = np.where(hit, carried.added[np.maximum(pos, 0)], True)
+        if added.mean() <= max_added:
+            m = len(data.models)
+            q_hat, c_hat = np.empty((dense.size, m)), np.empty((dense.size, m))
+            q_hat[hit], c_hat[hit] = carried.q_hat[pos[hit]], carried.c_hat[pos[hit]]
+            new = dense[~hit]
+            if new.size:
+                router = make().fit(data.subset(np.setdiff1d(np.arange(data.n), new)), seed=seed)
+                q_hat[~hit], c_hat[~hit] = router.predict(data.X[new], data.prompt_chars[new], data.eval_names[new])
+            log.info("calibration: %d rows' predictions carried from run %s, %d new rows predicted as one more fold",
+                     int(hit.sum()), carried.run_id, new.size)
+            return OutOfFold("", list(data.models), "", ids, keys, q_hat, c_hat, added, int(hit.sum()),
+                             carried.run_id), dense
+        log.info("calibration: %.0f%% of the rows would be predicted outside a full cross-fit (at most %.0f%%): "
+                 "cross-fitting from scratch", 100 * added.mean(), 100 * max_added)
+    q_hat, c_hat, rows = cross_fitted(make, data, folds, seed, parallel=parallel)
+    return OutOfFold("", list(data.models), "", ids, keys, q_hat, c_hat, np.zeros(dense.size, dtype=bool)), rows
+
+
+def _enough_rows(train: RoutingData, folds: int) -> bool:
+    dense = int((~np.isnan(train.cost).any(axis=1)).sum())
+    if dense < max(MIN_ROWS, folds):
+        log.warning("only %d train rows with every model's outcome: no quality-target calibration", dense)
+        return False
+    return True
+
+
+def _curve(oof: OutOfFold, rows: np.ndarray, train: RoutingData, reward_name: str, quality_target: float,
+           folds: int) -> Calibration:
+    cal = calibration_curve(oof.q_hat, oof.c_hat, train.quality[rows], train.cost[rows], list(train.models),
+                            reward_name, folds=folds)
+    return replace(cal, quality_target=float(quality_target), carried_rows=oof.carried,
+                   carried_from=oof.carried_from)
+
+
 def calibrate(make: Callable[[], Router], train: RoutingData, reward_name: str, *,
               quality_target: float = DEFAULT_QUALITY_TARGET, folds: int = DEFAULT_FOLDS,
               seed: int = 42, parallel: bool = False) -> Calibration | None:
     """Cross-fitted calibration on the train split (``None`` when it has fewer than ``MIN_ROWS`` dense rows);
     ``parallel`` as :func:`cross_fitted`."""
-    dense = int((~np.isnan(train.cost).any(axis=1)).sum())
-    if dense < max(MIN_ROWS, folds):
-        log.warning("only %d train rows with every model's outcome: no quality-target calibration", dense)
+    if not _enough_rows(train, folds):
         return None
-    q_hat, c_hat, rows = cross_fitted(make, train, folds, seed, parallel=parallel)
-    cal = calibration_curve(q_hat, c_hat, train.quality[rows], train.cost[rows], list(train.models), reward_name,
-                            folds=folds)
-    return replace(cal, quality_target=float(quality_target))
+    oof, rows = out_of_fold(make, train, folds=folds, seed=seed, parallel=parallel)
+    return _curve(oof, rows, train, reward_name, quality_target, folds)
 
 
 def split_figures(choice: Choice, q_hat: np.ndarray, c_hat: np.ndarray, test: RoutingData) -> dict[str, Any]:
@@ -359,16 +419,29 @@ def split_figures(choice: Choice, q_hat: np.ndarray, c_hat: np.ndarray, test: Ro
 
 def calibrate_training_run(settings: Any, run: Any) -> Calibration | None:
     """The calibration of a training run's attention router (``router.pipeline.TrainRun``) for
-    ``settings.route_reward`` and ``settings.route_quality_target``, with its test-split figures."""
+    ``settings.route_reward`` and ``settings.route_quality_target``, with its test-split figures.
+
+    The newest earlier calibration's predictions (``settings.calibration``, ``router.oof_cache``) are carried
+    forward as :func:`out_of_fold` allows (``ROUTER_ROUTE_CALIBRATION_CARRY``); this one's are kept there in turn."""
+    from router import oof_cache
     from router.pipeline import ATTENTION, predict
+    from router.representation import Representation
+    from router.resources import routers_code
     from router.routers import get_router
 
     members = settings.route_calibration_members or get_router(ATTENTION).config.n_members
-    cal = calibrate(lambda: get_router(ATTENTION, n_members=members), run.train, settings.route_reward,
-                    quality_target=settings.route_quality_target, folds=settings.route_calibration_folds,
-                    seed=settings.seed, parallel=True)
-    if cal is None:
+    if not _enough_rows(run.train, settings.route_calibration_folds):
         return None
+    ident = oof_cache.identity(encoder=settings.encoder, representation=Representation.from_settings(settings).key,
+                               seed=settings.seed, members=members, version=__version__, code=routers_code())
+    carried = (oof_cache.latest(settings.calibration, ident, list(run.train.models))
+               if settings.route_calibration_carry > 0 else None)
+    oof, rows = out_of_fold(lambda: get_router(ATTENTION, n_members=members), run.train,
+                            folds=settings.route_calibration_folds, seed=settings.seed, parallel=True,
+                            carried=carried, max_added=settings.route_calibration_carry)
+    oof_cache.save(settings.calibration, replace(oof, run_id=run.run_id, identity=ident))
+    cal = _curve(oof, rows, run.train, settings.route_reward, settings.route_quality_target,
+                 settings.route_calibration_folds)
     test = split_figures(cal.pick(), *predict(run.routers[ATTENTION], run.test), run.test)
     cal = replace(cal, test=test, members=members)
     log.info("%s; on the test split: quality ratio %.3f at cost ratio %.3f", cal.pick().describe(),

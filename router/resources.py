@@ -8,6 +8,7 @@ links to them, which the wheel build copies as files (``[tool.setuptools.package
 
 from __future__ import annotations
 
+import hashlib
 from importlib.resources import as_file, files
 from pathlib import Path
 
@@ -39,6 +40,14 @@ def demo_files() -> dict[str, list[Path]]:
         "logs": [_path("demo_data", "logs.jsonl")],
         "backlog": [_path("demo_data", "backlog.jsonl")],
     }
+
+
+def routers_code() -> str:
+    """sha256 of the router implementations' source (``router/routers/*.py``): part of what a fit depends on."""
+    code = hashlib.sha256()
+    for path in sorted(_path("routers").glob("*.py")):
+        code.update(path.read_bytes())
+    return code.hexdigest()
 
 
 def package_dir() -> Path:

@@ -71,6 +71,8 @@ class Settings(BaseSettings):
         "(faster on CPU; cosine to torch's vectors ≥ 0.989, mean 0.993, on the RouterBench subset); onnx only")
     encoder_cache_dir: Path | None = Field(default=None, description="exported ONNX encoders (default "
                                            "$ROUTER_HOME/encoders)")
+    calibration_dir: Path | None = Field(default=None, description="the calibrations' out-of-fold predictions, "
+                                         "carried into the next retrain (default $ROUTER_HOME/calibration)")
     embed_batch_size: int | None = Field(default=None, ge=1, description="prompts per encoder call (default: 16 on "
                                          "CPU, 64 on CUDA; router.encoder.batch_size)")
     embed_chunk_size: int = Field(default=2048, ge=1, description="prompts embedded per committed transaction")
@@ -95,6 +97,10 @@ class Settings(BaseSettings):
                                         "quality reaches this × the best single model's (router.policy)")
     route_calibration_folds: int = Field(default=10, ge=2, description="cross-fitting folds of the train split "
                                          "when a version's quality-target policy is calibrated")
+    route_calibration_carry: float = Field(default=0.25, ge=0, lt=1, description="a retrain's calibration reuses "
+                                           "the previous one's out-of-fold predictions of unchanged rows and fits "
+                                           "the new rows as one more fold while the rows predicted outside a full "
+                                           "cross-fit are at most this share (0: cross-fit every retrain)")
     route_calibration_members: int | None = Field(default=None, ge=1, description="ensemble members of each "
                                                   "cross-fitted attention router of the calibration (default: "
                                                   "the registered router's own; fewer is faster, the folds are "
@@ -189,6 +195,10 @@ class Settings(BaseSettings):
     @property
     def encoder_cache(self) -> Path:
         return self._under(self.encoder_cache_dir, "encoders")
+
+    @property
+    def calibration(self) -> Path:
+        return self._under(self.calibration_dir, "calibration")
 
     @property
     def reports(self) -> Path:

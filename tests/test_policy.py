@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -12,11 +14,14 @@ from router.policy import (
     calibration_curve,
     cross_fitted,
     fold_ids,
+    out_of_fold,
     prompt_key,
     resolve,
     share_keys,
     split_figures,
 )
+from router import oof_cache
+from router.oof_cache import OutOfFold, vector_keys
 from router.routers.base import Router, RoutingData
 
 MODELS = ["cheap", "rich"]
@@ -311,3 +316,97 @@ def test_a_free_best_single_model_is_chosen_at_no_cost_and_dearer_points_only_be
     assert above.reward_param == min(spending)
     never = cal.pick(2.0)
     assert not never.reached and never.quality_ratio == max(cal.quality_ratio)
+
+
+def _carried(data: RoutingData, rows: np.ndarray, value: float, added: np.ndarray | None = None) -> OutOfFold:
+    """An earlier calibration's predictions of ``data``'s dense ``rows``: quality ``value`` everywhere."""
+    m = len(data.models)
+    return OutOfFold("20261201T000000Z-abc123", list(data.models), "same", np.asarray(data.prompt_ids)[rows],
+                     vector_keys(data.X[rows]), np.full((rows.size, m), value), np.ones((rows.size, m)),
+                     np.zeros(rows.size, dtype=bool) if added is None else added)
+
+
+def _with_ids(data: RoutingData) -> RoutingData:
+    data.prompt_ids = [f"{i:032x}" for i in range(data.n)]
+    return data
+
+
+def test_a_calibration_carries_unchanged_rows_and_predicts_the_new_ones_as_one_more_fold() -> None:
+    """Rows an earlier calibration predicted keep its predictions; new rows, and a row whose vector changed (a
+    re-embedded prompt), are predicted by one router fitted on every other train row: out of fold."""
+    data = _with_ids(_data(n=60, sparse=6))
+    earlier = _carried(data, np.arange(6, 54), 0.5)  # dense rows 54..59 are new tonight
+    data.X[10] += 1.0  # re-embedded since: its carried prediction no longer applies
+    oof, rows = out_of_fold(lambda: _Memory(), data, folds=3, seed=0, carried=earlier, max_added=0.25)
+    assert rows.tolist() == list(range(6, 60))
+    new = np.isin(rows, [10, 54, 55, 56, 57, 58, 59])
+    assert (oof.q_hat[~new] == 0.5).all()  # carried
+    assert (oof.q_hat[new] == 0).all()  # predicted by a router that did not see them
+    assert oof.added.tolist() == new.tolist() and oof.carried == 47 and oof.carried_from == earlier.run_id
+    np.testing.assert_array_equal(oof.vector_keys, vector_keys(data.X[rows]))
+
+
+def test_a_calibration_cross_fits_from_scratch_once_too_many_rows_were_added_since_the_last_full_one() -> None:
+    data = _with_ids(_data(n=60, sparse=6))
+    flags = np.arange(6, 54) < 16  # ten rows carried with the "added" mark: 10 + 6 new of 54 > 25 %
+    earlier = _carried(data, np.arange(6, 54), 0.5, added=flags)
+    oof, _ = out_of_fold(lambda: _Memory(), data, folds=3, seed=0, carried=earlier, max_added=0.25)
+    assert (oof.q_hat == 0).all() and not oof.added.any() and oof.carried == 0  # a full cross-fit
+    within, _ = out_of_fold(lambda: _Memory(), data, folds=3, seed=0, carried=earlier, max_added=0.3)
+    assert within.carried == 48 and int(within.added.sum()) == 16  # the marked rows carried with their mark
+    full, _ = out_of_fold(lambda: _Memory(), data, folds=3, seed=0)
+    np.testing.assert_array_equal(full.q_hat, oof.q_hat)
+
+
+def test_kept_predictions_are_read_back_only_by_a_calibration_of_the_same_identity_and_pool(tmp_path, caplog
+                                                                                            ) -> None:
+    data = _with_ids(_data(n=60, sparse=6))
+    earlier = _carried(data, np.arange(6, 60), 0.5, added=np.arange(6, 60) % 7 == 0)
+    path = oof_cache.save(tmp_path, earlier)
+    back = oof_cache.latest(tmp_path, "same", MODELS)
+    assert back is not None and back.run_id == earlier.run_id and back.models == MODELS
+    for name in ("prompt_ids", "vector_keys", "q_hat", "c_hat", "added"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(earlier, name))
+    assert oof_cache.latest(tmp_path, "other settings", MODELS) is None
+    assert oof_cache.latest(tmp_path, "same", MODELS[::-1]) is None
+    for k in range(4):  # the newest KEEP files stay
+        oof_cache.save(tmp_path, replace(earlier, run_id=f"20261202T00000{k}Z-abc123"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"20261202T00000{k}Z-abc123.npz" for k in (1, 2, 3)]
+    assert not path.exists()
+    (tmp_path / "20261203T000000Z-abc123.npz").write_bytes(b"not an npz")
+    assert oof_cache.latest(tmp_path, "same", MODELS) is None
+    assert "unreadable" in caplog.text
+
+
+def test_a_retrain_carries_the_previous_calibration_forward_when_its_identity_matches(tmp_path) -> None:
+    """The train step's calibration (attention routers, one member each here) keeps its out-of-fold predictions in
+    the workspace; the next retrain with a few new rows reuses them, says so in its MLflow params, and is
+    reproducible; other settings, or ``ROUTER_ROUTE_CALIBRATION_CARRY=0``, cross-fit from scratch."""
+    from types import SimpleNamespace
+
+    from router.policy import calibrate_training_run
+    from router.routers import get_router
+    from router.settings import Settings
+
+    full = _with_ids(_data(n=96, sparse=6))
+
+    def run(run_id: str, rows: int, **settings: object):
+        s = Settings(home=tmp_path, route_calibration_members=1, route_calibration_folds=3, **settings)
+        train = full.subset(np.arange(rows))
+        fitted = get_router("attention", n_members=1).fit(train, seed=s.seed)
+        return calibrate_training_run(s, SimpleNamespace(run_id=run_id, train=train, test=full, routers={
+            "attention": fitted})), s
+
+    first, s = run("20261201T000000Z-aaaaaa", 84)
+    assert first.carried_rows == 0 and (s.calibration / "20261201T000000Z-aaaaaa.npz").is_file()
+    second, _ = run("20261202T000000Z-bbbbbb", 96)  # 12 new dense rows of 90: within 25 %
+    assert second.carried_rows == 78 and second.carried_from == "20261201T000000Z-aaaaaa"
+    assert second.n_rows == 90 and second.params()["policy.calibration_carried_rows"] == 78
+    again, _ = run("20261202T000001Z-cccccc", 96)  # from the second's file: every row carried, nothing fitted
+    assert again.carried_rows == 90 and again.carried_from == "20261202T000000Z-bbbbbb"
+    assert (again.grid, again.quality_ratio, again.cost_ratio) == (second.grid, second.quality_ratio,
+                                                                   second.cost_ratio)
+    other_seed, _ = run("20261202T000002Z-dddddd", 96, seed=7)
+    assert other_seed.carried_rows == 0
+    off, _ = run("20261202T000003Z-eeeeee", 96, seed=7, route_calibration_carry=0)
+    assert off.carried_rows == 0
