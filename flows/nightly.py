@@ -172,9 +172,12 @@ def nightly(reward: str | None = None, reward_param: float | None = None, budget
     Raises :class:`~router.doctor.DoctorFailed` (the flow run ends failed) when the doctor finds problems, after
     the report (with the doctor's section) and the artifact are written.
     """
+    from router.registry.promotion import versions_cached  # the steps load the champion once (MLflow: lazily)
+
     night = _night(reward=reward, reward_param=reward_param, budget=budget)
     try:
-        with workspace_lock(night.settings.workspace, "pipeline"), refreshed(night.settings, on_success=False):
+        with (workspace_lock(night.settings.workspace, "pipeline"), refreshed(night.settings, on_success=False),
+              versions_cached()):
             if demo:
                 steps.stage_demo_data(night.settings)
             for step in steps.STEPS:

@@ -681,9 +681,13 @@ def run_step(step: Step, night: Night) -> Any:
 
 
 def run_night(night: Night, after_step: Callable[[str], None] | None = None) -> Night:
-    """Every step of :data:`STEPS` in order, without an orchestrator; ``after_step(name)`` after each."""
-    for step in STEPS:
-        run_step(step, night)
-        if after_step is not None:
-            after_step(step.name)
+    """Every step of :data:`STEPS` in order, without an orchestrator; ``after_step(name)`` after each. The steps
+    share the versions they load (``router.registry.promotion.versions_cached``)."""
+    from router.registry.promotion import versions_cached
+
+    with versions_cached():
+        for step in STEPS:
+            run_step(step, night)
+            if after_step is not None:
+                after_step(step.name)
     return night

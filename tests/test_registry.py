@@ -614,6 +614,30 @@ def test_a_version_reads_its_policy_from_a_reference_or_a_whole_model_config(tmp
 # ----------------------------------------------------------------------------------------------- promotion
 
 
+def test_a_night_loads_each_version_once(lifecycle: Lifecycle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside ``versions_cached`` (a nightly run) a version is downloaded once and the same object handed out again;
+    another version loads its own; outside, every call loads afresh."""
+    settings = lifecycle.settings
+    downloads: list[int] = []
+    real = promotion.download_version
+
+    def counting(s: Settings, version: int, dst: Path) -> Path:
+        downloads.append(int(version))
+        return real(s, version, dst)
+
+    monkeypatch.setattr(promotion, "download_version", counting)
+    with promotion.versions_cached():
+        first = promotion.load_version(settings, 3)
+        with promotion.versions_cached():  # a nested block shares the outer one's versions
+            assert promotion.load_version(settings, 3) is first
+        assert promotion.load_version(settings, 3) is first
+        assert promotion.load_version(settings, 2).version == 2
+    assert downloads == [3, 2]
+    again = promotion.load_version(settings, 3)
+    assert again is not first and downloads == [3, 2, 3]
+    assert list(again.router.models) == list(first.router.models)
+
+
 def test_first_version_must_beat_the_baseline(lifecycle: Lifecycle) -> None:
     high, low = lifecycle.decisions["v1_vs_high_baseline"], lifecycle.decisions["v1_vs_low_baseline"]
     assert not high.promoted and high.champion_version is None and "baseline" in high.reason

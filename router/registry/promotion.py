@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CHALLENGER", "CHAMPION", "HISTORY_TAG", "LoadedVersion", "PoolMismatchError", "VersionInfo",
            "alias_version", "champion_history", "champion_version", "download_version", "evaluate_version", "gate",
-           "list_versions", "load_version", "promote", "register_challenger", "rollback"]
+           "list_versions", "load_version", "promote", "register_challenger", "rollback", "versions_cached"]
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +210,43 @@ def download_version(settings: Settings, version: int, dst_path: Path) -> Path:
         return Path(mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(dst_path)))
 
 
+#: Versions loaded inside :func:`versions_cached`, by (registry URI, registered model, version); ``None`` outside.
+_CACHED: dict[tuple[str, str, int], LoadedVersion] | None = None
+_CACHE_LOCK = threading.Lock()
+
+
+@contextmanager
+def versions_cached() -> Iterator[None]:
+    """Inside the block :func:`load_version` loads each version once and hands the same object out again (a
+    registered version's files never change; no caller changes a loaded router): one night's steps load the
+    champion once. Nested blocks share the outermost one's versions."""
+    global _CACHED
+    with _CACHE_LOCK:
+        outermost = _CACHED is None
+        if outermost:
+            _CACHED = {}
+    try:
+        yield
+    finally:
+        if outermost:
+            with _CACHE_LOCK:
+                _CACHED = None
+
+
 def load_version(settings: Settings, version: int) -> LoadedVersion:
     """Download a version's artifacts and rebuild its router (checked by
-    :func:`~router.registry.packaging.load_router_artifacts`)."""
+    :func:`~router.registry.packaging.load_router_artifacts`); inside :func:`versions_cached`, once per version."""
+    key = (settings.mlflow_registry, settings.registered_model, int(version))
+    cache = _CACHED
+    if cache is not None and key in cache:
+        return cache[key]
+    loaded = _load_version(settings, version)
+    if cache is not None:
+        cache[key] = loaded
+    return loaded
+
+
+def _load_version(settings: Settings, version: int) -> LoadedVersion:
     from mlflow.models import Model  # noqa: PLC0415
 
     name = settings.registered_model

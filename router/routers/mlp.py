@@ -12,8 +12,6 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.neural_network import MLPClassifier
 
 from router.routers import register
 from router.routers.base import Router, RoutingData, to_tensor
@@ -21,6 +19,7 @@ from router.routers.knn import _nan_column_mean
 
 if TYPE_CHECKING:
     import torch
+    from sklearn.neural_network import MLPClassifier
 
 __all__ = ["MLPRouter"]
 
@@ -58,6 +57,8 @@ class MLPRouter(Router):
         self.min_rows = min_rows
 
     def fit(self, data: RoutingData, seed: int = 42) -> MLPRouter:
+        from sklearn.exceptions import ConvergenceWarning  # noqa: PLC0415 - scikit-learn only where an MLP is fitted
+
         self.models = list(data.models)
         quality = np.asarray(data.quality, dtype=np.float64)
         self._quality_mean = _nan_column_mean(quality, default=0.5)
@@ -86,6 +87,8 @@ class MLPRouter(Router):
         return quality, cost
 
     def _classifier(self) -> MLPClassifier:
+        from sklearn.neural_network import MLPClassifier  # noqa: PLC0415 - see fit
+
         return MLPClassifier(hidden_layer_sizes=self.hidden, alpha=self.alpha, max_iter=self.max_iter,
                              early_stopping=self.early_stopping)
 
