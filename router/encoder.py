@@ -140,7 +140,7 @@ _FINGERPRINTS: dict[tuple[Any, ...], str] = {}
 def fingerprint(folder: Path, salt: str = f"export-v{EXPORT_VERSION}") -> str:
     """A hash of an encoder folder's files (names and bytes; README and the like left out) and of ``salt`` (by
     default :data:`EXPORT_VERSION`: an export cached under it belongs to exactly these weights). Hashed again only
-    when a file's name, size or modification time changed since the last call in this process."""
+    when a file's name, inode, size or modification time changed since the last call in this process."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.name not in _NOT_THE_MODEL)
     stats = [(p, p.stat()) for p in files]
     key = (str(folder), salt, tuple((str(p), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) for p, st in stats))

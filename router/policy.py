@@ -296,6 +296,11 @@ def fold_ids(tasks: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return out
 
 
+def dense_rows(data: RoutingData) -> np.ndarray:
+    """Indices of the rows of ``data`` with every model's cost observed: the rows a calibration is measured on."""
+    return np.flatnonzero(~np.isnan(data.cost).any(axis=1))
+
+
 def cross_fitted(make: Callable[[], Router], data: RoutingData, folds: int, seed: int, *, parallel: bool = False
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Out-of-fold ``(q_hat, c_hat, rows)`` on the dense rows of ``data`` (every model's cost observed).
@@ -306,7 +311,7 @@ def cross_fitted(make: Callable[[], Router], data: RoutingData, folds: int, seed
     then the same as one fold after another."""
     from router.routers.attention_inference import on_cores  # noqa: PLC0415 - torch, only when calibrating
 
-    dense = np.flatnonzero(~np.isnan(data.cost).any(axis=1))
+    dense = dense_rows(data)
     fold = fold_ids(data.eval_names[dense], folds, seed)
     m = len(data.models)
     q_hat, c_hat = np.empty((dense.size, m)), np.empty((dense.size, m))
@@ -340,7 +345,7 @@ def out_of_fold(make: Callable[[], Router], data: RoutingData, *, folds: int, se
     without ``carried``, a full cross-fit (:func:`cross_fitted`). The result has no run id nor identity yet."""
     from router.oof_cache import OutOfFold, vector_keys  # noqa: PLC0415 - only when calibrating
 
-    dense = np.flatnonzero(~np.isnan(data.cost).any(axis=1))
+    dense = dense_rows(data)
     ids = np.asarray([data.prompt_ids[i] for i in dense] if data.prompt_ids else [""] * dense.size, dtype=str)
     keys = vector_keys(data.X[dense])
     if carried is not None and data.prompt_ids and dense.size:
@@ -369,7 +374,7 @@ def out_of_fold(make: Callable[[], Router], data: RoutingData, *, folds: int, se
 
 
 def _enough_rows(train: RoutingData, folds: int) -> bool:
-    dense = int((~np.isnan(train.cost).any(axis=1)).sum())
+    dense = dense_rows(train).size
     if dense < max(MIN_ROWS, folds):
         log.warning("only %d train rows with every model's outcome: no quality-target calibration", dense)
         return False
